@@ -1,0 +1,105 @@
+//! Every limit and timeout of the server: a flag, an environment variable
+//! (`CHAT_...`) and the contract's default.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Parser;
+
+/// chat-server: a Socket.IO v4 chat server (namespaces `/chat` and `/admin`).
+///
+/// Every flag can also be set through the environment variable named in
+/// brackets. Durations take humantime syntax: `90s`, `2m`, `500ms`.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "chat-server", version, about, long_about = None)]
+pub struct Config {
+    /// Address to listen on. Use 0.0.0.0:3000 to serve other hosts.
+    #[arg(long, env = "CHAT_BIND", default_value = "127.0.0.1:3000")]
+    pub bind: SocketAddr,
+
+    /// Token that `/admin` clients must present (auth `{token}`). Without
+    /// one, every admin connect is refused.
+    #[arg(long, env = "CHAT_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+
+    /// How long a session (identity, rooms, missed messages) is kept after
+    /// an unplanned disconnect, so that the client can resume it.
+    #[arg(long, env = "CHAT_RECOVERY_WINDOW", default_value = "120s", value_parser = humantime::parse_duration)]
+    pub recovery_window: Duration,
+
+    /// Messages per second each socket may send (token bucket refill rate).
+    /// 0 lifts the limit (for load tests).
+    #[arg(long, env = "CHAT_RATE", default_value_t = 10.0)]
+    pub rate: f64,
+
+    /// Messages a socket may send at once before the rate applies.
+    #[arg(long, env = "CHAT_BURST", default_value_t = 20)]
+    pub burst: u32,
+
+    /// Longest message text, in Unicode characters after trimming.
+    #[arg(long, env = "CHAT_MAX_TEXT", default_value_t = 2000)]
+    pub max_text: usize,
+
+    /// Most rooms one user may be in at once.
+    #[arg(long, env = "CHAT_MAX_ROOMS_PER_USER", default_value_t = 50)]
+    pub max_rooms_per_user: usize,
+
+    /// Messages of a room sent back in the `room:join` ack.
+    #[arg(long, env = "CHAT_HISTORY", default_value_t = 50)]
+    pub history: usize,
+
+    /// Messages kept for session recovery (the replay log). A client that
+    /// missed more than this gets `truncated: true`.
+    #[arg(long, env = "CHAT_REPLAY_BUFFER", default_value_t = 10_000)]
+    pub replay_buffer: usize,
+
+    /// How often `/admin` clients get `admin:stats`.
+    #[arg(long, env = "CHAT_STATS_INTERVAL", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub stats_interval: Duration,
+
+    /// Most users connected at once; beyond it connects are refused with
+    /// `server_full`. 0: no limit.
+    #[arg(long, env = "CHAT_MAX_CONNECTIONS", default_value_t = 0)]
+    pub max_connections: usize,
+
+    /// Single presence events per second per scope (the namespace, each
+    /// room); changes beyond it are folded into one `summary` a second.
+    #[arg(long, env = "CHAT_PRESENCE_BURST", default_value_t = 20)]
+    pub presence_burst: u32,
+
+    /// Largest Engine.IO packet a client may send, in bytes.
+    #[arg(long, env = "CHAT_MAX_PAYLOAD", default_value_t = 64 * 1024)]
+    pub max_payload: u64,
+
+    /// Packets queued for one socket before further ones are dropped for
+    /// it (a slow reader loses messages; it never slows the others).
+    #[arg(long, env = "CHAT_SOCKET_BUFFER", default_value_t = 1024)]
+    pub socket_buffer: usize,
+
+    /// Interval between Engine.IO pings.
+    #[arg(long, env = "CHAT_PING_INTERVAL", default_value = "25s", value_parser = humantime::parse_duration)]
+    pub ping_interval: Duration,
+
+    /// How long a pong may take before the connection is dropped.
+    #[arg(long, env = "CHAT_PING_TIMEOUT", default_value = "20s", value_parser = humantime::parse_duration)]
+    pub ping_timeout: Duration,
+
+    /// How long shutdown waits for sockets to close before exiting.
+    #[arg(long, env = "CHAT_SHUTDOWN_GRACE", default_value = "3s", value_parser = humantime::parse_duration)]
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Config {
+    /// The contract's defaults, as `chat-server` with no flags (and no
+    /// environment) would run.
+    fn default() -> Self {
+        Config::parse_from(["chat-server"])
+    }
+}
+
+impl Config {
+    /// The rate limit in force, `None` when lifted.
+    pub fn rate_limit(&self) -> Option<(f64, u32)> {
+        (self.rate > 0.0).then_some((self.rate, self.burst.max(1)))
+    }
+}

@@ -1,0 +1,147 @@
+//! The `/admin` namespace's payloads.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ack::RoomCount;
+use crate::error::ErrorCode;
+
+/// The `auth` object of an `/admin` handshake.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminAuth {
+    pub token: String,
+}
+
+/// One connected user, as an admin sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AdminUser {
+    pub username: String,
+    pub sid: String,
+    pub rooms: Vec<String>,
+    /// Milliseconds since the Unix epoch.
+    pub connected_at: u64,
+}
+
+/// `admin:snapshot`, sent once on connect.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AdminSnapshot {
+    pub online: u64,
+    pub users: Vec<AdminUser>,
+    pub rooms: Vec<RoomCount>,
+    pub uptime_ms: u64,
+}
+
+/// `admin:event.type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AdminEventType {
+    Connect,
+    Disconnect,
+    Recovered,
+    Rejected,
+    Join,
+    Leave,
+    Message,
+    Error,
+}
+
+/// The kind of a delivered message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MessageKind {
+    Room,
+    Dm,
+    Global,
+    Broadcast,
+}
+
+/// `admin:event`: one server-side happening. Never carries message text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminEvent {
+    #[serde(rename = "type")]
+    pub kind_of_event: AdminEventType,
+    pub ts: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub room: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<ErrorCode>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<MessageKind>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    /// The message's size in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
+}
+
+impl AdminEvent {
+    /// An event of `kind_of_event` at `ts` with every optional field empty.
+    pub fn new(kind_of_event: AdminEventType, ts: u64) -> Self {
+        AdminEvent {
+            kind_of_event,
+            ts,
+            user: None,
+            room: None,
+            reason: None,
+            code: None,
+            kind: None,
+            to: None,
+            bytes: None,
+        }
+    }
+}
+
+/// `admin:stats`, every `--stats-interval`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AdminStats {
+    pub online: u64,
+    pub rooms: u64,
+    pub messages_total: u64,
+    pub messages_per_sec: f64,
+    pub errors_total: u64,
+    pub uptime_ms: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::ServerEvent;
+    use serde_json::json;
+
+    #[test]
+    fn snapshot_shape() {
+        let v = json!({"online": 1, "users": [{"username": "alice", "sid": "s1", "rooms": ["#a"],
+            "connectedAt": 17}], "rooms": [{"room": "#a", "members": 1}], "uptimeMs": 5});
+        let ServerEvent::AdminSnapshot(s) = ServerEvent::parse("admin:snapshot", v.clone()).unwrap() else { panic!() };
+        assert_eq!(s.users[0].connected_at, 17);
+        assert_eq!(serde_json::to_value(&s).unwrap(), v);
+    }
+
+    #[test]
+    fn event_shape() {
+        let v = json!({"type": "message", "ts": 3, "user": "alice", "room": "#a", "kind": "room", "bytes": 5});
+        let ServerEvent::AdminEvent(e) = ServerEvent::parse("admin:event", v.clone()).unwrap() else { panic!() };
+        assert_eq!(e.kind_of_event, AdminEventType::Message);
+        assert_eq!(e.kind, Some(MessageKind::Room));
+        assert_eq!(serde_json::to_value(&e).unwrap(), v);
+        let r = json!({"type": "rejected", "ts": 4, "code": "username_taken", "user": "bob"});
+        let ServerEvent::AdminEvent(e) = ServerEvent::parse("admin:event", r.clone()).unwrap() else { panic!() };
+        assert_eq!(e.code, Some(ErrorCode::UsernameTaken));
+        assert_eq!(serde_json::to_value(&e).unwrap(), r);
+    }
+
+    #[test]
+    fn stats_shape() {
+        let v = json!({"online": 2, "rooms": 1, "messagesTotal": 10, "messagesPerSec": 2.5,
+            "errorsTotal": 0, "uptimeMs": 5000});
+        let ServerEvent::AdminStats(s) = ServerEvent::parse("admin:stats", v.clone()).unwrap() else { panic!() };
+        assert_eq!(s.messages_per_sec, 2.5);
+        assert_eq!(serde_json::to_value(&s).unwrap(), v);
+    }
+}

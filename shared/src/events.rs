@@ -1,0 +1,594 @@
+//! Event names, payload structs and the two event enums.
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::admin::{AdminEvent, AdminSnapshot, AdminStats};
+use crate::error::{ChatError, ErrorCode};
+
+/// Wire names of every event, client → server and server → client.
+pub mod names {
+    pub const ROOM_JOIN: &str = "room:join";
+    pub const ROOM_LEAVE: &str = "room:leave";
+    pub const ROOM_LIST: &str = "room:list";
+    pub const ROOM_MESSAGE: &str = "room:message";
+    pub const DM_MESSAGE: &str = "dm:message";
+    pub const GLOBAL_MESSAGE: &str = "global:message";
+    pub const BROADCAST_MESSAGE: &str = "broadcast:message";
+    pub const TYPING: &str = "typing";
+    pub const PRESENCE_GET: &str = "presence:get";
+    pub const SESSION: &str = "session";
+    pub const PRESENCE: &str = "presence";
+    pub const CHAT_ERROR: &str = "chat:error";
+    pub const ADMIN_SNAPSHOT: &str = "admin:snapshot";
+    pub const ADMIN_EVENT: &str = "admin:event";
+    pub const ADMIN_STATS: &str = "admin:stats";
+
+    /// Every event a client may send on `/chat`.
+    pub const CLIENT_EVENTS: [&str; 9] = [
+        ROOM_JOIN,
+        ROOM_LEAVE,
+        ROOM_LIST,
+        ROOM_MESSAGE,
+        DM_MESSAGE,
+        GLOBAL_MESSAGE,
+        BROADCAST_MESSAGE,
+        TYPING,
+        PRESENCE_GET,
+    ];
+}
+
+// ---------------------------------------------------------------- handshake
+
+/// The `auth` object of a `/chat` handshake.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Auth {
+    pub username: String,
+    /// The token of the session to resume.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
+    /// The `id` of the last message received.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<String>,
+}
+
+/// `session`: the first event on every accepted `/chat` connection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionInfo {
+    pub sid: String,
+    pub username: String,
+    pub session: String,
+    pub recovered: bool,
+    pub rooms: Vec<String>,
+    pub missed: u64,
+    pub truncated: bool,
+}
+
+// ---------------------------------------------------------- client payloads
+
+/// `room:join` and `room:leave`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomRequest {
+    pub room: String,
+}
+
+/// `room:message` from a client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomMessageRequest {
+    pub room: String,
+    pub text: String,
+}
+
+/// `dm:message` from a client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DmRequest {
+    pub to: String,
+    pub text: String,
+}
+
+/// `global:message` and `broadcast:message` from a client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TextRequest {
+    pub text: String,
+}
+
+/// Where a typing signal goes: a room or one user.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum TypingTarget {
+    Room(String),
+    User(String),
+}
+
+/// `typing` from a client: `{room, typing}` or `{to, typing}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TypingRequest {
+    pub target: TypingTarget,
+    pub typing: bool,
+}
+
+#[derive(Serialize, Deserialize)]
+struct TypingWire {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    room: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    to: Option<String>,
+    typing: bool,
+}
+
+impl Serialize for TypingRequest {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let (room, to) = match &self.target {
+            TypingTarget::Room(r) => (Some(r.clone()), None),
+            TypingTarget::User(u) => (None, Some(u.clone())),
+        };
+        TypingWire {
+            room,
+            to,
+            typing: self.typing,
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for TypingRequest {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let w = TypingWire::deserialize(d)?;
+        let target = match (w.room, w.to) {
+            (Some(r), None) => TypingTarget::Room(r),
+            (None, Some(u)) => TypingTarget::User(u),
+            _ => return Err(serde::de::Error::custom("exactly one of room and to")),
+        };
+        Ok(TypingRequest {
+            target,
+            typing: w.typing,
+        })
+    }
+}
+
+/// Every event a client sends on `/chat`, typed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientEvent {
+    RoomJoin(RoomRequest),
+    RoomLeave(RoomRequest),
+    RoomList,
+    RoomMessage(RoomMessageRequest),
+    DmMessage(DmRequest),
+    GlobalMessage(TextRequest),
+    BroadcastMessage(TextRequest),
+    Typing(TypingRequest),
+    PresenceGet,
+}
+
+/// Why a client event could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    #[error("unknown event {0}")]
+    UnknownEvent(String),
+    #[error("{0}")]
+    InvalidPayload(String),
+}
+
+impl ParseError {
+    /// The structured error a server answers with.
+    pub fn to_chat_error(&self, event: &str) -> ChatError {
+        match self {
+            ParseError::UnknownEvent(_) => ChatError::new(ErrorCode::UnknownEvent, self.to_string(), event),
+            ParseError::InvalidPayload(m) => ChatError::new(ErrorCode::InvalidPayload, m.clone(), event),
+        }
+    }
+}
+
+fn payload<T: DeserializeOwned>(event: &str, expected: &str, v: Value) -> Result<T, ParseError> {
+    if !v.is_object() {
+        return Err(ParseError::InvalidPayload(format!("{event} expects one JSON object {expected}")));
+    }
+    serde_json::from_value(v).map_err(|e| ParseError::InvalidPayload(format!("{event} expects {expected}: {e}")))
+}
+
+/// Events with no fields take `{}`; a missing payload (`null`) is read as `{}`.
+fn empty(event: &str, v: &Value) -> Result<(), ParseError> {
+    if v.is_object() || v.is_null() {
+        Ok(())
+    } else {
+        Err(ParseError::InvalidPayload(format!("{event} expects one JSON object {{}}")))
+    }
+}
+
+impl ClientEvent {
+    /// The event's wire name.
+    pub fn name(&self) -> &'static str {
+        use names::*;
+        match self {
+            ClientEvent::RoomJoin(_) => ROOM_JOIN,
+            ClientEvent::RoomLeave(_) => ROOM_LEAVE,
+            ClientEvent::RoomList => ROOM_LIST,
+            ClientEvent::RoomMessage(_) => ROOM_MESSAGE,
+            ClientEvent::DmMessage(_) => DM_MESSAGE,
+            ClientEvent::GlobalMessage(_) => GLOBAL_MESSAGE,
+            ClientEvent::BroadcastMessage(_) => BROADCAST_MESSAGE,
+            ClientEvent::Typing(_) => TYPING,
+            ClientEvent::PresenceGet => PRESENCE_GET,
+        }
+    }
+
+    /// The event's payload as JSON.
+    pub fn payload(&self) -> Value {
+        let v = match self {
+            ClientEvent::RoomJoin(p) | ClientEvent::RoomLeave(p) => serde_json::to_value(p),
+            ClientEvent::RoomMessage(p) => serde_json::to_value(p),
+            ClientEvent::DmMessage(p) => serde_json::to_value(p),
+            ClientEvent::GlobalMessage(p) | ClientEvent::BroadcastMessage(p) => serde_json::to_value(p),
+            ClientEvent::Typing(p) => serde_json::to_value(p),
+            ClientEvent::RoomList | ClientEvent::PresenceGet => Ok(Value::Object(Default::default())),
+        };
+        // Serialising these plain structs into a Value cannot fail.
+        v.unwrap_or(Value::Null)
+    }
+
+    /// Reads an event from its name and payload. Field types are checked;
+    /// the rules (room names, text) are the server's to apply.
+    pub fn parse(name: &str, v: Value) -> Result<ClientEvent, ParseError> {
+        use names::*;
+        Ok(match name {
+            ROOM_JOIN => ClientEvent::RoomJoin(payload(name, "{room}", v)?),
+            ROOM_LEAVE => ClientEvent::RoomLeave(payload(name, "{room}", v)?),
+            ROOM_LIST => {
+                empty(name, &v)?;
+                ClientEvent::RoomList
+            }
+            ROOM_MESSAGE => ClientEvent::RoomMessage(payload(name, "{room, text}", v)?),
+            DM_MESSAGE => ClientEvent::DmMessage(payload(name, "{to, text}", v)?),
+            GLOBAL_MESSAGE => ClientEvent::GlobalMessage(payload(name, "{text}", v)?),
+            BROADCAST_MESSAGE => ClientEvent::BroadcastMessage(payload(name, "{text}", v)?),
+            TYPING => ClientEvent::Typing(payload(name, "{room, typing} or {to, typing}", v)?),
+            PRESENCE_GET => {
+                empty(name, &v)?;
+                ClientEvent::PresenceGet
+            }
+            other => return Err(ParseError::UnknownEvent(other.to_owned())),
+        })
+    }
+}
+
+// ---------------------------------------------------------- server payloads
+
+/// `room:message` as delivered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomMessage {
+    pub id: String,
+    pub ts: u64,
+    pub from: String,
+    pub room: String,
+    pub text: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replayed: Option<bool>,
+}
+
+/// `dm:message` as delivered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DmMessage {
+    pub id: String,
+    pub ts: u64,
+    pub from: String,
+    pub to: String,
+    pub text: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replayed: Option<bool>,
+}
+
+/// `global:message` and `broadcast:message` as delivered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FeedMessage {
+    pub id: String,
+    pub ts: u64,
+    pub from: String,
+    pub text: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replayed: Option<bool>,
+}
+
+/// `typing` as relayed: `{from, room, typing}` or `{from, to, typing}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TypingNotice {
+    pub from: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub room: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    pub typing: bool,
+}
+
+/// How long a receiver shows a typing signal after the last `typing:true`.
+pub const TYPING_TTL_MS: u64 = 6000;
+
+/// `presence.event`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PresenceKind {
+    Connect,
+    Disconnect,
+    Join,
+    Leave,
+    Summary,
+}
+
+/// The folded part of a `summary` presence event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PresenceSummary {
+    /// Up to 100 usernames; `None` (null) beyond that.
+    pub joined: Option<Vec<String>>,
+    pub left: Option<Vec<String>>,
+    pub joined_count: u64,
+    pub left_count: u64,
+}
+
+/// The most usernames a summary lists before it sends `null`.
+pub const SUMMARY_LIST_MAX: usize = 100;
+
+/// `presence`: a single change, or a `summary` of changes folded in a storm.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Presence {
+    pub event: PresenceKind,
+    /// The user who came or went; null in a summary.
+    pub user: Option<String>,
+    /// The room of a `join`/`leave`/room summary; null for the namespace.
+    pub room: Option<String>,
+    /// Connected users now.
+    pub online: u64,
+    /// The room's member count now; null for the namespace.
+    pub members: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovered: Option<bool>,
+    #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<PresenceSummary>,
+}
+
+// ------------------------------------------------------------ server events
+
+/// Every event a server sends, typed (both namespaces).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ServerEvent {
+    Session(SessionInfo),
+    RoomMessage(RoomMessage),
+    DmMessage(DmMessage),
+    GlobalMessage(FeedMessage),
+    BroadcastMessage(FeedMessage),
+    Typing(TypingNotice),
+    Presence(Presence),
+    Error(ChatError),
+    AdminSnapshot(AdminSnapshot),
+    AdminEvent(AdminEvent),
+    AdminStats(AdminStats),
+}
+
+impl ServerEvent {
+    /// The event's wire name.
+    pub fn name(&self) -> &'static str {
+        use names::*;
+        match self {
+            ServerEvent::Session(_) => SESSION,
+            ServerEvent::RoomMessage(_) => ROOM_MESSAGE,
+            ServerEvent::DmMessage(_) => DM_MESSAGE,
+            ServerEvent::GlobalMessage(_) => GLOBAL_MESSAGE,
+            ServerEvent::BroadcastMessage(_) => BROADCAST_MESSAGE,
+            ServerEvent::Typing(_) => TYPING,
+            ServerEvent::Presence(_) => PRESENCE,
+            ServerEvent::Error(_) => CHAT_ERROR,
+            ServerEvent::AdminSnapshot(_) => ADMIN_SNAPSHOT,
+            ServerEvent::AdminEvent(_) => ADMIN_EVENT,
+            ServerEvent::AdminStats(_) => ADMIN_STATS,
+        }
+    }
+
+    /// Reads a server event. Clients built on libraries that hand over
+    /// arguments as an array may pass `[payload]`: it is unwrapped.
+    pub fn parse(name: &str, v: Value) -> Result<ServerEvent, ParseError> {
+        use names::*;
+        let v = unwrap_single(v);
+        fn p<T: DeserializeOwned>(name: &str, v: Value) -> Result<T, ParseError> {
+            serde_json::from_value(v).map_err(|e| ParseError::InvalidPayload(format!("{name}: {e}")))
+        }
+        Ok(match name {
+            SESSION => ServerEvent::Session(p(name, v)?),
+            ROOM_MESSAGE => ServerEvent::RoomMessage(p(name, v)?),
+            DM_MESSAGE => ServerEvent::DmMessage(p(name, v)?),
+            GLOBAL_MESSAGE => ServerEvent::GlobalMessage(p(name, v)?),
+            BROADCAST_MESSAGE => ServerEvent::BroadcastMessage(p(name, v)?),
+            TYPING => ServerEvent::Typing(p(name, v)?),
+            PRESENCE => ServerEvent::Presence(p(name, v)?),
+            CHAT_ERROR => ServerEvent::Error(p(name, v)?),
+            ADMIN_SNAPSHOT => ServerEvent::AdminSnapshot(p(name, v)?),
+            ADMIN_EVENT => ServerEvent::AdminEvent(p(name, v)?),
+            ADMIN_STATS => ServerEvent::AdminStats(p(name, v)?),
+            other => return Err(ParseError::UnknownEvent(other.to_owned())),
+        })
+    }
+}
+
+/// `[x]` becomes `x`; anything else is returned as is.
+pub fn unwrap_single(v: Value) -> Value {
+    match v {
+        Value::Array(mut a) if a.len() == 1 => a.pop().unwrap_or(Value::Null),
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn client_events_parse_from_contract_json() {
+        let cases = [
+            ("room:join", json!({"room": "#general"}), ClientEvent::RoomJoin(RoomRequest { room: "#general".into() })),
+            ("room:leave", json!({"room": "general"}), ClientEvent::RoomLeave(RoomRequest { room: "general".into() })),
+            ("room:list", json!({}), ClientEvent::RoomList),
+            ("room:list", Value::Null, ClientEvent::RoomList),
+            (
+                "room:message",
+                json!({"room": "#general", "text": "hi"}),
+                ClientEvent::RoomMessage(RoomMessageRequest { room: "#general".into(), text: "hi".into() }),
+            ),
+            (
+                "dm:message",
+                json!({"to": "bob", "text": "hi"}),
+                ClientEvent::DmMessage(DmRequest { to: "bob".into(), text: "hi".into() }),
+            ),
+            ("global:message", json!({"text": "hi"}), ClientEvent::GlobalMessage(TextRequest { text: "hi".into() })),
+            ("broadcast:message", json!({"text": "hi"}), ClientEvent::BroadcastMessage(TextRequest { text: "hi".into() })),
+            (
+                "typing",
+                json!({"room": "#general", "typing": true}),
+                ClientEvent::Typing(TypingRequest { target: TypingTarget::Room("#general".into()), typing: true }),
+            ),
+            (
+                "typing",
+                json!({"to": "bob", "typing": false}),
+                ClientEvent::Typing(TypingRequest { target: TypingTarget::User("bob".into()), typing: false }),
+            ),
+            ("presence:get", json!({}), ClientEvent::PresenceGet),
+        ];
+        for (name, json, want) in cases {
+            let got = ClientEvent::parse(name, json.clone()).unwrap();
+            assert_eq!(got, want, "{name}");
+            assert_eq!(got.name(), name);
+            if !json.is_null() {
+                assert_eq!(got.payload(), json, "{name} serialises back to the contract's JSON");
+            }
+        }
+    }
+
+    #[test]
+    fn bad_client_payloads_are_invalid_payload() {
+        let cases = [
+            ("room:join", json!("general")),
+            ("room:join", json!({})),
+            ("room:join", json!({"room": 5})),
+            ("room:message", json!({"room": "#a"})),
+            ("room:message", json!([{"room": "#a", "text": "x"}, 2])),
+            ("dm:message", json!({"to": null, "text": "x"})),
+            ("global:message", Value::Null),
+            ("typing", json!({"room": "#a", "to": "bob", "typing": true})),
+            ("typing", json!({"typing": true})),
+            ("typing", json!({"room": "#a", "typing": "yes"})),
+            ("room:list", json!(3)),
+            ("presence:get", json!("x")),
+        ];
+        for (name, json) in cases {
+            let err = ClientEvent::parse(name, json.clone()).unwrap_err();
+            assert!(matches!(err, ParseError::InvalidPayload(_)), "{name} {json}");
+            assert_eq!(err.to_chat_error(name).code, ErrorCode::InvalidPayload);
+            assert_eq!(err.to_chat_error(name).event(), Some(name));
+        }
+    }
+
+    #[test]
+    fn unknown_client_events() {
+        let err = ClientEvent::parse("room:nuke", json!({})).unwrap_err();
+        assert_eq!(err, ParseError::UnknownEvent("room:nuke".into()));
+        assert_eq!(err.to_chat_error("room:nuke").code, ErrorCode::UnknownEvent);
+        for n in names::CLIENT_EVENTS {
+            assert!(!matches!(ClientEvent::parse(n, json!({})), Err(ParseError::UnknownEvent(_))));
+        }
+    }
+
+    #[test]
+    fn session_shape() {
+        let json = json!({ "sid": "abc", "username": "alice", "session": "tok",
+            "recovered": false, "rooms": [], "missed": 0, "truncated": false });
+        let ev = ServerEvent::parse("session", json.clone()).unwrap();
+        let ServerEvent::Session(s) = &ev else { panic!("{ev:?}") };
+        assert_eq!(s.username, "alice");
+        assert_eq!(serde_json::to_value(s).unwrap(), json);
+    }
+
+    #[test]
+    fn auth_shape() {
+        let a: Auth = serde_json::from_value(json!({"username": "alice"})).unwrap();
+        assert_eq!(a, Auth { username: "alice".into(), session: None, offset: None });
+        assert_eq!(serde_json::to_value(&a).unwrap(), json!({"username": "alice"}));
+        let b = Auth { username: "a".into(), session: Some("t".into()), offset: Some("41".into()) };
+        assert_eq!(serde_json::to_value(&b).unwrap(), json!({"username": "a", "session": "t", "offset": "41"}));
+    }
+
+    #[test]
+    fn message_shapes() {
+        let room = json!({"id": "7", "ts": 1700000000000u64, "from": "alice", "room": "#general", "text": "hi"});
+        let ServerEvent::RoomMessage(m) = ServerEvent::parse("room:message", room.clone()).unwrap() else { panic!() };
+        assert_eq!(m.replayed, None);
+        assert_eq!(serde_json::to_value(&m).unwrap(), room);
+
+        let dm = json!({"id": "8", "ts": 1, "from": "alice", "to": "bob", "text": "psst", "replayed": true});
+        let ServerEvent::DmMessage(m) = ServerEvent::parse("dm:message", dm.clone()).unwrap() else { panic!() };
+        assert_eq!(m.replayed, Some(true));
+        assert_eq!(serde_json::to_value(&m).unwrap(), dm);
+
+        let feed = json!({"id": "9", "ts": 2, "from": "bob", "text": "all"});
+        assert!(matches!(ServerEvent::parse("global:message", feed.clone()), Ok(ServerEvent::GlobalMessage(_))));
+        assert!(matches!(ServerEvent::parse("broadcast:message", json!([feed])), Ok(ServerEvent::BroadcastMessage(_))));
+    }
+
+    #[test]
+    fn typing_shapes() {
+        let room = json!({"from": "alice", "room": "#general", "typing": true});
+        let ServerEvent::Typing(t) = ServerEvent::parse("typing", room.clone()).unwrap() else { panic!() };
+        assert_eq!(serde_json::to_value(&t).unwrap(), room);
+        let dm = json!({"from": "alice", "to": "bob", "typing": false});
+        let ServerEvent::Typing(t) = ServerEvent::parse("typing", dm.clone()).unwrap() else { panic!() };
+        assert_eq!(serde_json::to_value(&t).unwrap(), dm);
+    }
+
+    #[test]
+    fn presence_shapes() {
+        let connect = json!({"event": "connect", "user": "alice", "room": null, "online": 3, "members": null});
+        let ServerEvent::Presence(p) = ServerEvent::parse("presence", connect.clone()).unwrap() else { panic!() };
+        assert_eq!(p.event, PresenceKind::Connect);
+        assert_eq!(p.summary, None);
+        assert_eq!(serde_json::to_value(&p).unwrap(), connect);
+
+        let leave = json!({"event": "leave", "user": "bob", "room": "#general", "online": 2, "members": 4,
+                           "reason": "disconnect"});
+        let ServerEvent::Presence(p) = ServerEvent::parse("presence", leave.clone()).unwrap() else { panic!() };
+        assert_eq!(p.reason.as_deref(), Some("disconnect"));
+        assert_eq!(serde_json::to_value(&p).unwrap(), leave);
+
+        let join = json!({"event": "join", "user": "bob", "room": "#general", "online": 2, "members": 5,
+                          "recovered": true});
+        let ServerEvent::Presence(p) = ServerEvent::parse("presence", join.clone()).unwrap() else { panic!() };
+        assert_eq!(p.recovered, Some(true));
+        assert_eq!(serde_json::to_value(&p).unwrap(), join);
+    }
+
+    #[test]
+    fn presence_summary_shape() {
+        let summary = json!({"event": "summary", "user": null, "room": "#general", "online": 900, "members": 800,
+            "joined": ["a", "b"], "left": null, "joinedCount": 2, "leftCount": 150});
+        let ServerEvent::Presence(p) = ServerEvent::parse("presence", summary.clone()).unwrap() else { panic!() };
+        assert_eq!(p.event, PresenceKind::Summary);
+        let s = p.summary.as_ref().unwrap();
+        assert_eq!(s.joined.as_deref(), Some(&["a".to_string(), "b".to_string()][..]));
+        assert_eq!(s.left, None);
+        assert_eq!(s.left_count, 150);
+        assert_eq!(serde_json::to_value(&p).unwrap(), summary);
+    }
+
+    #[test]
+    fn chat_error_event() {
+        let e = json!({"code": "not_member", "message": "join first", "context": {"event": "room:message", "room": "#x"}});
+        let ServerEvent::Error(err) = ServerEvent::parse("chat:error", e.clone()).unwrap() else { panic!() };
+        assert_eq!(err.code, ErrorCode::NotMember);
+        assert_eq!(serde_json::to_value(&err).unwrap(), e);
+    }
+
+    #[test]
+    fn every_server_event_name_round_trips() {
+        assert!(matches!(ServerEvent::parse("nope", json!({})), Err(ParseError::UnknownEvent(_))));
+        let ev = ServerEvent::Typing(TypingNotice { from: "a".into(), room: None, to: Some("b".into()), typing: true });
+        assert_eq!(ev.name(), "typing");
+    }
+}
