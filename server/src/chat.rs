@@ -1,0 +1,701 @@
+//! The `/chat` namespace: the username middleware, the connect sequence
+//! (session, replay, rooms), one dispatcher for every client event, and the
+//! disconnect handler. Each handler parses, asks [`ChatState`], emits, and
+//! answers the ack.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chat_shared::{
+    AckErr, AckOk, Auth, ChatError, ClientEvent, ConnectRefusal, DmRequest, EmptyAck, ErrorCode, JoinAck,
+    LeaveAck, Presence, PresenceKind, PresenceSnapshot, PresenceSummary, RoomListAck, RoomMessageRequest,
+    SentAck, SessionInfo, TypingNotice, TypingRequest, TypingTarget, canonical_room, check_text,
+    is_valid_username, names,
+};
+use serde::Serialize;
+use serde_json::Value;
+use socketioxide::extract::{AckSender, Event, SocketRef, TryData};
+use socketioxide::handler::ConnectHandler;
+use socketioxide::socket::{DisconnectReason, Sid};
+use socketioxide::{SocketIo, SocketError};
+
+use crate::admin_feed::{AdminFeed, event as admin_event};
+use crate::presence::Decision;
+use crate::rate_limit::TokenBucket;
+use crate::state::{Admission, ChatState, Outgoing, Stored};
+use chat_shared::{AdminEventType, CHAT_NS};
+
+/// The socket.io room every `/chat` socket joins once it is caught up:
+/// global and broadcast messages go there rather than to the whole
+/// namespace, so a resuming socket gets them only after its replay. Room
+/// names of the contract start with `#`, so this one cannot collide.
+const EVERYONE: &str = "~everyone";
+
+/// A resumed socket's catch-up is finished under the delivery lock once
+/// this few messages are left (the rest are sent with the lock released).
+const CATCH_UP_UNDER_LOCK: usize = 64;
+
+/// How long a replay waits for a full socket queue to drain before it gives
+/// up on that socket.
+const REPLAY_STALL_LIMIT: Duration = Duration::from_secs(10);
+
+/// What a `/chat` socket carries: who it is and its rate limit.
+#[derive(Debug)]
+pub struct SocketCtx {
+    pub admission: Admission,
+    offset: Option<String>,
+    bucket: Option<Mutex<TokenBucket>>,
+}
+
+/// The handle every `/chat` handler works through.
+#[derive(Clone)]
+pub struct ChatService {
+    pub state: Arc<ChatState>,
+    pub io: SocketIo,
+    pub admin: AdminFeed,
+}
+
+/// Registers `/chat` on `io`.
+pub fn register(svc: ChatService) {
+    let mw = svc.clone();
+    let on_connect = svc.clone();
+    svc.io.ns(
+        CHAT_NS,
+        (move |s: SocketRef| {
+            let svc = on_connect.clone();
+            async move { svc.connected(s).await }
+        })
+        .with(move |s: SocketRef, TryData(auth): TryData<Value>| {
+            let svc = mw.clone();
+            async move { svc.authenticate(s, auth.ok()) }
+        }),
+    );
+}
+
+/// The reason string presence and the admin feed carry.
+pub fn reason_str(reason: DisconnectReason) -> &'static str {
+    use DisconnectReason::*;
+    match reason {
+        TransportClose => "transport close",
+        MultipleHttpPollingError | PacketParsingError => "parse error",
+        TransportError => "transport error",
+        HeartbeatTimeout => "ping timeout",
+        ClientNSDisconnect => "client namespace disconnect",
+        ServerNSDisconnect => "server namespace disconnect",
+        ClosingServer => "server shutting down",
+    }
+}
+
+/// An ack body on success.
+enum Reply {
+    Sent(SentAck),
+    Joined(JoinAck),
+    Left(LeaveAck),
+    Rooms(RoomListAck),
+    Presence(PresenceSnapshot),
+    Empty,
+}
+
+impl Serialize for Reply {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Reply::Sent(b) => AckOk::new(b).serialize(s),
+            Reply::Joined(b) => AckOk::new(b).serialize(s),
+            Reply::Left(b) => AckOk::new(b).serialize(s),
+            Reply::Rooms(b) => AckOk::new(b).serialize(s),
+            Reply::Presence(b) => AckOk::new(b).serialize(s),
+            Reply::Empty => AckOk::new(&EmptyAck {}).serialize(s),
+        }
+    }
+}
+
+/// Emits to one socket, waiting (a bounded time) while its queue is full,
+/// so that a replay never drops what it replays.
+async fn emit_paced<T: Serialize + ?Sized>(s: &SocketRef, event: &str, data: &T) -> bool {
+    let deadline = tokio::time::Instant::now() + REPLAY_STALL_LIMIT;
+    loop {
+        match s.emit(event, data) {
+            Ok(()) => return true,
+            Err(socketioxide::SendError::Socket(SocketError::InternalChannelFull))
+                if tokio::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            Err(e) => {
+                tracing::debug!(sid = %s.id, "replay emit failed: {e}");
+                return false;
+            }
+        }
+    }
+}
+
+fn emit_stored(s: &SocketRef, m: &Stored) -> Result<(), socketioxide::SendError> {
+    match m {
+        Stored::Room(x) => s.emit(m.event(), x),
+        Stored::Dm(x) => s.emit(m.event(), x),
+        Stored::Global(x) | Stored::Broadcast(x) => s.emit(m.event(), x),
+    }
+}
+
+async fn emit_stored_paced(s: &SocketRef, m: &Stored) -> bool {
+    match m {
+        Stored::Room(x) => emit_paced(s, m.event(), x).await,
+        Stored::Dm(x) => emit_paced(s, m.event(), x).await,
+        Stored::Global(x) | Stored::Broadcast(x) => emit_paced(s, m.event(), x).await,
+    }
+}
+
+impl ChatService {
+    fn ns(&self) -> Option<socketioxide::operators::BroadcastOperators> {
+        self.io.of(CHAT_NS)
+    }
+
+    // ------------------------------------------------------- handshake
+
+    /// The `/chat` middleware: validates `auth`, then admits or refuses.
+    fn authenticate(&self, s: SocketRef, auth: Option<Value>) -> Result<(), ConnectRefusal> {
+        let parsed = auth.and_then(|v| serde_json::from_value::<Auth>(v).ok());
+        let claimed = parsed.as_ref().map(|a| a.username.clone());
+        let result = match parsed {
+            Some(a) if is_valid_username(&a.username) => self.state.admit(&a, s.id).map(|adm| (a, adm)),
+            Some(a) => Err(ConnectRefusal::new(
+                ErrorCode::InvalidUsername,
+                format!("{:?} is not 1-32 characters of A-Z a-z 0-9 _ . -", a.username),
+            )),
+            None => Err(ConnectRefusal::new(
+                ErrorCode::InvalidUsername,
+                "auth must be {username: string}: 1-32 characters of A-Z a-z 0-9 _ . -",
+            )),
+        };
+        match result {
+            Ok((auth, admission)) => {
+                let bucket = self
+                    .state
+                    .config
+                    .rate_limit()
+                    .map(|(rate, burst)| Mutex::new(TokenBucket::new(rate, burst)));
+                let ctx = Arc::new(SocketCtx {
+                    admission,
+                    offset: auth.offset,
+                    bucket,
+                });
+                s.extensions.insert(Arc::clone(&ctx));
+                // Registered here rather than in the connect handler: from
+                // this point on the user is admitted, and a socket that
+                // closes before the handler runs must still be let go.
+                let svc = self.clone();
+                s.on_disconnect(move |s: SocketRef, reason: DisconnectReason| {
+                    let svc = svc.clone();
+                    let ctx = Arc::clone(&ctx);
+                    async move { svc.disconnected(s, &ctx, reason).await }
+                });
+                Ok(())
+            }
+            Err(refusal) => {
+                tracing::info!(code = %refusal.code, "connect refused: {}", refusal.message);
+                let mut ev = admin_event(AdminEventType::Rejected);
+                ev.code = Some(refusal.code);
+                ev.user = claimed;
+                self.admin.send(ev);
+                Err(refusal)
+            }
+        }
+    }
+
+    /// The connect sequence: take over a half-open session, send `session`
+    /// and the replay, join the rooms, announce presence.
+    async fn connected(&self, s: SocketRef) {
+        let Some(ctx) = s.extensions.get::<Arc<SocketCtx>>() else {
+            tracing::warn!(sid = %s.id, "socket without admission");
+            let _ = s.disconnect();
+            return;
+        };
+        let adm = &ctx.admission;
+        {
+            let svc = self.clone();
+            let ctx = Arc::clone(&ctx);
+            s.on_fallback(move |s: SocketRef, Event(event): Event, TryData(data): TryData<Value>, ack: AckSender| {
+                let svc = svc.clone();
+                let ctx = Arc::clone(&ctx);
+                async move { svc.dispatch(&s, &ctx, &event, data.unwrap_or(Value::Null), ack).await }
+            });
+        }
+        if let Some(old) = adm.replaced {
+            self.replace(old);
+        }
+        self.restore(&s, &ctx).await;
+
+        let online = self.state.online();
+        tracing::info!(user = %adm.username, recovered = adm.recovered, online, "connect");
+        let recovered = adm.recovered.then_some(true);
+        self.presence(
+            "",
+            &adm.username,
+            true,
+            Presence {
+                event: PresenceKind::Connect,
+                user: Some(adm.username.clone()),
+                room: None,
+                online,
+                members: None,
+                reason: None,
+                recovered,
+                summary: None,
+            },
+        )
+        .await;
+        if adm.recovered {
+            for room in &adm.rooms {
+                self.presence(
+                    room,
+                    &adm.username,
+                    true,
+                    Presence {
+                        event: PresenceKind::Join,
+                        user: Some(adm.username.clone()),
+                        room: Some(room.clone()),
+                        online,
+                        members: Some(self.state.members(room)),
+                        reason: None,
+                        recovered,
+                        summary: None,
+                    },
+                )
+                .await;
+            }
+        }
+        let mut ev = admin_event(if adm.recovered { AdminEventType::Recovered } else { AdminEventType::Connect });
+        ev.user = Some(adm.username.clone());
+        self.admin.send(ev);
+    }
+
+    /// Tells the socket that held this session before that it was taken
+    /// over, and closes it.
+    fn replace(&self, old: Sid) {
+        let Some(old) = self.ns().and_then(|ns| ns.get_socket(old)) else { return };
+        let err = ChatError::new(ErrorCode::SessionReplaced, "this session was taken over by a new connection", "session");
+        let _ = old.emit(names::CHAT_ERROR, &err);
+        let _ = old.disconnect();
+    }
+
+    /// Sends `session`, then (for a resumed session) every missed message
+    /// marked `replayed`, then whatever arrived meanwhile, and only then
+    /// joins the socket to its rooms, under the delivery lock: each message
+    /// reaches the client once, replayed or live, and in order.
+    async fn restore(&self, s: &SocketRef, ctx: &SocketCtx) {
+        let adm = &ctx.admission;
+        let replay = if adm.recovered {
+            self.state.replay(&adm.key, ctx.offset.as_deref())
+        } else {
+            Default::default()
+        };
+        let session = SessionInfo {
+            sid: s.id.to_string(),
+            username: adm.username.clone(),
+            session: adm.token.clone(),
+            recovered: adm.recovered,
+            rooms: adm.rooms.clone(),
+            missed: replay.messages.len() as u64,
+            truncated: replay.truncated,
+        };
+        if !emit_paced(s, names::SESSION, &session).await {
+            return;
+        }
+        if !adm.recovered {
+            s.join(vec![s.id.to_string(), EVERYONE.to_owned()]);
+            return;
+        }
+        for m in &replay.messages {
+            if !emit_stored_paced(s, &m.replayed()).await {
+                return;
+            }
+        }
+        let mut after = replay.upto;
+        loop {
+            let guard = self.state.delivery.lock().await;
+            let (more, head) = self.state.catch_up(&adm.key, after);
+            if more.len() <= CATCH_UP_UNDER_LOCK {
+                for m in &more {
+                    let _ = emit_stored(s, m);
+                }
+                let mut rooms = Vec::with_capacity(adm.rooms.len() + 2);
+                rooms.push(s.id.to_string());
+                rooms.push(EVERYONE.to_owned());
+                rooms.extend(adm.rooms.iter().cloned());
+                s.join(rooms);
+                drop(guard);
+                return;
+            }
+            drop(guard);
+            for m in &more {
+                if !emit_stored_paced(s, m).await {
+                    return;
+                }
+            }
+            after = head;
+        }
+    }
+
+    async fn disconnected(&self, s: SocketRef, ctx: &SocketCtx, reason: DisconnectReason) {
+        let adm = &ctx.admission;
+        let planned = matches!(reason, DisconnectReason::ClientNSDisconnect);
+        let why = reason_str(reason);
+        let Some(dep) = self.state.disconnect(&adm.key, s.id, planned) else {
+            tracing::info!(user = %adm.username, reason = why, "replaced socket closed");
+            return;
+        };
+        tracing::info!(user = %adm.username, reason = why, online = dep.online, "disconnect");
+        for (room, members) in &dep.rooms {
+            self.presence(
+                room,
+                &dep.username,
+                false,
+                Presence {
+                    event: PresenceKind::Leave,
+                    user: Some(dep.username.clone()),
+                    room: Some(room.clone()),
+                    online: dep.online,
+                    members: Some(*members),
+                    reason: Some("disconnect".into()),
+                    recovered: None,
+                    summary: None,
+                },
+            )
+            .await;
+        }
+        self.presence(
+            "",
+            &dep.username,
+            false,
+            Presence {
+                event: PresenceKind::Disconnect,
+                user: Some(dep.username.clone()),
+                room: None,
+                online: dep.online,
+                members: None,
+                reason: Some(why.into()),
+                recovered: None,
+                summary: None,
+            },
+        )
+        .await;
+        let mut ev = admin_event(AdminEventType::Disconnect);
+        ev.user = Some(dep.username);
+        ev.reason = Some(why.into());
+        self.admin.send(ev);
+    }
+
+    // ------------------------------------------------------------ presence
+
+    /// Sends a presence change to its scope (`""`: every `/chat` socket;
+    /// else that room), or folds it into the scope's summary in a storm.
+    async fn presence(&self, scope: &str, user: &str, arrived: bool, p: Presence) {
+        match self.state.presence.admit(scope, user, arrived) {
+            Decision::Send => self.emit_presence(scope, &p).await,
+            Decision::Folded { flush_at: None } => {}
+            Decision::Folded { flush_at: Some(at) } => {
+                let svc = self.clone();
+                let scope = scope.to_owned();
+                tokio::spawn(async move {
+                    tokio::time::sleep_until(at).await;
+                    svc.flush_presence(&scope).await;
+                });
+            }
+        }
+    }
+
+    async fn flush_presence(&self, scope: &str) {
+        let folded = self.state.presence.take(scope);
+        if folded.joined_count == 0 && folded.left_count == 0 {
+            return;
+        }
+        let room = (!scope.is_empty()).then(|| scope.to_owned());
+        let p = Presence {
+            event: PresenceKind::Summary,
+            user: None,
+            members: room.as_ref().map(|r| self.state.members(r)),
+            room,
+            online: self.state.online(),
+            reason: None,
+            recovered: None,
+            summary: Some(PresenceSummary {
+                joined: folded.joined,
+                left: folded.left,
+                joined_count: folded.joined_count,
+                left_count: folded.left_count,
+            }),
+        };
+        self.emit_presence(scope, &p).await;
+    }
+
+    async fn emit_presence(&self, scope: &str, p: &Presence) {
+        let Some(ns) = self.ns() else { return };
+        let op = if scope.is_empty() { ns } else { ns.to(scope.to_owned()) };
+        if let Err(e) = op.emit(names::PRESENCE, p).await {
+            tracing::debug!("presence emit: {e}");
+        }
+    }
+
+    // ------------------------------------------------------------ events
+
+    async fn dispatch(&self, s: &SocketRef, ctx: &SocketCtx, event: &str, data: Value, ack: AckSender) {
+        let result = match ClientEvent::parse(event, data) {
+            Err(e) => Err(e.to_chat_error(event)),
+            Ok(ev) => self.handle(s, ctx, ev).await,
+        };
+        match result {
+            Ok(reply) => {
+                let _ = ack.send(&reply);
+            }
+            Err(err) => self.refuse(s, ctx, ack, err),
+        }
+    }
+
+    /// `chat:error` to the sender, the same object in the ack.
+    fn refuse(&self, s: &SocketRef, ctx: &SocketCtx, ack: AckSender, err: ChatError) {
+        self.state.count_error();
+        tracing::debug!(user = %ctx.admission.username, code = %err.code, "refused: {}", err.message);
+        let _ = s.emit(names::CHAT_ERROR, &err);
+        let _ = ack.send(&AckErr::new(&err));
+        let mut ev = admin_event(AdminEventType::Error);
+        ev.user = Some(ctx.admission.username.clone());
+        ev.code = Some(err.code);
+        self.admin.send(ev);
+    }
+
+    async fn handle(&self, s: &SocketRef, ctx: &SocketCtx, ev: ClientEvent) -> Result<Reply, ChatError> {
+        let name = ev.name();
+        match ev {
+            ClientEvent::RoomJoin(r) => self.join(s, ctx, &r.room).await,
+            ClientEvent::RoomLeave(r) => self.leave(s, ctx, &r.room).await,
+            ClientEvent::RoomList => Ok(Reply::Rooms(RoomListAck { rooms: self.state.room_list() })),
+            ClientEvent::PresenceGet => Ok(Reply::Presence(self.state.presence_snapshot())),
+            ClientEvent::RoomMessage(m) => self.room_message(ctx, m).await,
+            ClientEvent::DmMessage(m) => self.dm(ctx, m).await,
+            ClientEvent::GlobalMessage(m) => self.feed(s, ctx, name, &m.text, Outgoing::Global).await,
+            ClientEvent::BroadcastMessage(m) => self.feed(s, ctx, name, &m.text, Outgoing::Broadcast).await,
+            ClientEvent::Typing(t) => self.typing(s, ctx, t).await,
+        }
+    }
+
+    fn room(&self, event: &str, raw: &str) -> Result<String, ChatError> {
+        canonical_room(raw).ok_or_else(|| {
+            ChatError::new(
+                ErrorCode::InvalidRoom,
+                "a room is # then 1-32 of a-z 0-9 _ -",
+                event,
+            )
+            .with("room", raw)
+        })
+    }
+
+    fn member_room(&self, ctx: &SocketCtx, event: &str, raw: &str) -> Result<String, ChatError> {
+        let room = self.room(event, raw)?;
+        if !self.state.is_member(&ctx.admission.key, &room) {
+            return Err(ChatError::new(ErrorCode::NotMember, format!("join {room} first"), event).with("room", room));
+        }
+        Ok(room)
+    }
+
+    /// The text rules, then the rate limit: the trimmed text to send.
+    fn text<'t>(&self, ctx: &SocketCtx, event: &str, text: &'t str) -> Result<&'t str, ChatError> {
+        let max = self.state.config.max_text;
+        let text = check_text(text, max).map_err(|e| {
+            let err = ChatError::new(e.code(), e.to_string(), event);
+            if e.code() == ErrorCode::MessageTooLong { err.with("limit", max) } else { err }
+        })?;
+        if let Some(bucket) = &ctx.bucket {
+            let mut b = bucket.lock().unwrap_or_else(|e| e.into_inner());
+            if let Err(wait) = b.try_take() {
+                let ms = wait.as_millis().max(1) as u64;
+                return Err(ChatError::new(ErrorCode::RateLimited, "too many messages: slow down", event)
+                    .with("retryAfterMs", ms));
+            }
+        }
+        Ok(text)
+    }
+
+    async fn join(&self, s: &SocketRef, ctx: &SocketCtx, raw: &str) -> Result<Reply, ChatError> {
+        let event = names::ROOM_JOIN;
+        let room = self.room(event, raw)?;
+        let adm = &ctx.admission;
+        let joined = self.state.join(&adm.key, &room).map_err(|code| match code {
+            ErrorCode::TooManyRooms => {
+                let limit = self.state.config.max_rooms_per_user;
+                ChatError::new(code, format!("at most {limit} rooms at once"), event)
+                    .with("limit", limit)
+                    .with("room", room.clone())
+            }
+            _ => ChatError::new(code, "could not join", event),
+        })?;
+        s.join(room.clone());
+        if joined.fresh {
+            let online = self.state.online();
+            self.presence(
+                &room,
+                &adm.username,
+                true,
+                Presence {
+                    event: PresenceKind::Join,
+                    user: Some(adm.username.clone()),
+                    room: Some(room.clone()),
+                    online,
+                    members: Some(joined.count),
+                    reason: None,
+                    recovered: None,
+                    summary: None,
+                },
+            )
+            .await;
+            let mut ev = admin_event(AdminEventType::Join);
+            ev.user = Some(adm.username.clone());
+            ev.room = Some(room.clone());
+            self.admin.send(ev);
+        }
+        Ok(Reply::Joined(JoinAck {
+            room,
+            members: joined.members,
+            history: joined.history,
+        }))
+    }
+
+    async fn leave(&self, s: &SocketRef, ctx: &SocketCtx, raw: &str) -> Result<Reply, ChatError> {
+        let event = names::ROOM_LEAVE;
+        let room = self.room(event, raw)?;
+        let adm = &ctx.admission;
+        let members = self.state.leave(&adm.key, &room).map_err(|code| {
+            ChatError::new(code, format!("not in {room}"), event).with("room", room.clone())
+        })?;
+        // Announced before the socket leaves, so the leaver hears it too.
+        self.presence(
+            &room,
+            &adm.username,
+            false,
+            Presence {
+                event: PresenceKind::Leave,
+                user: Some(adm.username.clone()),
+                room: Some(room.clone()),
+                online: self.state.online(),
+                members: Some(members),
+                reason: None,
+                recovered: None,
+                summary: None,
+            },
+        )
+        .await;
+        s.leave(room.clone());
+        let mut ev = admin_event(AdminEventType::Leave);
+        ev.user = Some(adm.username.clone());
+        ev.room = Some(room.clone());
+        self.admin.send(ev);
+        Ok(Reply::Left(LeaveAck { room }))
+    }
+
+    /// Numbers, records and emits a message under the delivery lock.
+    async fn deliver(&self, from: &str, text: &str, what: Outgoing, s: Option<&SocketRef>) -> Arc<Stored> {
+        let Some(ns) = self.ns() else {
+            return self.state.record(from, text, what);
+        };
+        let _guard = self.state.delivery.lock().await;
+        let msg = self.state.record(from, text, what.clone());
+        let sent = match (&*msg, &what) {
+            (Stored::Room(m), Outgoing::Room { room }) => ns.to(room.clone()).emit(msg.event(), m).await,
+            (Stored::Dm(m), Outgoing::Dm { .. }) => match self.state.target(&m.to).and_then(|t| t.sid) {
+                Some(sid) => ns.to(sid).emit(msg.event(), m).await,
+                None => Ok(()), // in its recovery window: the replay delivers it
+            },
+            (Stored::Global(m), _) => ns.to(EVERYONE).emit(msg.event(), m).await,
+            (Stored::Broadcast(m), _) => match s {
+                Some(s) => s.to(EVERYONE).emit(msg.event(), m).await,
+                None => ns.to(EVERYONE).emit(msg.event(), m).await,
+            },
+            _ => Ok(()),
+        };
+        if let Err(e) = sent {
+            tracing::debug!("delivery: {e}");
+        }
+        msg
+    }
+
+    fn message_event(&self, ctx: &SocketCtx, msg: &Stored, bytes: usize) {
+        let mut ev = admin_event(AdminEventType::Message);
+        ev.user = Some(ctx.admission.username.clone());
+        ev.kind = Some(msg.kind());
+        ev.bytes = Some(bytes as u64);
+        match msg {
+            Stored::Room(m) => ev.room = Some(m.room.clone()),
+            Stored::Dm(m) => ev.to = Some(m.to.clone()),
+            _ => {}
+        }
+        self.admin.send(ev);
+    }
+
+    fn sent(msg: &Stored) -> Reply {
+        let (id, ts) = match msg {
+            Stored::Room(m) => (&m.id, m.ts),
+            Stored::Dm(m) => (&m.id, m.ts),
+            Stored::Global(m) | Stored::Broadcast(m) => (&m.id, m.ts),
+        };
+        Reply::Sent(SentAck { id: id.clone(), ts })
+    }
+
+    async fn room_message(&self, ctx: &SocketCtx, m: RoomMessageRequest) -> Result<Reply, ChatError> {
+        let event = names::ROOM_MESSAGE;
+        let room = self.member_room(ctx, event, &m.room)?;
+        let text = self.text(ctx, event, &m.text)?;
+        let msg = self.deliver(&ctx.admission.username, text, Outgoing::Room { room }, None).await;
+        self.message_event(ctx, &msg, text.len());
+        Ok(Self::sent(&msg))
+    }
+
+    fn user_target(&self, ctx: &SocketCtx, event: &str, to: &str) -> Result<crate::state::Target, ChatError> {
+        let target = self
+            .state
+            .target(to)
+            .filter(|_| is_valid_username(to))
+            .ok_or_else(|| ChatError::new(ErrorCode::UserNotFound, format!("no user {to}"), event).with("to", to))?;
+        if target.key == ctx.admission.key {
+            return Err(ChatError::new(ErrorCode::InvalidTarget, "that is you", event).with("to", to));
+        }
+        Ok(target)
+    }
+
+    async fn dm(&self, ctx: &SocketCtx, m: DmRequest) -> Result<Reply, ChatError> {
+        let event = names::DM_MESSAGE;
+        let target = self.user_target(ctx, event, &m.to)?;
+        let text = self.text(ctx, event, &m.text)?;
+        let msg = self
+            .deliver(&ctx.admission.username, text, Outgoing::Dm { to: target.username }, None)
+            .await;
+        self.message_event(ctx, &msg, text.len());
+        Ok(Self::sent(&msg))
+    }
+
+    async fn feed(&self, s: &SocketRef, ctx: &SocketCtx, event: &str, text: &str, what: Outgoing) -> Result<Reply, ChatError> {
+        let text = self.text(ctx, event, text)?;
+        let msg = self.deliver(&ctx.admission.username, text, what, Some(s)).await;
+        self.message_event(ctx, &msg, text.len());
+        Ok(Self::sent(&msg))
+    }
+
+    async fn typing(&self, s: &SocketRef, ctx: &SocketCtx, t: TypingRequest) -> Result<Reply, ChatError> {
+        let event = names::TYPING;
+        let from = ctx.admission.username.clone();
+        match t.target {
+            TypingTarget::Room(raw) => {
+                let room = self.member_room(ctx, event, &raw)?;
+                let notice = TypingNotice { from, room: Some(room.clone()), to: None, typing: t.typing };
+                let _ = s.to(room).volatile().emit(event, &notice).await;
+            }
+            TypingTarget::User(to) => {
+                let target = self.user_target(ctx, event, &to)?;
+                if let (Some(sid), Some(ns)) = (target.sid, self.ns()) {
+                    let notice = TypingNotice { from, room: None, to: Some(target.username), typing: t.typing };
+                    let _ = ns.to(sid).volatile().emit(event, &notice).await;
+                }
+            }
+        }
+        Ok(Reply::Empty)
+    }
+}
+

@@ -1,0 +1,824 @@
+//! [`ChatState`]: the one place that knows users, sessions, room
+//! membership, the replay log and room history. Handlers call its methods
+//! and never keep their own copies, so that a shared store (Redis, for
+//! several nodes) can later stand behind the same methods.
+//!
+//! Membership here is by user, not by socket: a user in their recovery
+//! window keeps their rooms (for the restore) but is not counted as a live
+//! member until a socket is theirs again.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use chat_shared::{
+    AdminSnapshot, AdminUser, Auth, ConnectRefusal, DmMessage, ErrorCode, FeedMessage, MessageKind,
+    PresenceSnapshot, RoomCount, RoomMessage, username_key,
+};
+use rand::RngCore;
+use socketioxide::socket::Sid;
+
+use crate::config::Config;
+use crate::presence::PresenceGate;
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// A delivered message, as kept for replay and history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stored {
+    Room(RoomMessage),
+    Dm(DmMessage),
+    Global(FeedMessage),
+    Broadcast(FeedMessage),
+}
+
+impl Stored {
+    pub fn kind(&self) -> MessageKind {
+        match self {
+            Stored::Room(_) => MessageKind::Room,
+            Stored::Dm(_) => MessageKind::Dm,
+            Stored::Global(_) => MessageKind::Global,
+            Stored::Broadcast(_) => MessageKind::Broadcast,
+        }
+    }
+
+    /// The event name it is delivered under.
+    pub fn event(&self) -> &'static str {
+        use chat_shared::names::*;
+        match self {
+            Stored::Room(_) => ROOM_MESSAGE,
+            Stored::Dm(_) => DM_MESSAGE,
+            Stored::Global(_) => GLOBAL_MESSAGE,
+            Stored::Broadcast(_) => BROADCAST_MESSAGE,
+        }
+    }
+
+    /// The same message marked `replayed: true`.
+    pub fn replayed(&self) -> Stored {
+        let mut m = self.clone();
+        match &mut m {
+            Stored::Room(r) => r.replayed = Some(true),
+            Stored::Dm(d) => d.replayed = Some(true),
+            Stored::Global(f) | Stored::Broadcast(f) => f.replayed = Some(true),
+        }
+        m
+    }
+
+    /// Whether `user` (key), with `rooms` (room → seq at which they joined)
+    /// and a session that began at `since`, was meant to get this message.
+    fn is_for(&self, seq: u64, user: &str, rooms: &BTreeMap<String, u64>, since: u64) -> bool {
+        if seq <= since {
+            return false;
+        }
+        match self {
+            Stored::Room(r) => rooms.get(&r.room).is_some_and(|&joined| seq > joined),
+            Stored::Dm(d) => username_key(&d.to) == user,
+            Stored::Global(_) => true,
+            Stored::Broadcast(f) => username_key(&f.from) != user,
+        }
+    }
+}
+
+/// What the body of a new message is; the state adds `id`, `ts`, `from`.
+#[derive(Debug, Clone)]
+pub enum Outgoing {
+    Room { room: String },
+    Dm { to: String },
+    Global,
+    Broadcast,
+}
+
+#[derive(Debug)]
+struct User {
+    username: String,
+    token: String,
+    /// Rooms, each with the log sequence number at which they were joined
+    /// (a restore replays only what came after the join).
+    rooms: BTreeMap<String, u64>,
+    /// The live socket, if any.
+    sid: Option<Sid>,
+    connected_at: u64,
+    /// The log head when the session began: nothing older is replayed.
+    since: u64,
+    /// Bumped at every disconnect: an expiry timer only ends the absence
+    /// it was started for.
+    absence: u64,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    users: HashMap<String, User>,
+    /// Session token → user key.
+    sessions: HashMap<String, String>,
+    /// Room → live members (user keys). A room with none is not listed.
+    live: BTreeMap<String, BTreeSet<String>>,
+    /// Users with a live socket.
+    online: u64,
+    log: VecDeque<(u64, Arc<Stored>)>,
+    /// The sequence number of the last message recorded.
+    head: u64,
+    /// Per room, its last messages, for `room:join`.
+    history: HashMap<String, VecDeque<Arc<Stored>>>,
+}
+
+/// The outcome of a successful handshake.
+#[derive(Debug, Clone)]
+pub struct Admission {
+    pub key: String,
+    pub username: String,
+    pub token: String,
+    /// A session was resumed (identity and rooms restored).
+    pub recovered: bool,
+    /// The socket that held the session before (a half-open connection),
+    /// to be told `session_replaced` and disconnected.
+    pub replaced: Option<Sid>,
+    pub rooms: Vec<String>,
+}
+
+/// Missed messages for a resumed session.
+#[derive(Debug, Default)]
+pub struct Replay {
+    pub messages: Vec<Arc<Stored>>,
+    /// The log no longer held all of them.
+    pub truncated: bool,
+    /// The log head the list goes up to.
+    pub upto: u64,
+}
+
+/// What a disconnect changed, for presence.
+#[derive(Debug)]
+pub struct Departure {
+    pub username: String,
+    /// Each room the user was in, with its live member count after.
+    pub rooms: Vec<(String, u64)>,
+    pub online: u64,
+}
+
+/// What `room:join` changed.
+#[derive(Debug)]
+pub struct Joined {
+    /// False when the user was a member already (the join is idempotent).
+    pub fresh: bool,
+    pub members: Vec<String>,
+    pub count: u64,
+    pub history: Vec<RoomMessage>,
+}
+
+/// A resolved DM or typing target.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub key: String,
+    pub username: String,
+    pub sid: Option<Sid>,
+}
+
+/// Users, sessions, membership, replay log and history. See the module doc.
+#[derive(Debug)]
+pub struct ChatState {
+    pub config: Config,
+    inner: Mutex<Inner>,
+    /// Held while a message is numbered and emitted, and while a resumed
+    /// socket is caught up and joined to its rooms: so message ids follow
+    /// delivery order, and a resumed client gets each message exactly once,
+    /// either replayed or live.
+    pub delivery: tokio::sync::Mutex<()>,
+    pub presence: PresenceGate,
+    started: std::time::Instant,
+    messages_total: AtomicU64,
+    errors_total: AtomicU64,
+    admins: AtomicUsize,
+}
+
+fn token() -> String {
+    let mut bytes = [0u8; 24];
+    rand::rng().fill_bytes(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl ChatState {
+    pub fn new(config: Config) -> Arc<Self> {
+        Arc::new(ChatState {
+            presence: PresenceGate::new(config.presence_burst),
+            config,
+            inner: Mutex::new(Inner::default()),
+            delivery: tokio::sync::Mutex::new(()),
+            started: std::time::Instant::now(),
+            messages_total: AtomicU64::new(0),
+            errors_total: AtomicU64::new(0),
+            admins: AtomicUsize::new(0),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic elsewhere must not take the whole server down with it.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    // ------------------------------------------------------------ identity
+
+    /// Decides a `/chat` handshake and, on success, makes `sid` the user's
+    /// live socket. The username must already be valid.
+    pub fn admit(&self, auth: &Auth, sid: Sid) -> Result<Admission, ConnectRefusal> {
+        let key = username_key(&auth.username);
+        let mut inner = self.lock();
+        let max = self.config.max_connections;
+        let full = |online: u64| max > 0 && online >= max as u64;
+
+        if let Some(owner) = auth.session.as_ref().and_then(|t| inner.sessions.get(t)).cloned() {
+            if owner != key {
+                return Err(ConnectRefusal::new(
+                    ErrorCode::InvalidSession,
+                    "that session belongs to another username",
+                ));
+            }
+            let online = inner.online;
+            let user = inner.users.get_mut(&key).ok_or_else(|| {
+                ConnectRefusal::new(ErrorCode::Internal, "session without a user")
+            })?;
+            let replaced = user.sid.replace(sid);
+            if replaced.is_none() && full(online) {
+                user.sid = None;
+                return Err(ConnectRefusal::new(ErrorCode::ServerFull, "the server is full"));
+            }
+            let admission = Admission {
+                key: key.clone(),
+                username: user.username.clone(),
+                token: user.token.clone(),
+                recovered: true,
+                replaced,
+                rooms: user.rooms.keys().cloned().collect(),
+            };
+            user.absence += 1;
+            if replaced.is_none() {
+                inner.online += 1;
+                for room in &admission.rooms {
+                    inner.live.entry(room.clone()).or_default().insert(key.clone());
+                }
+            }
+            return Ok(admission);
+        }
+
+        if inner.users.contains_key(&key) {
+            return Err(ConnectRefusal::new(
+                ErrorCode::UsernameTaken,
+                format!("{} is in use", auth.username),
+            ));
+        }
+        if full(inner.online) {
+            return Err(ConnectRefusal::new(ErrorCode::ServerFull, "the server is full"));
+        }
+        let token = token();
+        let head = inner.head;
+        inner.users.insert(
+            key.clone(),
+            User {
+                username: auth.username.clone(),
+                token: token.clone(),
+                rooms: BTreeMap::new(),
+                sid: Some(sid),
+                connected_at: now_ms(),
+                since: head,
+                absence: 0,
+            },
+        );
+        inner.sessions.insert(token.clone(), key.clone());
+        inner.online += 1;
+        Ok(Admission {
+            key,
+            username: auth.username.clone(),
+            token,
+            recovered: false,
+            replaced: None,
+            rooms: Vec::new(),
+        })
+    }
+
+    /// Whether `sid` is still the live socket of `key`.
+    pub fn is_current(&self, key: &str, sid: Sid) -> bool {
+        self.lock().users.get(key).is_some_and(|u| u.sid == Some(sid))
+    }
+
+    /// Ends the live socket `sid` of `key`. A planned leave ends the
+    /// session; otherwise it is kept for the recovery window and a timer
+    /// ends it then. `None` when `sid` is no longer the user's socket (it
+    /// was taken over): nothing changes.
+    pub fn disconnect(self: &Arc<Self>, key: &str, sid: Sid, planned: bool) -> Option<Departure> {
+        let mut inner = self.lock();
+        let user = inner.users.get_mut(key)?;
+        if user.sid != Some(sid) {
+            return None;
+        }
+        user.sid = None;
+        user.absence += 1;
+        let absence = user.absence;
+        let username = user.username.clone();
+        let rooms: Vec<String> = user.rooms.keys().cloned().collect();
+        let token = user.token.clone();
+        inner.online = inner.online.saturating_sub(1);
+        let mut counts = Vec::with_capacity(rooms.len());
+        for room in rooms {
+            let n = Self::drop_live(&mut inner, &room, key);
+            counts.push((room, n));
+        }
+        if planned {
+            inner.users.remove(key);
+            inner.sessions.remove(&token);
+            for (room, _) in &counts {
+                Self::forget_room_if_unused(&mut inner, room);
+            }
+        } else {
+            let state = Arc::clone(self);
+            let key = key.to_owned();
+            let window = self.config.recovery_window;
+            tokio::spawn(async move {
+                tokio::time::sleep(window).await;
+                state.expire(&key, absence);
+            });
+        }
+        Some(Departure {
+            username,
+            rooms: counts,
+            online: inner.online,
+        })
+    }
+
+    /// Ends `key`'s session if it is still the absence `absence` (no socket
+    /// came back since). Returns whether it ended.
+    pub fn expire(&self, key: &str, absence: u64) -> bool {
+        let mut inner = self.lock();
+        let Some(user) = inner.users.get(key) else { return false };
+        if user.sid.is_some() || user.absence != absence {
+            return false;
+        }
+        let token = user.token.clone();
+        let rooms: Vec<String> = user.rooms.keys().cloned().collect();
+        inner.users.remove(key);
+        inner.sessions.remove(&token);
+        for room in &rooms {
+            Self::forget_room_if_unused(&mut inner, room);
+        }
+        tracing::debug!(user = key, "session expired");
+        true
+    }
+
+    fn drop_live(inner: &mut Inner, room: &str, key: &str) -> u64 {
+        match inner.live.get_mut(room) {
+            Some(set) => {
+                set.remove(key);
+                let n = set.len() as u64;
+                if n == 0 {
+                    inner.live.remove(room);
+                }
+                n
+            }
+            None => 0,
+        }
+    }
+
+    /// Drops a room's history once no user, live or recovering, is in it.
+    fn forget_room_if_unused(inner: &mut Inner, room: &str) {
+        if !inner.users.values().any(|u| u.rooms.contains_key(room)) {
+            inner.history.remove(room);
+        }
+    }
+
+    // ------------------------------------------------------------ recovery
+
+    /// The messages `key` missed after the message `offset` (or, without a
+    /// usable offset, since its session began), up to the current head.
+    pub fn replay(&self, key: &str, offset: Option<&str>) -> Replay {
+        let inner = self.lock();
+        let Some(user) = inner.users.get(key) else { return Replay::default() };
+        let since = offset
+            .and_then(|o| o.parse::<u64>().ok())
+            .unwrap_or(user.since)
+            .max(user.since);
+        let first = inner.log.front().map_or(inner.head + 1, |(seq, _)| *seq);
+        Replay {
+            messages: Self::messages_for(&inner, user, key, since),
+            truncated: since + 1 < first,
+            upto: inner.head,
+        }
+    }
+
+    /// The messages for `key` after `after`, and the head they go up to.
+    pub fn catch_up(&self, key: &str, after: u64) -> (Vec<Arc<Stored>>, u64) {
+        let inner = self.lock();
+        let Some(user) = inner.users.get(key) else { return (Vec::new(), inner.head) };
+        (Self::messages_for(&inner, user, key, after), inner.head)
+    }
+
+    fn messages_for(inner: &Inner, user: &User, key: &str, after: u64) -> Vec<Arc<Stored>> {
+        // The log is ordered by seq: skip straight to what is newer.
+        let start = inner.log.partition_point(|(seq, _)| *seq <= after);
+        inner
+            .log
+            .range(start..)
+            .filter(|(seq, m)| m.is_for(*seq, key, &user.rooms, after))
+            .map(|(_, m)| Arc::clone(m))
+            .collect()
+    }
+
+    // ---------------------------------------------------------------- rooms
+
+    /// Joins `key` to `room` (canonical). Idempotent.
+    pub fn join(&self, key: &str, room: &str) -> Result<Joined, ErrorCode> {
+        let mut inner = self.lock();
+        let head = inner.head;
+        let max = self.config.max_rooms_per_user;
+        let user = inner.users.get_mut(key).ok_or(ErrorCode::Internal)?;
+        let fresh = !user.rooms.contains_key(room);
+        if fresh {
+            if user.rooms.len() >= max {
+                return Err(ErrorCode::TooManyRooms);
+            }
+            user.rooms.insert(room.to_owned(), head);
+        }
+        let live = user.sid.is_some();
+        if live {
+            inner.live.entry(room.to_owned()).or_default().insert(key.to_owned());
+        }
+        let members = Self::member_names(&inner, room);
+        let history = inner
+            .history
+            .get(room)
+            .map(|h| {
+                h.iter()
+                    .filter_map(|m| match &**m {
+                        Stored::Room(r) => Some(r.clone()),
+                        _ => None,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(Joined {
+            fresh,
+            count: members.len() as u64,
+            members,
+            history,
+        })
+    }
+
+    /// Takes `key` out of `room`; returns the live member count after.
+    pub fn leave(&self, key: &str, room: &str) -> Result<u64, ErrorCode> {
+        let mut inner = self.lock();
+        let user = inner.users.get_mut(key).ok_or(ErrorCode::Internal)?;
+        if user.rooms.remove(room).is_none() {
+            return Err(ErrorCode::NotMember);
+        }
+        let n = Self::drop_live(&mut inner, room, key);
+        Self::forget_room_if_unused(&mut inner, room);
+        Ok(n)
+    }
+
+    pub fn is_member(&self, key: &str, room: &str) -> bool {
+        self.lock().users.get(key).is_some_and(|u| u.rooms.contains_key(room))
+    }
+
+    fn member_names(inner: &Inner, room: &str) -> Vec<String> {
+        inner
+            .live
+            .get(room)
+            .map(|set| set.iter().filter_map(|k| inner.users.get(k).map(|u| u.username.clone())).collect())
+            .unwrap_or_default()
+    }
+
+    /// Live member count of `room`.
+    pub fn members(&self, room: &str) -> u64 {
+        self.lock().live.get(room).map_or(0, |s| s.len() as u64)
+    }
+
+    /// Users with a live socket.
+    pub fn online(&self) -> u64 {
+        self.lock().online
+    }
+
+    fn room_counts(inner: &Inner) -> Vec<RoomCount> {
+        inner
+            .live
+            .iter()
+            .map(|(room, set)| RoomCount {
+                room: room.clone(),
+                members: set.len() as u64,
+            })
+            .collect()
+    }
+
+    pub fn room_list(&self) -> Vec<RoomCount> {
+        Self::room_counts(&self.lock())
+    }
+
+    pub fn presence_snapshot(&self) -> PresenceSnapshot {
+        let inner = self.lock();
+        let mut users: Vec<String> = inner
+            .users
+            .values()
+            .filter(|u| u.sid.is_some())
+            .map(|u| u.username.clone())
+            .collect();
+        users.sort_by_key(|u| username_key(u));
+        PresenceSnapshot {
+            online: inner.online,
+            users,
+            rooms: Self::room_counts(&inner),
+        }
+    }
+
+    // ------------------------------------------------------------- messages
+
+    /// A user who is online or inside a recovery window.
+    pub fn target(&self, name: &str) -> Option<Target> {
+        let key = username_key(name);
+        let inner = self.lock();
+        inner.users.get(&key).map(|u| Target {
+            key: key.clone(),
+            username: u.username.clone(),
+            sid: u.sid,
+        })
+    }
+
+    /// Numbers a message, keeps it for replay (and room history) and
+    /// returns it. Call with [`ChatState::delivery`] held and emit before
+    /// releasing it.
+    pub fn record(&self, from: &str, text: &str, what: Outgoing) -> Arc<Stored> {
+        let mut inner = self.lock();
+        inner.head += 1;
+        let seq = inner.head;
+        let id = seq.to_string();
+        let ts = now_ms();
+        let from = from.to_owned();
+        let text = text.to_owned();
+        let msg = Arc::new(match what {
+            Outgoing::Room { room } => Stored::Room(RoomMessage { id, ts, from, room, text, replayed: None }),
+            Outgoing::Dm { to } => Stored::Dm(DmMessage { id, ts, from, to, text, replayed: None }),
+            Outgoing::Global => Stored::Global(FeedMessage { id, ts, from, text, replayed: None }),
+            Outgoing::Broadcast => Stored::Broadcast(FeedMessage { id, ts, from, text, replayed: None }),
+        });
+        if let Stored::Room(r) = &*msg {
+            let keep = self.config.history;
+            if keep > 0 {
+                let h = inner.history.entry(r.room.clone()).or_default();
+                if h.len() >= keep {
+                    h.pop_front();
+                }
+                h.push_back(Arc::clone(&msg));
+            }
+        }
+        if self.config.replay_buffer > 0 {
+            if inner.log.len() >= self.config.replay_buffer {
+                inner.log.pop_front();
+            }
+            inner.log.push_back((seq, Arc::clone(&msg)));
+        }
+        self.messages_total.fetch_add(1, Ordering::Relaxed);
+        msg
+    }
+
+    // ---------------------------------------------------------------- admin
+
+    pub fn count_error(&self) {
+        self.errors_total.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn messages_total(&self) -> u64 {
+        self.messages_total.load(Ordering::Relaxed)
+    }
+
+    pub fn errors_total(&self) -> u64 {
+        self.errors_total.load(Ordering::Relaxed)
+    }
+
+    pub fn uptime_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    /// Connected `/admin` sockets; admin events are built only when some
+    /// admin listens.
+    pub fn admins(&self) -> usize {
+        self.admins.load(Ordering::Relaxed)
+    }
+
+    pub fn admin_joined(&self) {
+        self.admins.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn admin_left(&self) {
+        self.admins.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    pub fn room_count(&self) -> u64 {
+        self.lock().live.len() as u64
+    }
+
+    pub fn admin_snapshot(&self) -> AdminSnapshot {
+        let inner = self.lock();
+        let mut users: Vec<AdminUser> = inner
+            .users
+            .values()
+            .filter_map(|u| {
+                u.sid.map(|sid| AdminUser {
+                    username: u.username.clone(),
+                    sid: sid.to_string(),
+                    rooms: u.rooms.keys().cloned().collect(),
+                    connected_at: u.connected_at,
+                })
+            })
+            .collect();
+        users.sort_by(|a, b| a.username.cmp(&b.username));
+        AdminSnapshot {
+            online: inner.online,
+            users,
+            rooms: Self::room_counts(&inner),
+            uptime_ms: self.uptime_ms(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn auth(name: &str) -> Auth {
+        Auth { username: name.into(), session: None, offset: None }
+    }
+
+    fn resume(name: &str, token: &str, offset: Option<&str>) -> Auth {
+        Auth { username: name.into(), session: Some(token.into()), offset: offset.map(Into::into) }
+    }
+
+    fn state() -> Arc<ChatState> {
+        ChatState::new(Config::default())
+    }
+
+    #[tokio::test]
+    async fn usernames_are_unique_case_insensitively() {
+        let s = state();
+        let a = s.admit(&auth("Alice"), Sid::new()).unwrap();
+        assert_eq!(a.username, "Alice");
+        assert!(!a.recovered);
+        let err = s.admit(&auth("alice"), Sid::new()).unwrap_err();
+        assert_eq!(err.code, ErrorCode::UsernameTaken);
+        assert_eq!(s.online(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_session_belongs_to_its_username() {
+        let s = state();
+        let a = s.admit(&auth("alice"), Sid::new()).unwrap();
+        let err = s.admit(&resume("bob", &a.token, None), Sid::new()).unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidSession);
+        // An unknown token is no error: a fresh session if the name is free.
+        let b = s.admit(&resume("bob", "nope", None), Sid::new()).unwrap();
+        assert!(!b.recovered);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_username_is_reserved_for_the_window_then_freed() {
+        let s = state();
+        let sid = Sid::new();
+        let a = s.admit(&auth("alice"), sid).unwrap();
+        s.join("alice", "#general").unwrap();
+        let d = s.disconnect("alice", sid, false).unwrap();
+        assert_eq!(d.rooms, vec![("#general".to_string(), 0)]);
+        assert_eq!(s.online(), 0);
+        assert_eq!(s.admit(&auth("alice"), Sid::new()).unwrap_err().code, ErrorCode::UsernameTaken);
+
+        tokio::time::sleep(Duration::from_secs(119)).await;
+        assert!(s.target("alice").is_some(), "still inside the 120 s window");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert!(s.target("alice").is_none(), "expired after the window");
+        let again = s.admit(&resume("alice", &a.token, None), Sid::new()).unwrap();
+        assert!(!again.recovered, "an expired token gives a fresh session");
+        assert!(again.rooms.is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_resume_inside_the_window_cancels_the_expiry() {
+        let s = state();
+        let sid = Sid::new();
+        let a = s.admit(&auth("alice"), sid).unwrap();
+        s.join("alice", "#general").unwrap();
+        s.disconnect("alice", sid, false).unwrap();
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        let back = s.admit(&resume("alice", &a.token, None), Sid::new()).unwrap();
+        assert!(back.recovered);
+        assert_eq!(back.rooms, vec!["#general"]);
+        assert_eq!(s.members("#general"), 1);
+        tokio::time::sleep(Duration::from_secs(120)).await;
+        assert!(s.target("alice").is_some(), "the old timer must not end the resumed session");
+    }
+
+    #[tokio::test]
+    async fn a_planned_leave_ends_the_session_at_once() {
+        let s = state();
+        let sid = Sid::new();
+        let a = s.admit(&auth("alice"), sid).unwrap();
+        s.disconnect("alice", sid, true).unwrap();
+        assert!(s.target("alice").is_none());
+        let b = s.admit(&resume("alice", &a.token, None), Sid::new()).unwrap();
+        assert!(!b.recovered);
+    }
+
+    #[tokio::test]
+    async fn takeover_keeps_one_live_socket() {
+        let s = state();
+        let old = Sid::new();
+        let a = s.admit(&auth("alice"), old).unwrap();
+        let new = Sid::new();
+        let b = s.admit(&resume("alice", &a.token, None), new).unwrap();
+        assert_eq!(b.replaced, Some(old));
+        assert_eq!(s.online(), 1);
+        assert!(s.disconnect("alice", old, false).is_none(), "the replaced socket changes nothing");
+        assert!(s.is_current("alice", new));
+    }
+
+    #[tokio::test]
+    async fn replay_is_what_the_user_missed_in_order() {
+        let s = state();
+        let sid = Sid::new();
+        let a = s.admit(&auth("alice"), sid).unwrap();
+        s.admit(&auth("bob"), Sid::new()).unwrap();
+        s.join("alice", "#a").unwrap();
+        s.join("bob", "#a").unwrap();
+        s.join("bob", "#b").unwrap();
+        let seen = s.record("bob", "seen", Outgoing::Room { room: "#a".into() });
+        s.disconnect("alice", sid, false).unwrap();
+        s.record("bob", "r1", Outgoing::Room { room: "#a".into() });
+        s.record("bob", "other room", Outgoing::Room { room: "#b".into() });
+        s.record("bob", "dm", Outgoing::Dm { to: "Alice".into() });
+        s.record("bob", "g", Outgoing::Global);
+        s.record("bob", "b", Outgoing::Broadcast);
+        s.record("alice", "own broadcast", Outgoing::Broadcast);
+
+        let Stored::Room(seen) = &*seen else { panic!() };
+        s.admit(&resume("alice", &a.token, Some(&seen.id)), Sid::new()).unwrap();
+        let r = s.replay("alice", Some(&seen.id));
+        let texts: Vec<String> = r
+            .messages
+            .iter()
+            .map(|m| match &**m {
+                Stored::Room(x) => x.text.clone(),
+                Stored::Dm(x) => x.text.clone(),
+                Stored::Global(x) | Stored::Broadcast(x) => x.text.clone(),
+            })
+            .collect();
+        assert_eq!(texts, vec!["r1", "dm", "g", "b"]);
+        assert!(!r.truncated);
+        assert_eq!(r.upto, 7);
+    }
+
+    #[tokio::test]
+    async fn replay_reports_truncation() {
+        let s = ChatState::new(Config { replay_buffer: 3, ..Config::default() });
+        let sid = Sid::new();
+        let a = s.admit(&auth("alice"), sid).unwrap();
+        s.admit(&auth("bob"), Sid::new()).unwrap();
+        s.disconnect("alice", sid, false).unwrap();
+        for i in 0..5 {
+            s.record("bob", &format!("g{i}"), Outgoing::Global);
+        }
+        s.admit(&resume("alice", &a.token, None), Sid::new()).unwrap();
+        let r = s.replay("alice", None);
+        assert_eq!(r.messages.len(), 3);
+        assert!(r.truncated);
+    }
+
+    #[tokio::test]
+    async fn rooms_join_leave_and_limits() {
+        let s = ChatState::new(Config { max_rooms_per_user: 2, history: 2, ..Config::default() });
+        s.admit(&auth("alice"), Sid::new()).unwrap();
+        s.admit(&auth("bob"), Sid::new()).unwrap();
+        assert!(s.join("alice", "#a").unwrap().fresh);
+        assert!(!s.join("alice", "#a").unwrap().fresh, "joining twice is idempotent");
+        for t in ["1", "2", "3"] {
+            s.record("alice", t, Outgoing::Room { room: "#a".into() });
+        }
+        let j = s.join("bob", "#a").unwrap();
+        assert_eq!(j.members, vec!["Alice".to_string().to_lowercase(), "bob".into()]);
+        assert_eq!(j.count, 2);
+        assert_eq!(j.history.iter().map(|m| m.text.as_str()).collect::<Vec<_>>(), vec!["2", "3"]);
+        s.join("alice", "#b").unwrap();
+        assert_eq!(s.join("alice", "#c").unwrap_err(), ErrorCode::TooManyRooms);
+        assert_eq!(s.leave("alice", "#a").unwrap(), 1);
+        assert_eq!(s.leave("alice", "#a").unwrap_err(), ErrorCode::NotMember);
+        assert_eq!(s.room_list(), vec![
+            RoomCount { room: "#a".into(), members: 1 },
+            RoomCount { room: "#b".into(), members: 1 },
+        ]);
+    }
+
+    #[tokio::test]
+    async fn server_full() {
+        let s = ChatState::new(Config { max_connections: 1, ..Config::default() });
+        s.admit(&auth("alice"), Sid::new()).unwrap();
+        assert_eq!(s.admit(&auth("bob"), Sid::new()).unwrap_err().code, ErrorCode::ServerFull);
+    }
+}
