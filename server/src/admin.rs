@@ -4,7 +4,9 @@
 
 use std::sync::Arc;
 
-use chat_shared::{ADMIN_NS, AckErr, AdminAuth, AdminStats, ChatError, ConnectRefusal, ErrorCode, names};
+use chat_shared::{
+    ADMIN_NS, AckErr, AdminAuth, AdminStats, ChatError, ConnectRefusal, ErrorCode, names,
+};
 use serde_json::Value;
 use socketioxide::SocketIo;
 use socketioxide::extract::{AckSender, Event, SocketRef, TryData};
@@ -30,8 +32,16 @@ pub fn register(io: &SocketIo, state: Arc<ChatState>) {
 }
 
 fn authorize(state: &ChatState, auth: Option<Value>) -> Result<(), ConnectRefusal> {
-    let Some(expected) = state.config.admin_token.as_deref().filter(|t| !t.is_empty()) else {
-        return Err(ConnectRefusal::new(ErrorCode::Unauthorized, "no admin token is configured"));
+    let Some(expected) = state
+        .config
+        .admin_token
+        .as_deref()
+        .filter(|t| !t.is_empty())
+    else {
+        return Err(ConnectRefusal::new(
+            ErrorCode::Unauthorized,
+            "no admin token is configured",
+        ));
     };
     let given = auth
         .and_then(|v| serde_json::from_value::<AdminAuth>(v).ok())
@@ -41,7 +51,10 @@ fn authorize(state: &ChatState, auth: Option<Value>) -> Result<(), ConnectRefusa
         Ok(())
     } else {
         tracing::info!("admin connect refused");
-        Err(ConnectRefusal::new(ErrorCode::Unauthorized, "admin token required"))
+        Err(ConnectRefusal::new(
+            ErrorCode::Unauthorized,
+            "admin token required",
+        ))
     }
 }
 
@@ -49,11 +62,17 @@ fn connected(s: SocketRef, state: Arc<ChatState>) {
     state.admin_joined();
     let snapshot = state.admin_snapshot();
     let _ = s.emit(names::ADMIN_SNAPSHOT, &snapshot);
-    s.on_fallback(|s: SocketRef, Event(event): Event, ack: AckSender| async move {
-        let err = ChatError::new(ErrorCode::ReadOnly, "the admin namespace is read-only", &event);
-        let _ = s.emit(names::CHAT_ERROR, &err);
-        let _ = ack.send(&AckErr::new(&err));
-    });
+    s.on_fallback(
+        |s: SocketRef, Event(event): Event, ack: AckSender| async move {
+            let err = ChatError::new(
+                ErrorCode::ReadOnly,
+                "the admin namespace is read-only",
+                &event,
+            );
+            let _ = s.emit(names::CHAT_ERROR, &err);
+            let _ = ack.send(&AckErr::new(&err));
+        },
+    );
     s.on_disconnect(move |_s: SocketRef| {
         let state = Arc::clone(&state);
         async move { state.admin_left() }
@@ -63,7 +82,10 @@ fn connected(s: SocketRef, state: Arc<ChatState>) {
 
 /// Sends `admin:stats` every `--stats-interval` while admins listen.
 pub async fn stats_loop(io: SocketIo, state: Arc<ChatState>) {
-    let period = state.config.stats_interval.max(std::time::Duration::from_millis(100));
+    let period = state
+        .config
+        .stats_interval
+        .max(std::time::Duration::from_millis(100));
     let mut tick = tokio::time::interval(period);
     tick.tick().await;
     let mut last_total = state.messages_total();

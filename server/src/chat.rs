@@ -7,21 +7,22 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chat_shared::{
-    AckErr, AckOk, Auth, ChatError, ClientEvent, ConnectRefusal, DmRequest, EmptyAck, ErrorCode, JoinAck,
-    LeaveAck, Presence, PresenceKind, PresenceSnapshot, PresenceSummary, RoomListAck, RoomMessageRequest,
-    SentAck, SessionInfo, TypingNotice, TypingRequest, TypingTarget, canonical_room, check_text,
-    is_valid_username, names,
+    AckErr, AckOk, Auth, ChatError, ClientEvent, ConnectRefusal, DmRequest, EmptyAck, ErrorCode,
+    JoinAck, LeaveAck, Presence, PresenceKind, PresenceSnapshot, PresenceSummary, RoomListAck,
+    RoomMessageRequest, SentAck, SessionInfo, TypingNotice, TypingRequest, TypingTarget,
+    canonical_room, check_text, is_valid_username, names,
 };
 use serde::Serialize;
 use serde_json::Value;
 use socketioxide::extract::{AckSender, Event, SocketRef, TryData};
 use socketioxide::handler::ConnectHandler;
 use socketioxide::socket::{DisconnectReason, Sid};
-use socketioxide::{SocketIo, SocketError};
+use socketioxide::{SocketError, SocketIo};
 
 use crate::admin_feed::{AdminFeed, event as admin_event};
 use crate::presence::Decision;
 use crate::rate_limit::TokenBucket;
+use crate::sequencer::Sequencer;
 use crate::state::{Admission, ChatState, Outgoing, Stored};
 use chat_shared::{AdminEventType, CHAT_NS};
 
@@ -45,6 +46,7 @@ pub struct SocketCtx {
     pub admission: Admission,
     offset: Option<String>,
     bucket: Option<Mutex<TokenBucket>>,
+    order: Sequencer,
 }
 
 /// The handle every `/chat` handler works through.
@@ -157,10 +159,15 @@ impl ChatService {
         let parsed = auth.and_then(|v| serde_json::from_value::<Auth>(v).ok());
         let claimed = parsed.as_ref().map(|a| a.username.clone());
         let result = match parsed {
-            Some(a) if is_valid_username(&a.username) => self.state.admit(&a, s.id).map(|adm| (a, adm)),
+            Some(a) if is_valid_username(&a.username) => {
+                self.state.admit(&a, s.id).map(|adm| (a, adm))
+            }
             Some(a) => Err(ConnectRefusal::new(
                 ErrorCode::InvalidUsername,
-                format!("{:?} is not 1-32 characters of A-Z a-z 0-9 _ . -", a.username),
+                format!(
+                    "{:?} is not 1-32 characters of A-Z a-z 0-9 _ . -",
+                    a.username
+                ),
             )),
             None => Err(ConnectRefusal::new(
                 ErrorCode::InvalidUsername,
@@ -178,6 +185,7 @@ impl ChatService {
                     admission,
                     offset: auth.offset,
                     bucket,
+                    order: Sequencer::default(),
                 });
                 s.extensions.insert(Arc::clone(&ctx));
                 // Registered here rather than in the connect handler: from
@@ -214,11 +222,22 @@ impl ChatService {
         {
             let svc = self.clone();
             let ctx = Arc::clone(&ctx);
-            s.on_fallback(move |s: SocketRef, Event(event): Event, TryData(data): TryData<Value>, ack: AckSender| {
-                let svc = svc.clone();
-                let ctx = Arc::clone(&ctx);
-                async move { svc.dispatch(&s, &ctx, &event, data.unwrap_or(Value::Null), ack).await }
-            });
+            s.on_fallback(
+                move |s: SocketRef,
+                      Event(event): Event,
+                      TryData(data): TryData<Value>,
+                      ack: AckSender| {
+                    let svc = svc.clone();
+                    let ctx = Arc::clone(&ctx);
+                    // Taken here, while the library still calls in packet order.
+                    let ticket = ctx.order.ticket();
+                    async move {
+                        let _turn = ctx.order.turn(ticket).await;
+                        svc.dispatch(&s, &ctx, &event, data.unwrap_or(Value::Null), ack)
+                            .await
+                    }
+                },
+            );
         }
         if let Some(old) = adm.replaced {
             self.replace(old);
@@ -264,7 +283,11 @@ impl ChatService {
                 .await;
             }
         }
-        let mut ev = admin_event(if adm.recovered { AdminEventType::Recovered } else { AdminEventType::Connect });
+        let mut ev = admin_event(if adm.recovered {
+            AdminEventType::Recovered
+        } else {
+            AdminEventType::Connect
+        });
         ev.user = Some(adm.username.clone());
         self.admin.send(ev);
     }
@@ -272,8 +295,14 @@ impl ChatService {
     /// Tells the socket that held this session before that it was taken
     /// over, and closes it.
     fn replace(&self, old: Sid) {
-        let Some(old) = self.ns().and_then(|ns| ns.get_socket(old)) else { return };
-        let err = ChatError::new(ErrorCode::SessionReplaced, "this session was taken over by a new connection", "session");
+        let Some(old) = self.ns().and_then(|ns| ns.get_socket(old)) else {
+            return;
+        };
+        let err = ChatError::new(
+            ErrorCode::SessionReplaced,
+            "this session was taken over by a new connection",
+            "session",
+        );
         let _ = old.emit(names::CHAT_ERROR, &err);
         let _ = old.disconnect();
     }
@@ -430,7 +459,11 @@ impl ChatService {
 
     async fn emit_presence(&self, scope: &str, p: &Presence) {
         let Some(ns) = self.ns() else { return };
-        let op = if scope.is_empty() { ns } else { ns.to(scope.to_owned()) };
+        let op = if scope.is_empty() {
+            ns
+        } else {
+            ns.to(scope.to_owned())
+        };
         if let Err(e) = op.emit(names::PRESENCE, p).await {
             tracing::debug!("presence emit: {e}");
         }
@@ -438,7 +471,14 @@ impl ChatService {
 
     // ------------------------------------------------------------ events
 
-    async fn dispatch(&self, s: &SocketRef, ctx: &SocketCtx, event: &str, data: Value, ack: AckSender) {
+    async fn dispatch(
+        &self,
+        s: &SocketRef,
+        ctx: &SocketCtx,
+        event: &str,
+        data: Value,
+        ack: AckSender,
+    ) {
         let result = match ClientEvent::parse(event, data) {
             Err(e) => Err(e.to_chat_error(event)),
             Ok(ev) => self.handle(s, ctx, ev).await,
@@ -463,17 +503,28 @@ impl ChatService {
         self.admin.send(ev);
     }
 
-    async fn handle(&self, s: &SocketRef, ctx: &SocketCtx, ev: ClientEvent) -> Result<Reply, ChatError> {
+    async fn handle(
+        &self,
+        s: &SocketRef,
+        ctx: &SocketCtx,
+        ev: ClientEvent,
+    ) -> Result<Reply, ChatError> {
         let name = ev.name();
         match ev {
             ClientEvent::RoomJoin(r) => self.join(s, ctx, &r.room).await,
             ClientEvent::RoomLeave(r) => self.leave(s, ctx, &r.room).await,
-            ClientEvent::RoomList => Ok(Reply::Rooms(RoomListAck { rooms: self.state.room_list() })),
+            ClientEvent::RoomList => Ok(Reply::Rooms(RoomListAck {
+                rooms: self.state.room_list(),
+            })),
             ClientEvent::PresenceGet => Ok(Reply::Presence(self.state.presence_snapshot())),
             ClientEvent::RoomMessage(m) => self.room_message(ctx, m).await,
             ClientEvent::DmMessage(m) => self.dm(ctx, m).await,
-            ClientEvent::GlobalMessage(m) => self.feed(s, ctx, name, &m.text, Outgoing::Global).await,
-            ClientEvent::BroadcastMessage(m) => self.feed(s, ctx, name, &m.text, Outgoing::Broadcast).await,
+            ClientEvent::GlobalMessage(m) => {
+                self.feed(s, ctx, name, &m.text, Outgoing::Global).await
+            }
+            ClientEvent::BroadcastMessage(m) => {
+                self.feed(s, ctx, name, &m.text, Outgoing::Broadcast).await
+            }
             ClientEvent::Typing(t) => self.typing(s, ctx, t).await,
         }
     }
@@ -492,7 +543,10 @@ impl ChatService {
     fn member_room(&self, ctx: &SocketCtx, event: &str, raw: &str) -> Result<String, ChatError> {
         let room = self.room(event, raw)?;
         if !self.state.is_member(&ctx.admission.key, &room) {
-            return Err(ChatError::new(ErrorCode::NotMember, format!("join {room} first"), event).with("room", room));
+            return Err(
+                ChatError::new(ErrorCode::NotMember, format!("join {room} first"), event)
+                    .with("room", room),
+            );
         }
         Ok(room)
     }
@@ -502,14 +556,22 @@ impl ChatService {
         let max = self.state.config.max_text;
         let text = check_text(text, max).map_err(|e| {
             let err = ChatError::new(e.code(), e.to_string(), event);
-            if e.code() == ErrorCode::MessageTooLong { err.with("limit", max) } else { err }
+            if e.code() == ErrorCode::MessageTooLong {
+                err.with("limit", max)
+            } else {
+                err
+            }
         })?;
         if let Some(bucket) = &ctx.bucket {
             let mut b = bucket.lock().unwrap_or_else(|e| e.into_inner());
             if let Err(wait) = b.try_take() {
                 let ms = wait.as_millis().max(1) as u64;
-                return Err(ChatError::new(ErrorCode::RateLimited, "too many messages: slow down", event)
-                    .with("retryAfterMs", ms));
+                return Err(ChatError::new(
+                    ErrorCode::RateLimited,
+                    "too many messages: slow down",
+                    event,
+                )
+                .with("retryAfterMs", ms));
             }
         }
         Ok(text)
@@ -519,15 +581,18 @@ impl ChatService {
         let event = names::ROOM_JOIN;
         let room = self.room(event, raw)?;
         let adm = &ctx.admission;
-        let joined = self.state.join(&adm.key, &room).map_err(|code| match code {
-            ErrorCode::TooManyRooms => {
-                let limit = self.state.config.max_rooms_per_user;
-                ChatError::new(code, format!("at most {limit} rooms at once"), event)
-                    .with("limit", limit)
-                    .with("room", room.clone())
-            }
-            _ => ChatError::new(code, "could not join", event),
-        })?;
+        let joined = self
+            .state
+            .join(&adm.key, &room)
+            .map_err(|code| match code {
+                ErrorCode::TooManyRooms => {
+                    let limit = self.state.config.max_rooms_per_user;
+                    ChatError::new(code, format!("at most {limit} rooms at once"), event)
+                        .with("limit", limit)
+                        .with("room", room.clone())
+                }
+                _ => ChatError::new(code, "could not join", event),
+            })?;
         s.join(room.clone());
         if joined.fresh {
             let online = self.state.online();
@@ -592,18 +657,28 @@ impl ChatService {
     }
 
     /// Numbers, records and emits a message under the delivery lock.
-    async fn deliver(&self, from: &str, text: &str, what: Outgoing, s: Option<&SocketRef>) -> Arc<Stored> {
+    async fn deliver(
+        &self,
+        from: &str,
+        text: &str,
+        what: Outgoing,
+        s: Option<&SocketRef>,
+    ) -> Arc<Stored> {
         let Some(ns) = self.ns() else {
             return self.state.record(from, text, what);
         };
         let _guard = self.state.delivery.lock().await;
         let msg = self.state.record(from, text, what.clone());
         let sent = match (&*msg, &what) {
-            (Stored::Room(m), Outgoing::Room { room }) => ns.to(room.clone()).emit(msg.event(), m).await,
-            (Stored::Dm(m), Outgoing::Dm { .. }) => match self.state.target(&m.to).and_then(|t| t.sid) {
-                Some(sid) => ns.to(sid).emit(msg.event(), m).await,
-                None => Ok(()), // in its recovery window: the replay delivers it
-            },
+            (Stored::Room(m), Outgoing::Room { room }) => {
+                ns.to(room.clone()).emit(msg.event(), m).await
+            }
+            (Stored::Dm(m), Outgoing::Dm { .. }) => {
+                match self.state.target(&m.to).and_then(|t| t.sid) {
+                    Some(sid) => ns.to(sid).emit(msg.event(), m).await,
+                    None => Ok(()), // in its recovery window: the replay delivers it
+                }
+            }
             (Stored::Global(m), _) => ns.to(EVERYONE).emit(msg.event(), m).await,
             (Stored::Broadcast(m), _) => match s {
                 Some(s) => s.to(EVERYONE).emit(msg.event(), m).await,
@@ -639,23 +714,39 @@ impl ChatService {
         Reply::Sent(SentAck { id: id.clone(), ts })
     }
 
-    async fn room_message(&self, ctx: &SocketCtx, m: RoomMessageRequest) -> Result<Reply, ChatError> {
+    async fn room_message(
+        &self,
+        ctx: &SocketCtx,
+        m: RoomMessageRequest,
+    ) -> Result<Reply, ChatError> {
         let event = names::ROOM_MESSAGE;
         let room = self.member_room(ctx, event, &m.room)?;
         let text = self.text(ctx, event, &m.text)?;
-        let msg = self.deliver(&ctx.admission.username, text, Outgoing::Room { room }, None).await;
+        let msg = self
+            .deliver(&ctx.admission.username, text, Outgoing::Room { room }, None)
+            .await;
         self.message_event(ctx, &msg, text.len());
         Ok(Self::sent(&msg))
     }
 
-    fn user_target(&self, ctx: &SocketCtx, event: &str, to: &str) -> Result<crate::state::Target, ChatError> {
+    fn user_target(
+        &self,
+        ctx: &SocketCtx,
+        event: &str,
+        to: &str,
+    ) -> Result<crate::state::Target, ChatError> {
         let target = self
             .state
             .target(to)
             .filter(|_| is_valid_username(to))
-            .ok_or_else(|| ChatError::new(ErrorCode::UserNotFound, format!("no user {to}"), event).with("to", to))?;
+            .ok_or_else(|| {
+                ChatError::new(ErrorCode::UserNotFound, format!("no user {to}"), event)
+                    .with("to", to)
+            })?;
         if target.key == ctx.admission.key {
-            return Err(ChatError::new(ErrorCode::InvalidTarget, "that is you", event).with("to", to));
+            return Err(
+                ChatError::new(ErrorCode::InvalidTarget, "that is you", event).with("to", to),
+            );
         }
         Ok(target)
     }
@@ -665,32 +756,63 @@ impl ChatService {
         let target = self.user_target(ctx, event, &m.to)?;
         let text = self.text(ctx, event, &m.text)?;
         let msg = self
-            .deliver(&ctx.admission.username, text, Outgoing::Dm { to: target.username }, None)
+            .deliver(
+                &ctx.admission.username,
+                text,
+                Outgoing::Dm {
+                    to: target.username,
+                },
+                None,
+            )
             .await;
         self.message_event(ctx, &msg, text.len());
         Ok(Self::sent(&msg))
     }
 
-    async fn feed(&self, s: &SocketRef, ctx: &SocketCtx, event: &str, text: &str, what: Outgoing) -> Result<Reply, ChatError> {
+    async fn feed(
+        &self,
+        s: &SocketRef,
+        ctx: &SocketCtx,
+        event: &str,
+        text: &str,
+        what: Outgoing,
+    ) -> Result<Reply, ChatError> {
         let text = self.text(ctx, event, text)?;
-        let msg = self.deliver(&ctx.admission.username, text, what, Some(s)).await;
+        let msg = self
+            .deliver(&ctx.admission.username, text, what, Some(s))
+            .await;
         self.message_event(ctx, &msg, text.len());
         Ok(Self::sent(&msg))
     }
 
-    async fn typing(&self, s: &SocketRef, ctx: &SocketCtx, t: TypingRequest) -> Result<Reply, ChatError> {
+    async fn typing(
+        &self,
+        s: &SocketRef,
+        ctx: &SocketCtx,
+        t: TypingRequest,
+    ) -> Result<Reply, ChatError> {
         let event = names::TYPING;
         let from = ctx.admission.username.clone();
         match t.target {
             TypingTarget::Room(raw) => {
                 let room = self.member_room(ctx, event, &raw)?;
-                let notice = TypingNotice { from, room: Some(room.clone()), to: None, typing: t.typing };
+                let notice = TypingNotice {
+                    from,
+                    room: Some(room.clone()),
+                    to: None,
+                    typing: t.typing,
+                };
                 let _ = s.to(room).volatile().emit(event, &notice).await;
             }
             TypingTarget::User(to) => {
                 let target = self.user_target(ctx, event, &to)?;
                 if let (Some(sid), Some(ns)) = (target.sid, self.ns()) {
-                    let notice = TypingNotice { from, room: None, to: Some(target.username), typing: t.typing };
+                    let notice = TypingNotice {
+                        from,
+                        room: None,
+                        to: Some(target.username),
+                        typing: t.typing,
+                    };
                     let _ = ns.to(sid).volatile().emit(event, &notice).await;
                 }
             }
@@ -698,4 +820,3 @@ impl ChatService {
         Ok(Reply::Empty)
     }
 }
-

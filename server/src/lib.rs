@@ -10,6 +10,7 @@
 //! - [`admin_feed`]: the ordered, lossy queue of `admin:event`s.
 //! - [`presence`]: the per-scope presence storm guard.
 //! - [`rate_limit`]: the per-socket token bucket.
+//! - [`sequencer`]: keeps each socket's events in arrival order.
 //! - [`lean_request`]: trims what each connection keeps of its request.
 //!
 //! [`serve`] runs the whole server on a bound listener until a shutdown
@@ -22,6 +23,7 @@ pub mod config;
 pub mod lean_request;
 pub mod presence;
 pub mod rate_limit;
+pub mod sequencer;
 pub mod state;
 
 use std::future::Future;
@@ -46,12 +48,18 @@ pub struct App {
 pub fn app(config: Config) -> App {
     let (layer, io) = SocketIo::builder()
         .max_payload(config.max_payload)
+        .ws_max_message_size(config.max_payload as usize)
+        .ws_max_frame_size(config.max_payload as usize)
         .max_buffer_size(config.socket_buffer)
         .ping_interval(config.ping_interval)
         .ping_timeout(config.ping_timeout)
         .ws_read_buffer_size(512)
         // The contract has no binary attachments: any is refused.
-        .with_parser(ParserConfig::common().max_incoming_binaries(0).max_incoming_binary_buf_size(0))
+        .with_parser(
+            ParserConfig::common()
+                .max_incoming_binaries(0)
+                .max_incoming_binary_buf_size(0),
+        )
         .build_layer();
     let state = ChatState::new(config);
     let feed = admin_feed::AdminFeed::start(io.clone(), Arc::clone(&state));

@@ -124,10 +124,7 @@ impl PresenceGate {
     /// window, so that the next change starts a fresh one.
     pub fn take(&self, scope: &str) -> Folded {
         let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
-        windows
-            .remove(scope)
-            .map(|w| w.folded)
-            .unwrap_or_default()
+        windows.remove(scope).map(|w| w.folded).unwrap_or_default()
     }
 }
 
@@ -142,10 +139,18 @@ mod tests {
             assert_eq!(gate.admit("", &format!("u{i}"), true), Decision::Send);
         }
         let first = gate.admit("", "u3", true);
-        let Decision::Folded { flush_at: Some(at) } = first else { panic!("{first:?}") };
+        let Decision::Folded { flush_at: Some(at) } = first else {
+            panic!("{first:?}")
+        };
         assert_eq!(at, Instant::now() + WINDOW);
-        assert_eq!(gate.admit("", "u4", false), Decision::Folded { flush_at: None });
-        assert_eq!(gate.admit("", "u5", true), Decision::Folded { flush_at: None });
+        assert_eq!(
+            gate.admit("", "u4", false),
+            Decision::Folded { flush_at: None }
+        );
+        assert_eq!(
+            gate.admit("", "u5", true),
+            Decision::Folded { flush_at: None }
+        );
         // Other scopes are independent.
         assert_eq!(gate.admit("#room", "u3", true), Decision::Send);
 

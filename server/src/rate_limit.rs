@@ -70,6 +70,9 @@ mod tests {
         for _ in 0..5 {
             assert!(b.try_take().is_ok());
         }
-        assert!(b.try_take().is_err(), "an hour of silence buys only the burst");
+        assert!(
+            b.try_take().is_err(),
+            "an hour of silence buys only the burst"
+        );
     }
 }

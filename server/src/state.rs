@@ -231,7 +231,12 @@ impl ChatState {
         let max = self.config.max_connections;
         let full = |online: u64| max > 0 && online >= max as u64;
 
-        if let Some(owner) = auth.session.as_ref().and_then(|t| inner.sessions.get(t)).cloned() {
+        if let Some(owner) = auth
+            .session
+            .as_ref()
+            .and_then(|t| inner.sessions.get(t))
+            .cloned()
+        {
             if owner != key {
                 return Err(ConnectRefusal::new(
                     ErrorCode::InvalidSession,
@@ -245,7 +250,10 @@ impl ChatState {
             let replaced = user.sid.replace(sid);
             if replaced.is_none() && full(online) {
                 user.sid = None;
-                return Err(ConnectRefusal::new(ErrorCode::ServerFull, "the server is full"));
+                return Err(ConnectRefusal::new(
+                    ErrorCode::ServerFull,
+                    "the server is full",
+                ));
             }
             let admission = Admission {
                 key: key.clone(),
@@ -259,7 +267,11 @@ impl ChatState {
             if replaced.is_none() {
                 inner.online += 1;
                 for room in &admission.rooms {
-                    inner.live.entry(room.clone()).or_default().insert(key.clone());
+                    inner
+                        .live
+                        .entry(room.clone())
+                        .or_default()
+                        .insert(key.clone());
                 }
             }
             return Ok(admission);
@@ -272,7 +284,10 @@ impl ChatState {
             ));
         }
         if full(inner.online) {
-            return Err(ConnectRefusal::new(ErrorCode::ServerFull, "the server is full"));
+            return Err(ConnectRefusal::new(
+                ErrorCode::ServerFull,
+                "the server is full",
+            ));
         }
         let token = token();
         let head = inner.head;
@@ -302,7 +317,10 @@ impl ChatState {
 
     /// Whether `sid` is still the live socket of `key`.
     pub fn is_current(&self, key: &str, sid: Sid) -> bool {
-        self.lock().users.get(key).is_some_and(|u| u.sid == Some(sid))
+        self.lock()
+            .users
+            .get(key)
+            .is_some_and(|u| u.sid == Some(sid))
     }
 
     /// Ends the live socket `sid` of `key`. A planned leave ends the
@@ -353,7 +371,9 @@ impl ChatState {
     /// came back since). Returns whether it ended.
     pub fn expire(&self, key: &str, absence: u64) -> bool {
         let mut inner = self.lock();
-        let Some(user) = inner.users.get(key) else { return false };
+        let Some(user) = inner.users.get(key) else {
+            return false;
+        };
         if user.sid.is_some() || user.absence != absence {
             return false;
         }
@@ -395,7 +415,9 @@ impl ChatState {
     /// usable offset, since its session began), up to the current head.
     pub fn replay(&self, key: &str, offset: Option<&str>) -> Replay {
         let inner = self.lock();
-        let Some(user) = inner.users.get(key) else { return Replay::default() };
+        let Some(user) = inner.users.get(key) else {
+            return Replay::default();
+        };
         let since = offset
             .and_then(|o| o.parse::<u64>().ok())
             .unwrap_or(user.since)
@@ -411,7 +433,9 @@ impl ChatState {
     /// The messages for `key` after `after`, and the head they go up to.
     pub fn catch_up(&self, key: &str, after: u64) -> (Vec<Arc<Stored>>, u64) {
         let inner = self.lock();
-        let Some(user) = inner.users.get(key) else { return (Vec::new(), inner.head) };
+        let Some(user) = inner.users.get(key) else {
+            return (Vec::new(), inner.head);
+        };
         (Self::messages_for(&inner, user, key, after), inner.head)
     }
 
@@ -443,7 +467,11 @@ impl ChatState {
         }
         let live = user.sid.is_some();
         if live {
-            inner.live.entry(room.to_owned()).or_default().insert(key.to_owned());
+            inner
+                .live
+                .entry(room.to_owned())
+                .or_default()
+                .insert(key.to_owned());
         }
         let members = Self::member_names(&inner, room);
         let history = inner
@@ -479,14 +507,21 @@ impl ChatState {
     }
 
     pub fn is_member(&self, key: &str, room: &str) -> bool {
-        self.lock().users.get(key).is_some_and(|u| u.rooms.contains_key(room))
+        self.lock()
+            .users
+            .get(key)
+            .is_some_and(|u| u.rooms.contains_key(room))
     }
 
     fn member_names(inner: &Inner, room: &str) -> Vec<String> {
         inner
             .live
             .get(room)
-            .map(|set| set.iter().filter_map(|k| inner.users.get(k).map(|u| u.username.clone())).collect())
+            .map(|set| {
+                set.iter()
+                    .filter_map(|k| inner.users.get(k).map(|u| u.username.clone()))
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
@@ -556,10 +591,36 @@ impl ChatState {
         let from = from.to_owned();
         let text = text.to_owned();
         let msg = Arc::new(match what {
-            Outgoing::Room { room } => Stored::Room(RoomMessage { id, ts, from, room, text, replayed: None }),
-            Outgoing::Dm { to } => Stored::Dm(DmMessage { id, ts, from, to, text, replayed: None }),
-            Outgoing::Global => Stored::Global(FeedMessage { id, ts, from, text, replayed: None }),
-            Outgoing::Broadcast => Stored::Broadcast(FeedMessage { id, ts, from, text, replayed: None }),
+            Outgoing::Room { room } => Stored::Room(RoomMessage {
+                id,
+                ts,
+                from,
+                room,
+                text,
+                replayed: None,
+            }),
+            Outgoing::Dm { to } => Stored::Dm(DmMessage {
+                id,
+                ts,
+                from,
+                to,
+                text,
+                replayed: None,
+            }),
+            Outgoing::Global => Stored::Global(FeedMessage {
+                id,
+                ts,
+                from,
+                text,
+                replayed: None,
+            }),
+            Outgoing::Broadcast => Stored::Broadcast(FeedMessage {
+                id,
+                ts,
+                from,
+                text,
+                replayed: None,
+            }),
         });
         if let Stored::Room(r) = &*msg {
             let keep = self.config.history;
@@ -647,11 +708,19 @@ mod tests {
     use std::time::Duration;
 
     fn auth(name: &str) -> Auth {
-        Auth { username: name.into(), session: None, offset: None }
+        Auth {
+            username: name.into(),
+            session: None,
+            offset: None,
+        }
     }
 
     fn resume(name: &str, token: &str, offset: Option<&str>) -> Auth {
-        Auth { username: name.into(), session: Some(token.into()), offset: offset.map(Into::into) }
+        Auth {
+            username: name.into(),
+            session: Some(token.into()),
+            offset: offset.map(Into::into),
+        }
     }
 
     fn state() -> Arc<ChatState> {
@@ -673,7 +742,9 @@ mod tests {
     async fn a_session_belongs_to_its_username() {
         let s = state();
         let a = s.admit(&auth("alice"), Sid::new()).unwrap();
-        let err = s.admit(&resume("bob", &a.token, None), Sid::new()).unwrap_err();
+        let err = s
+            .admit(&resume("bob", &a.token, None), Sid::new())
+            .unwrap_err();
         assert_eq!(err.code, ErrorCode::InvalidSession);
         // An unknown token is no error: a fresh session if the name is free.
         let b = s.admit(&resume("bob", "nope", None), Sid::new()).unwrap();
@@ -689,13 +760,18 @@ mod tests {
         let d = s.disconnect("alice", sid, false).unwrap();
         assert_eq!(d.rooms, vec![("#general".to_string(), 0)]);
         assert_eq!(s.online(), 0);
-        assert_eq!(s.admit(&auth("alice"), Sid::new()).unwrap_err().code, ErrorCode::UsernameTaken);
+        assert_eq!(
+            s.admit(&auth("alice"), Sid::new()).unwrap_err().code,
+            ErrorCode::UsernameTaken
+        );
 
         tokio::time::sleep(Duration::from_secs(119)).await;
         assert!(s.target("alice").is_some(), "still inside the 120 s window");
         tokio::time::sleep(Duration::from_secs(2)).await;
         assert!(s.target("alice").is_none(), "expired after the window");
-        let again = s.admit(&resume("alice", &a.token, None), Sid::new()).unwrap();
+        let again = s
+            .admit(&resume("alice", &a.token, None), Sid::new())
+            .unwrap();
         assert!(!again.recovered, "an expired token gives a fresh session");
         assert!(again.rooms.is_empty());
     }
@@ -708,12 +784,17 @@ mod tests {
         s.join("alice", "#general").unwrap();
         s.disconnect("alice", sid, false).unwrap();
         tokio::time::sleep(Duration::from_secs(60)).await;
-        let back = s.admit(&resume("alice", &a.token, None), Sid::new()).unwrap();
+        let back = s
+            .admit(&resume("alice", &a.token, None), Sid::new())
+            .unwrap();
         assert!(back.recovered);
         assert_eq!(back.rooms, vec!["#general"]);
         assert_eq!(s.members("#general"), 1);
         tokio::time::sleep(Duration::from_secs(120)).await;
-        assert!(s.target("alice").is_some(), "the old timer must not end the resumed session");
+        assert!(
+            s.target("alice").is_some(),
+            "the old timer must not end the resumed session"
+        );
     }
 
     #[tokio::test]
@@ -723,7 +804,9 @@ mod tests {
         let a = s.admit(&auth("alice"), sid).unwrap();
         s.disconnect("alice", sid, true).unwrap();
         assert!(s.target("alice").is_none());
-        let b = s.admit(&resume("alice", &a.token, None), Sid::new()).unwrap();
+        let b = s
+            .admit(&resume("alice", &a.token, None), Sid::new())
+            .unwrap();
         assert!(!b.recovered);
     }
 
@@ -736,7 +819,10 @@ mod tests {
         let b = s.admit(&resume("alice", &a.token, None), new).unwrap();
         assert_eq!(b.replaced, Some(old));
         assert_eq!(s.online(), 1);
-        assert!(s.disconnect("alice", old, false).is_none(), "the replaced socket changes nothing");
+        assert!(
+            s.disconnect("alice", old, false).is_none(),
+            "the replaced socket changes nothing"
+        );
         assert!(s.is_current("alice", new));
     }
 
@@ -759,7 +845,8 @@ mod tests {
         s.record("alice", "own broadcast", Outgoing::Broadcast);
 
         let Stored::Room(seen) = &*seen else { panic!() };
-        s.admit(&resume("alice", &a.token, Some(&seen.id)), Sid::new()).unwrap();
+        s.admit(&resume("alice", &a.token, Some(&seen.id)), Sid::new())
+            .unwrap();
         let r = s.replay("alice", Some(&seen.id));
         let texts: Vec<String> = r
             .messages
@@ -777,7 +864,10 @@ mod tests {
 
     #[tokio::test]
     async fn replay_reports_truncation() {
-        let s = ChatState::new(Config { replay_buffer: 3, ..Config::default() });
+        let s = ChatState::new(Config {
+            replay_buffer: 3,
+            ..Config::default()
+        });
         let sid = Sid::new();
         let a = s.admit(&auth("alice"), sid).unwrap();
         s.admit(&auth("bob"), Sid::new()).unwrap();
@@ -785,7 +875,8 @@ mod tests {
         for i in 0..5 {
             s.record("bob", &format!("g{i}"), Outgoing::Global);
         }
-        s.admit(&resume("alice", &a.token, None), Sid::new()).unwrap();
+        s.admit(&resume("alice", &a.token, None), Sid::new())
+            .unwrap();
         let r = s.replay("alice", None);
         assert_eq!(r.messages.len(), 3);
         assert!(r.truncated);
@@ -793,32 +884,63 @@ mod tests {
 
     #[tokio::test]
     async fn rooms_join_leave_and_limits() {
-        let s = ChatState::new(Config { max_rooms_per_user: 2, history: 2, ..Config::default() });
+        let s = ChatState::new(Config {
+            max_rooms_per_user: 2,
+            history: 2,
+            ..Config::default()
+        });
         s.admit(&auth("alice"), Sid::new()).unwrap();
         s.admit(&auth("bob"), Sid::new()).unwrap();
         assert!(s.join("alice", "#a").unwrap().fresh);
-        assert!(!s.join("alice", "#a").unwrap().fresh, "joining twice is idempotent");
+        assert!(
+            !s.join("alice", "#a").unwrap().fresh,
+            "joining twice is idempotent"
+        );
         for t in ["1", "2", "3"] {
             s.record("alice", t, Outgoing::Room { room: "#a".into() });
         }
         let j = s.join("bob", "#a").unwrap();
-        assert_eq!(j.members, vec!["Alice".to_string().to_lowercase(), "bob".into()]);
+        assert_eq!(
+            j.members,
+            vec!["Alice".to_string().to_lowercase(), "bob".into()]
+        );
         assert_eq!(j.count, 2);
-        assert_eq!(j.history.iter().map(|m| m.text.as_str()).collect::<Vec<_>>(), vec!["2", "3"]);
+        assert_eq!(
+            j.history
+                .iter()
+                .map(|m| m.text.as_str())
+                .collect::<Vec<_>>(),
+            vec!["2", "3"]
+        );
         s.join("alice", "#b").unwrap();
         assert_eq!(s.join("alice", "#c").unwrap_err(), ErrorCode::TooManyRooms);
         assert_eq!(s.leave("alice", "#a").unwrap(), 1);
         assert_eq!(s.leave("alice", "#a").unwrap_err(), ErrorCode::NotMember);
-        assert_eq!(s.room_list(), vec![
-            RoomCount { room: "#a".into(), members: 1 },
-            RoomCount { room: "#b".into(), members: 1 },
-        ]);
+        assert_eq!(
+            s.room_list(),
+            vec![
+                RoomCount {
+                    room: "#a".into(),
+                    members: 1
+                },
+                RoomCount {
+                    room: "#b".into(),
+                    members: 1
+                },
+            ]
+        );
     }
 
     #[tokio::test]
     async fn server_full() {
-        let s = ChatState::new(Config { max_connections: 1, ..Config::default() });
+        let s = ChatState::new(Config {
+            max_connections: 1,
+            ..Config::default()
+        });
         s.admit(&auth("alice"), Sid::new()).unwrap();
-        assert_eq!(s.admit(&auth("bob"), Sid::new()).unwrap_err().code, ErrorCode::ServerFull);
+        assert_eq!(
+            s.admit(&auth("bob"), Sid::new()).unwrap_err().code,
+            ErrorCode::ServerFull
+        );
     }
 }

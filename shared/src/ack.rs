@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::ChatError;
-use crate::events::{unwrap_single, RoomMessage};
+use crate::events::{RoomMessage, unwrap_single};
 
 /// A room and how many members it has.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -127,14 +127,24 @@ mod tests {
 
     #[test]
     fn ok_acks_flatten_the_body() {
-        let ack = SentAck { id: "12".into(), ts: 5 };
-        assert_eq!(serde_json::to_value(AckOk::new(&ack)).unwrap(), json!({"ok": true, "id": "12", "ts": 5}));
-        assert_eq!(serde_json::to_value(AckOk::new(&EmptyAck {})).unwrap(), json!({"ok": true}));
+        let ack = SentAck {
+            id: "12".into(),
+            ts: 5,
+        };
+        assert_eq!(
+            serde_json::to_value(AckOk::new(&ack)).unwrap(),
+            json!({"ok": true, "id": "12", "ts": 5})
+        );
+        assert_eq!(
+            serde_json::to_value(AckOk::new(&EmptyAck {})).unwrap(),
+            json!({"ok": true})
+        );
     }
 
     #[test]
     fn error_acks() {
-        let e = ChatError::new(ErrorCode::NotMember, "join first", "room:message").with("room", "#x");
+        let e =
+            ChatError::new(ErrorCode::NotMember, "join first", "room:message").with("room", "#x");
         let v = serde_json::to_value(AckErr::new(&e)).unwrap();
         assert_eq!(
             v,
@@ -152,8 +162,15 @@ mod tests {
         assert_eq!(j.members, vec!["alice", "bob"]);
         assert_eq!(j.history[0].text, "hi");
 
-        let list: RoomListAck = parse_ack(json!({"ok": true, "rooms": [{"room": "#a", "members": 2}]})).unwrap();
-        assert_eq!(list.rooms, vec![RoomCount { room: "#a".into(), members: 2 }]);
+        let list: RoomListAck =
+            parse_ack(json!({"ok": true, "rooms": [{"room": "#a", "members": 2}]})).unwrap();
+        assert_eq!(
+            list.rooms,
+            vec![RoomCount {
+                room: "#a".into(),
+                members: 2
+            }]
+        );
 
         let p: PresenceSnapshot =
             parse_ack(json!({"ok": true, "online": 1, "users": ["alice"], "rooms": []})).unwrap();
@@ -165,8 +182,17 @@ mod tests {
 
     #[test]
     fn malformed_acks() {
-        assert!(matches!(parse_ack::<SentAck>(json!({"id": "1"})), Err(AckError::Malformed(_))));
-        assert!(matches!(parse_ack::<SentAck>(json!({"ok": true})), Err(AckError::Malformed(_))));
-        assert!(matches!(parse_ack::<SentAck>(json!({"ok": false})), Err(AckError::Malformed(_))));
+        assert!(matches!(
+            parse_ack::<SentAck>(json!({"id": "1"})),
+            Err(AckError::Malformed(_))
+        ));
+        assert!(matches!(
+            parse_ack::<SentAck>(json!({"ok": true})),
+            Err(AckError::Malformed(_))
+        ));
+        assert!(matches!(
+            parse_ack::<SentAck>(json!({"ok": false})),
+            Err(AckError::Malformed(_))
+        ));
     }
 }

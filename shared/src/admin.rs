@@ -118,7 +118,11 @@ mod tests {
     fn snapshot_shape() {
         let v = json!({"online": 1, "users": [{"username": "alice", "sid": "s1", "rooms": ["#a"],
             "connectedAt": 17}], "rooms": [{"room": "#a", "members": 1}], "uptimeMs": 5});
-        let ServerEvent::AdminSnapshot(s) = ServerEvent::parse("admin:snapshot", v.clone()).unwrap() else { panic!() };
+        let ServerEvent::AdminSnapshot(s) =
+            ServerEvent::parse("admin:snapshot", v.clone()).unwrap()
+        else {
+            panic!()
+        };
         assert_eq!(s.users[0].connected_at, 17);
         assert_eq!(serde_json::to_value(&s).unwrap(), v);
     }
@@ -126,12 +130,18 @@ mod tests {
     #[test]
     fn event_shape() {
         let v = json!({"type": "message", "ts": 3, "user": "alice", "room": "#a", "kind": "room", "bytes": 5});
-        let ServerEvent::AdminEvent(e) = ServerEvent::parse("admin:event", v.clone()).unwrap() else { panic!() };
+        let ServerEvent::AdminEvent(e) = ServerEvent::parse("admin:event", v.clone()).unwrap()
+        else {
+            panic!()
+        };
         assert_eq!(e.kind_of_event, AdminEventType::Message);
         assert_eq!(e.kind, Some(MessageKind::Room));
         assert_eq!(serde_json::to_value(&e).unwrap(), v);
         let r = json!({"type": "rejected", "ts": 4, "code": "username_taken", "user": "bob"});
-        let ServerEvent::AdminEvent(e) = ServerEvent::parse("admin:event", r.clone()).unwrap() else { panic!() };
+        let ServerEvent::AdminEvent(e) = ServerEvent::parse("admin:event", r.clone()).unwrap()
+        else {
+            panic!()
+        };
         assert_eq!(e.code, Some(ErrorCode::UsernameTaken));
         assert_eq!(serde_json::to_value(&e).unwrap(), r);
     }
@@ -140,7 +150,10 @@ mod tests {
     fn stats_shape() {
         let v = json!({"online": 2, "rooms": 1, "messagesTotal": 10, "messagesPerSec": 2.5,
             "errorsTotal": 0, "uptimeMs": 5000});
-        let ServerEvent::AdminStats(s) = ServerEvent::parse("admin:stats", v.clone()).unwrap() else { panic!() };
+        let ServerEvent::AdminStats(s) = ServerEvent::parse("admin:stats", v.clone()).unwrap()
+        else {
+            panic!()
+        };
         assert_eq!(s.messages_per_sec, 2.5);
         assert_eq!(serde_json::to_value(&s).unwrap(), v);
     }

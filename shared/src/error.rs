@@ -187,11 +187,24 @@ mod tests {
     fn contract_spellings() {
         let spelt: Vec<&str> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
         for s in [
-            "invalid_username", "username_taken", "invalid_session", "server_full",
-            "invalid_payload", "invalid_room", "not_member", "user_not_found",
-            "invalid_target", "empty_message", "message_too_long", "invalid_characters",
-            "too_many_rooms", "rate_limited", "unknown_event", "read_only",
-            "session_replaced", "internal",
+            "invalid_username",
+            "username_taken",
+            "invalid_session",
+            "server_full",
+            "invalid_payload",
+            "invalid_room",
+            "not_member",
+            "user_not_found",
+            "invalid_target",
+            "empty_message",
+            "message_too_long",
+            "invalid_characters",
+            "too_many_rooms",
+            "rate_limited",
+            "unknown_event",
+            "read_only",
+            "session_replaced",
+            "internal",
         ] {
             assert!(spelt.contains(&s), "{s} missing");
         }
@@ -200,13 +213,15 @@ mod tests {
     #[test]
     fn unknown_codes_do_not_fail_parsing() {
         let e: ChatError =
-            serde_json::from_value(json!({"code": "brand_new", "message": "m", "context": {}})).unwrap();
+            serde_json::from_value(json!({"code": "brand_new", "message": "m", "context": {}}))
+                .unwrap();
         assert_eq!(e.code, ErrorCode::Unknown);
     }
 
     #[test]
     fn chat_error_shape() {
-        let e = ChatError::new(ErrorCode::RateLimited, "slow down", "room:message").with("retryAfterMs", 100);
+        let e = ChatError::new(ErrorCode::RateLimited, "slow down", "room:message")
+            .with("retryAfterMs", 100);
         assert_eq!(
             serde_json::to_value(&e).unwrap(),
             json!({"code": "rate_limited", "message": "slow down",
@@ -224,6 +239,9 @@ mod tests {
         let other = ConnectRefusal::parse("Invalid namespace");
         assert_eq!(other.code, ErrorCode::Unknown);
         assert_eq!(other.message, "Invalid namespace");
-        assert_eq!(ConnectRefusal::parse("unauthorized: admin token required").code, ErrorCode::Unauthorized);
+        assert_eq!(
+            ConnectRefusal::parse("unauthorized: admin token required").code,
+            ErrorCode::Unauthorized
+        );
     }
 }

@@ -173,17 +173,24 @@ impl ParseError {
     /// The structured error a server answers with.
     pub fn to_chat_error(&self, event: &str) -> ChatError {
         match self {
-            ParseError::UnknownEvent(_) => ChatError::new(ErrorCode::UnknownEvent, self.to_string(), event),
-            ParseError::InvalidPayload(m) => ChatError::new(ErrorCode::InvalidPayload, m.clone(), event),
+            ParseError::UnknownEvent(_) => {
+                ChatError::new(ErrorCode::UnknownEvent, self.to_string(), event)
+            }
+            ParseError::InvalidPayload(m) => {
+                ChatError::new(ErrorCode::InvalidPayload, m.clone(), event)
+            }
         }
     }
 }
 
 fn payload<T: DeserializeOwned>(event: &str, expected: &str, v: Value) -> Result<T, ParseError> {
     if !v.is_object() {
-        return Err(ParseError::InvalidPayload(format!("{event} expects one JSON object {expected}")));
+        return Err(ParseError::InvalidPayload(format!(
+            "{event} expects one JSON object {expected}"
+        )));
     }
-    serde_json::from_value(v).map_err(|e| ParseError::InvalidPayload(format!("{event} expects {expected}: {e}")))
+    serde_json::from_value(v)
+        .map_err(|e| ParseError::InvalidPayload(format!("{event} expects {expected}: {e}")))
 }
 
 /// Events with no fields take `{}`; a missing payload (`null`) is read as `{}`.
@@ -191,7 +198,9 @@ fn empty(event: &str, v: &Value) -> Result<(), ParseError> {
     if v.is_object() || v.is_null() {
         Ok(())
     } else {
-        Err(ParseError::InvalidPayload(format!("{event} expects one JSON object {{}}")))
+        Err(ParseError::InvalidPayload(format!(
+            "{event} expects one JSON object {{}}"
+        )))
     }
 }
 
@@ -218,9 +227,13 @@ impl ClientEvent {
             ClientEvent::RoomJoin(p) | ClientEvent::RoomLeave(p) => serde_json::to_value(p),
             ClientEvent::RoomMessage(p) => serde_json::to_value(p),
             ClientEvent::DmMessage(p) => serde_json::to_value(p),
-            ClientEvent::GlobalMessage(p) | ClientEvent::BroadcastMessage(p) => serde_json::to_value(p),
+            ClientEvent::GlobalMessage(p) | ClientEvent::BroadcastMessage(p) => {
+                serde_json::to_value(p)
+            }
             ClientEvent::Typing(p) => serde_json::to_value(p),
-            ClientEvent::RoomList | ClientEvent::PresenceGet => Ok(Value::Object(Default::default())),
+            ClientEvent::RoomList | ClientEvent::PresenceGet => {
+                Ok(Value::Object(Default::default()))
+            }
         };
         // Serialising these plain structs into a Value cannot fail.
         v.unwrap_or(Value::Null)
@@ -390,7 +403,8 @@ impl ServerEvent {
         use names::*;
         let v = unwrap_single(v);
         fn p<T: DeserializeOwned>(name: &str, v: Value) -> Result<T, ParseError> {
-            serde_json::from_value(v).map_err(|e| ParseError::InvalidPayload(format!("{name}: {e}")))
+            serde_json::from_value(v)
+                .map_err(|e| ParseError::InvalidPayload(format!("{name}: {e}")))
         }
         Ok(match name {
             SESSION => ServerEvent::Session(p(name, v)?),
@@ -425,31 +439,63 @@ mod tests {
     #[test]
     fn client_events_parse_from_contract_json() {
         let cases = [
-            ("room:join", json!({"room": "#general"}), ClientEvent::RoomJoin(RoomRequest { room: "#general".into() })),
-            ("room:leave", json!({"room": "general"}), ClientEvent::RoomLeave(RoomRequest { room: "general".into() })),
+            (
+                "room:join",
+                json!({"room": "#general"}),
+                ClientEvent::RoomJoin(RoomRequest {
+                    room: "#general".into(),
+                }),
+            ),
+            (
+                "room:leave",
+                json!({"room": "general"}),
+                ClientEvent::RoomLeave(RoomRequest {
+                    room: "general".into(),
+                }),
+            ),
             ("room:list", json!({}), ClientEvent::RoomList),
             ("room:list", Value::Null, ClientEvent::RoomList),
             (
                 "room:message",
                 json!({"room": "#general", "text": "hi"}),
-                ClientEvent::RoomMessage(RoomMessageRequest { room: "#general".into(), text: "hi".into() }),
+                ClientEvent::RoomMessage(RoomMessageRequest {
+                    room: "#general".into(),
+                    text: "hi".into(),
+                }),
             ),
             (
                 "dm:message",
                 json!({"to": "bob", "text": "hi"}),
-                ClientEvent::DmMessage(DmRequest { to: "bob".into(), text: "hi".into() }),
+                ClientEvent::DmMessage(DmRequest {
+                    to: "bob".into(),
+                    text: "hi".into(),
+                }),
             ),
-            ("global:message", json!({"text": "hi"}), ClientEvent::GlobalMessage(TextRequest { text: "hi".into() })),
-            ("broadcast:message", json!({"text": "hi"}), ClientEvent::BroadcastMessage(TextRequest { text: "hi".into() })),
+            (
+                "global:message",
+                json!({"text": "hi"}),
+                ClientEvent::GlobalMessage(TextRequest { text: "hi".into() }),
+            ),
+            (
+                "broadcast:message",
+                json!({"text": "hi"}),
+                ClientEvent::BroadcastMessage(TextRequest { text: "hi".into() }),
+            ),
             (
                 "typing",
                 json!({"room": "#general", "typing": true}),
-                ClientEvent::Typing(TypingRequest { target: TypingTarget::Room("#general".into()), typing: true }),
+                ClientEvent::Typing(TypingRequest {
+                    target: TypingTarget::Room("#general".into()),
+                    typing: true,
+                }),
             ),
             (
                 "typing",
                 json!({"to": "bob", "typing": false}),
-                ClientEvent::Typing(TypingRequest { target: TypingTarget::User("bob".into()), typing: false }),
+                ClientEvent::Typing(TypingRequest {
+                    target: TypingTarget::User("bob".into()),
+                    typing: false,
+                }),
             ),
             ("presence:get", json!({}), ClientEvent::PresenceGet),
         ];
@@ -458,7 +504,11 @@ mod tests {
             assert_eq!(got, want, "{name}");
             assert_eq!(got.name(), name);
             if !json.is_null() {
-                assert_eq!(got.payload(), json, "{name} serialises back to the contract's JSON");
+                assert_eq!(
+                    got.payload(),
+                    json,
+                    "{name} serialises back to the contract's JSON"
+                );
             }
         }
     }
@@ -481,7 +531,10 @@ mod tests {
         ];
         for (name, json) in cases {
             let err = ClientEvent::parse(name, json.clone()).unwrap_err();
-            assert!(matches!(err, ParseError::InvalidPayload(_)), "{name} {json}");
+            assert!(
+                matches!(err, ParseError::InvalidPayload(_)),
+                "{name} {json}"
+            );
             assert_eq!(err.to_chat_error(name).code, ErrorCode::InvalidPayload);
             assert_eq!(err.to_chat_error(name).event(), Some(name));
         }
@@ -493,7 +546,10 @@ mod tests {
         assert_eq!(err, ParseError::UnknownEvent("room:nuke".into()));
         assert_eq!(err.to_chat_error("room:nuke").code, ErrorCode::UnknownEvent);
         for n in names::CLIENT_EVENTS {
-            assert!(!matches!(ClientEvent::parse(n, json!({})), Err(ParseError::UnknownEvent(_))));
+            assert!(!matches!(
+                ClientEvent::parse(n, json!({})),
+                Err(ParseError::UnknownEvent(_))
+            ));
         }
     }
 
@@ -502,7 +558,9 @@ mod tests {
         let json = json!({ "sid": "abc", "username": "alice", "session": "tok",
             "recovered": false, "rooms": [], "missed": 0, "truncated": false });
         let ev = ServerEvent::parse("session", json.clone()).unwrap();
-        let ServerEvent::Session(s) = &ev else { panic!("{ev:?}") };
+        let ServerEvent::Session(s) = &ev else {
+            panic!("{ev:?}")
+        };
         assert_eq!(s.username, "alice");
         assert_eq!(serde_json::to_value(s).unwrap(), json);
     }
@@ -510,56 +568,97 @@ mod tests {
     #[test]
     fn auth_shape() {
         let a: Auth = serde_json::from_value(json!({"username": "alice"})).unwrap();
-        assert_eq!(a, Auth { username: "alice".into(), session: None, offset: None });
-        assert_eq!(serde_json::to_value(&a).unwrap(), json!({"username": "alice"}));
-        let b = Auth { username: "a".into(), session: Some("t".into()), offset: Some("41".into()) };
-        assert_eq!(serde_json::to_value(&b).unwrap(), json!({"username": "a", "session": "t", "offset": "41"}));
+        assert_eq!(
+            a,
+            Auth {
+                username: "alice".into(),
+                session: None,
+                offset: None
+            }
+        );
+        assert_eq!(
+            serde_json::to_value(&a).unwrap(),
+            json!({"username": "alice"})
+        );
+        let b = Auth {
+            username: "a".into(),
+            session: Some("t".into()),
+            offset: Some("41".into()),
+        };
+        assert_eq!(
+            serde_json::to_value(&b).unwrap(),
+            json!({"username": "a", "session": "t", "offset": "41"})
+        );
     }
 
     #[test]
     fn message_shapes() {
         let room = json!({"id": "7", "ts": 1700000000000u64, "from": "alice", "room": "#general", "text": "hi"});
-        let ServerEvent::RoomMessage(m) = ServerEvent::parse("room:message", room.clone()).unwrap() else { panic!() };
+        let ServerEvent::RoomMessage(m) = ServerEvent::parse("room:message", room.clone()).unwrap()
+        else {
+            panic!()
+        };
         assert_eq!(m.replayed, None);
         assert_eq!(serde_json::to_value(&m).unwrap(), room);
 
         let dm = json!({"id": "8", "ts": 1, "from": "alice", "to": "bob", "text": "psst", "replayed": true});
-        let ServerEvent::DmMessage(m) = ServerEvent::parse("dm:message", dm.clone()).unwrap() else { panic!() };
+        let ServerEvent::DmMessage(m) = ServerEvent::parse("dm:message", dm.clone()).unwrap()
+        else {
+            panic!()
+        };
         assert_eq!(m.replayed, Some(true));
         assert_eq!(serde_json::to_value(&m).unwrap(), dm);
 
         let feed = json!({"id": "9", "ts": 2, "from": "bob", "text": "all"});
-        assert!(matches!(ServerEvent::parse("global:message", feed.clone()), Ok(ServerEvent::GlobalMessage(_))));
-        assert!(matches!(ServerEvent::parse("broadcast:message", json!([feed])), Ok(ServerEvent::BroadcastMessage(_))));
+        assert!(matches!(
+            ServerEvent::parse("global:message", feed.clone()),
+            Ok(ServerEvent::GlobalMessage(_))
+        ));
+        assert!(matches!(
+            ServerEvent::parse("broadcast:message", json!([feed])),
+            Ok(ServerEvent::BroadcastMessage(_))
+        ));
     }
 
     #[test]
     fn typing_shapes() {
         let room = json!({"from": "alice", "room": "#general", "typing": true});
-        let ServerEvent::Typing(t) = ServerEvent::parse("typing", room.clone()).unwrap() else { panic!() };
+        let ServerEvent::Typing(t) = ServerEvent::parse("typing", room.clone()).unwrap() else {
+            panic!()
+        };
         assert_eq!(serde_json::to_value(&t).unwrap(), room);
         let dm = json!({"from": "alice", "to": "bob", "typing": false});
-        let ServerEvent::Typing(t) = ServerEvent::parse("typing", dm.clone()).unwrap() else { panic!() };
+        let ServerEvent::Typing(t) = ServerEvent::parse("typing", dm.clone()).unwrap() else {
+            panic!()
+        };
         assert_eq!(serde_json::to_value(&t).unwrap(), dm);
     }
 
     #[test]
     fn presence_shapes() {
         let connect = json!({"event": "connect", "user": "alice", "room": null, "online": 3, "members": null});
-        let ServerEvent::Presence(p) = ServerEvent::parse("presence", connect.clone()).unwrap() else { panic!() };
+        let ServerEvent::Presence(p) = ServerEvent::parse("presence", connect.clone()).unwrap()
+        else {
+            panic!()
+        };
         assert_eq!(p.event, PresenceKind::Connect);
         assert_eq!(p.summary, None);
         assert_eq!(serde_json::to_value(&p).unwrap(), connect);
 
         let leave = json!({"event": "leave", "user": "bob", "room": "#general", "online": 2, "members": 4,
                            "reason": "disconnect"});
-        let ServerEvent::Presence(p) = ServerEvent::parse("presence", leave.clone()).unwrap() else { panic!() };
+        let ServerEvent::Presence(p) = ServerEvent::parse("presence", leave.clone()).unwrap()
+        else {
+            panic!()
+        };
         assert_eq!(p.reason.as_deref(), Some("disconnect"));
         assert_eq!(serde_json::to_value(&p).unwrap(), leave);
 
         let join = json!({"event": "join", "user": "bob", "room": "#general", "online": 2, "members": 5,
                           "recovered": true});
-        let ServerEvent::Presence(p) = ServerEvent::parse("presence", join.clone()).unwrap() else { panic!() };
+        let ServerEvent::Presence(p) = ServerEvent::parse("presence", join.clone()).unwrap() else {
+            panic!()
+        };
         assert_eq!(p.recovered, Some(true));
         assert_eq!(serde_json::to_value(&p).unwrap(), join);
     }
@@ -568,10 +667,16 @@ mod tests {
     fn presence_summary_shape() {
         let summary = json!({"event": "summary", "user": null, "room": "#general", "online": 900, "members": 800,
             "joined": ["a", "b"], "left": null, "joinedCount": 2, "leftCount": 150});
-        let ServerEvent::Presence(p) = ServerEvent::parse("presence", summary.clone()).unwrap() else { panic!() };
+        let ServerEvent::Presence(p) = ServerEvent::parse("presence", summary.clone()).unwrap()
+        else {
+            panic!()
+        };
         assert_eq!(p.event, PresenceKind::Summary);
         let s = p.summary.as_ref().unwrap();
-        assert_eq!(s.joined.as_deref(), Some(&["a".to_string(), "b".to_string()][..]));
+        assert_eq!(
+            s.joined.as_deref(),
+            Some(&["a".to_string(), "b".to_string()][..])
+        );
         assert_eq!(s.left, None);
         assert_eq!(s.left_count, 150);
         assert_eq!(serde_json::to_value(&p).unwrap(), summary);
@@ -580,15 +685,25 @@ mod tests {
     #[test]
     fn chat_error_event() {
         let e = json!({"code": "not_member", "message": "join first", "context": {"event": "room:message", "room": "#x"}});
-        let ServerEvent::Error(err) = ServerEvent::parse("chat:error", e.clone()).unwrap() else { panic!() };
+        let ServerEvent::Error(err) = ServerEvent::parse("chat:error", e.clone()).unwrap() else {
+            panic!()
+        };
         assert_eq!(err.code, ErrorCode::NotMember);
         assert_eq!(serde_json::to_value(&err).unwrap(), e);
     }
 
     #[test]
     fn every_server_event_name_round_trips() {
-        assert!(matches!(ServerEvent::parse("nope", json!({})), Err(ParseError::UnknownEvent(_))));
-        let ev = ServerEvent::Typing(TypingNotice { from: "a".into(), room: None, to: Some("b".into()), typing: true });
+        assert!(matches!(
+            ServerEvent::parse("nope", json!({})),
+            Err(ParseError::UnknownEvent(_))
+        ));
+        let ev = ServerEvent::Typing(TypingNotice {
+            from: "a".into(),
+            room: None,
+            to: Some("b".into()),
+            typing: true,
+        });
         assert_eq!(ev.name(), "typing");
     }
 }

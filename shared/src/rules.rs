@@ -99,7 +99,16 @@ mod tests {
         for ok in ["a", "alice", "Bob_99", "x.y-z", &"a".repeat(32)] {
             assert!(is_valid_username(ok), "{ok:?} should be valid");
         }
-        for bad in ["", " alice", "al ice", "ålice", "a/b", "a#", &"a".repeat(33), "é"] {
+        for bad in [
+            "",
+            " alice",
+            "al ice",
+            "ålice",
+            "a/b",
+            "a#",
+            &"a".repeat(33),
+            "é",
+        ] {
             assert!(!is_valid_username(bad), "{bad:?} should be refused");
         }
     }
@@ -122,7 +131,17 @@ mod tests {
 
     #[test]
     fn bad_room_names_are_refused() {
-        for bad in ["", "#", "  ", "##general", "gen eral", "#café", "a.b", &"x".repeat(33), "#\u{1b}[31m"] {
+        for bad in [
+            "",
+            "#",
+            "  ",
+            "##general",
+            "gen eral",
+            "#café",
+            "a.b",
+            &"x".repeat(33),
+            "#\u{1b}[31m",
+        ] {
             assert_eq!(canonical_room(bad), None, "{bad:?} should be refused");
         }
     }
@@ -130,7 +149,10 @@ mod tests {
     #[test]
     fn text_is_trimmed_and_checked() {
         assert_eq!(check_text("  hi  ", 2000), Ok("hi"));
-        assert_eq!(check_text("line1\nline2\tend", 2000), Ok("line1\nline2\tend"));
+        assert_eq!(
+            check_text("line1\nline2\tend", 2000),
+            Ok("line1\nline2\tend")
+        );
         assert_eq!(check_text("   \n\t ", 2000), Err(TextError::Empty));
         assert_eq!(check_text("", 2000), Err(TextError::Empty));
     }
@@ -140,16 +162,36 @@ mod tests {
         let emoji = "😀".repeat(2000);
         assert_eq!(check_text(&emoji, 2000), Ok(emoji.as_str()));
         let over = "😀".repeat(2001);
-        assert_eq!(check_text(&over, 2000), Err(TextError::TooLong { limit: 2000 }));
-        assert_eq!(TextError::TooLong { limit: 5 }.code(), ErrorCode::MessageTooLong);
+        assert_eq!(
+            check_text(&over, 2000),
+            Err(TextError::TooLong { limit: 2000 })
+        );
+        assert_eq!(
+            TextError::TooLong { limit: 5 }.code(),
+            ErrorCode::MessageTooLong
+        );
     }
 
     #[test]
     fn escape_sequences_and_control_characters_are_refused() {
-        for bad in ["\u{1b}[2J", "bell\u{7}", "nul\0", "del\u{7f}", "c1\u{9b}31m", "cr\rx"] {
-            assert_eq!(check_text(bad, 2000), Err(TextError::InvalidCharacters), "{bad:?}");
+        for bad in [
+            "\u{1b}[2J",
+            "bell\u{7}",
+            "nul\0",
+            "del\u{7f}",
+            "c1\u{9b}31m",
+            "cr\rx",
+        ] {
+            assert_eq!(
+                check_text(bad, 2000),
+                Err(TextError::InvalidCharacters),
+                "{bad:?}"
+            );
         }
-        assert_eq!(TextError::InvalidCharacters.code(), ErrorCode::InvalidCharacters);
+        assert_eq!(
+            TextError::InvalidCharacters.code(),
+            ErrorCode::InvalidCharacters
+        );
         assert_eq!(TextError::Empty.code(), ErrorCode::EmptyMessage);
     }
 

@@ -1,0 +1,188 @@
+//! The app-and-network stack without a terminal: [`Core`] applies inputs to
+//! the state and carries out the effects (the terminal app uses it too), and
+//! [`Client`] runs a core in a task so that tests can type lines and read
+//! the state, exactly as a user would, only without a screen.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crossterm::event::{KeyEvent, KeyModifiers};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::net::{self, NetCommand, NetConfig, NetEvent};
+use crate::state::{Effect, Input, State, update};
+
+/// How often the clock input ticks.
+pub const TICK: Duration = Duration::from_millis(250);
+
+/// Wall-clock milliseconds since the Unix epoch.
+pub fn wall_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Carries out effects: the way from the state to the network task.
+pub struct Core {
+    net: mpsc::UnboundedSender<NetCommand>,
+}
+
+impl Core {
+    pub fn new(net: mpsc::UnboundedSender<NetCommand>) -> Core {
+        Core { net }
+    }
+
+    /// Applies one input to `state` and carries out its effects.
+    pub fn apply(&self, state: &mut State, input: Input) {
+        for effect in update(state, input) {
+            match effect {
+                Effect::Net(cmd) => {
+                    // The task only goes away at shutdown; nothing to do then.
+                    let _ = self.net.send(cmd);
+                }
+                Effect::Quit => state.quit = true,
+            }
+        }
+    }
+
+    /// Moves the state's clock to now.
+    pub fn tick(&self, state: &mut State) {
+        self.apply(
+            state,
+            Input::Tick {
+                now: Instant::now(),
+                wall_ms: wall_ms(),
+            },
+        );
+    }
+
+    /// Asks the network task to disconnect cleanly.
+    pub fn shutdown(&self) {
+        let _ = self.net.send(NetCommand::Shutdown);
+    }
+}
+
+pub use crossterm::event::KeyCode;
+
+/// A key press without modifiers.
+pub fn key(code: KeyCode) -> Input {
+    Input::Key(KeyEvent::new(code, KeyModifiers::NONE))
+}
+
+/// Ctrl and a letter.
+pub fn ctrl(c: char) -> Input {
+    Input::Key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::CONTROL))
+}
+
+/// Alt and a character (Alt-1..9 switch conversations).
+pub fn alt(c: char) -> Input {
+    Input::Key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::ALT))
+}
+
+/// The keys that type `line` and press Enter.
+pub fn keys_for_line(line: &str) -> Vec<Input> {
+    let mut keys: Vec<Input> = line
+        .chars()
+        .map(|c| Input::Key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE)))
+        .collect();
+    keys.push(Input::Key(KeyEvent::new(
+        KeyCode::Enter,
+        KeyModifiers::NONE,
+    )));
+    keys
+}
+
+/// A running headless client.
+pub struct Client {
+    state: Arc<Mutex<State>>,
+    inputs: mpsc::UnboundedSender<Input>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Client {
+    /// Starts the network task and the loop for `config`.
+    pub fn start(config: NetConfig) -> Client {
+        let (net_tx, net_rx) = net::spawn(config.clone());
+        let state = State::new(&config.username, &config.url, Instant::now(), wall_ms());
+        let shared = Arc::new(Mutex::new(state));
+        let (in_tx, in_rx) = mpsc::unbounded_channel();
+        let task = tokio::spawn(run_headless(shared.clone(), net_tx, net_rx, in_rx));
+        Client {
+            state: shared,
+            inputs: in_tx,
+            task,
+        }
+    }
+
+    /// Feeds one input, as if the user had pressed a key or pasted.
+    pub fn input(&self, input: Input) {
+        let _ = self.inputs.send(input);
+    }
+
+    /// Types a line and presses Enter.
+    pub fn type_line(&self, line: &str) {
+        for k in keys_for_line(line) {
+            self.input(k);
+        }
+    }
+
+    /// Reads the state.
+    pub fn read<T>(&self, f: impl FnOnce(&State) -> T) -> T {
+        let guard = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        f(&guard)
+    }
+
+    /// Waits until `f` holds of the state, or `limit` passes.
+    pub async fn wait_for(&self, limit: Duration, mut f: impl FnMut(&State) -> bool) -> bool {
+        let deadline = Instant::now() + limit;
+        loop {
+            if self.read(&mut f) {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Quits (Ctrl-C) and waits for the loop to end.
+    pub async fn quit(self) {
+        self.input(Input::Key(KeyEvent::new(
+            KeyCode::Char('c'),
+            KeyModifiers::CONTROL,
+        )));
+        let _ = tokio::time::timeout(Duration::from_secs(3), self.task).await;
+    }
+}
+
+async fn run_headless(
+    shared: Arc<Mutex<State>>,
+    net_tx: mpsc::UnboundedSender<NetCommand>,
+    mut net_rx: mpsc::UnboundedReceiver<NetEvent>,
+    mut inputs: mpsc::UnboundedReceiver<Input>,
+) {
+    let core = Core::new(net_tx);
+    let mut tick = tokio::time::interval(TICK);
+    loop {
+        let input = tokio::select! {
+            Some(input) = inputs.recv() => input,
+            ev = net_rx.recv() => match ev {
+                Some(ev) => Input::Net(ev),
+                None => break,
+            },
+            _ = tick.tick() => Input::Tick { now: Instant::now(), wall_ms: wall_ms() },
+        };
+        let quit = {
+            let mut state = shared.lock().unwrap_or_else(|e| e.into_inner());
+            core.apply(&mut state, input);
+            state.quit
+        };
+        if quit {
+            core.shutdown();
+            break;
+        }
+    }
+}

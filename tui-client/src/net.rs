@@ -1,0 +1,622 @@
+//! The network task: the one owner of the rust_socketio client. It talks to
+//! the app only through two tokio channels: [`NetCommand`]s in, typed
+//! [`NetEvent`]s out. Nothing here ever blocks the app.
+//!
+//! The traps of rust_socketio 0.6.0 (see the project's library notes) and how
+//! each is handled:
+//! - `connect()` returns before the server accepts the namespace: nothing is
+//!   emitted before `Event::Connect` arrives (with a timer).
+//! - A refused connect is an `Event::Error` whose text carries the
+//!   `connect_error` JSON: parsed into a [`ConnectRefusal`].
+//! - Acks: the crate never calls back on a timeout, so every ack is a
+//!   `oneshot` raced against `tokio::time::timeout`.
+//! - Callbacks only push into a channel; every emit happens in this task.
+//! - A dead transport may show as nothing at all: an acked `presence:get`
+//!   every few seconds is the liveness check (and keeps presence fresh).
+//! - Reconnection is done here, not by the crate: the crate's own reconnect
+//!   does not retry a failed first connect, leaves a zombie after a
+//!   server-side disconnect, cannot be told about a transport that our
+//!   liveness check found dead, and has an unbounded back-off after 15
+//!   minutes. So each attempt builds a fresh client with
+//!   `reconnect(false)`, whose `auth` carries `{username, session, offset}`
+//!   (the token from the last `session` event and the id of the last message
+//!   received) — what `on_reconnect` would have set — and the old client is
+//!   disconnected. The back-off doubles from `backoff_min` up to the cap
+//!   `backoff_max`.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chat_shared::{
+    AckError, Auth, CHAT_NS, ClientEvent, ConnectRefusal, ErrorCode, JoinAck, LeaveAck,
+    PresenceSnapshot, RoomListAck, SentAck, ServerEvent, parse_ack,
+};
+use futures_util::FutureExt;
+use rust_socketio::asynchronous::{Client, ClientBuilder};
+use rust_socketio::{Event, Payload};
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::{Instant, timeout};
+
+use crate::state::id_order;
+
+/// What the app asks of the network task.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NetCommand {
+    /// An acked request; the answer comes back as [`NetEvent::Ack`] with
+    /// the same `req`.
+    Request { req: u64, event: ClientEvent },
+    /// Sent without an ack and not retried (typing signals).
+    Volatile(ClientEvent),
+    /// Leave cleanly (a planned disconnect ends the session at once).
+    Shutdown,
+}
+
+/// A typed ack body.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AckReply {
+    Joined(JoinAck),
+    Left(LeaveAck),
+    Sent(SentAck),
+    Rooms(RoomListAck),
+    Presence(PresenceSnapshot),
+    Done,
+}
+
+/// What the network task tells the app.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NetEvent {
+    /// A connection attempt starts (1, 2, … since the last session or start).
+    Connecting {
+        attempt: u32,
+        last_contact: Option<Instant>,
+    },
+    /// The server refused the connection; `retrying` says whether this task
+    /// keeps trying (a taken name may free up, a full server may empty).
+    Refused {
+        refusal: ConnectRefusal,
+        retrying: bool,
+    },
+    Server(ServerEvent),
+    Ack {
+        req: u64,
+        result: Result<AckReply, AckError>,
+    },
+    /// A fresh snapshot from the liveness check.
+    Presence(PresenceSnapshot),
+}
+
+/// Timings of the network task.
+#[derive(Debug, Clone)]
+pub struct NetConfig {
+    /// Like `http://127.0.0.1:3000`.
+    pub url: String,
+    pub username: String,
+    /// How long to wait for an ack.
+    pub ack_timeout: Duration,
+    /// How long an attempt may take up to `Event::Connect`.
+    pub connect_timeout: Duration,
+    /// Time between two liveness checks.
+    pub liveness_interval: Duration,
+    /// How long a liveness check may go unanswered before the transport is
+    /// declared dead.
+    pub liveness_timeout: Duration,
+    pub backoff_min: Duration,
+    pub backoff_max: Duration,
+}
+
+impl NetConfig {
+    pub fn new(url: &str, username: &str) -> NetConfig {
+        NetConfig {
+            url: url.to_owned(),
+            username: username.to_owned(),
+            ack_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(10),
+            liveness_interval: Duration::from_secs(5),
+            liveness_timeout: Duration::from_secs(5),
+            backoff_min: Duration::from_millis(500),
+            backoff_max: Duration::from_secs(10),
+        }
+    }
+
+    /// The wait before attempt `attempt` (1-based) after a failure.
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        let factor = 1u32 << attempt.saturating_sub(1).min(16);
+        self.backoff_min
+            .saturating_mul(factor)
+            .min(self.backoff_max)
+    }
+}
+
+/// Starts the network task; returns its command sender and event receiver.
+pub fn spawn(
+    config: NetConfig,
+) -> (
+    mpsc::UnboundedSender<NetCommand>,
+    mpsc::UnboundedReceiver<NetEvent>,
+) {
+    let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+    let (ev_tx, ev_rx) = mpsc::unbounded_channel();
+    tokio::spawn(run(config, cmd_rx, ev_tx));
+    (cmd_tx, ev_rx)
+}
+
+/// What the crate's callbacks push: the only thing they do.
+#[derive(Debug)]
+enum Raw {
+    Connect,
+    Close,
+    Error(String),
+    Event(String, Value),
+    /// An ack arrived: the transport is alive.
+    Contact,
+}
+
+/// How one connection ended.
+enum Outcome {
+    Quit,
+    Refused(ConnectRefusal),
+    /// Lost; `was_live` if a session had been established on it.
+    Lost {
+        was_live: bool,
+    },
+}
+
+/// What a reconnect must present to resume.
+#[derive(Debug, Default)]
+struct Resume {
+    session: Option<String>,
+    offset: Option<String>,
+    last_contact: Option<Instant>,
+}
+
+const CONNECT_ERROR_PREFIX: &str = "Received an ConnectError frame: ";
+
+/// Reads the `Event::Error` text of a refused connect.
+pub fn parse_connect_error(text: &str) -> Option<ConnectRefusal> {
+    let json = text.strip_prefix(CONNECT_ERROR_PREFIX)?;
+    let message = match serde_json::from_str::<Value>(json) {
+        Ok(Value::Object(o)) => o
+            .get("message")
+            .and_then(Value::as_str)
+            .unwrap_or(json)
+            .to_owned(),
+        Ok(Value::String(s)) => s,
+        _ => json.to_owned(),
+    };
+    Some(ConnectRefusal::parse(&message))
+}
+
+async fn run(
+    config: NetConfig,
+    mut cmds: mpsc::UnboundedReceiver<NetCommand>,
+    events: mpsc::UnboundedSender<NetEvent>,
+) {
+    let mut resume = Resume::default();
+    let mut attempt = 0u32;
+    loop {
+        attempt += 1;
+        let _ = events.send(NetEvent::Connecting {
+            attempt,
+            last_contact: resume.last_contact,
+        });
+        let outcome = connect_once(&config, &mut resume, &mut cmds, &events).await;
+        let wait = match outcome {
+            Outcome::Quit => return,
+            Outcome::Refused(refusal) => {
+                let retrying = matches!(
+                    refusal.code,
+                    ErrorCode::UsernameTaken | ErrorCode::ServerFull
+                );
+                let _ = events.send(NetEvent::Refused {
+                    refusal: refusal.clone(),
+                    retrying,
+                });
+                if refusal.code == ErrorCode::InvalidSession {
+                    // The token is not mine to use: try again without it.
+                    resume.session = None;
+                    resume.offset = None;
+                } else if !retrying {
+                    idle_until_shutdown(&mut cmds, &events).await;
+                    return;
+                }
+                config.backoff_max
+            }
+            Outcome::Lost { was_live: true } => {
+                attempt = 0;
+                // Right away the first time: the server may simply be fine.
+                Duration::from_millis(100)
+            }
+            Outcome::Lost { was_live: false } => config.backoff(attempt),
+        };
+        let until = Instant::now() + wait;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(until) => break,
+                cmd = cmds.recv() => match cmd {
+                    None | Some(NetCommand::Shutdown) => return,
+                    Some(cmd) => refuse_offline(cmd, &events),
+                },
+            }
+        }
+    }
+}
+
+/// Without a connection, requests fail at once with `NotSent` (the app
+/// keeps own messages in its outbox).
+fn refuse_offline(cmd: NetCommand, events: &mpsc::UnboundedSender<NetEvent>) {
+    if let NetCommand::Request { req, .. } = cmd {
+        let _ = events.send(NetEvent::Ack {
+            req,
+            result: Err(AckError::NotSent("not connected".into())),
+        });
+    }
+}
+
+async fn idle_until_shutdown(
+    cmds: &mut mpsc::UnboundedReceiver<NetCommand>,
+    events: &mpsc::UnboundedSender<NetEvent>,
+) {
+    while let Some(cmd) = cmds.recv().await {
+        if cmd == NetCommand::Shutdown {
+            return;
+        }
+        refuse_offline(cmd, events);
+    }
+}
+
+fn build(config: &NetConfig, resume: &Resume, raw: mpsc::UnboundedSender<Raw>) -> ClientBuilder {
+    let auth = Auth {
+        username: config.username.clone(),
+        session: resume.session.clone(),
+        offset: resume.offset.clone(),
+    };
+    let auth = serde_json::to_value(&auth).unwrap_or(Value::Null);
+    let (on_connect, on_close, on_error, on_any) = (raw.clone(), raw.clone(), raw.clone(), raw);
+    ClientBuilder::new(config.url.clone())
+        .namespace(CHAT_NS)
+        .auth(auth)
+        .reconnect(false)
+        .reconnect_on_disconnect(false)
+        .on(Event::Connect, move |_, _| {
+            let _ = on_connect.send(Raw::Connect);
+            async {}.boxed()
+        })
+        .on(Event::Close, move |_, _| {
+            let _ = on_close.send(Raw::Close);
+            async {}.boxed()
+        })
+        .on(Event::Error, move |payload, _| {
+            let text = match payload_value(payload) {
+                Value::String(s) => s,
+                other => other.to_string(),
+            };
+            let _ = on_error.send(Raw::Error(text));
+            async {}.boxed()
+        })
+        .on_any(move |event, payload, _| {
+            let _ = on_any.send(Raw::Event(String::from(event), payload_value(payload)));
+            async {}.boxed()
+        })
+}
+
+/// The one JSON value of a payload (`Text([v])` → `v`).
+fn payload_value(payload: Payload) -> Value {
+    match payload {
+        Payload::Text(mut values) if values.len() == 1 => values.pop().unwrap_or(Value::Null),
+        Payload::Text(values) => Value::Array(values),
+        #[allow(deprecated)]
+        Payload::String(s) => serde_json::from_str(&s).unwrap_or(Value::String(s)),
+        Payload::Binary(_) => Value::Null,
+    }
+}
+
+/// Disconnects an old client in the background: on a dead transport this
+/// may take long or fail, and it must not hold up the next attempt.
+fn discard(client: Client) {
+    tokio::spawn(async move {
+        let _ = timeout(Duration::from_secs(2), client.disconnect()).await;
+    });
+}
+
+/// Sends an acked event; the answer (or `Timeout`) goes to `reply`.
+async fn emit_acked(
+    client: &Client,
+    event: &ClientEvent,
+    ack_timeout: Duration,
+    contact: mpsc::UnboundedSender<Raw>,
+) -> Result<oneshot::Receiver<Value>, AckError> {
+    let (tx, rx) = oneshot::channel();
+    let tx = Arc::new(Mutex::new(Some(tx)));
+    let callback = move |payload: Payload, _: Client| {
+        if let Ok(mut slot) = tx.lock()
+            && let Some(tx) = slot.take()
+        {
+            let _ = tx.send(payload_value(payload));
+        }
+        let _ = contact.send(Raw::Contact);
+        async {}.boxed()
+    };
+    match timeout(
+        ack_timeout,
+        client.emit_with_ack(event.name(), event.payload(), ack_timeout, callback),
+    )
+    .await
+    {
+        Ok(Ok(())) => Ok(rx),
+        Ok(Err(e)) => Err(AckError::NotSent(e.to_string())),
+        Err(_) => Err(AckError::NotSent("send timed out".into())),
+    }
+}
+
+fn typed_ack(event: &ClientEvent, v: Value) -> Result<AckReply, AckError> {
+    Ok(match event {
+        ClientEvent::RoomJoin(_) => AckReply::Joined(parse_ack(v)?),
+        ClientEvent::RoomLeave(_) => AckReply::Left(parse_ack(v)?),
+        ClientEvent::RoomList => AckReply::Rooms(parse_ack(v)?),
+        ClientEvent::PresenceGet => AckReply::Presence(parse_ack(v)?),
+        ClientEvent::RoomMessage(_)
+        | ClientEvent::DmMessage(_)
+        | ClientEvent::GlobalMessage(_)
+        | ClientEvent::BroadcastMessage(_) => AckReply::Sent(parse_ack(v)?),
+        ClientEvent::Typing(_) => {
+            parse_ack::<chat_shared::EmptyAck>(v)?;
+            AckReply::Done
+        }
+    })
+}
+
+async fn wait_ack(rx: oneshot::Receiver<Value>, limit: Duration) -> Result<Value, AckError> {
+    match timeout(limit, rx).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(_)) | Err(_) => Err(AckError::Timeout),
+    }
+}
+
+fn message_id(ev: &ServerEvent) -> Option<&str> {
+    match ev {
+        ServerEvent::RoomMessage(m) => Some(&m.id),
+        ServerEvent::DmMessage(m) => Some(&m.id),
+        ServerEvent::GlobalMessage(m) | ServerEvent::BroadcastMessage(m) => Some(&m.id),
+        _ => None,
+    }
+}
+
+async fn connect_once(
+    config: &NetConfig,
+    resume: &mut Resume,
+    cmds: &mut mpsc::UnboundedReceiver<NetCommand>,
+    events: &mpsc::UnboundedSender<NetEvent>,
+) -> Outcome {
+    let (raw_tx, mut raw_rx) = mpsc::unbounded_channel();
+    let builder = build(config, resume, raw_tx.clone());
+    let client = match timeout(config.connect_timeout, builder.connect()).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => {
+            tracing::debug!("connect failed: {e}");
+            return Outcome::Lost { was_live: false };
+        }
+        Err(_) => return Outcome::Lost { was_live: false },
+    };
+
+    // Nothing may be emitted before the server accepts the namespace.
+    let deadline = Instant::now() + config.connect_timeout;
+    loop {
+        tokio::select! {
+            raw = raw_rx.recv() => match raw {
+                Some(Raw::Connect) => break,
+                Some(Raw::Error(text)) => {
+                    if let Some(refusal) = parse_connect_error(&text) {
+                        discard(client);
+                        return Outcome::Refused(refusal);
+                    }
+                    tracing::debug!("error while connecting: {text}");
+                }
+                Some(Raw::Close) | None => {
+                    discard(client);
+                    return Outcome::Lost { was_live: false };
+                }
+                Some(Raw::Event(..)) | Some(Raw::Contact) => {}
+            },
+            _ = tokio::time::sleep_until(deadline) => {
+                discard(client);
+                return Outcome::Lost { was_live: false };
+            }
+            cmd = cmds.recv() => match cmd {
+                None | Some(NetCommand::Shutdown) => {
+                    let _ = timeout(Duration::from_secs(2), client.disconnect()).await;
+                    return Outcome::Quit;
+                }
+                Some(cmd) => refuse_offline(cmd, events),
+            },
+        }
+    }
+
+    let mut live = false;
+    resume.last_contact = Some(Instant::now());
+    // Liveness: one check in flight at a time; its answer comes back here.
+    let (probe_tx, mut probe_rx) = mpsc::unbounded_channel::<Result<AckReply, AckError>>();
+    let mut probe_in_flight = false;
+    let mut next_probe = Instant::now() + config.liveness_interval;
+    let outcome = loop {
+        tokio::select! {
+            raw = raw_rx.recv() => match raw {
+                Some(Raw::Event(name, value)) => {
+                    resume.last_contact = Some(Instant::now());
+                    let ev = match ServerEvent::parse(&name, value) {
+                        Ok(ev) => ev,
+                        Err(e) => {
+                            tracing::debug!("ignored server event {name}: {e}");
+                            continue;
+                        }
+                    };
+                    if let Some(id) = message_id(&ev) {
+                        let newer = match resume.offset.as_deref() {
+                            Some(old) => id_order(old, id) != Some(std::cmp::Ordering::Greater),
+                            None => true,
+                        };
+                        if newer {
+                            resume.offset = Some(id.to_owned());
+                        }
+                    }
+                    let replaced = matches!(&ev, ServerEvent::Error(e) if e.code == ErrorCode::SessionReplaced);
+                    if let ServerEvent::Session(s) = &ev {
+                        resume.session = Some(s.session.clone());
+                        live = true;
+                    }
+                    let _ = events.send(NetEvent::Server(ev));
+                    if replaced {
+                        // Another client took this session over: fighting
+                        // back would make the two take turns forever.
+                        discard(client);
+                        let _ = events.send(NetEvent::Refused {
+                            refusal: ConnectRefusal::new(ErrorCode::SessionReplaced, "this session was taken over by another client"),
+                            retrying: false,
+                        });
+                        idle_until_shutdown(cmds, events).await;
+                        return Outcome::Quit;
+                    }
+                }
+                Some(Raw::Error(text)) => {
+                    if let Some(refusal) = parse_connect_error(&text) {
+                        break Outcome::Refused(refusal);
+                    }
+                    // The transport may be dying: check now.
+                    tracing::debug!("transport error: {text}");
+                    next_probe = Instant::now();
+                }
+                Some(Raw::Close) | None => break Outcome::Lost { was_live: live },
+                Some(Raw::Contact) => resume.last_contact = Some(Instant::now()),
+                Some(Raw::Connect) => {}
+            },
+            cmd = cmds.recv() => match cmd {
+                None | Some(NetCommand::Shutdown) => {
+                    let _ = timeout(Duration::from_secs(2), client.disconnect()).await;
+                    return Outcome::Quit;
+                }
+                Some(NetCommand::Volatile(ev)) => {
+                    if !live {
+                        continue;
+                    }
+                    match timeout(config.ack_timeout, client.emit(ev.name(), ev.payload())).await {
+                        Ok(Ok(())) => {}
+                        _ => break Outcome::Lost { was_live: live },
+                    }
+                }
+                Some(NetCommand::Request { req, event }) => {
+                    if !live {
+                        refuse_offline(NetCommand::Request { req, event }, events);
+                        continue;
+                    }
+                    match emit_acked(&client, &event, config.ack_timeout, raw_tx.clone()).await {
+                        Ok(rx) => {
+                            let events = events.clone();
+                            let limit = config.ack_timeout;
+                            tokio::spawn(async move {
+                                let result = wait_ack(rx, limit).await.and_then(|v| typed_ack(&event, v));
+                                let _ = events.send(NetEvent::Ack { req, result });
+                            });
+                        }
+                        Err(e) => {
+                            let _ = events.send(NetEvent::Ack { req, result: Err(e) });
+                            break Outcome::Lost { was_live: live };
+                        }
+                    }
+                }
+            },
+            _ = tokio::time::sleep_until(next_probe), if !probe_in_flight => {
+                probe_in_flight = true;
+                next_probe = Instant::now() + config.liveness_interval;
+                let event = ClientEvent::PresenceGet;
+                match emit_acked(&client, &event, config.liveness_timeout, raw_tx.clone()).await {
+                    Ok(rx) => {
+                        let probe_tx = probe_tx.clone();
+                        let limit = config.liveness_timeout;
+                        tokio::spawn(async move {
+                            let result = wait_ack(rx, limit).await.and_then(|v| typed_ack(&event, v));
+                            let _ = probe_tx.send(result);
+                        });
+                    }
+                    Err(_) => break Outcome::Lost { was_live: live },
+                }
+            }
+            Some(result) = probe_rx.recv() => {
+                probe_in_flight = false;
+                match result {
+                    Ok(AckReply::Presence(snapshot)) => {
+                        resume.last_contact = Some(Instant::now());
+                        let _ = events.send(NetEvent::Presence(snapshot));
+                    }
+                    // An answer, even a refusal, proves the transport alive.
+                    Ok(_) | Err(AckError::Refused(_)) | Err(AckError::Malformed(_)) => {
+                        resume.last_contact = Some(Instant::now());
+                    }
+                    Err(AckError::Timeout) | Err(AckError::NotSent(_)) => {
+                        tracing::debug!("liveness check unanswered: the transport is dead");
+                        break Outcome::Lost { was_live: live };
+                    }
+                }
+            }
+        }
+    };
+    discard(client);
+    outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refused_connects_are_read_from_the_error_text() {
+        let r = parse_connect_error(
+            r#"Received an ConnectError frame: {"message":"username_taken: alice is in use"}"#,
+        );
+        assert_eq!(
+            r,
+            Some(ConnectRefusal::new(
+                ErrorCode::UsernameTaken,
+                "alice is in use"
+            ))
+        );
+        let r = parse_connect_error(
+            r#"Received an ConnectError frame: {"message":"Invalid namespace"}"#,
+        );
+        assert_eq!(r.map(|r| r.code), Some(ErrorCode::Unknown));
+        assert_eq!(
+            parse_connect_error("Received an ConnectError frame: \"No error message provided\"")
+                .map(|r| r.message),
+            Some("No error message provided".to_owned())
+        );
+        assert_eq!(parse_connect_error("some transport error"), None);
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        let c = NetConfig::new("http://x", "a");
+        assert_eq!(c.backoff(1), Duration::from_millis(500));
+        assert_eq!(c.backoff(2), Duration::from_secs(1));
+        assert_eq!(c.backoff(5), Duration::from_secs(8));
+        assert_eq!(c.backoff(6), Duration::from_secs(10));
+        assert_eq!(c.backoff(u32::MAX), Duration::from_secs(10));
+    }
+
+    #[test]
+    fn payloads_unwrap_to_one_value() {
+        let v = serde_json::json!({"ok": true});
+        assert_eq!(payload_value(Payload::Text(vec![v.clone()])), v);
+        assert_eq!(payload_value(Payload::Text(vec![])), Value::Array(vec![]));
+    }
+
+    #[test]
+    fn acks_are_typed_by_their_request() {
+        let ev = ClientEvent::RoomList;
+        let v = serde_json::json!([{"ok": true, "rooms": [{"room": "#a", "members": 1}]}]);
+        assert!(matches!(typed_ack(&ev, v), Ok(AckReply::Rooms(_))));
+        let ev = ClientEvent::GlobalMessage(chat_shared::TextRequest { text: "x".into() });
+        let v = serde_json::json!({"ok": false, "error": {"code": "rate_limited", "message": "slow", "context": {}}});
+        assert!(
+            matches!(typed_ack(&ev, v), Err(AckError::Refused(e)) if e.code == ErrorCode::RateLimited)
+        );
+    }
+}
