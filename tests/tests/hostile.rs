@@ -172,3 +172,20 @@ async fn garbage_http_requests_are_answered_not_crashed_on() {
     }
     still_serving(&server, &watcher).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_answering_pings_is_dropped() {
+    let server = TestServer::start(Config {
+        ping_interval: std::time::Duration::from_millis(300),
+        ping_timeout: std::time::Duration::from_millis(300),
+        ..TestServer::config()
+    })
+    .await;
+    let mut watcher = TestClient::chat(&server.url(), "watcher").await;
+    // A raw client that never answers the server's pings (a frozen process).
+    let ws = raw(&server, "frozen").await;
+    watcher.next_where("presence", |p| p["event"] == "connect" && p["user"] == "frozen").await;
+    let p = watcher.next_where("presence", |p| p["event"] == "disconnect" && p["user"] == "frozen").await;
+    assert_eq!(p["reason"], "ping timeout");
+    drop(ws);
+}
