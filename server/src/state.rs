@@ -119,6 +119,9 @@ struct Inner {
     sessions: HashMap<String, String>,
     /// Room → live members (user keys). A room with none is not listed.
     live: BTreeMap<String, BTreeSet<String>>,
+    /// Room → users in it, live or inside their recovery window; the
+    /// room's history is kept while this is above zero.
+    holders: HashMap<String, usize>,
     /// Users with a live socket.
     online: u64,
     log: VecDeque<(u64, Arc<Stored>)>,
@@ -349,7 +352,7 @@ impl ChatState {
             inner.users.remove(key);
             inner.sessions.remove(&token);
             for (room, _) in &counts {
-                Self::forget_room_if_unused(&mut inner, room);
+                Self::release_room(&mut inner, room);
             }
         } else {
             let state = Arc::clone(self);
@@ -382,7 +385,7 @@ impl ChatState {
         inner.users.remove(key);
         inner.sessions.remove(&token);
         for room in &rooms {
-            Self::forget_room_if_unused(&mut inner, room);
+            Self::release_room(&mut inner, room);
         }
         tracing::debug!(user = key, "session expired");
         true
@@ -402,10 +405,14 @@ impl ChatState {
         }
     }
 
-    /// Drops a room's history once no user, live or recovering, is in it.
-    fn forget_room_if_unused(inner: &mut Inner, room: &str) {
-        if !inner.users.values().any(|u| u.rooms.contains_key(room)) {
-            inner.history.remove(room);
+    /// One user fewer holds `room`; its history goes with the last one.
+    fn release_room(inner: &mut Inner, room: &str) {
+        if let Some(n) = inner.holders.get_mut(room) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                inner.holders.remove(room);
+                inner.history.remove(room);
+            }
         }
     }
 
@@ -466,6 +473,9 @@ impl ChatState {
             user.rooms.insert(room.to_owned(), head);
         }
         let live = user.sid.is_some();
+        if fresh {
+            *inner.holders.entry(room.to_owned()).or_default() += 1;
+        }
         if live {
             inner
                 .live
@@ -502,7 +512,7 @@ impl ChatState {
             return Err(ErrorCode::NotMember);
         }
         let n = Self::drop_live(&mut inner, room, key);
-        Self::forget_room_if_unused(&mut inner, room);
+        Self::release_room(&mut inner, room);
         Ok(n)
     }
 
@@ -929,6 +939,23 @@ mod tests {
                 },
             ]
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn history_lives_while_someone_holds_the_room() {
+        let s = state();
+        let sid = Sid::new();
+        s.admit(&auth("alice"), sid).unwrap();
+        s.join("alice", "#a").unwrap();
+        s.record("alice", "kept", Outgoing::Room { room: "#a".into() });
+        s.disconnect("alice", sid, false).unwrap();
+        s.admit(&auth("bob"), Sid::new()).unwrap();
+        let j = s.join("bob", "#a").unwrap();
+        assert_eq!(j.history.len(), 1, "alice, in her window, still holds #a");
+        s.leave("bob", "#a").unwrap();
+        tokio::time::sleep(Duration::from_secs(121)).await;
+        let j = s.join("bob", "#a").unwrap();
+        assert!(j.history.is_empty(), "the room emptied for good: its history went with it");
     }
 
     #[tokio::test]
