@@ -246,41 +246,15 @@ impl ChatService {
 
         let online = self.state.online();
         tracing::info!(user = %adm.username, recovered = adm.recovered, online, "connect");
-        let recovered = adm.recovered.then_some(true);
-        self.presence(
-            "",
-            &adm.username,
-            true,
-            Presence {
-                event: PresenceKind::Connect,
-                user: Some(adm.username.clone()),
-                room: None,
-                online,
-                members: None,
-                reason: None,
-                recovered,
-                summary: None,
-            },
-        )
-        .await;
+        let user = &adm.username;
+        let connect = Presence::change(PresenceKind::Connect, user, None, online);
+        self.presence("", connect.recovered(adm.recovered)).await;
         if adm.recovered {
             for room in &adm.rooms {
-                self.presence(
-                    room,
-                    &adm.username,
-                    true,
-                    Presence {
-                        event: PresenceKind::Join,
-                        user: Some(adm.username.clone()),
-                        room: Some(room.clone()),
-                        online,
-                        members: Some(self.state.members(room)),
-                        reason: None,
-                        recovered,
-                        summary: None,
-                    },
-                )
-                .await;
+                let members = self.state.members(room);
+                let join =
+                    Presence::change(PresenceKind::Join, user, Some((room, members)), online);
+                self.presence(room, join.recovered(true)).await;
             }
         }
         let mut ev = admin_event(if adm.recovered {
@@ -375,39 +349,16 @@ impl ChatService {
         };
         tracing::info!(user = %adm.username, reason = why, online = dep.online, "disconnect");
         for (room, members) in &dep.rooms {
-            self.presence(
-                room,
+            let leave = Presence::change(
+                PresenceKind::Leave,
                 &dep.username,
-                false,
-                Presence {
-                    event: PresenceKind::Leave,
-                    user: Some(dep.username.clone()),
-                    room: Some(room.clone()),
-                    online: dep.online,
-                    members: Some(*members),
-                    reason: Some("disconnect".into()),
-                    recovered: None,
-                    summary: None,
-                },
-            )
-            .await;
+                Some((room, *members)),
+                dep.online,
+            );
+            self.presence(room, leave.with_reason("disconnect")).await;
         }
-        self.presence(
-            "",
-            &dep.username,
-            false,
-            Presence {
-                event: PresenceKind::Disconnect,
-                user: Some(dep.username.clone()),
-                room: None,
-                online: dep.online,
-                members: None,
-                reason: Some(why.into()),
-                recovered: None,
-                summary: None,
-            },
-        )
-        .await;
+        let gone = Presence::change(PresenceKind::Disconnect, &dep.username, None, dep.online);
+        self.presence("", gone.with_reason(why)).await;
         let mut ev = admin_event(AdminEventType::Disconnect);
         ev.user = Some(dep.username);
         ev.reason = Some(why.into());
@@ -418,8 +369,9 @@ impl ChatService {
 
     /// Sends a presence change to its scope (`""`: every `/chat` socket;
     /// else that room), or folds it into the scope's summary in a storm.
-    async fn presence(&self, scope: &str, user: &str, arrived: bool, p: Presence) {
-        match self.state.presence.admit(scope, user, arrived) {
+    async fn presence(&self, scope: &str, p: Presence) {
+        let user = p.user.as_deref().unwrap_or_default();
+        match self.state.presence.admit(scope, user, p.arrives()) {
             Decision::Send => self.emit_presence(scope, &p).await,
             Decision::Folded { flush_at: None } => {}
             Decision::Folded { flush_at: Some(at) } => {
@@ -596,22 +548,13 @@ impl ChatService {
         s.join(room.clone());
         if joined.fresh {
             let online = self.state.online();
-            self.presence(
-                &room,
+            let join = Presence::change(
+                PresenceKind::Join,
                 &adm.username,
-                true,
-                Presence {
-                    event: PresenceKind::Join,
-                    user: Some(adm.username.clone()),
-                    room: Some(room.clone()),
-                    online,
-                    members: Some(joined.count),
-                    reason: None,
-                    recovered: None,
-                    summary: None,
-                },
-            )
-            .await;
+                Some((&room, joined.count)),
+                online,
+            );
+            self.presence(&room, join).await;
             let mut ev = admin_event(AdminEventType::Join);
             ev.user = Some(adm.username.clone());
             ev.room = Some(room.clone());
@@ -632,22 +575,14 @@ impl ChatService {
             ChatError::new(code, format!("not in {room}"), event).with("room", room.clone())
         })?;
         // Announced before the socket leaves, so the leaver hears it too.
-        self.presence(
-            &room,
+        let online = self.state.online();
+        let leave = Presence::change(
+            PresenceKind::Leave,
             &adm.username,
-            false,
-            Presence {
-                event: PresenceKind::Leave,
-                user: Some(adm.username.clone()),
-                room: Some(room.clone()),
-                online: self.state.online(),
-                members: Some(members),
-                reason: None,
-                recovered: None,
-                summary: None,
-            },
-        )
-        .await;
+            Some((&room, members)),
+            online,
+        );
+        self.presence(&room, leave).await;
         s.leave(room.clone());
         let mut ev = admin_event(AdminEventType::Leave);
         ev.user = Some(adm.username.clone());
@@ -722,11 +657,7 @@ impl ChatService {
         let event = names::ROOM_MESSAGE;
         let room = self.member_room(ctx, event, &m.room)?;
         let text = self.text(ctx, event, &m.text)?;
-        let msg = self
-            .deliver(&ctx.admission.username, text, Outgoing::Room { room }, None)
-            .await;
-        self.message_event(ctx, &msg, text.len());
-        Ok(Self::sent(&msg))
+        Ok(self.send(ctx, text, Outgoing::Room { room }, None).await)
     }
 
     fn user_target(
@@ -755,18 +686,16 @@ impl ChatService {
         let event = names::DM_MESSAGE;
         let target = self.user_target(ctx, event, &m.to)?;
         let text = self.text(ctx, event, &m.text)?;
-        let msg = self
-            .deliver(
-                &ctx.admission.username,
+        Ok(self
+            .send(
+                ctx,
                 text,
                 Outgoing::Dm {
                     to: target.username,
                 },
                 None,
             )
-            .await;
-        self.message_event(ctx, &msg, text.len());
-        Ok(Self::sent(&msg))
+            .await)
     }
 
     async fn feed(
@@ -778,11 +707,20 @@ impl ChatService {
         what: Outgoing,
     ) -> Result<Reply, ChatError> {
         let text = self.text(ctx, event, text)?;
-        let msg = self
-            .deliver(&ctx.admission.username, text, what, Some(s))
-            .await;
+        Ok(self.send(ctx, text, what, Some(s)).await)
+    }
+
+    /// Delivers a checked message, tells the admin feed, and returns the ack.
+    async fn send(
+        &self,
+        ctx: &SocketCtx,
+        text: &str,
+        what: Outgoing,
+        s: Option<&SocketRef>,
+    ) -> Reply {
+        let msg = self.deliver(&ctx.admission.username, text, what, s).await;
         self.message_event(ctx, &msg, text.len());
-        Ok(Self::sent(&msg))
+        Self::sent(&msg)
     }
 
     async fn typing(

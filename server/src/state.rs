@@ -955,7 +955,10 @@ mod tests {
         s.leave("bob", "#a").unwrap();
         tokio::time::sleep(Duration::from_secs(121)).await;
         let j = s.join("bob", "#a").unwrap();
-        assert!(j.history.is_empty(), "the room emptied for good: its history went with it");
+        assert!(
+            j.history.is_empty(),
+            "the room emptied for good: its history went with it"
+        );
     }
 
     #[tokio::test]

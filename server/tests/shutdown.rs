@@ -19,7 +19,10 @@ fn start() -> (std::process::Child, String) {
     let out = child.stdout.take().expect("stdout");
     let mut lines = BufReader::new(out).lines();
     let addr = loop {
-        let line = lines.next().expect("chat-server exited before listening").expect("read");
+        let line = lines
+            .next()
+            .expect("chat-server exited before listening")
+            .expect("read");
         if let Some(i) = line.find("listening on http://") {
             break line[i + "listening on http://".len()..].trim().to_owned();
         }
@@ -34,12 +37,22 @@ fn stops_on(signal: &str) {
     // A client connected over the network (a raw long-polling handshake).
     let mut s = std::net::TcpStream::connect(&addr).expect("connect");
     use std::io::{Read, Write};
-    write!(s, "GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
+    write!(
+        s,
+        "GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\nHost: {addr}\r\n\r\n"
+    )
+    .unwrap();
     let mut buf = [0u8; 512];
     let n = s.read(&mut buf).unwrap();
-    assert!(String::from_utf8_lossy(&buf[..n]).contains("\"sid\""), "handshake answered");
+    assert!(
+        String::from_utf8_lossy(&buf[..n]).contains("\"sid\""),
+        "handshake answered"
+    );
 
-    let status = Command::new("kill").args([signal, &child.id().to_string()]).status().unwrap();
+    let status = Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(status.success());
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -47,10 +60,16 @@ fn stops_on(signal: &str) {
             assert!(code.success(), "exit status {code:?} after {signal}");
             break;
         }
-        assert!(Instant::now() < deadline, "still running 10 s after {signal}");
+        assert!(
+            Instant::now() < deadline,
+            "still running 10 s after {signal}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert!(std::net::TcpStream::connect(&addr).is_err(), "no longer accepting after {signal}");
+    assert!(
+        std::net::TcpStream::connect(&addr).is_err(),
+        "no longer accepting after {signal}"
+    );
 }
 
 #[test]

@@ -360,6 +360,44 @@ pub struct Presence {
     pub summary: Option<PresenceSummary>,
 }
 
+impl Presence {
+    /// A single change: `connect`/`disconnect` (room and members null) or
+    /// `join`/`leave` of `room` with its member count now.
+    pub fn change(
+        event: PresenceKind,
+        user: &str,
+        room: Option<(&str, u64)>,
+        online: u64,
+    ) -> Presence {
+        Presence {
+            event,
+            user: Some(user.to_owned()),
+            room: room.map(|(r, _)| r.to_owned()),
+            online,
+            members: room.map(|(_, n)| n),
+            reason: None,
+            recovered: None,
+            summary: None,
+        }
+    }
+
+    pub fn with_reason(mut self, reason: &str) -> Presence {
+        self.reason = Some(reason.to_owned());
+        self
+    }
+
+    /// Marks a change that restores a recovered session.
+    pub fn recovered(mut self, recovered: bool) -> Presence {
+        self.recovered = recovered.then_some(true);
+        self
+    }
+
+    /// Whether the change brings someone in (connect, join).
+    pub fn arrives(&self) -> bool {
+        matches!(self.event, PresenceKind::Connect | PresenceKind::Join)
+    }
+}
+
 // ------------------------------------------------------------ server events
 
 /// Every event a server sends, typed (both namespaces).
