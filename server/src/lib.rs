@@ -30,6 +30,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::serve::ListenerExt;
 use socketioxide::{ParserConfig, SocketIo};
 use tokio::net::TcpListener;
 
@@ -86,6 +87,11 @@ pub async fn serve(
     let App { router, io, state } = app(config);
     let stats = tokio::spawn(admin::stats_loop(io.clone(), Arc::clone(&state)));
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    // Small frames go out at once: without TCP_NODELAY a reply can sit
+    // behind Nagle's algorithm and the peer's delayed ACK (about 40 ms).
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let server = tokio::spawn(async move {
         axum::serve(listener, router)
             .with_graceful_shutdown(async move {
