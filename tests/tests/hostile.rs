@@ -184,8 +184,16 @@ async fn a_client_that_stops_answering_pings_is_dropped() {
     let mut watcher = TestClient::chat(&server.url(), "watcher").await;
     // A raw client that never answers the server's pings (a frozen process).
     let ws = raw(&server, "frozen").await;
-    watcher.next_where("presence", |p| p["event"] == "connect" && p["user"] == "frozen").await;
-    let p = watcher.next_where("presence", |p| p["event"] == "disconnect" && p["user"] == "frozen").await;
+    watcher
+        .next_where("presence", |p| {
+            p["event"] == "connect" && p["user"] == "frozen"
+        })
+        .await;
+    let p = watcher
+        .next_where("presence", |p| {
+            p["event"] == "disconnect" && p["user"] == "frozen"
+        })
+        .await;
     assert_eq!(p["reason"], "ping timeout");
     drop(ws);
 }

@@ -19,13 +19,23 @@ fn node() -> Option<()> {
 }
 
 fn install() -> Option<()> {
-    let has_node = Command::new("node").arg("--version").output().is_ok_and(|o| o.status.success());
+    let has_node = Command::new("node")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
     if !has_node {
-        assert!(std::env::var_os("CI").is_none(), "CI must have node to run the JavaScript client test");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must have node to run the JavaScript client test"
+        );
         eprintln!("SKIPPED: node is not installed; the JavaScript client test did not run");
         return None;
     }
-    if !js_dir().join("node_modules").join("socket.io-client").exists() {
+    if !js_dir()
+        .join("node_modules")
+        .join("socket.io-client")
+        .exists()
+    {
         let status = Command::new("npm")
             .args(["ci", "--no-audit", "--no-fund"])
             .current_dir(js_dir())
@@ -47,9 +57,19 @@ async fn contract_over(transport: &str) {
         .output()
         .await
         .expect("run node");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "the JavaScript client over {transport}:\n{text}");
-    assert!(text.contains(&format!("contract over {transport}: ok")), "{text}");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "the JavaScript client over {transport}:\n{text}"
+    );
+    assert!(
+        text.contains(&format!("contract over {transport}: ok")),
+        "{text}"
+    );
     server.stop().await.unwrap();
 }
 
