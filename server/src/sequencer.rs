@@ -4,23 +4,27 @@
 //! handler takes a ticket synchronously, while the library still calls it
 //! in packet order, and its task waits for that ticket's turn.
 
+use std::collections::BTreeMap;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use tokio::sync::watch;
+use tokio::sync::oneshot;
 
-#[derive(Debug)]
+/// Tickets in arrival order; each finished event wakes only the next one
+/// (waking every waiter would cost a socket with a backlog of k events k
+/// wake-ups per event).
+#[derive(Debug, Default)]
 pub struct Sequencer {
     issued: AtomicU64,
-    serving: watch::Sender<u64>,
+    queue: Mutex<Queue>,
 }
 
-impl Default for Sequencer {
-    fn default() -> Self {
-        Sequencer {
-            issued: AtomicU64::new(0),
-            serving: watch::Sender::new(0),
-        }
-    }
+#[derive(Debug, Default)]
+struct Queue {
+    /// The ticket whose turn it is.
+    serving: u64,
+    /// Tickets waiting for their turn.
+    waiting: BTreeMap<u64, oneshot::Sender<()>>,
 }
 
 /// Holding this is the ticket's turn; dropping it passes the turn on, even
@@ -30,7 +34,20 @@ pub struct Turn<'a>(&'a Sequencer);
 
 impl Drop for Turn<'_> {
     fn drop(&mut self) {
-        self.0.serving.send_modify(|n| *n += 1);
+        let mut q = self.0.queue.lock().unwrap_or_else(|e| e.into_inner());
+        q.serving += 1;
+        // Hand the turn to the next ticket; one whose task has gone away
+        // (cancelled while waiting) is skipped.
+        loop {
+            let serving = q.serving;
+            let Some(next) = q.waiting.remove(&serving) else {
+                break;
+            };
+            if next.send(()).is_ok() {
+                break;
+            }
+            q.serving += 1;
+        }
     }
 }
 
@@ -42,9 +59,17 @@ impl Sequencer {
 
     /// Waits until every earlier ticket is done.
     pub async fn turn(&self, ticket: u64) -> Turn<'_> {
-        let mut rx = self.serving.subscribe();
-        // The sender lives in `self`, so the channel cannot close here.
-        let _ = rx.wait_for(|&n| n >= ticket).await;
+        let rx = {
+            let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+            if q.serving >= ticket {
+                return Turn(self);
+            }
+            let (tx, rx) = oneshot::channel();
+            q.waiting.insert(ticket, tx);
+            rx
+        };
+        // The sender is only dropped unsent when the sequencer itself goes.
+        let _ = rx.await;
         Turn(self)
     }
 }
@@ -86,5 +111,33 @@ mod tests {
         let _turn = tokio::time::timeout(std::time::Duration::from_secs(1), seq.turn(b))
             .await
             .expect("b's turn came");
+    }
+
+    #[tokio::test]
+    async fn a_ticket_cancelled_while_waiting_is_skipped() {
+        let seq = Arc::new(Sequencer::default());
+        let (a, b, c) = (seq.ticket(), seq.ticket(), seq.ticket());
+        let first = seq.turn(a).await;
+        // b starts waiting, then its task goes away.
+        let waiting_b = tokio::spawn({
+            let seq = seq.clone();
+            async move {
+                let _t = seq.turn(b).await;
+            }
+        });
+        tokio::task::yield_now().await;
+        waiting_b.abort();
+        let _ = waiting_b.await;
+        let c_task = tokio::spawn({
+            let seq = seq.clone();
+            async move {
+                let _t = seq.turn(c).await;
+            }
+        });
+        drop(first);
+        tokio::time::timeout(std::time::Duration::from_secs(1), c_task)
+            .await
+            .expect("c ran after a, b having gone")
+            .unwrap();
     }
 }
