@@ -1,0 +1,396 @@
+//! One simulated user: a WebSocket speaking the frames of [`crate::proto`],
+//! the connect handshake, and a lightweight task that answers pings, sends
+//! what the scenario tells it to and records every bench message it receives.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use chat_shared::SessionInfo;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+use crate::proto::{self, Frame};
+
+/// A user's WebSocket.
+pub type Ws = WebSocketStream<TcpStream>;
+
+/// Microseconds since the process's clock base: the send time carried in
+/// bench messages, read back by the receivers of the same process.
+pub fn now_us() -> u64 {
+    static BASE: OnceLock<Instant> = OnceLock::new();
+    BASE.get_or_init(Instant::now).elapsed().as_micros() as u64
+}
+
+/// What a user received of the bench messages since the last
+/// [`Cmd::Take`].
+#[derive(Debug, Default)]
+pub struct Recv {
+    /// Message numbers received (each once).
+    pub got: HashSet<u64>,
+    /// Receipts of a number already received.
+    pub dups: u64,
+    /// End-to-end latency of each receipt, microseconds.
+    pub lat_us: Vec<u32>,
+    /// Receipts flagged `replayed`.
+    pub replayed: u64,
+    /// Message numbers whose send was refused by the server (`ok:false`).
+    pub failed: Vec<u64>,
+    /// Sends whose ack said ok.
+    pub acked: u64,
+}
+
+/// Everything a user keeps across connections.
+#[derive(Debug, Default)]
+pub struct UserState {
+    pub username: String,
+    /// The session token from the last `session` event.
+    pub session: Option<String>,
+    /// The `id` of the last chat message received: the recovery offset.
+    pub last_id: Option<String>,
+    /// The last `session` event.
+    pub info: Option<SessionInfo>,
+    pub recv: Recv,
+    /// `chat:error` events received.
+    pub chat_errors: u64,
+    /// Why the connection ended, if it was not the scenario's doing.
+    pub closed: Option<String>,
+    pending: Vec<(u64, u64)>,
+    next_ack: u64,
+}
+
+/// A connect or handshake failure.
+#[derive(Debug)]
+pub struct ConnectError(pub String);
+
+impl std::fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConnectError {}
+
+fn err(e: impl std::fmt::Display) -> ConnectError {
+    ConnectError(e.to_string())
+}
+
+impl UserState {
+    pub fn new(username: impl Into<String>) -> Self {
+        UserState {
+            username: username.into(),
+            ..Default::default()
+        }
+    }
+
+    /// Handles one frame; returns a frame to answer with, if any.
+    fn on_frame(&mut self, text: &str, delivered: &AtomicU64) -> Option<&'static str> {
+        match proto::parse(text) {
+            Frame::Ping => return Some("3"),
+            Frame::Close => self.closed = Some("engine.io close".into()),
+            Frame::Disconnected => self.closed = Some("namespace disconnect".into()),
+            Frame::Event { name, rest, .. } => {
+                if name == "room:message" || name == "dm:message" {
+                    let (no, sent) = proto::read_bench_text(rest)?;
+                    let now = now_us();
+                    delivered.fetch_add(1, Ordering::Relaxed);
+                    if let Some(id) = proto::str_field(rest, "id") {
+                        match &mut self.last_id {
+                            Some(s) => {
+                                s.clear();
+                                s.push_str(id)
+                            }
+                            None => self.last_id = Some(id.to_owned()),
+                        }
+                    }
+                    if proto::replayed(rest) {
+                        self.recv.replayed += 1;
+                    }
+                    if self.recv.got.insert(no) {
+                        self.recv
+                            .lat_us
+                            .push(now.saturating_sub(sent).min(u32::MAX as u64) as u32);
+                    } else {
+                        self.recv.dups += 1;
+                    }
+                } else if name == "session" {
+                    let body = rest
+                        .strip_prefix(',')
+                        .and_then(|r| r.strip_suffix(']'))
+                        .unwrap_or(rest);
+                    if let Ok(info) = serde_json::from_str::<SessionInfo>(body) {
+                        self.session = Some(info.session.clone());
+                        self.info = Some(info);
+                    }
+                } else if name == "chat:error" {
+                    self.chat_errors += 1;
+                }
+            }
+            Frame::Ack { id, args } => {
+                if let Some(pos) = self.pending.iter().position(|(a, _)| *a == id) {
+                    let (_, no) = self.pending.swap_remove(pos);
+                    if args.contains("\"ok\":true") {
+                        self.recv.acked += 1;
+                    } else {
+                        self.recv.failed.push(no);
+                    }
+                }
+            }
+            _ => {}
+        }
+        None
+    }
+
+    /// Sends still waiting for their ack.
+    pub fn unacked(&self) -> usize {
+        self.pending.len()
+    }
+
+    fn ack_id(&mut self) -> u64 {
+        self.next_ack += 1;
+        self.next_ack
+    }
+}
+
+/// Where a bench message goes.
+#[derive(Debug, Clone)]
+pub enum Dest {
+    Room(Arc<str>),
+    User(Arc<str>),
+}
+
+/// What a scenario tells a user's task.
+#[derive(Debug)]
+pub enum Cmd {
+    /// Send bench message number `no` now (the send time is taken here).
+    Send { dest: Dest, no: u64 },
+    /// Hand over and reset what was received.
+    Take(oneshot::Sender<Recv>),
+    /// Drop the transport without a word (the task ends, returning the
+    /// socket so the caller can drop it or keep it half-open).
+    Cut,
+    /// Planned disconnect (`41/chat,` and a close), then end.
+    Leave,
+}
+
+/// The handle of a running user task.
+pub struct UserHandle {
+    pub tx: mpsc::UnboundedSender<Cmd>,
+    pub join: JoinHandle<(UserState, Option<Ws>)>,
+}
+
+impl UserHandle {
+    /// Takes what the user received since the last take (None if the task
+    /// is gone or does not answer within `wait`).
+    pub async fn take(&self, wait: Duration) -> Option<Recv> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(Cmd::Take(tx)).ok()?;
+        tokio::time::timeout(wait, rx).await.ok()?.ok()
+    }
+
+    /// Ends the task with `cmd` (Cut or Leave) and returns its state.
+    pub async fn finish(self, cmd: Cmd, wait: Duration) -> Option<(UserState, Option<Ws>)> {
+        let _ = self.tx.send(cmd);
+        let abort = self.join.abort_handle();
+        match tokio::time::timeout(wait, self.join).await {
+            Ok(Ok(r)) => Some(r),
+            _ => {
+                abort.abort();
+                None
+            }
+        }
+    }
+}
+
+fn ws_config() -> WebSocketConfig {
+    // Small buffers: thousands of users live in this process.
+    WebSocketConfig::default()
+        .read_buffer_size(4096)
+        .write_buffer_size(0)
+}
+
+/// Reads the next text frame, answering pings; `None` when the stream ends.
+async fn next_text(ws: &mut Ws) -> Result<String, ConnectError> {
+    loop {
+        match ws.next().await {
+            Some(Ok(Message::Text(t))) => return Ok(t.as_str().to_owned()),
+            Some(Ok(Message::Close(_))) | None => return Err(err("closed by server")),
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => return Err(err(e)),
+        }
+    }
+}
+
+/// Connects `st.username` to `addr`: TCP, WebSocket upgrade, Engine.IO open,
+/// `/chat` connect with auth (`session` and `offset` too when `resume`),
+/// up to the `session` event. Returns the socket and the time it took.
+pub async fn connect(
+    addr: SocketAddr,
+    st: &mut UserState,
+    resume: bool,
+    delivered: &AtomicU64,
+    timeout: Duration,
+) -> Result<(Ws, Duration), ConnectError> {
+    let t0 = Instant::now();
+    match tokio::time::timeout(timeout, connect_inner(addr, st, resume, delivered)).await {
+        Ok(Ok(ws)) => Ok((ws, t0.elapsed())),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(err("connect timed out")),
+    }
+}
+
+async fn connect_inner(
+    addr: SocketAddr,
+    st: &mut UserState,
+    resume: bool,
+    delivered: &AtomicU64,
+) -> Result<Ws, ConnectError> {
+    let tcp = TcpStream::connect(addr).await.map_err(err)?;
+    tcp.set_nodelay(true).map_err(err)?;
+    let url = format!("ws://{addr}{}", proto::WS_PATH);
+    let (mut ws, _) = tokio_tungstenite::client_async_with_config(url, tcp, Some(ws_config()))
+        .await
+        .map_err(err)?;
+    let open = next_text(&mut ws).await?;
+    if !matches!(proto::parse(&open), Frame::Open(_)) {
+        return Err(err(format!("expected the open packet, got {open}")));
+    }
+    let mut auth = json!({ "username": st.username });
+    if resume {
+        if let Some(s) = &st.session {
+            auth["session"] = Value::String(s.clone());
+        }
+        if let Some(o) = &st.last_id {
+            auth["offset"] = Value::String(o.clone());
+        }
+    }
+    ws.send(Message::text(proto::connect_frame(&auth)))
+        .await
+        .map_err(err)?;
+    st.info = None;
+    loop {
+        let text = next_text(&mut ws).await?;
+        if let Frame::ConnectError(body) = proto::parse(&text) {
+            return Err(err(format!("connect_error {body}")));
+        }
+        if let Some(reply) = st.on_frame(&text, delivered) {
+            ws.send(Message::text(reply)).await.map_err(err)?;
+        }
+        if st.info.is_some() {
+            return Ok(ws);
+        }
+        if let Some(why) = st.closed.take() {
+            return Err(err(why));
+        }
+    }
+}
+
+/// Sends `event` with an ack id and waits (handling other frames) for the
+/// ack; returns the ack's JSON arguments.
+pub async fn request(
+    ws: &mut Ws,
+    st: &mut UserState,
+    event: &str,
+    payload: &Value,
+    delivered: &AtomicU64,
+    timeout: Duration,
+) -> Result<String, ConnectError> {
+    let id = st.ack_id();
+    let fut = async {
+        ws.send(Message::text(proto::event_frame(event, payload, Some(id))))
+            .await
+            .map_err(err)?;
+        loop {
+            let text = next_text(ws).await?;
+            if let Frame::Ack { id: got, args } = proto::parse(&text)
+                && got == id
+            {
+                return Ok(args.to_owned());
+            }
+            if let Some(reply) = st.on_frame(&text, delivered) {
+                ws.send(Message::text(reply)).await.map_err(err)?;
+            }
+        }
+    };
+    tokio::time::timeout(timeout, fut)
+        .await
+        .map_err(|_| err(format!("{event}: no ack")))?
+}
+
+/// Starts the task of a connected user.
+pub fn spawn(ws: Ws, st: UserState, delivered: Arc<AtomicU64>) -> UserHandle {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let join = tokio::spawn(run(ws, st, rx, delivered));
+    UserHandle { tx, join }
+}
+
+async fn run(
+    mut ws: Ws,
+    mut st: UserState,
+    mut rx: mpsc::UnboundedReceiver<Cmd>,
+    delivered: Arc<AtomicU64>,
+) -> (UserState, Option<Ws>) {
+    loop {
+        tokio::select! {
+            biased;
+            cmd = rx.recv() => match cmd {
+                Some(Cmd::Send { dest, no }) => {
+                    let id = st.ack_id();
+                    st.pending.push((id, no));
+                    let text = proto::bench_text(no, now_us());
+                    let frame = match dest {
+                        Dest::Room(r) => format!("42{},{id}[\"room:message\",{{\"room\":\"{r}\",\"text\":\"{text}\"}}]", proto::NS),
+                        Dest::User(u) => format!("42{},{id}[\"dm:message\",{{\"to\":\"{u}\",\"text\":\"{text}\"}}]", proto::NS),
+                    };
+                    if let Err(e) = ws.send(Message::text(frame)).await {
+                        st.closed = Some(format!("send: {e}"));
+                        return (st, None);
+                    }
+                }
+                Some(Cmd::Take(reply)) => {
+                    let _ = reply.send(std::mem::take(&mut st.recv));
+                }
+                Some(Cmd::Cut) => return (st, Some(ws)),
+                Some(Cmd::Leave) | None => {
+                    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+                        ws.send(Message::text(proto::disconnect_frame())).await?;
+                        ws.close(None).await
+                    })
+                    .await;
+                    return (st, None);
+                }
+            },
+            msg = ws.next() => match msg {
+                Some(Ok(Message::Text(t))) => {
+                    if let Some(reply) = st.on_frame(t.as_str(), &delivered)
+                        && let Err(e) = ws.send(Message::text(reply)).await
+                    {
+                        st.closed = Some(format!("send: {e}"));
+                        return (st, None);
+                    }
+                }
+                Some(Ok(Message::Close(_))) | None => {
+                    st.closed.get_or_insert_with(|| "closed by server".into());
+                    return (st, None);
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => {
+                    st.closed = Some(format!("read: {e}"));
+                    return (st, None);
+                }
+            },
+        }
+        if st.closed.is_some() {
+            return (st, None);
+        }
+    }
+}

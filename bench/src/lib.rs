@@ -1,0 +1,298 @@
+//! `chat-bench`: the load generator and benchmark suite for servers of the
+//! chat contract (`docs/PROTOCOL.md`). It holds thousands of simulated users
+//! in one process, each a small tokio task on a raw WebSocket speaking
+//! Engine.IO 4 / Socket.IO 5 frames, and runs every scenario against every
+//! target in turn (chat-server first, the Node peer second), printing a
+//! table with the ratio chat-server/peer and JSON.
+//!
+//! Modules:
+//! - [`proto`]: the Engine.IO / Socket.IO text frames, written and read by
+//!   hand, and the bench message text (number and send time).
+//! - [`client`]: one simulated user: the connect handshake, acked requests,
+//!   and the user task that answers pings, sends on command and records
+//!   every bench message it receives (latency, duplicates, last id).
+//! - [`scenarios`]: idle, fan-out, DM pairs, churn and recovery storm, with
+//!   what they share (mass bring-up, the rate pacer, the receipt check, the
+//!   rate ladder).
+//! - [`server`]: the targets: launched (chat-server binary, Node peer) or
+//!   already running, each on its own port of 127.0.0.1.
+//! - [`stats`]: latency histograms and the /proc figures (RSS, CPU).
+//! - [`report`]: scenario tables and JSON.
+
+pub mod client;
+pub mod proto;
+pub mod report;
+pub mod scenarios;
+pub mod server;
+pub mod stats;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use clap::{Parser, ValueEnum};
+
+use crate::report::{Figures, ScenarioReport};
+use crate::scenarios::Ctx;
+use crate::server::TargetSpec;
+
+/// A scenario of the suite.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Scenario {
+    Idle,
+    Fanout,
+    Dm,
+    Churn,
+    Recovery,
+}
+
+impl Scenario {
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::Idle => "idle",
+            Scenario::Fanout => "fanout",
+            Scenario::Dm => "dm",
+            Scenario::Churn => "churn",
+            Scenario::Recovery => "recovery",
+        }
+    }
+}
+
+/// Load generator and benchmarks for servers of the chat contract.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "chat-bench", version)]
+pub struct Config {
+    /// Launch chat-server from this binary (one fresh server per scenario).
+    #[arg(long)]
+    pub chat_server_bin: Option<PathBuf>,
+    /// Launch the Node peer from this directory (`node server.js` there).
+    #[arg(long)]
+    pub peer_dir: Option<PathBuf>,
+    /// The Node executable for the peer.
+    #[arg(long, default_value = "node")]
+    pub node: String,
+    /// An already running server: `[NAME=]URL` (http://, ws:// or host:port;
+    /// loopback only). Repeatable; targets run in the order given, after the
+    /// launched ones.
+    #[arg(long = "url")]
+    pub urls: Vec<String>,
+    /// `NAME=PID` of a running server (for RSS and CPU figures).
+    #[arg(long = "pid")]
+    pub pids: Vec<String>,
+    /// Scenarios to run.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "idle,fanout,dm,churn,recovery"
+    )]
+    pub scenarios: Vec<Scenario>,
+    /// Write every scenario's JSON to this file (an array).
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Idle: user levels, reached in turn.
+    #[arg(long, value_delimiter = ',', default_value = "1000,5000,10000")]
+    pub idle_users: Vec<usize>,
+    /// Idle: seconds to wait at each level before reading RSS.
+    #[arg(long, default_value_t = 3.0)]
+    pub idle_settle_secs: f64,
+    /// Longest time to bring one batch of users up (connect and join);
+    /// users not up by then count as failed connects.
+    #[arg(long, default_value_t = 120.0)]
+    pub bring_up_secs: f64,
+    /// Handshakes in flight at once while bringing users up.
+    #[arg(long, default_value_t = 100)]
+    pub connect_concurrency: usize,
+    /// Fan-out: users, split into rooms of each size.
+    #[arg(long, default_value_t = 1000)]
+    pub fanout_users: usize,
+    /// Fan-out: room sizes.
+    #[arg(long, value_delimiter = ',', default_value = "10,100,1000")]
+    pub fanout_sizes: Vec<usize>,
+    /// Fan-out: offered deliveries per second, one ladder step each.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "5000,10000,20000,40000,60000,80000,120000,160000,240000,320000,480000,640000"
+    )]
+    pub fanout_rates: Vec<f64>,
+    /// Seconds of traffic per ladder step.
+    #[arg(long, default_value_t = 4.0)]
+    pub step_secs: f64,
+    /// Run every ladder step even after one was not sustained.
+    #[arg(long)]
+    pub full_ladder: bool,
+    /// DM: pairs of users.
+    #[arg(long, default_value_t = 500)]
+    pub dm_pairs: usize,
+    /// DM: offered messages per second (over all pairs), one step each.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "1000,5000,10000,20000,40000,80000"
+    )]
+    pub dm_rates: Vec<f64>,
+    /// Churn: concurrent connect/disconnect loops.
+    #[arg(long, default_value_t = 50)]
+    pub churn_workers: usize,
+    /// Churn: seconds.
+    #[arg(long, default_value_t = 10.0)]
+    pub churn_secs: f64,
+    /// Recovery storm: users cut and reconnected at once.
+    #[arg(long, default_value_t = 5000)]
+    pub storm_users: usize,
+    /// Recovery storm: room size (one anchor that sends plus storm users).
+    #[arg(long, default_value_t = 50)]
+    pub storm_room_size: usize,
+    /// Recovery storm: room messages per second during the storm.
+    #[arg(long, default_value_t = 200.0)]
+    pub storm_rate: f64,
+    /// Recovery storm: milliseconds between the cut and the reconnects.
+    #[arg(long, default_value_t = 1000)]
+    pub storm_gap_ms: u64,
+    /// Recovery storm: reconnect handshakes in flight at once (default: all).
+    #[arg(long)]
+    pub storm_concurrency: Option<usize>,
+    /// Recovery storm: keep the cut sockets open and silent (half-open, the
+    /// server must take the session over) instead of closing them.
+    #[arg(long)]
+    pub storm_half_open: bool,
+    /// `--max-connections` given to a launched chat-server.
+    #[arg(long, default_value_t = 200_000)]
+    pub max_connections: u64,
+}
+
+/// Any failure of the bench itself (not of a server under test).
+pub type Error = Box<dyn std::error::Error + Send + Sync>;
+
+/// Raises this process's open-file limit (children inherit it).
+pub fn raise_nofile() -> u64 {
+    let want = 1 << 20;
+    let _ = rlimit::setrlimit(rlimit::Resource::NOFILE, want, want);
+    rlimit::increase_nofile_limit(want).unwrap_or(0)
+}
+
+fn parse_addr(url: &str) -> Result<SocketAddr, Error> {
+    let hostport = url
+        .split("://")
+        .nth(1)
+        .unwrap_or(url)
+        .split('/')
+        .next()
+        .unwrap_or_default();
+    let addr: SocketAddr = std::net::ToSocketAddrs::to_socket_addrs(hostport)?
+        .next()
+        .ok_or_else(|| format!("cannot resolve {url}"))?;
+    if !addr.ip().is_loopback() {
+        return Err(format!("{url}: the bench targets loopback addresses only").into());
+    }
+    Ok(addr)
+}
+
+/// The targets the configuration names, in order.
+pub fn targets(cfg: &Config) -> Result<Vec<TargetSpec>, Error> {
+    let mut out = Vec::new();
+    if let Some(bin) = &cfg.chat_server_bin {
+        out.push(TargetSpec::ChatServer {
+            bin: bin.clone(),
+            max_connections: cfg.max_connections,
+        });
+    }
+    if let Some(dir) = &cfg.peer_dir {
+        out.push(TargetSpec::Peer {
+            dir: dir.clone(),
+            node: cfg.node.clone(),
+        });
+    }
+    for (i, u) in cfg.urls.iter().enumerate() {
+        let (name, url) = match u.split_once('=') {
+            Some((n, url)) => (n.to_owned(), url),
+            None => (format!("target{}", i + 1), u.as_str()),
+        };
+        let pid = cfg.pids.iter().find_map(|p| {
+            p.split_once('=')
+                .filter(|(n, _)| *n == name)
+                .and_then(|(_, pid)| pid.parse().ok())
+        });
+        out.push(TargetSpec::Running {
+            name,
+            addr: parse_addr(url)?,
+            pid,
+        });
+    }
+    if out.is_empty() {
+        return Err("no target: give --chat-server-bin, --peer-dir or --url".into());
+    }
+    Ok(out)
+}
+
+async fn run_one(scenario: Scenario, ctx: &Ctx<'_>) -> Figures {
+    match scenario {
+        Scenario::Idle => scenarios::idle::run(ctx).await,
+        Scenario::Fanout => scenarios::fanout::run(ctx).await,
+        Scenario::Dm => scenarios::dm::run(ctx).await,
+        Scenario::Churn => scenarios::churn::run(ctx).await,
+        Scenario::Recovery => scenarios::recovery::run(ctx).await,
+    }
+}
+
+/// A name prefix unique to this run (lowercase letters and digits), so that
+/// runs against the same long-lived server do not collide on usernames.
+fn run_tag(n: usize) -> String {
+    let t = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    format!("{:x}{n}", (t % 0xfffff) as u32)
+}
+
+/// Runs every configured scenario against every target; prints each table
+/// and a `JSON ` line; writes the `--json` file. Returns the reports.
+pub async fn run(cfg: &Config) -> Result<Vec<ScenarioReport>, Error> {
+    let nofile = raise_nofile();
+    let specs = targets(cfg)?;
+    eprintln!(
+        "chat-bench: open-file limit {nofile}; targets: {}",
+        specs
+            .iter()
+            .map(|s| s.name())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let mut reports = Vec::new();
+    let mut n = 0;
+    for &scenario in &cfg.scenarios {
+        let mut per_target = Vec::new();
+        for spec in &specs {
+            n += 1;
+            eprintln!("== {} against {}", scenario.name(), spec.name());
+            let server = spec.start().await?;
+            let ctx = Ctx {
+                addr: server.addr,
+                pid: server.pid,
+                cfg,
+                tag: run_tag(n),
+            };
+            let figs = run_one(scenario, &ctx).await;
+            server.stop().await;
+            per_target.push((spec.name().to_owned(), figs));
+        }
+        let mut report = ScenarioReport::merge(scenario.name(), per_target);
+        match scenario {
+            Scenario::Fanout => scenarios::fanout::post(&mut report, &cfg.fanout_sizes),
+            Scenario::Dm => scenarios::fanout::post_ladder(
+                &mut report,
+                &[scenarios::dm::label(cfg.dm_pairs.max(1))],
+            ),
+            _ => {}
+        }
+        println!("{}", report.table());
+        println!("JSON {}", report.json());
+        reports.push(report);
+        if let Some(path) = &cfg.json {
+            let all: Vec<_> = reports.iter().map(ScenarioReport::json).collect();
+            std::fs::write(path, serde_json::to_string_pretty(&all)?)?;
+        }
+    }
+    Ok(reports)
+}

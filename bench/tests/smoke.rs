@@ -1,0 +1,141 @@
+//! A short run of every scenario against chat-server started in this process:
+//! a few hundred clients for a few seconds. It checks that the bench works
+//! end to end and that the server delivers every message exactly once,
+//! recovery included. It asserts no timing figures.
+
+use std::time::Duration;
+
+use chat_bench::report::ScenarioReport;
+use clap::Parser;
+use tokio::net::TcpListener;
+
+const TARGET: &str = "chat-server";
+
+fn value(r: &ScenarioReport, metric: &str) -> f64 {
+    r.value(metric, TARGET)
+        .unwrap_or_else(|| panic!("{}: no figure {metric:?}\n{}", r.scenario, r.table()))
+}
+
+fn scenario<'a>(reports: &'a [ScenarioReport], name: &str) -> &'a ScenarioReport {
+    reports
+        .iter()
+        .find(|r| r.scenario == name)
+        .unwrap_or_else(|| panic!("no {name} report"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_scenario_delivers_everything_exactly_once() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let config =
+        chat_server::Config::try_parse_from(["chat-server", "--rate", "0"]).expect("server flags");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(chat_server::serve(listener, config, async {
+        let _ = stopped.await;
+    }));
+
+    let url = format!("{TARGET}=http://{addr}");
+    let args = [
+        "chat-bench",
+        "--url",
+        &url,
+        "--idle-users",
+        "100,300",
+        "--idle-settle-secs",
+        "0.5",
+        "--connect-concurrency",
+        "50",
+        "--fanout-users",
+        "200",
+        "--fanout-sizes",
+        "10,100",
+        "--fanout-rates",
+        "500,1000",
+        "--step-secs",
+        "1",
+        "--full-ladder",
+        "--dm-pairs",
+        "50",
+        "--dm-rates",
+        "200",
+        "--churn-workers",
+        "8",
+        "--churn-secs",
+        "1",
+        "--storm-users",
+        "200",
+        "--storm-room-size",
+        "20",
+        "--storm-rate",
+        "100",
+        "--storm-gap-ms",
+        "700",
+    ];
+    let cfg = chat_bench::Config::try_parse_from(args).expect("bench flags");
+    let reports = tokio::time::timeout(Duration::from_secs(240), chat_bench::run(&cfg))
+        .await
+        .expect("the smoke run ends in time")
+        .expect("the bench runs");
+
+    let idle = scenario(&reports, "idle");
+    assert_eq!(value(idle, "300 users: failed connects"), 0.0);
+    assert_eq!(value(idle, "300 users: dropped while idle"), 0.0);
+
+    let fanout = scenario(&reports, "fanout");
+    for size in [10, 100] {
+        for rate in [500, 1000] {
+            let step = format!("rooms of {size} @{rate}/s: ");
+            assert!(
+                value(fanout, &format!("{step}delivered/s")) > 0.0,
+                "{}",
+                fanout.table()
+            );
+            assert_eq!(
+                value(fanout, &format!("{step}lost")),
+                0.0,
+                "{}",
+                fanout.table()
+            );
+            assert_eq!(
+                value(fanout, &format!("{step}duplicates")),
+                0.0,
+                "{}",
+                fanout.table()
+            );
+        }
+    }
+
+    let dm = scenario(&reports, "dm");
+    assert!(
+        value(dm, "50 DM pairs @200/s: delivered/s") > 0.0,
+        "{}",
+        dm.table()
+    );
+    assert_eq!(value(dm, "50 DM pairs @200/s: lost"), 0.0, "{}", dm.table());
+    assert_eq!(
+        value(dm, "50 DM pairs @200/s: duplicates"),
+        0.0,
+        "{}",
+        dm.table()
+    );
+
+    let churn = scenario(&reports, "churn");
+    assert!(value(churn, "cycles completed") > 0.0, "{}", churn.table());
+    assert_eq!(value(churn, "cycles failed"), 0.0, "{}", churn.table());
+
+    let rec = scenario(&reports, "recovery");
+    assert_eq!(value(rec, "storm users cut"), 200.0, "{}", rec.table());
+    assert_eq!(value(rec, "back (reconnected)"), 200.0, "{}", rec.table());
+    assert_eq!(value(rec, "recovered: true"), 200.0, "{}", rec.table());
+    assert!(
+        value(rec, "replayed receipts") > 0.0,
+        "messages sent during the cut are replayed\n{}",
+        rec.table()
+    );
+    assert_eq!(value(rec, "lost"), 0.0, "{}", rec.table());
+    assert_eq!(value(rec, "duplicates"), 0.0, "{}", rec.table());
+    assert_eq!(value(rec, "truncated sessions"), 0.0, "{}", rec.table());
+
+    let _ = stop.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
+}
