@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
-use super::{Ctx, Plan, Spec, bring_up, failures, ladder, leave_all};
+use super::{Ctx, Failed, Plan, Spec, bring_up_reported, ladder, leave_all};
 use crate::client::UserState;
 use crate::report::Figures;
 
@@ -28,24 +28,13 @@ pub async fn run(ctx: &Ctx<'_>) -> Figures {
         })
         .collect();
     let delivered = Arc::new(AtomicU64::new(0));
-    let ups = bring_up(
-        ctx.addr,
-        specs,
-        ctx.cfg.connect_concurrency,
-        2,
-        &delivered,
-        ctx.deadline(),
-    )
-    .await;
-    let (failed, first) = failures(&ups);
     let label = label(pairs);
-    if failed > 0 {
-        eprintln!(
-            "dm: {failed} users failed to come up, first: {}",
-            first.unwrap_or_default()
-        );
-        figs.push(format!("{label}: failed connects"), "n", failed as f64);
-    }
+    let failed = Failed {
+        who: "dm",
+        what: "users failed to come up",
+        metric: Some(format!("{label}: failed connects")),
+    };
+    let ups = bring_up_reported(ctx, specs, 2, &delivered, &mut figs, failed).await;
     let handles: Vec<_> = ups.into_iter().map(|u| u.handle).collect();
     let live: Vec<(usize, usize)> = (0..pairs)
         .map(|p| (2 * p, 2 * p + 1))

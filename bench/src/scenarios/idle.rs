@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
-use super::{Ctx, Spec, bring_up, connect_histogram, failures, leave_all, push_latency};
+use super::{
+    Ctx, Failed, Spec, bring_up_reported, connect_histogram, failures, leave_all, push_latency,
+};
 use crate::client::UserState;
 use crate::report::Figures;
 use crate::stats;
@@ -37,25 +39,21 @@ pub async fn run(ctx: &Ctx<'_>) -> Figures {
             })
             .collect();
         let t0 = std::time::Instant::now();
-        let ups = bring_up(
-            ctx.addr,
-            specs,
-            ctx.cfg.connect_concurrency,
-            1,
-            &delivered,
-            ctx.deadline(),
-        )
-        .await;
-        let (failed, first) = failures(&ups);
+        // The failed connects figure comes after the connect times, and
+        // also when none failed: pushed here.
+        let failed = Failed {
+            who: &format!("idle {n}"),
+            what: "connects failed",
+            metric: None,
+        };
+        let ups = bring_up_reported(ctx, specs, 1, &delivered, &mut figs, failed).await;
         push_latency(
             &mut figs,
             &format!("{n} users: connect "),
             &connect_histogram(&ups),
         );
+        let (failed, _) = failures(&ups);
         figs.push(format!("{n} users: failed connects"), "n", failed as f64);
-        if let Some(e) = first {
-            eprintln!("idle {n}: {failed} connects failed, first: {e}");
-        }
         handles.extend(ups.into_iter().filter_map(|u| u.handle));
         figs.push(format!("{n} users: connected"), "n", handles.len() as f64);
         figs.push(

@@ -185,6 +185,51 @@ pub fn failures(ups: &[Up]) -> (usize, Option<String>) {
     (failed.len(), failed.first().and_then(|u| u.error.clone()))
 }
 
+/// How [`bring_up_reported`] reports the users that did not come up.
+pub struct Failed<'a> {
+    /// Starts the line on stderr: `<who>: <n> <what>, first: <error>`.
+    pub who: &'a str,
+    pub what: &'a str,
+    /// The figure of the count, pushed when some failed; `None` when the
+    /// caller pushes it itself.
+    pub metric: Option<String>,
+}
+
+/// Brings up `specs` with [`bring_up`], at the run's connect concurrency and
+/// until its deadline, each user tried up to `attempts` times, and reports
+/// the users that did not come up as `failed` says.
+pub async fn bring_up_reported(
+    ctx: &Ctx<'_>,
+    specs: Vec<Spec>,
+    attempts: u32,
+    delivered: &Arc<AtomicU64>,
+    figs: &mut Figures,
+    failed: Failed<'_>,
+) -> Vec<Up> {
+    let ups = bring_up(
+        ctx.addr,
+        specs,
+        ctx.cfg.connect_concurrency,
+        attempts,
+        delivered,
+        ctx.deadline(),
+    )
+    .await;
+    let (n, first) = failures(&ups);
+    if n > 0 {
+        eprintln!(
+            "{}: {n} {}, first: {}",
+            failed.who,
+            failed.what,
+            first.unwrap_or_default()
+        );
+        if let Some(metric) = failed.metric {
+            figs.push(metric, "n", n as f64);
+        }
+    }
+    ups
+}
+
 /// Ends every user with a planned disconnect, concurrently, and returns
 /// their states (None for a task that did not answer).
 pub async fn leave_all(handles: Vec<UserHandle>) -> Vec<Option<UserState>> {

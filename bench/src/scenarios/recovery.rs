@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 use futures_util::future::join_all;
 
 use super::{
-    CpuMeter, Ctx, Plan, Spec, bring_up, drain, evaluate, evaluate_some, expected_total, failures,
-    leave_all, pace, push_latency, senders,
+    CpuMeter, Ctx, Failed, Plan, Spec, bring_up, bring_up_reported, drain, evaluate, evaluate_some,
+    expected_total, leave_all, pace, push_latency, senders,
 };
 use crate::client::{Cmd, Recv};
 use crate::report::Figures;
@@ -58,23 +58,12 @@ pub async fn run(ctx: &Ctx<'_>) -> Figures {
         })
         .collect();
     let delivered = Arc::new(AtomicU64::new(0));
-    let ups = bring_up(
-        ctx.addr,
-        specs,
-        cfg.connect_concurrency,
-        2,
-        &delivered,
-        ctx.deadline(),
-    )
-    .await;
-    let (failed, first) = failures(&ups);
-    if failed > 0 {
-        eprintln!(
-            "recovery: {failed} users failed to come up, first: {}",
-            first.unwrap_or_default()
-        );
-        figs.push("failed connects before the storm", "n", failed as f64);
-    }
+    let failed = Failed {
+        who: "recovery",
+        what: "users failed to come up",
+        metric: Some("failed connects before the storm".to_owned()),
+    };
+    let ups = bring_up_reported(ctx, specs, 2, &delivered, &mut figs, failed).await;
     let mut handles: Vec<_> = ups.into_iter().map(|u| u.handle).collect();
     let room_of = (0..total)
         .map(|u| handles[u].as_ref().map(|_| room_of_user(u) as u32))
