@@ -74,33 +74,17 @@ async fn recovery_after_a_dropped_transport(polling: bool) {
             .await);
         sent.push(a["id"].as_str().unwrap().to_owned());
     }
-    sent.push(
-        ok(bob
-            .ack(
-                "dm:message",
-                json!({"to": "alice", "text": "dm while away"}),
-            )
-            .await)["id"]
-            .as_str()
-            .unwrap()
-            .to_owned(),
-    );
-    sent.push(
-        ok(bob
-            .ack("global:message", json!({"text": "global while away"}))
-            .await)["id"]
-            .as_str()
-            .unwrap()
-            .to_owned(),
-    );
-    sent.push(
-        ok(bob
-            .ack("broadcast:message", json!({"text": "bcast while away"}))
-            .await)["id"]
-            .as_str()
-            .unwrap()
-            .to_owned(),
-    );
+    for (event, payload) in [
+        (
+            "dm:message",
+            json!({"to": "alice", "text": "dm while away"}),
+        ),
+        ("global:message", json!({"text": "global while away"})),
+        ("broadcast:message", json!({"text": "bcast while away"})),
+    ] {
+        let a = ok(bob.ack(event, payload).await);
+        sent.push(a["id"].as_str().unwrap().to_owned());
+    }
     // The name is still hers during the window.
     let err = TestClient::connect(&server.url(), json!({"username": "alice"}))
         .await
