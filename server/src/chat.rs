@@ -131,22 +131,6 @@ async fn emit_paced<T: Serialize + ?Sized>(s: &SocketRef, event: &str, data: &T)
     }
 }
 
-fn emit_stored(s: &SocketRef, m: &Stored) -> Result<(), socketioxide::SendError> {
-    match m {
-        Stored::Room(x) => s.emit(m.event(), x),
-        Stored::Dm(x) => s.emit(m.event(), x),
-        Stored::Global(x) | Stored::Broadcast(x) => s.emit(m.event(), x),
-    }
-}
-
-async fn emit_stored_paced(s: &SocketRef, m: &Stored) -> bool {
-    match m {
-        Stored::Room(x) => emit_paced(s, m.event(), x).await,
-        Stored::Dm(x) => emit_paced(s, m.event(), x).await,
-        Stored::Global(x) | Stored::Broadcast(x) => emit_paced(s, m.event(), x).await,
-    }
-}
-
 impl ChatService {
     fn ns(&self) -> Option<socketioxide::operators::BroadcastOperators> {
         self.io.of(CHAT_NS)
@@ -309,7 +293,7 @@ impl ChatService {
             return;
         }
         for m in &replay.messages {
-            if !emit_stored_paced(s, &m.replayed()).await {
+            if !emit_paced(s, m.event(), &m.replayed()).await {
                 return;
             }
         }
@@ -319,7 +303,7 @@ impl ChatService {
             let (more, head) = self.state.catch_up(&adm.key, after);
             if more.len() <= CATCH_UP_UNDER_LOCK {
                 for m in &more {
-                    let _ = emit_stored(s, m);
+                    let _ = s.emit(m.event(), &**m);
                 }
                 let mut rooms = Vec::with_capacity(adm.rooms.len() + 2);
                 rooms.push(s.id.to_string());
@@ -331,7 +315,7 @@ impl ChatService {
             }
             drop(guard);
             for m in &more {
-                if !emit_stored_paced(s, m).await {
+                if !emit_paced(s, m.event(), &**m).await {
                     return;
                 }
             }
@@ -603,23 +587,19 @@ impl ChatService {
             return self.state.record(from, text, what);
         };
         let _guard = self.state.delivery.lock().await;
-        let msg = self.state.record(from, text, what.clone());
-        let sent = match (&*msg, &what) {
-            (Stored::Room(m), Outgoing::Room { room }) => {
-                ns.to(room.clone()).emit(msg.event(), m).await
-            }
-            (Stored::Dm(m), Outgoing::Dm { .. }) => {
-                match self.state.target(&m.to).and_then(|t| t.sid) {
-                    Some(sid) => ns.to(sid).emit(msg.event(), m).await,
-                    None => Ok(()), // in its recovery window: the replay delivers it
-                }
-            }
-            (Stored::Global(m), _) => ns.to(EVERYONE).emit(msg.event(), m).await,
-            (Stored::Broadcast(m), _) => match s {
-                Some(s) => s.to(EVERYONE).emit(msg.event(), m).await,
-                None => ns.to(EVERYONE).emit(msg.event(), m).await,
+        let msg = self.state.record(from, text, what);
+        let (event, payload) = (msg.event(), &*msg);
+        let sent = match payload {
+            Stored::Room(m) => ns.to(m.room.clone()).emit(event, payload).await,
+            Stored::Dm(m) => match self.state.target(&m.to).and_then(|t| t.sid) {
+                Some(sid) => ns.to(sid).emit(event, payload).await,
+                None => Ok(()), // in its recovery window: the replay delivers it
             },
-            _ => Ok(()),
+            Stored::Global(_) => ns.to(EVERYONE).emit(event, payload).await,
+            Stored::Broadcast(_) => match s {
+                Some(s) => s.to(EVERYONE).emit(event, payload).await,
+                None => ns.to(EVERYONE).emit(event, payload).await,
+            },
         };
         if let Err(e) = sent {
             tracing::debug!("delivery: {e}");

@@ -39,6 +39,17 @@ pub enum Stored {
     Broadcast(FeedMessage),
 }
 
+/// A stored message serialises as its delivered payload.
+impl serde::Serialize for Stored {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Stored::Room(m) => m.serialize(s),
+            Stored::Dm(m) => m.serialize(s),
+            Stored::Global(m) | Stored::Broadcast(m) => m.serialize(s),
+        }
+    }
+}
+
 impl Stored {
     pub fn kind(&self) -> MessageKind {
         match self {
