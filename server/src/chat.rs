@@ -45,7 +45,10 @@ const REPLAY_STALL_LIMIT: Duration = Duration::from_secs(10);
 pub struct SocketCtx {
     pub admission: Admission,
     offset: Option<String>,
+    /// Messages (room, dm, global, broadcast).
     bucket: Option<Mutex<TokenBucket>>,
+    /// Every other request.
+    requests: Option<Mutex<TokenBucket>>,
     order: Sequencer,
 }
 
@@ -131,6 +134,21 @@ async fn emit_paced<T: Serialize + ?Sized>(s: &SocketRef, event: &str, data: &T)
     }
 }
 
+/// Takes one token from `bucket` (no bucket: no limit), or refuses with
+/// `rate_limited` and how long to wait.
+fn take_token(
+    bucket: Option<&Mutex<TokenBucket>>,
+    event: &str,
+    message: &str,
+) -> Result<(), ChatError> {
+    let Some(bucket) = bucket else { return Ok(()) };
+    let mut b = bucket.lock().unwrap_or_else(|e| e.into_inner());
+    b.try_take().map_err(|wait| {
+        let ms = wait.as_millis().max(1) as u64;
+        ChatError::new(ErrorCode::RateLimited, message, event).with("retryAfterMs", ms)
+    })
+}
+
 impl ChatService {
     fn ns(&self) -> Option<socketioxide::operators::BroadcastOperators> {
         self.io.of(CHAT_NS)
@@ -160,15 +178,15 @@ impl ChatService {
         };
         match result {
             Ok((auth, admission)) => {
-                let bucket = self
-                    .state
-                    .config
-                    .rate_limit()
-                    .map(|(rate, burst)| Mutex::new(TokenBucket::new(rate, burst)));
+                let bucket = |limit: Option<(f64, u32)>| {
+                    limit.map(|(rate, burst)| Mutex::new(TokenBucket::new(rate, burst)))
+                };
+                let config = &self.state.config;
                 let ctx = Arc::new(SocketCtx {
                     admission,
                     offset: auth.offset,
-                    bucket,
+                    bucket: bucket(config.rate_limit()),
+                    requests: bucket(config.event_limit()),
                     order: Sequencer::default(),
                 });
                 s.extensions.insert(Arc::clone(&ctx));
@@ -446,6 +464,16 @@ impl ChatService {
         ev: ClientEvent,
     ) -> Result<Reply, ChatError> {
         let name = ev.name();
+        let is_message = matches!(
+            ev,
+            ClientEvent::RoomMessage(_)
+                | ClientEvent::DmMessage(_)
+                | ClientEvent::GlobalMessage(_)
+                | ClientEvent::BroadcastMessage(_)
+        );
+        if !is_message {
+            take_token(ctx.requests.as_ref(), name, "too many requests: slow down")?;
+        }
         match ev {
             ClientEvent::RoomJoin(r) => self.join(s, ctx, &r.room).await,
             ClientEvent::RoomLeave(r) => self.leave(s, ctx, &r.room).await,
@@ -498,18 +526,7 @@ impl ChatService {
                 err
             }
         })?;
-        if let Some(bucket) = &ctx.bucket {
-            let mut b = bucket.lock().unwrap_or_else(|e| e.into_inner());
-            if let Err(wait) = b.try_take() {
-                let ms = wait.as_millis().max(1) as u64;
-                return Err(ChatError::new(
-                    ErrorCode::RateLimited,
-                    "too many messages: slow down",
-                    event,
-                )
-                .with("retryAfterMs", ms));
-            }
-        }
+        take_token(ctx.bucket.as_ref(), event, "too many messages: slow down")?;
         Ok(text)
     }
 

@@ -36,6 +36,16 @@ pub struct Config {
     #[arg(long, env = "CHAT_BURST", default_value_t = 20)]
     pub burst: u32,
 
+    /// Other requests (joins, leaves, lists, typing, presence) per second
+    /// each socket may make: a looser limit that keeps one client from
+    /// burning the server's CPU. 0 lifts it.
+    #[arg(long, env = "CHAT_EVENT_RATE", default_value_t = 50.0)]
+    pub event_rate: f64,
+
+    /// Other requests a socket may make at once before `--event-rate` applies.
+    #[arg(long, env = "CHAT_EVENT_BURST", default_value_t = 100)]
+    pub event_burst: u32,
+
     /// Longest message text, in Unicode characters after trimming.
     #[arg(long, env = "CHAT_MAX_TEXT", default_value_t = 2000)]
     pub max_text: usize,
@@ -101,5 +111,10 @@ impl Config {
     /// The rate limit in force, `None` when lifted.
     pub fn rate_limit(&self) -> Option<(f64, u32)> {
         (self.rate > 0.0).then_some((self.rate, self.burst.max(1)))
+    }
+
+    /// The limit on requests other than messages, `None` when lifted.
+    pub fn event_limit(&self) -> Option<(f64, u32)> {
+        (self.event_rate > 0.0).then_some((self.event_rate, self.event_burst.max(1)))
     }
 }

@@ -147,3 +147,27 @@ async fn every_event_is_acknowledged_with_its_shape() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_requests_have_their_own_looser_limit() {
+    let server = TestServer::start(Config {
+        event_rate: 1.0,
+        event_burst: 5,
+        ..TestServer::config()
+    })
+    .await;
+    let mut c = TestClient::chat(&server.url(), "alice").await;
+    for _ in 0..5 {
+        ok(c.ack("room:list", json!({})).await);
+    }
+    let e = refused(&mut c, "presence:get", json!({})).await;
+    assert_eq!(e["code"], "rate_limited");
+    assert!(
+        e["context"]["retryAfterMs"]
+            .as_u64()
+            .is_some_and(|ms| ms > 0)
+    );
+    // Messages are counted apart.
+    ok(c.ack("global:message", json!({"text": "still allowed"}))
+        .await);
+}
