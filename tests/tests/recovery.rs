@@ -29,6 +29,28 @@ async fn resume(
     .unwrap_or_else(|e| panic!("resume refused: {e}"))
 }
 
+/// alice, connected through a proxy, and bob, connected directly, both in
+/// `rooms`; then alice's network is cut and bob has seen her go. Returns the
+/// server (keep it alive), bob, and alice's session token.
+async fn alice_drops(
+    config: chat_server::Config,
+    rooms: &[&str],
+) -> (TestServer, Proxy, TestClient, String) {
+    let server = TestServer::start(config).await;
+    let proxy = Proxy::start(server.addr).await;
+    let alice = TestClient::chat(&proxy.url(), "alice").await;
+    let mut bob = TestClient::chat(&server.url(), "bob").await;
+    for room in rooms {
+        ok(alice.ack("room:join", json!({"room": room})).await);
+        ok(bob.ack("room:join", json!({"room": room})).await);
+    }
+    let token = alice.token();
+    proxy.cut();
+    bob.next_where("presence", |p| p["event"] == "disconnect")
+        .await;
+    (server, proxy, bob, token)
+}
+
 async fn recovery_after_a_dropped_transport(polling: bool) {
     let server = TestServer::start(TestServer::config()).await;
     let proxy = Proxy::start(server.addr).await;
@@ -202,14 +224,7 @@ async fn the_replaced_socket_is_told_session_replaced() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dm_to_a_user_in_the_window_is_queued() {
-    let server = TestServer::start(TestServer::config()).await;
-    let proxy = Proxy::start(server.addr).await;
-    let alice = TestClient::chat(&proxy.url(), "alice").await;
-    let mut bob = TestClient::chat(&server.url(), "bob").await;
-    let token = alice.token();
-    proxy.cut();
-    bob.next_where("presence", |p| p["event"] == "disconnect")
-        .await;
+    let (server, _proxy, bob, token) = alice_drops(TestServer::config(), &[]).await;
     ok(bob
         .ack("dm:message", json!({"to": "alice", "text": "queued"}))
         .await);
@@ -224,18 +239,11 @@ async fn a_dm_to_a_user_in_the_window_is_queued() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_small_replay_buffer_reports_truncation() {
-    let server = TestServer::start(chat_server::Config {
+    let config = chat_server::Config {
         replay_buffer: 3,
         ..TestServer::config()
-    })
-    .await;
-    let proxy = Proxy::start(server.addr).await;
-    let alice = TestClient::chat(&proxy.url(), "alice").await;
-    let mut bob = TestClient::chat(&server.url(), "bob").await;
-    let token = alice.token();
-    proxy.cut();
-    bob.next_where("presence", |p| p["event"] == "disconnect")
-        .await;
+    };
+    let (server, _proxy, bob, token) = alice_drops(config, &[]).await;
     for i in 0..6 {
         ok(bob
             .ack("global:message", json!({"text": format!("g{i}")}))
@@ -258,20 +266,11 @@ async fn a_small_replay_buffer_reports_truncation() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_large_replay_arrives_whole_and_in_order() {
-    let server = TestServer::start(chat_server::Config {
+    let config = chat_server::Config {
         rate: 0.0,
         ..TestServer::config()
-    })
-    .await;
-    let proxy = Proxy::start(server.addr).await;
-    let alice = TestClient::chat(&proxy.url(), "alice").await;
-    let mut bob = TestClient::chat(&server.url(), "bob").await;
-    ok(alice.ack("room:join", json!({"room": "#busy"})).await);
-    ok(bob.ack("room:join", json!({"room": "#busy"})).await);
-    let token = alice.token();
-    proxy.cut();
-    bob.next_where("presence", |p| p["event"] == "disconnect")
-        .await;
+    };
+    let (server, _proxy, bob, token) = alice_drops(config, &["#busy"]).await;
     // More than a socket's queue holds (1024 packets by default).
     let n = 1500;
     for i in 0..n {
