@@ -3,6 +3,13 @@ use tracing_subscriber::EnvFilter;
 
 use chat_server::Config;
 
+/// jemalloc rather than the system allocator: under load the server
+/// allocates and frees per packet across worker threads, where glibc's
+/// malloc cost about a fifth of the DM ceiling (BENCHMARKS.md).
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
