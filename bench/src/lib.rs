@@ -109,11 +109,14 @@ pub struct Config {
     /// Fan-out: room sizes.
     #[arg(long, value_delimiter = ',', default_value = "10,100,1000")]
     pub fanout_sizes: Vec<usize>,
-    /// Fan-out: offered deliveries per second, one ladder step each.
+    /// Fan-out: offered deliveries per second, one ladder step each. The
+    /// steps are close (at most 25 % apart) up to 80 000/s, where the Node
+    /// peer's ceilings lie, so that a server's best sustained rate is found
+    /// to within a step.
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "5000,10000,20000,40000,60000,80000,120000,160000,240000,320000,480000,640000"
+        default_value = "5000,10000,20000,30000,40000,50000,60000,70000,80000,100000,120000,160000,240000,320000,480000,640000"
     )]
     pub fanout_rates: Vec<f64>,
     /// Seconds of traffic per ladder step.
@@ -125,11 +128,12 @@ pub struct Config {
     /// DM: pairs of users.
     #[arg(long, default_value_t = 500)]
     pub dm_pairs: usize,
-    /// DM: offered messages per second (over all pairs), one step each.
+    /// DM: offered messages per second (over all pairs), one step each
+    /// (close together where both servers' ceilings lie).
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "1000,5000,10000,20000,40000,80000"
+        default_value = "1000,5000,10000,15000,20000,25000,30000,35000,40000,50000,80000"
     )]
     pub dm_rates: Vec<f64>,
     /// Churn: concurrent connect/disconnect loops.
@@ -199,6 +203,16 @@ pub fn targets(cfg: &Config) -> Result<Vec<TargetSpec>, Error> {
         });
     }
     if let Some(dir) = &cfg.peer_dir {
+        if !dir.join("server.js").is_file() {
+            return Err(format!("{}: no server.js there (--peer-dir)", dir.display()).into());
+        }
+        if !dir.join("node_modules").is_dir() {
+            return Err(format!(
+                "{}: no node_modules; run `npm ci` there first",
+                dir.display()
+            )
+            .into());
+        }
         out.push(TargetSpec::Peer {
             dir: dir.clone(),
             node: cfg.node.clone(),
