@@ -5,12 +5,14 @@
 use std::sync::Arc;
 
 use chat_shared::{
-    ADMIN_NS, AckErr, AdminAuth, AdminStats, ChatError, ConnectRefusal, ErrorCode, names,
+    ADMIN_NS, AckErr, AdminAuth, AdminStats, CHAT_NS, ChatError, ConnectRefusal, ErrorCode,
+    TRANSPORT_POLLING, TRANSPORT_WEBSOCKET, names,
 };
 use serde_json::Value;
-use socketioxide::SocketIo;
 use socketioxide::extract::{AckSender, Event, SocketRef, TryData};
 use socketioxide::handler::ConnectHandler;
+use socketioxide::socket::Sid;
+use socketioxide::{SocketIo, TransportType};
 use subtle::ConstantTimeEq;
 
 use crate::state::ChatState;
@@ -18,11 +20,13 @@ use crate::state::ChatState;
 /// Registers `/admin` on `io`.
 pub fn register(io: &SocketIo, state: Arc<ChatState>) {
     let mw_state = Arc::clone(&state);
+    let chat_io = io.clone();
     io.ns(
         ADMIN_NS,
         (move |s: SocketRef| {
             let state = Arc::clone(&state);
-            async move { connected(s, state) }
+            let io = chat_io.clone();
+            async move { connected(s, &io, state) }
         })
         .with(move |TryData(auth): TryData<Value>| {
             let state = Arc::clone(&mw_state);
@@ -58,9 +62,19 @@ fn authorize(state: &ChatState, auth: Option<Value>) -> Result<(), ConnectRefusa
     }
 }
 
-fn connected(s: SocketRef, state: Arc<ChatState>) {
+/// The transport a `/chat` socket is on now (it changes on upgrade).
+fn transport_of(io: &SocketIo, sid: Sid) -> String {
+    let socket = io.of(CHAT_NS).and_then(|ns| ns.get_socket(sid));
+    match socket.map(|s| s.transport_type()) {
+        Some(TransportType::Websocket) => TRANSPORT_WEBSOCKET,
+        _ => TRANSPORT_POLLING,
+    }
+    .to_owned()
+}
+
+fn connected(s: SocketRef, io: &SocketIo, state: Arc<ChatState>) {
     state.admin_joined();
-    let snapshot = state.admin_snapshot();
+    let snapshot = state.admin_snapshot(|sid| transport_of(io, sid));
     let _ = s.emit(names::ADMIN_SNAPSHOT, &snapshot);
     s.on_fallback(
         |s: SocketRef, Event(event): Event, ack: AckSender| async move {

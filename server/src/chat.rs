@@ -24,6 +24,7 @@ use crate::presence::Decision;
 use crate::rate_limit::TokenBucket;
 use crate::sequencer::Sequencer;
 use crate::state::{Admission, ChatState, Outgoing, Stored};
+use crate::transport::Transports;
 use chat_shared::{AdminEventType, CHAT_NS};
 
 /// The socket.io room every `/chat` socket joins once it is caught up:
@@ -45,11 +46,41 @@ const REPLAY_STALL_LIMIT: Duration = Duration::from_secs(10);
 pub struct SocketCtx {
     pub admission: Admission,
     offset: Option<String>,
+    /// The sequencer ticket of the connect sequence: events the client
+    /// sends right after its CONNECT wait behind it, so none arrives before
+    /// its handler exists or before the session is restored.
+    connect_ticket: u64,
+    /// Lets the admission go if the socket never connects.
+    _release: Release,
     /// Messages (room, dm, global, broadcast).
     bucket: Option<Mutex<TokenBucket>>,
     /// Every other request.
     requests: Option<Mutex<TokenBucket>>,
     order: Sequencer,
+}
+
+/// Releases an admission when its socket is dropped. The middleware admits
+/// a user before socketioxide has put the socket in the namespace; if the
+/// transport closes in between, the socket is dropped without any
+/// disconnect handler running, and this is what lets the user go. After a
+/// normal disconnect it finds the user no longer on this socket and does
+/// nothing.
+#[derive(Debug)]
+struct Release {
+    state: Arc<ChatState>,
+    transports: Arc<Transports>,
+    key: String,
+    sid: Sid,
+    fresh: bool,
+}
+
+impl Drop for Release {
+    fn drop(&mut self) {
+        self.transports.forget(self.sid);
+        if self.state.abandon(&self.key, self.sid, self.fresh) {
+            tracing::info!(user = %self.key, "connect abandoned: the transport closed before the namespace reply");
+        }
+    }
 }
 
 /// The handle every `/chat` handler works through.
@@ -58,6 +89,45 @@ pub struct ChatService {
     pub state: Arc<ChatState>,
     pub io: SocketIo,
     pub admin: AdminFeed,
+    pub transports: Arc<Transports>,
+}
+
+/// A handshake refused with `invalid_username`.
+fn bad_username(message: impl Into<String>) -> ConnectRefusal {
+    ConnectRefusal::new(ErrorCode::InvalidUsername, message)
+}
+
+/// Reads the handshake's `auth` field by field, so that a wrong field is
+/// refused with the code about that field.
+fn parse_auth(v: Option<Value>) -> Result<Auth, ConnectRefusal> {
+    const SHAPE: &str = "auth must be {username: string}: 1-32 characters of A-Z a-z 0-9 _ . -";
+    let Some(Value::Object(obj)) = v else {
+        return Err(bad_username(SHAPE));
+    };
+    let Some(Value::String(username)) = obj.get("username") else {
+        return Err(bad_username(SHAPE));
+    };
+    if !is_valid_username(username) {
+        return Err(bad_username(format!(
+            "{username:?} is not 1-32 characters of A-Z a-z 0-9 _ . -"
+        )));
+    }
+    let text = |field: &str, what: &str| match obj.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(ConnectRefusal::new(
+            ErrorCode::InvalidSession,
+            format!("{field} must be a string: {what}"),
+        )),
+    };
+    let session = text("session", "the token from the last `session` event")?;
+    let offset = text("offset", "the id of the last message received")?;
+    Ok(Auth {
+        username: username.clone(),
+        session,
+        offset,
+        ..Default::default()
+    })
 }
 
 /// Registers `/chat` on `io`.
@@ -157,70 +227,50 @@ impl ChatService {
     // ------------------------------------------------------- handshake
 
     /// The `/chat` middleware: validates `auth`, then admits or refuses.
+    /// On success it also installs the socket's event and disconnect
+    /// handlers, before the namespace reply goes out, so that nothing the
+    /// client sends after its CONNECT finds no handler.
     fn authenticate(&self, s: SocketRef, auth: Option<Value>) -> Result<(), ConnectRefusal> {
-        let parsed = auth.and_then(|v| serde_json::from_value::<Auth>(v).ok());
-        let claimed = parsed.as_ref().map(|a| a.username.clone());
-        let result = match parsed {
-            Some(a) if is_valid_username(&a.username) => {
-                self.state.admit(&a, s.id).map(|adm| (a, adm))
-            }
-            Some(a) => Err(ConnectRefusal::new(
-                ErrorCode::InvalidUsername,
-                format!(
-                    "{:?} is not 1-32 characters of A-Z a-z 0-9 _ . -",
-                    a.username
-                ),
-            )),
-            None => Err(ConnectRefusal::new(
-                ErrorCode::InvalidUsername,
-                "auth must be {username: string}: 1-32 characters of A-Z a-z 0-9 _ . -",
-            )),
-        };
-        match result {
-            Ok((auth, admission)) => {
-                let bucket = |limit: Option<(f64, u32)>| {
-                    limit.map(|(rate, burst)| Mutex::new(TokenBucket::new(rate, burst)))
-                };
-                let config = &self.state.config;
-                let ctx = Arc::new(SocketCtx {
-                    admission,
-                    offset: auth.offset,
-                    bucket: bucket(config.rate_limit()),
-                    requests: bucket(config.event_limit()),
-                    order: Sequencer::default(),
-                });
-                s.extensions.insert(Arc::clone(&ctx));
-                // Registered here rather than in the connect handler: from
-                // this point on the user is admitted, and a socket that
-                // closes before the handler runs must still be let go.
-                let svc = self.clone();
-                s.on_disconnect(move |s: SocketRef, reason: DisconnectReason| {
-                    let svc = svc.clone();
-                    let ctx = Arc::clone(&ctx);
-                    async move { svc.disconnected(s, &ctx, reason).await }
-                });
-                Ok(())
-            }
+        let claimed = auth
+            .as_ref()
+            .and_then(|a| a.get("username"))
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        let result = parse_auth(auth).and_then(|a| self.state.admit(&a, s.id).map(|adm| (a, adm)));
+        let (auth, admission) = match result {
+            Ok(ok) => ok,
             Err(refusal) => {
                 tracing::info!(code = %refusal.code, "connect refused: {}", refusal.message);
                 let mut ev = admin_event(AdminEventType::Rejected);
                 ev.code = Some(refusal.code);
                 ev.user = claimed;
                 self.admin.send(ev);
-                Err(refusal)
+                return Err(refusal);
             }
-        }
-    }
-
-    /// The connect sequence: take over a half-open session, send `session`
-    /// and the replay, join the rooms, announce presence.
-    async fn connected(&self, s: SocketRef) {
-        let Some(ctx) = s.extensions.get::<Arc<SocketCtx>>() else {
-            tracing::warn!(sid = %s.id, "socket without admission");
-            let _ = s.disconnect();
-            return;
         };
-        let adm = &ctx.admission;
+        let bucket = |limit: Option<(f64, u32)>| {
+            limit.map(|(rate, burst)| Mutex::new(TokenBucket::new(rate, burst)))
+        };
+        let config = &self.state.config;
+        let order = Sequencer::default();
+        let connect_ticket = order.ticket();
+        self.transports.admit(s.id);
+        let ctx = Arc::new(SocketCtx {
+            _release: Release {
+                state: Arc::clone(&self.state),
+                transports: Arc::clone(&self.transports),
+                key: admission.key.clone(),
+                sid: s.id,
+                fresh: !admission.recovered,
+            },
+            admission,
+            offset: auth.offset,
+            connect_ticket,
+            bucket: bucket(config.rate_limit()),
+            requests: bucket(config.event_limit()),
+            order,
+        });
+        s.extensions.insert(Arc::clone(&ctx));
         {
             let svc = self.clone();
             let ctx = Arc::clone(&ctx);
@@ -241,10 +291,31 @@ impl ChatService {
                 },
             );
         }
+        let svc = self.clone();
+        s.on_disconnect(move |s: SocketRef, reason: DisconnectReason| {
+            let svc = svc.clone();
+            let ctx = Arc::clone(&ctx);
+            async move { svc.disconnected(s, &ctx, reason).await }
+        });
+        Ok(())
+    }
+
+    /// The connect sequence: take over a half-open session, send `session`
+    /// and the replay, join the rooms, announce presence.
+    async fn connected(&self, s: SocketRef) {
+        let Some(ctx) = s.extensions.get::<Arc<SocketCtx>>() else {
+            tracing::warn!(sid = %s.id, "socket without admission");
+            let _ = s.disconnect();
+            return;
+        };
+        let adm = &ctx.admission;
+        // The client's events wait until the session is restored.
+        let turn = ctx.order.turn(ctx.connect_ticket).await;
         if let Some(old) = adm.replaced {
             self.replace(old);
         }
         self.restore(&s, &ctx).await;
+        drop(turn);
 
         let online = self.state.online();
         tracing::info!(user = %adm.username, recovered = adm.recovered, online, "connect");
@@ -304,6 +375,7 @@ impl ChatService {
             truncated: replay.truncated,
         };
         if !emit_paced(s, names::SESSION, &session).await {
+            self.fell_behind(s, &adm.key);
             return;
         }
         if !adm.recovered {
@@ -312,6 +384,7 @@ impl ChatService {
         }
         for m in &replay.messages {
             if !emit_paced(s, m.event(), &m.replayed()).await {
+                self.fell_behind(s, &adm.key);
                 return;
             }
         }
@@ -321,12 +394,17 @@ impl ChatService {
             let (more, head) = self.state.catch_up(&adm.key, after);
             if more.len() <= CATCH_UP_UNDER_LOCK {
                 for m in &more {
-                    let _ = s.emit(m.event(), &**m);
+                    if s.emit(m.event(), &**m).is_err() {
+                        self.fell_behind(s, &adm.key);
+                        return;
+                    }
                 }
-                let mut rooms = Vec::with_capacity(adm.rooms.len() + 2);
+                // The rooms as they are now, not as they were at admission.
+                let current = self.state.rooms_of(&adm.key);
+                let mut rooms = Vec::with_capacity(current.len() + 2);
                 rooms.push(s.id.to_string());
                 rooms.push(EVERYONE.to_owned());
-                rooms.extend(adm.rooms.iter().cloned());
+                rooms.extend(current);
                 s.join(rooms);
                 drop(guard);
                 return;
@@ -334,6 +412,7 @@ impl ChatService {
             drop(guard);
             for m in &more {
                 if !emit_paced(s, m.event(), &**m).await {
+                    self.fell_behind(s, &adm.key);
                     return;
                 }
             }
@@ -341,7 +420,24 @@ impl ChatService {
         }
     }
 
+    /// A message (or an answer) could not be queued for `s`: rather than
+    /// let its client miss it without knowing, stop delivering to the
+    /// socket and end its transport as an unplanned disconnect. Its session
+    /// and window stay, so the client resumes from its offset and gets the
+    /// rest, in order, once.
+    fn fell_behind(&self, s: &SocketRef, key: &str) {
+        if !self.transports.end(s) {
+            return;
+        }
+        self.state.set_lagging(key, s.id);
+        // No more live messages: a message delivered after the one it
+        // missed would move its client's offset past the gap.
+        s.leave_all();
+        tracing::info!(user = %key, "socket fell behind: ending its transport so it resumes");
+    }
+
     async fn disconnected(&self, s: SocketRef, ctx: &SocketCtx, reason: DisconnectReason) {
+        self.transports.forget(s.id);
         let adm = &ctx.admission;
         let planned = matches!(reason, DisconnectReason::ClientNSDisconnect);
         let why = reason_str(reason);
@@ -438,19 +534,39 @@ impl ChatService {
             Ok(ev) => self.handle(s, ctx, ev).await,
         };
         match result {
-            Ok(reply) => {
-                let _ = ack.send(&reply);
-            }
-            Err(err) => self.refuse(s, ctx, ack, err),
+            Ok(reply) => self.answer(s, ctx, ack, &reply),
+            Err(err) => self.refuse(s, ctx, ack, err).await,
         }
     }
 
-    /// `chat:error` to the sender, the same object in the ack.
-    fn refuse(&self, s: &SocketRef, ctx: &SocketCtx, ack: AckSender, err: ChatError) {
+    /// Sends an ack. One that cannot be queued is not dropped silently: the
+    /// socket's transport ends, so its client's request fails at once
+    /// rather than vanishing.
+    fn answer<T: Serialize + ?Sized>(
+        &self,
+        s: &SocketRef,
+        ctx: &SocketCtx,
+        ack: AckSender,
+        body: &T,
+    ) {
+        if let Err(socketioxide::SendError::Socket(SocketError::InternalChannelFull)) =
+            ack.send(body)
+        {
+            self.fell_behind(s, &ctx.admission.key);
+        }
+    }
+
+    /// `chat:error` to the sender, the same object in the ack. The error
+    /// waits (a bounded time) for room in the sender's queue: a client that
+    /// floods requests gets every refusal, paced by how fast it reads.
+    async fn refuse(&self, s: &SocketRef, ctx: &SocketCtx, ack: AckSender, err: ChatError) {
         self.state.count_error();
         tracing::debug!(user = %ctx.admission.username, code = %err.code, "refused: {}", err.message);
-        let _ = s.emit(names::CHAT_ERROR, &err);
-        let _ = ack.send(&AckErr::new(&err));
+        if !emit_paced(s, names::CHAT_ERROR, &err).await {
+            self.fell_behind(s, &ctx.admission.key);
+            return;
+        }
+        self.answer(s, ctx, ack, &AckErr::new(&err));
         let mut ev = admin_event(AdminEventType::Error);
         ev.user = Some(ctx.admission.username.clone());
         ev.code = Some(err.code);
@@ -490,6 +606,15 @@ impl ChatService {
                 self.feed(s, ctx, name, &m.text, Outgoing::Broadcast).await
             }
             ClientEvent::Typing(t) => self.typing(s, ctx, t).await,
+            // TODO(v2): history, ping and account:password. Until they are
+            // served, answer as before v2, when they did not parse.
+            ClientEvent::History(_) | ClientEvent::Ping | ClientEvent::AccountPassword(_) => {
+                Err(ChatError::new(
+                    ErrorCode::UnknownEvent,
+                    format!("unknown event {name}"),
+                    name,
+                ))
+            }
         }
     }
 
@@ -606,22 +731,49 @@ impl ChatService {
         let _guard = self.state.delivery.lock().await;
         let msg = self.state.record(from, text, what);
         let (event, payload) = (msg.event(), &*msg);
-        let sent = match payload {
-            Stored::Room(m) => ns.to(m.room.clone()).emit(event, payload).await,
-            Stored::Dm(m) => match self.state.target(&m.to).and_then(|t| t.sid) {
-                Some(sid) => ns.to(sid).emit(event, payload).await,
-                None => Ok(()), // in its recovery window: the replay delivers it
-            },
-            Stored::Global(_) => ns.to(EVERYONE).emit(event, payload).await,
+        let recipients = match payload {
+            Stored::Room(m) => ns.to(m.room.clone()).sockets(),
+            Stored::Dm(m) => self
+                .state
+                .target(&m.to)
+                .and_then(|t| t.sid)
+                .and_then(|sid| ns.get_socket(sid))
+                .into_iter()
+                .collect(),
+            Stored::Global(_) => ns.to(EVERYONE).sockets(),
             Stored::Broadcast(_) => match s {
-                Some(s) => s.to(EVERYONE).emit(event, payload).await,
-                None => ns.to(EVERYONE).emit(event, payload).await,
+                Some(s) => s.to(EVERYONE).sockets(),
+                None => ns.to(EVERYONE).sockets(),
             },
         };
-        if let Err(e) = sent {
-            tracing::debug!("delivery: {e}");
-        }
+        self.emit_each(&recipients, event, payload);
         msg
+    }
+
+    /// Emits one message to each recipient, encoding it once. A recipient
+    /// whose queue is full [falls behind](Self::fell_behind) rather than
+    /// silently missing it, which is why this goes socket by socket instead
+    /// of through a room broadcast (whose errors do not say whose queue
+    /// was full).
+    fn emit_each<T: Serialize + ?Sized>(&self, recipients: &[SocketRef], event: &str, payload: &T) {
+        if recipients.is_empty() {
+            return;
+        }
+        let raw = match serde_json::value::to_raw_value(payload) {
+            Ok(raw) => raw,
+            Err(e) => {
+                tracing::error!("cannot encode a {event}: {e}");
+                return;
+            }
+        };
+        for r in recipients {
+            if let Err(socketioxide::SendError::Socket(SocketError::InternalChannelFull)) =
+                r.emit(event, &raw)
+                && let Some(ctx) = r.extensions.get::<Arc<SocketCtx>>()
+            {
+                self.fell_behind(r, &ctx.admission.key);
+            }
+        }
     }
 
     fn message_event(&self, ctx: &SocketCtx, msg: &Stored, bytes: usize) {
@@ -643,7 +795,11 @@ impl ChatService {
             Stored::Dm(m) => (&m.id, m.ts),
             Stored::Global(m) | Stored::Broadcast(m) => (&m.id, m.ts),
         };
-        Reply::Sent(SentAck { id: id.clone(), ts })
+        Reply::Sent(SentAck {
+            id: id.clone(),
+            ts,
+            queued: None,
+        })
     }
 
     async fn room_message(

@@ -94,6 +94,17 @@ pub struct Config {
     #[arg(long, env = "CHAT_PING_TIMEOUT", default_value = "20s", value_parser = humantime::parse_duration)]
     pub ping_timeout: Duration,
 
+    /// How long a new connection may take to send its request head before
+    /// it is closed (slow or half-sent requests cannot hold connections).
+    #[arg(long, env = "CHAT_HEADER_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub header_timeout: Duration,
+
+    /// How long an Engine.IO session may wait, after its handshake, for
+    /// the client to connect to a namespace before it is closed (clients
+    /// send it at once; a handshake that never continues costs memory).
+    #[arg(long, env = "CHAT_CONNECT_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub connect_timeout: Duration,
+
     /// How long shutdown waits for sockets to close before exiting.
     #[arg(long, env = "CHAT_SHUTDOWN_GRACE", default_value = "3s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,

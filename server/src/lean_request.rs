@@ -9,15 +9,34 @@
 //! instead of about 1.2 KiB for a map sized for every upgrade header).
 //! hyper decides on the upgrade while parsing, before this runs.
 
-use axum::extract::{OriginalUri, Request};
-use http::{HeaderMap, HeaderValue, Uri, header};
+use std::sync::Arc;
+
+use axum::extract::{OriginalUri, Request, State};
+use http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+
+use crate::listener::ConnHandle;
+use crate::transport::{Transports, sid_of};
 
 /// The headers the engine reads: the WebSocket key (to answer the upgrade)
 /// and the content type of a long-polling POST.
 const KEPT: [header::HeaderName; 2] = [header::SEC_WEBSOCKET_KEY, header::CONTENT_TYPE];
 
-pub async fn lean(req: Request) -> Request {
+/// Also notes which connection each request of a `/chat` socket came on
+/// ([`Transports::seen`]), and refuses requests for a socket whose
+/// transport the server ended.
+pub async fn lean(
+    State(transports): State<Arc<Transports>>,
+    req: Request,
+) -> Result<Request, StatusCode> {
     let (mut parts, body) = req.into_parts();
+    if let (Some(sid), Some(conn)) = (
+        sid_of(parts.uri.query()),
+        parts.extensions.get::<ConnHandle>(),
+    ) && !transports.seen(sid, conn)
+    {
+        conn.kill();
+        return Err(StatusCode::BAD_REQUEST);
+    }
     parts.extensions.remove::<OriginalUri>();
     if let Ok(uri) = parts.uri.to_string().parse::<Uri>() {
         parts.uri = uri;
@@ -31,5 +50,5 @@ pub async fn lean(req: Request) -> Request {
         }
     }
     parts.headers = headers;
-    Request::from_parts(parts, body)
+    Ok(Request::from_parts(parts, body))
 }

@@ -11,7 +11,12 @@
 //! - [`presence`]: the per-scope presence storm guard.
 //! - [`rate_limit`]: the per-socket token bucket.
 //! - [`sequencer`]: keeps each socket's events in arrival order.
+//! - [`store`]: the durable state behind one seam (memory or SQLite).
 //! - [`lean_request`]: trims what each connection keeps of its request.
+//! - [`listener`]: the accept loop (header-read timeout, descriptor
+//!   exhaustion, a kill switch per connection).
+//! - [`transport`]: ends a socket's transport from the server, so that a
+//!   client that fell behind resumes instead of missing messages.
 //!
 //! [`serve`] runs the whole server on a bound listener until a shutdown
 //! future resolves; `main.rs` only parses flags, sets up logging and calls it.
@@ -21,16 +26,18 @@ pub mod admin_feed;
 pub mod chat;
 pub mod config;
 pub mod lean_request;
+pub mod listener;
 pub mod presence;
 pub mod rate_limit;
 pub mod sequencer;
 pub mod state;
+pub mod store;
+pub mod transport;
 
 use std::future::Future;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::serve::ListenerExt;
 use socketioxide::{ParserConfig, SocketIo};
 use tokio::net::TcpListener;
 
@@ -55,6 +62,7 @@ pub fn app(config: Config) -> App {
         .ping_interval(config.ping_interval)
         .ping_timeout(config.ping_timeout)
         .ws_read_buffer_size(512)
+        .connect_timeout(config.connect_timeout)
         // The contract has no binary attachments: any is refused.
         .with_parser(
             ParserConfig::common()
@@ -64,15 +72,20 @@ pub fn app(config: Config) -> App {
         .build_layer();
     let state = ChatState::new(config);
     let feed = admin_feed::AdminFeed::start(io.clone(), Arc::clone(&state));
+    let transports = Arc::new(transport::Transports::default());
     chat::register(chat::ChatService {
         state: Arc::clone(&state),
         io: io.clone(),
         admin: feed,
+        transports: Arc::clone(&transports),
     });
     admin::register(&io, Arc::clone(&state));
     let router = Router::new()
         .layer(layer)
-        .layer(axum::middleware::map_request(lean_request::lean));
+        .layer(axum::middleware::map_request_with_state(
+            transports,
+            lean_request::lean,
+        ));
     App { router, io, state }
 }
 
@@ -84,27 +97,25 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let grace = config.shutdown_grace;
+    let header_timeout = config.header_timeout;
     let App { router, io, state } = app(config);
     let stats = tokio::spawn(admin::stats_loop(io.clone(), Arc::clone(&state)));
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    // Small frames go out at once: without TCP_NODELAY a reply can sit
-    // behind Nagle's algorithm and the peer's delayed ACK (about 40 ms).
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    let server = tokio::spawn(async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                let _ = stop_rx.await;
-            })
-            .await
-    });
+    let server = tokio::spawn(listener::serve(
+        listener,
+        router,
+        header_timeout,
+        grace,
+        async move {
+            let _ = stop_rx.await;
+        },
+    ));
     shutdown.await;
     tracing::info!("shutting down");
     stats.abort();
     let _ = tokio::time::timeout(grace, io.close()).await;
     let _ = stop_tx.send(());
-    match tokio::time::timeout(grace, server).await {
+    match tokio::time::timeout(grace + grace, server).await {
         Ok(Ok(result)) => result,
         Ok(Err(join)) => Err(std::io::Error::other(join)),
         Err(_) => {

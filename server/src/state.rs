@@ -115,6 +115,10 @@ struct User {
     rooms: BTreeMap<String, u64>,
     /// The live socket, if any.
     sid: Option<Sid>,
+    /// The live socket missed a message (its queue was full) and its
+    /// transport is being ended: nothing more is delivered to it live, so
+    /// that its client's offset never skips a message.
+    lagging: bool,
     connected_at: u64,
     /// The log head when the session began: nothing older is replayed.
     since: u64,
@@ -262,6 +266,7 @@ impl ChatState {
                 ConnectRefusal::new(ErrorCode::Internal, "session without a user")
             })?;
             let replaced = user.sid.replace(sid);
+            user.lagging = false;
             if replaced.is_none() && full(online) {
                 user.sid = None;
                 return Err(ConnectRefusal::new(
@@ -312,6 +317,7 @@ impl ChatState {
                 token: token.clone(),
                 rooms: BTreeMap::new(),
                 sid: Some(sid),
+                lagging: false,
                 connected_at: now_ms(),
                 since: head,
                 absence: 0,
@@ -369,16 +375,51 @@ impl ChatState {
             let state = Arc::clone(self);
             let key = key.to_owned();
             let window = self.config.recovery_window;
-            tokio::spawn(async move {
-                tokio::time::sleep(window).await;
-                state.expire(&key, absence);
-            });
+            // Also called from a drop guard, which may (in theory) run
+            // outside the runtime: no timer then, never a panic.
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                rt.spawn(async move {
+                    tokio::time::sleep(window).await;
+                    state.expire(&key, absence);
+                });
+            }
         }
         Some(Departure {
             username,
             rooms: counts,
             online: inner.online,
         })
+    }
+
+    /// Lets go of an admission whose socket never connected (its transport
+    /// closed between the handshake and the namespace reply): a fresh
+    /// session ends at once (its client never learnt the token), a resumed
+    /// one goes back to its recovery window. Nothing happens if `sid` is no
+    /// longer the user's socket (the usual case: it disconnected normally).
+    pub fn abandon(self: &Arc<Self>, key: &str, sid: Sid, fresh: bool) -> bool {
+        self.disconnect(key, sid, fresh).is_some()
+    }
+
+    /// Marks `sid`, `key`'s live socket, as lagging (see [`User`]). Returns
+    /// false if it is no longer the user's socket.
+    pub fn set_lagging(&self, key: &str, sid: Sid) -> bool {
+        let mut inner = self.lock();
+        match inner.users.get_mut(key) {
+            Some(u) if u.sid == Some(sid) => {
+                u.lagging = true;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The rooms `key` is in now.
+    pub fn rooms_of(&self, key: &str) -> Vec<String> {
+        self.lock()
+            .users
+            .get(key)
+            .map(|u| u.rooms.keys().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// Ends `key`'s session if it is still the absence `absence` (no socket
@@ -436,16 +477,27 @@ impl ChatState {
         let Some(user) = inner.users.get(key) else {
             return Replay::default();
         };
-        let since = offset
-            .and_then(|o| o.parse::<u64>().ok())
-            .unwrap_or(user.since)
-            .max(user.since);
-        let first = inner.log.front().map_or(inner.head + 1, |(seq, _)| *seq);
+        let since = Self::resume_point(offset, user.since, inner.head);
+        let first = inner
+            .log
+            .front()
+            .map_or(inner.head.saturating_add(1), |(seq, _)| *seq);
         Replay {
             messages: Self::messages_for(&inner, user, key, since),
-            truncated: since + 1 < first,
+            truncated: since.saturating_add(1) < first,
             upto: inner.head,
         }
+    }
+
+    /// Where a replay starts: after the client's `offset` when it is an id
+    /// this server could have issued to this session (a decimal number
+    /// between the session's start and the head), otherwise after the
+    /// session's start, as if no offset had been sent.
+    pub fn resume_point(offset: Option<&str>, since: u64, head: u64) -> u64 {
+        offset
+            .and_then(|o| o.parse::<u64>().ok())
+            .filter(|&o| o <= head)
+            .map_or(since, |o| o.max(since))
     }
 
     /// The messages for `key` after `after`, and the head they go up to.
@@ -596,7 +648,7 @@ impl ChatState {
         inner.users.get(&key).map(|u| Target {
             key: key.clone(),
             username: u.username.clone(),
-            sid: u.sid,
+            sid: u.sid.filter(|_| !u.lagging),
         })
     }
 
@@ -619,6 +671,7 @@ impl ChatState {
                 room,
                 text,
                 replayed: None,
+                action: None,
             }),
             Outgoing::Dm { to } => Stored::Dm(DmMessage {
                 id,
@@ -627,6 +680,7 @@ impl ChatState {
                 to,
                 text,
                 replayed: None,
+                action: None,
             }),
             Outgoing::Global => Stored::Global(FeedMessage {
                 id,
@@ -634,6 +688,7 @@ impl ChatState {
                 from,
                 text,
                 replayed: None,
+                action: None,
             }),
             Outgoing::Broadcast => Stored::Broadcast(FeedMessage {
                 id,
@@ -641,6 +696,7 @@ impl ChatState {
                 from,
                 text,
                 replayed: None,
+                action: None,
             }),
         });
         if let Stored::Room(r) = &*msg {
@@ -699,7 +755,9 @@ impl ChatState {
         self.lock().live.len() as u64
     }
 
-    pub fn admin_snapshot(&self) -> AdminSnapshot {
+    /// The `/admin` snapshot; `transport_of` names each live socket's
+    /// transport (the node knows it, the state does not).
+    pub fn admin_snapshot(&self, transport_of: impl Fn(Sid) -> String) -> AdminSnapshot {
         let inner = self.lock();
         let mut users: Vec<AdminUser> = inner
             .users
@@ -707,7 +765,7 @@ impl ChatState {
             .filter_map(|u| {
                 u.sid.map(|sid| AdminUser {
                     username: u.username.clone(),
-                    sid: sid.to_string(),
+                    transport: transport_of(sid),
                     rooms: u.rooms.keys().cloned().collect(),
                     connected_at: u.connected_at,
                 })
@@ -733,6 +791,7 @@ mod tests {
             username: name.into(),
             session: None,
             offset: None,
+            ..Default::default()
         }
     }
 
@@ -741,6 +800,7 @@ mod tests {
             username: name.into(),
             session: Some(token.into()),
             offset: offset.map(Into::into),
+            ..Default::default()
         }
     }
 

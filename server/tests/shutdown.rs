@@ -12,11 +12,11 @@ fn start() -> (std::process::Child, String) {
         .args(["--bind", "127.0.0.1:0"])
         .env("RUST_LOG", "info")
         .env("NO_COLOR", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("spawn chat-server");
-    let out = child.stdout.take().expect("stdout");
+    let out = child.stderr.take().expect("stderr: the log");
     let mut lines = BufReader::new(out).lines();
     let addr = loop {
         let line = lines

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::ChatError;
-use crate::events::{RoomMessage, unwrap_single};
+use crate::events::{DmMessage, RoomMessage, unwrap_single};
 
 /// A room and how many members it has.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,10 +37,16 @@ pub struct RoomListAck {
 }
 
 /// The ack body of every message send.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SentAck {
     pub id: String,
     pub ts: u64,
+    /// (v2) `Some(true)` when a DM was kept for a recipient who is not
+    /// connected (inside its recovery window, or an offline account) and will
+    /// be delivered at its next connect. `None` for a message delivered now,
+    /// so a v1 client sees the v1 shape.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queued: Option<bool>,
 }
 
 /// The `typing` ack body (nothing but `ok`).
@@ -53,6 +59,66 @@ pub struct PresenceSnapshot {
     pub online: u64,
     pub users: Vec<String>,
     pub rooms: Vec<RoomCount>,
+}
+
+/// One message of a `history` page: a room message or a DM, in the shape it
+/// was delivered in.
+///
+/// Untagged, because the wire carries no tag: a room message has `room`, a DM
+/// has `to`, and that is how they are told apart (room first).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum HistoryMessage {
+    Room(RoomMessage),
+    Dm(DmMessage),
+}
+
+impl HistoryMessage {
+    /// The message's `id`: what the client sends back as the next page's
+    /// `before`.
+    pub fn id(&self) -> &str {
+        match self {
+            HistoryMessage::Room(m) => &m.id,
+            HistoryMessage::Dm(m) => &m.id,
+        }
+    }
+
+    /// The message's `ts`, milliseconds since the Unix epoch.
+    pub fn ts(&self) -> u64 {
+        match self {
+            HistoryMessage::Room(m) => m.ts,
+            HistoryMessage::Dm(m) => m.ts,
+        }
+    }
+}
+
+impl From<RoomMessage> for HistoryMessage {
+    fn from(m: RoomMessage) -> Self {
+        HistoryMessage::Room(m)
+    }
+}
+
+impl From<DmMessage> for HistoryMessage {
+    fn from(m: DmMessage) -> Self {
+        HistoryMessage::Dm(m)
+    }
+}
+
+/// (v2) `history` ack body.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryAck {
+    /// Oldest first, at most the request's limit.
+    pub messages: Vec<HistoryMessage>,
+    /// Whether older messages exist (`false` also where kept history ends,
+    /// under `--retention`).
+    pub more: bool,
+}
+
+/// (v2) `ping` ack body: the server's clock, milliseconds since the Unix
+/// epoch.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PingAck {
+    pub ts: u64,
 }
 
 /// `{ok: true, ...body}`.
@@ -130,6 +196,7 @@ mod tests {
         let ack = SentAck {
             id: "12".into(),
             ts: 5,
+            queued: None,
         };
         assert_eq!(
             serde_json::to_value(AckOk::new(&ack)).unwrap(),
@@ -192,6 +259,100 @@ mod tests {
         ));
         assert!(matches!(
             parse_ack::<SentAck>(json!({"ok": false})),
+            Err(AckError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn queued_dm_ack() {
+        let v = json!({"ok": true, "id": "12", "ts": 5, "queued": true});
+        let a: SentAck = parse_ack(v.clone()).unwrap();
+        assert_eq!(a.queued, Some(true));
+        assert_eq!(serde_json::to_value(AckOk::new(&a)).unwrap(), v);
+        // A v1 ack has no `queued`, and one delivered now sends none.
+        let a: SentAck = parse_ack(json!({"ok": true, "id": "13", "ts": 6})).unwrap();
+        assert_eq!(a.queued, None);
+        assert_eq!(
+            serde_json::to_value(AckOk::new(&a)).unwrap(),
+            json!({"ok": true, "id": "13", "ts": 6})
+        );
+    }
+
+    #[test]
+    fn history_ack_holds_room_messages_and_dms() {
+        let v = json!({"ok": true, "messages": [
+            {"id": "40", "ts": 1, "from": "bob", "room": "#general", "text": "hi"},
+            {"id": "41", "ts": 2, "from": "alice", "room": "#general", "text": "waves", "action": true}
+        ], "more": true});
+        let h: HistoryAck = parse_ack(v.clone()).unwrap();
+        assert!(h.more);
+        assert_eq!(h.messages.len(), 2);
+        let HistoryMessage::Room(m) = &h.messages[1] else {
+            panic!("{:?}", h.messages[1])
+        };
+        assert_eq!(m.action, Some(true));
+        assert_eq!(h.messages[1].id(), "41");
+        assert_eq!(h.messages[1].ts(), 2);
+        assert_eq!(serde_json::to_value(AckOk::new(&h)).unwrap(), v);
+
+        let v = json!({"ok": true, "messages": [
+            {"id": "7", "ts": 3, "from": "alice", "to": "bob", "text": "psst"},
+            {"id": "9", "ts": 4, "from": "bob", "to": "alice", "text": "yes", "replayed": true}
+        ], "more": false});
+        let h: HistoryAck = parse_ack(v.clone()).unwrap();
+        assert!(!h.more);
+        let HistoryMessage::Dm(m) = &h.messages[0] else {
+            panic!("{:?}", h.messages[0])
+        };
+        assert_eq!(m.to, "bob");
+        assert_eq!(h.messages[1].id(), "9");
+        assert_eq!(serde_json::to_value(AckOk::new(&h)).unwrap(), v);
+
+        let empty: HistoryAck =
+            parse_ack(json!({"ok": true, "messages": [], "more": false})).unwrap();
+        assert_eq!(empty, HistoryAck::default());
+    }
+
+    #[test]
+    fn history_messages_round_trip() {
+        let room = HistoryMessage::from(RoomMessage {
+            id: "1".into(),
+            ts: 10,
+            from: "alice".into(),
+            room: "#general".into(),
+            text: "hi".into(),
+            ..Default::default()
+        });
+        let dm = HistoryMessage::from(DmMessage {
+            id: "2".into(),
+            ts: 11,
+            from: "alice".into(),
+            to: "bob".into(),
+            text: "psst".into(),
+            replayed: Some(true),
+            action: Some(true),
+        });
+        for m in [room, dm] {
+            let v = serde_json::to_value(&m).unwrap();
+            assert_eq!(serde_json::from_value::<HistoryMessage>(v).unwrap(), m);
+        }
+        // Neither a room message nor a DM.
+        assert!(
+            serde_json::from_value::<HistoryMessage>(
+                json!({"id": "3", "ts": 1, "from": "a", "text": "x"})
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn ping_ack() {
+        let v = json!({"ok": true, "ts": 1700000000000u64});
+        let p: PingAck = parse_ack(v.clone()).unwrap();
+        assert_eq!(p.ts, 1700000000000);
+        assert_eq!(serde_json::to_value(AckOk::new(&p)).unwrap(), v);
+        assert!(matches!(
+            parse_ack::<PingAck>(json!({"ok": true, "ts": "now"})),
             Err(AckError::Malformed(_))
         ));
     }

@@ -12,15 +12,27 @@ pub struct AdminAuth {
 }
 
 /// One connected user, as an admin sees it.
+///
+/// v2 dropped `sid`: a socket id is also the transport session id, a
+/// credential that lets whoever holds it post packets as the user, so it
+/// appears nowhere on `/admin` (holding the admin token must not let anyone
+/// act as a user).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AdminUser {
     pub username: String,
-    pub sid: String,
     pub rooms: Vec<String>,
     /// Milliseconds since the Unix epoch.
     pub connected_at: u64,
+    /// (v2) The socket's transport: [`TRANSPORT_WEBSOCKET`] or
+    /// [`TRANSPORT_POLLING`].
+    pub transport: String,
 }
+
+/// `AdminUser.transport` of a socket on WebSocket.
+pub const TRANSPORT_WEBSOCKET: &str = "websocket";
+/// `AdminUser.transport` of a socket on HTTP long-polling.
+pub const TRANSPORT_POLLING: &str = "polling";
 
 /// `admin:snapshot`, sent once on connect.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -116,15 +128,42 @@ mod tests {
 
     #[test]
     fn snapshot_shape() {
-        let v = json!({"online": 1, "users": [{"username": "alice", "sid": "s1", "rooms": ["#a"],
-            "connectedAt": 17}], "rooms": [{"room": "#a", "members": 1}], "uptimeMs": 5});
+        let v = json!({"online": 2, "users": [
+            {"username": "alice", "rooms": ["#a"], "connectedAt": 17, "transport": "websocket"},
+            {"username": "bob", "rooms": [], "connectedAt": 18, "transport": "polling"}
+        ], "rooms": [{"room": "#a", "members": 1}], "uptimeMs": 5});
         let ServerEvent::AdminSnapshot(s) =
             ServerEvent::parse("admin:snapshot", v.clone()).unwrap()
         else {
             panic!()
         };
         assert_eq!(s.users[0].connected_at, 17);
+        assert_eq!(s.users[0].transport, TRANSPORT_WEBSOCKET);
+        assert_eq!(s.users[1].transport, TRANSPORT_POLLING);
         assert_eq!(serde_json::to_value(&s).unwrap(), v);
+    }
+
+    #[test]
+    fn snapshot_names_no_socket_id() {
+        let u = AdminUser {
+            username: "alice".into(),
+            rooms: vec!["#a".into()],
+            connected_at: 1,
+            transport: TRANSPORT_WEBSOCKET.into(),
+        };
+        let v = serde_json::to_value(&u).unwrap();
+        assert_eq!(
+            v,
+            json!({"username": "alice", "rooms": ["#a"], "connectedAt": 1, "transport": "websocket"})
+        );
+        assert!(v.get("sid").is_none());
+        // A v1 user entry (with `sid`, without `transport`) is not v2.
+        assert!(
+            serde_json::from_value::<AdminUser>(
+                json!({"username": "a", "sid": "s1", "rooms": [], "connectedAt": 1})
+            )
+            .is_err()
+        );
     }
 
     #[test]

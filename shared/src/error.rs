@@ -13,6 +13,12 @@ pub enum ErrorCode {
     UsernameTaken,
     InvalidSession,
     ServerFull,
+    // Refused connects (v2 accounts); `auth_required`, `bad_credentials` and
+    // `weak_password` also refuse events (`account:password`).
+    AuthRequired,
+    BadCredentials,
+    RegistrationClosed,
+    WeakPassword,
     Unauthorized,
     // Refused events.
     InvalidPayload,
@@ -28,6 +34,9 @@ pub enum ErrorCode {
     UnknownEvent,
     ReadOnly,
     SessionReplaced,
+    /// (v2) The store could not take the write: nothing was stored or
+    /// delivered, and the client may retry.
+    Unavailable,
     Internal,
     /// A code this version does not know (a newer server): kept so that a
     /// client can still show the message.
@@ -37,11 +46,15 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in the order of the contract.
-    pub const ALL: [ErrorCode; 19] = [
+    pub const ALL: [ErrorCode; 24] = [
         ErrorCode::InvalidUsername,
         ErrorCode::UsernameTaken,
         ErrorCode::InvalidSession,
         ErrorCode::ServerFull,
+        ErrorCode::AuthRequired,
+        ErrorCode::BadCredentials,
+        ErrorCode::RegistrationClosed,
+        ErrorCode::WeakPassword,
         ErrorCode::Unauthorized,
         ErrorCode::InvalidPayload,
         ErrorCode::InvalidRoom,
@@ -56,6 +69,7 @@ impl ErrorCode {
         ErrorCode::UnknownEvent,
         ErrorCode::ReadOnly,
         ErrorCode::SessionReplaced,
+        ErrorCode::Unavailable,
         ErrorCode::Internal,
     ];
 
@@ -66,6 +80,10 @@ impl ErrorCode {
             ErrorCode::UsernameTaken => "username_taken",
             ErrorCode::InvalidSession => "invalid_session",
             ErrorCode::ServerFull => "server_full",
+            ErrorCode::AuthRequired => "auth_required",
+            ErrorCode::BadCredentials => "bad_credentials",
+            ErrorCode::RegistrationClosed => "registration_closed",
+            ErrorCode::WeakPassword => "weak_password",
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::InvalidPayload => "invalid_payload",
             ErrorCode::InvalidRoom => "invalid_room",
@@ -80,6 +98,7 @@ impl ErrorCode {
             ErrorCode::UnknownEvent => "unknown_event",
             ErrorCode::ReadOnly => "read_only",
             ErrorCode::SessionReplaced => "session_replaced",
+            ErrorCode::Unavailable => "unavailable",
             ErrorCode::Internal => "internal",
             ErrorCode::Unknown => "unknown",
         }
@@ -205,6 +224,12 @@ mod tests {
             "read_only",
             "session_replaced",
             "internal",
+            // v2
+            "auth_required",
+            "bad_credentials",
+            "registration_closed",
+            "weak_password",
+            "unavailable",
         ] {
             assert!(spelt.contains(&s), "{s} missing");
         }
@@ -243,5 +268,61 @@ mod tests {
             ConnectRefusal::parse("unauthorized: admin token required").code,
             ErrorCode::Unauthorized
         );
+    }
+
+    #[test]
+    fn v2_codes() {
+        for (code, s) in [
+            (ErrorCode::AuthRequired, "auth_required"),
+            (ErrorCode::BadCredentials, "bad_credentials"),
+            (ErrorCode::RegistrationClosed, "registration_closed"),
+            (ErrorCode::WeakPassword, "weak_password"),
+            (ErrorCode::Unavailable, "unavailable"),
+        ] {
+            assert_eq!(code.as_str(), s);
+            assert_eq!(ErrorCode::parse(s), code);
+            assert_eq!(serde_json::from_value::<ErrorCode>(json!(s)).unwrap(), code);
+        }
+        // Every code is listed once, and `unknown` is not a wire code.
+        let mut spelt: Vec<&str> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+        spelt.sort_unstable();
+        spelt.dedup();
+        assert_eq!(spelt.len(), ErrorCode::ALL.len());
+        assert!(!ErrorCode::ALL.contains(&ErrorCode::Unknown));
+    }
+
+    #[test]
+    fn v2_connect_refusals() {
+        for (msg, code) in [
+            (
+                "auth_required: alice has an account",
+                ErrorCode::AuthRequired,
+            ),
+            ("bad_credentials: wrong password", ErrorCode::BadCredentials),
+            (
+                "registration_closed: ask the operator",
+                ErrorCode::RegistrationClosed,
+            ),
+            ("weak_password: 8-256 characters", ErrorCode::WeakPassword),
+            ("rate_limited: try again in 30 s", ErrorCode::RateLimited),
+        ] {
+            let r = ConnectRefusal::parse(msg);
+            assert_eq!(r.code, code, "{msg}");
+            assert_eq!(r.to_string(), msg);
+        }
+    }
+
+    #[test]
+    fn unavailable_error_shape() {
+        let v = json!({"code": "unavailable", "message": "the store is down",
+                       "context": {"event": "room:message", "retryAfterMs": 500}});
+        let e: ChatError = serde_json::from_value(v.clone()).unwrap();
+        assert_eq!(e.code, ErrorCode::Unavailable);
+        assert_eq!(
+            e,
+            ChatError::new(ErrorCode::Unavailable, "the store is down", "room:message")
+                .with("retryAfterMs", 500)
+        );
+        assert_eq!(serde_json::to_value(&e).unwrap(), v);
     }
 }

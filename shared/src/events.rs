@@ -6,6 +6,7 @@ use serde_json::Value;
 
 use crate::admin::{AdminEvent, AdminSnapshot, AdminStats};
 use crate::error::{ChatError, ErrorCode};
+use crate::rules::{HISTORY_DEFAULT_LIMIT, HISTORY_MAX_LIMIT};
 
 /// Wire names of every event, client → server and server → client.
 pub mod names {
@@ -18,6 +19,9 @@ pub mod names {
     pub const BROADCAST_MESSAGE: &str = "broadcast:message";
     pub const TYPING: &str = "typing";
     pub const PRESENCE_GET: &str = "presence:get";
+    pub const HISTORY: &str = "history";
+    pub const PING: &str = "ping";
+    pub const ACCOUNT_PASSWORD: &str = "account:password";
     pub const SESSION: &str = "session";
     pub const PRESENCE: &str = "presence";
     pub const CHAT_ERROR: &str = "chat:error";
@@ -26,7 +30,7 @@ pub mod names {
     pub const ADMIN_STATS: &str = "admin:stats";
 
     /// Every event a client may send on `/chat`.
-    pub const CLIENT_EVENTS: [&str; 9] = [
+    pub const CLIENT_EVENTS: [&str; 12] = [
         ROOM_JOIN,
         ROOM_LEAVE,
         ROOM_LIST,
@@ -36,15 +40,31 @@ pub mod names {
         BROADCAST_MESSAGE,
         TYPING,
         PRESENCE_GET,
+        HISTORY,
+        PING,
+        ACCOUNT_PASSWORD,
     ];
 }
 
 // ---------------------------------------------------------------- handshake
 
 /// The `auth` object of a `/chat` handshake.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// v2 adds `password` and `register`; both are absent for a guest, so a v1
+/// client's `{username}` still reads (and serialises) exactly as before.
+/// `Default` lets callers name only what they use:
+/// `Auth { username, ..Default::default() }`.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Auth {
     pub username: String,
+    /// The account's password: needed to connect as a name that has an
+    /// account, and to create one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    /// `true` asks the server to create an account for `username` with
+    /// `password` (or to claim the guest name this session already uses).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub register: Option<bool>,
     /// The token of the session to resume.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session: Option<String>,
@@ -52,6 +72,23 @@ pub struct Auth {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub offset: Option<String>,
 }
+
+/// Written by hand so that the password never reaches a log through `{:?}`
+/// (the contract: passwords are never logged).
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Auth")
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| REDACTED))
+            .field("register", &self.register)
+            .field("session", &self.session)
+            .field("offset", &self.offset)
+            .finish()
+    }
+}
+
+/// What `Debug` shows in place of a password.
+const REDACTED: &str = "<redacted>";
 
 /// `session`: the first event on every accepted `/chat` connection.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,23 +111,33 @@ pub struct RoomRequest {
 }
 
 /// `room:message` from a client.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RoomMessageRequest {
     pub room: String,
     pub text: String,
+    /// (v2) An IRC-style `/me` line. Absent means false, and false is not
+    /// sent, so a plain message keeps its v1 shape.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub action: bool,
 }
 
 /// `dm:message` from a client.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DmRequest {
     pub to: String,
     pub text: String,
+    /// (v2) An IRC-style `/me` line; see [`RoomMessageRequest::action`].
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub action: bool,
 }
 
 /// `global:message` and `broadcast:message` from a client.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TextRequest {
     pub text: String,
+    /// (v2) An IRC-style `/me` line; see [`RoomMessageRequest::action`].
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub action: bool,
 }
 
 /// Where a typing signal goes: a room or one user.
@@ -146,6 +193,105 @@ impl<'de> Deserialize<'de> for TypingRequest {
     }
 }
 
+/// Whose messages a `history` request pages through.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum HistoryTarget {
+    /// `{room}`: a room's messages (members only).
+    Room(String),
+    /// `{with}`: the DMs between the sender and this user.
+    With(String),
+}
+
+/// (v2) `history` from a client: `{room, before?, limit?}` or
+/// `{with, before?, limit?}`.
+///
+/// Like [`TypingRequest`], exactly one of `room` and `with` must be present:
+/// the enum makes the other combinations unrepresentable, and reading them is
+/// `invalid_payload`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryRequest {
+    pub target: HistoryTarget,
+    /// The `id` of the oldest message the client holds: only older ones are
+    /// returned. `None` asks for the newest. An id is an opaque string, so a
+    /// number here is `invalid_payload`.
+    pub before: Option<String>,
+    /// How many messages at most; see [`HistoryRequest::effective_limit`].
+    pub limit: Option<u64>,
+}
+
+impl HistoryRequest {
+    /// The number of messages to return: `limit`, or
+    /// [`HISTORY_DEFAULT_LIMIT`] when absent, never more than
+    /// [`HISTORY_MAX_LIMIT`] (a larger `limit` is capped, not refused).
+    pub fn effective_limit(&self) -> u64 {
+        self.limit
+            .unwrap_or(HISTORY_DEFAULT_LIMIT)
+            .min(HISTORY_MAX_LIMIT)
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct HistoryWire {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    room: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    with: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    before: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    limit: Option<u64>,
+}
+
+impl Serialize for HistoryRequest {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let (room, with) = match &self.target {
+            HistoryTarget::Room(r) => (Some(r.clone()), None),
+            HistoryTarget::With(u) => (None, Some(u.clone())),
+        };
+        HistoryWire {
+            room,
+            with,
+            before: self.before.clone(),
+            limit: self.limit,
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for HistoryRequest {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let w = HistoryWire::deserialize(d)?;
+        let target = match (w.room, w.with) {
+            (Some(r), None) => HistoryTarget::Room(r),
+            (None, Some(u)) => HistoryTarget::With(u),
+            _ => return Err(serde::de::Error::custom("exactly one of room and with")),
+        };
+        Ok(HistoryRequest {
+            target,
+            before: w.before,
+            limit: w.limit,
+        })
+    }
+}
+
+/// (v2) `account:password` from a client: `{old, new}`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PasswordChange {
+    pub old: String,
+    pub new: String,
+}
+
+/// Written by hand so that neither password reaches a log through `{:?}`
+/// (a `ClientEvent` is easy to log whole).
+impl std::fmt::Debug for PasswordChange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PasswordChange")
+            .field("old", &REDACTED)
+            .field("new", &REDACTED)
+            .finish()
+    }
+}
+
 /// Every event a client sends on `/chat`, typed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClientEvent {
@@ -158,6 +304,12 @@ pub enum ClientEvent {
     BroadcastMessage(TextRequest),
     Typing(TypingRequest),
     PresenceGet,
+    /// (v2) A page of a room's or a conversation's stored messages.
+    History(HistoryRequest),
+    /// (v2) A liveness check that costs the server O(1).
+    Ping,
+    /// (v2) An account changes its password.
+    AccountPassword(PasswordChange),
 }
 
 /// Why a client event could not be read.
@@ -218,6 +370,9 @@ impl ClientEvent {
             ClientEvent::BroadcastMessage(_) => BROADCAST_MESSAGE,
             ClientEvent::Typing(_) => TYPING,
             ClientEvent::PresenceGet => PRESENCE_GET,
+            ClientEvent::History(_) => HISTORY,
+            ClientEvent::Ping => PING,
+            ClientEvent::AccountPassword(_) => ACCOUNT_PASSWORD,
         }
     }
 
@@ -231,7 +386,9 @@ impl ClientEvent {
                 serde_json::to_value(p)
             }
             ClientEvent::Typing(p) => serde_json::to_value(p),
-            ClientEvent::RoomList | ClientEvent::PresenceGet => {
+            ClientEvent::History(p) => serde_json::to_value(p),
+            ClientEvent::AccountPassword(p) => serde_json::to_value(p),
+            ClientEvent::RoomList | ClientEvent::PresenceGet | ClientEvent::Ping => {
                 Ok(Value::Object(Default::default()))
             }
         };
@@ -259,6 +416,16 @@ impl ClientEvent {
                 empty(name, &v)?;
                 ClientEvent::PresenceGet
             }
+            HISTORY => ClientEvent::History(payload(
+                name,
+                "{room, before?, limit?} or {with, before?, limit?}",
+                v,
+            )?),
+            PING => {
+                empty(name, &v)?;
+                ClientEvent::Ping
+            }
+            ACCOUNT_PASSWORD => ClientEvent::AccountPassword(payload(name, "{old, new}", v)?),
             other => return Err(ParseError::UnknownEvent(other.to_owned())),
         })
     }
@@ -267,7 +434,7 @@ impl ClientEvent {
 // ---------------------------------------------------------- server payloads
 
 /// `room:message` as delivered.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RoomMessage {
     pub id: String,
     pub ts: u64,
@@ -276,10 +443,14 @@ pub struct RoomMessage {
     pub text: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replayed: Option<bool>,
+    /// (v2) `Some(true)` for an action (`/me`) line; `None` otherwise, so
+    /// that a v1 client never sees the field unless someone sends an action.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<bool>,
 }
 
 /// `dm:message` as delivered.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DmMessage {
     pub id: String,
     pub ts: u64,
@@ -288,10 +459,13 @@ pub struct DmMessage {
     pub text: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replayed: Option<bool>,
+    /// (v2) `Some(true)` for an action line; see [`RoomMessage::action`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<bool>,
 }
 
 /// `global:message` and `broadcast:message` as delivered.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FeedMessage {
     pub id: String,
     pub ts: u64,
@@ -299,6 +473,9 @@ pub struct FeedMessage {
     pub text: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replayed: Option<bool>,
+    /// (v2) `Some(true)` for an action line; see [`RoomMessage::action`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<bool>,
 }
 
 /// `typing` as relayed: `{from, room, typing}` or `{from, to, typing}`.
@@ -499,6 +676,7 @@ mod tests {
                 ClientEvent::RoomMessage(RoomMessageRequest {
                     room: "#general".into(),
                     text: "hi".into(),
+                    action: false,
                 }),
             ),
             (
@@ -507,17 +685,105 @@ mod tests {
                 ClientEvent::DmMessage(DmRequest {
                     to: "bob".into(),
                     text: "hi".into(),
+                    action: false,
                 }),
             ),
             (
                 "global:message",
                 json!({"text": "hi"}),
-                ClientEvent::GlobalMessage(TextRequest { text: "hi".into() }),
+                ClientEvent::GlobalMessage(TextRequest {
+                    text: "hi".into(),
+                    ..Default::default()
+                }),
             ),
             (
                 "broadcast:message",
                 json!({"text": "hi"}),
-                ClientEvent::BroadcastMessage(TextRequest { text: "hi".into() }),
+                ClientEvent::BroadcastMessage(TextRequest {
+                    text: "hi".into(),
+                    ..Default::default()
+                }),
+            ),
+            // v2
+            (
+                "room:message",
+                json!({"room": "#general", "text": "waves", "action": true}),
+                ClientEvent::RoomMessage(RoomMessageRequest {
+                    room: "#general".into(),
+                    text: "waves".into(),
+                    action: true,
+                }),
+            ),
+            (
+                "dm:message",
+                json!({"to": "bob", "text": "waves", "action": true}),
+                ClientEvent::DmMessage(DmRequest {
+                    to: "bob".into(),
+                    text: "waves".into(),
+                    action: true,
+                }),
+            ),
+            (
+                "global:message",
+                json!({"text": "waves", "action": true}),
+                ClientEvent::GlobalMessage(TextRequest {
+                    text: "waves".into(),
+                    action: true,
+                }),
+            ),
+            (
+                "broadcast:message",
+                json!({"text": "waves", "action": true}),
+                ClientEvent::BroadcastMessage(TextRequest {
+                    text: "waves".into(),
+                    action: true,
+                }),
+            ),
+            (
+                "history",
+                json!({"room": "#general", "before": "42", "limit": 10}),
+                ClientEvent::History(HistoryRequest {
+                    target: HistoryTarget::Room("#general".into()),
+                    before: Some("42".into()),
+                    limit: Some(10),
+                }),
+            ),
+            (
+                "history",
+                json!({"room": "#general"}),
+                ClientEvent::History(HistoryRequest {
+                    target: HistoryTarget::Room("#general".into()),
+                    before: None,
+                    limit: None,
+                }),
+            ),
+            (
+                "history",
+                json!({"with": "bob"}),
+                ClientEvent::History(HistoryRequest {
+                    target: HistoryTarget::With("bob".into()),
+                    before: None,
+                    limit: None,
+                }),
+            ),
+            (
+                "history",
+                json!({"with": "bob", "before": "7", "limit": 200}),
+                ClientEvent::History(HistoryRequest {
+                    target: HistoryTarget::With("bob".into()),
+                    before: Some("7".into()),
+                    limit: Some(200),
+                }),
+            ),
+            ("ping", json!({}), ClientEvent::Ping),
+            ("ping", Value::Null, ClientEvent::Ping),
+            (
+                "account:password",
+                json!({"old": "correct horse", "new": "battery staple"}),
+                ClientEvent::AccountPassword(PasswordChange {
+                    old: "correct horse".into(),
+                    new: "battery staple".into(),
+                }),
             ),
             (
                 "typing",
@@ -566,6 +832,29 @@ mod tests {
             ("typing", json!({"room": "#a", "typing": "yes"})),
             ("room:list", json!(3)),
             ("presence:get", json!("x")),
+            // v2
+            (
+                "room:message",
+                json!({"room": "#a", "text": "x", "action": "yes"}),
+            ),
+            ("dm:message", json!({"to": "bob", "text": "x", "action": 1})),
+            ("global:message", json!({"text": "x", "action": null})),
+            ("history", json!({"room": "#a", "with": "bob"})),
+            ("history", json!({})),
+            ("history", json!({"before": "42", "limit": 10})),
+            ("history", json!({"room": "#a", "before": 42})),
+            ("history", json!({"with": "bob", "limit": "10"})),
+            ("history", json!({"room": "#a", "limit": -1})),
+            ("history", json!({"room": "#a", "limit": 1.5})),
+            ("history", json!({"room": 5})),
+            ("history", json!({"with": null})),
+            ("history", json!("#general")),
+            ("ping", json!(1)),
+            ("ping", json!([])),
+            ("account:password", json!({"old": "x"})),
+            ("account:password", json!({"new": "y"})),
+            ("account:password", json!({"old": 1, "new": "y"})),
+            ("account:password", json!("hunter22")),
         ];
         for (name, json) in cases {
             let err = ClientEvent::parse(name, json.clone()).unwrap_err();
@@ -610,8 +899,7 @@ mod tests {
             a,
             Auth {
                 username: "alice".into(),
-                session: None,
-                offset: None
+                ..Default::default()
             }
         );
         assert_eq!(
@@ -622,10 +910,126 @@ mod tests {
             username: "a".into(),
             session: Some("t".into()),
             offset: Some("41".into()),
+            ..Default::default()
         };
         assert_eq!(
             serde_json::to_value(&b).unwrap(),
             json!({"username": "a", "session": "t", "offset": "41"})
+        );
+    }
+
+    #[test]
+    fn auth_v2_shapes() {
+        let login = json!({"username": "alice", "password": "correct horse"});
+        let a: Auth = serde_json::from_value(login.clone()).unwrap();
+        assert_eq!(a.password.as_deref(), Some("correct horse"));
+        assert_eq!(a.register, None);
+        assert_eq!(serde_json::to_value(&a).unwrap(), login);
+
+        // A guest claiming its name: register, resuming its own session.
+        let claim = json!({"username": "alice", "password": "correct horse", "register": true,
+                           "session": "tok", "offset": "41"});
+        let a: Auth = serde_json::from_value(claim.clone()).unwrap();
+        assert_eq!(
+            a,
+            Auth {
+                username: "alice".into(),
+                password: Some("correct horse".into()),
+                register: Some(true),
+                session: Some("tok".into()),
+                offset: Some("41".into()),
+            }
+        );
+        assert_eq!(serde_json::to_value(&a).unwrap(), claim);
+
+        for bad in [
+            json!({"username": "alice", "password": 12345678}),
+            json!({"username": "alice", "password": "correct horse", "register": "yes"}),
+        ] {
+            assert!(
+                serde_json::from_value::<Auth>(bad.clone()).is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn passwords_stay_out_of_debug_output() {
+        let a = Auth {
+            username: "alice".into(),
+            password: Some("hunter2-secret".into()),
+            ..Default::default()
+        };
+        let shown = format!("{a:?}");
+        assert!(shown.contains("alice"), "{shown}");
+        assert!(!shown.contains("hunter2-secret"), "{shown}");
+        let ev = ClientEvent::AccountPassword(PasswordChange {
+            old: "old-secret".into(),
+            new: "new-secret".into(),
+        });
+        let shown = format!("{ev:?}");
+        assert!(!shown.contains("old-secret"), "{shown}");
+        assert!(!shown.contains("new-secret"), "{shown}");
+        // The wire still carries them.
+        assert_eq!(
+            ev.payload(),
+            json!({"old": "old-secret", "new": "new-secret"})
+        );
+    }
+
+    #[test]
+    fn history_limits_default_and_cap() {
+        let req = |limit| HistoryRequest {
+            target: HistoryTarget::Room("#general".into()),
+            before: None,
+            limit,
+        };
+        assert_eq!(req(None).effective_limit(), 50);
+        assert_eq!(req(Some(10)).effective_limit(), 10);
+        assert_eq!(req(Some(200)).effective_limit(), 200);
+        assert_eq!(req(Some(100_000)).effective_limit(), 200);
+    }
+
+    #[test]
+    fn action_messages_round_trip() {
+        let room = json!({"id": "7", "ts": 1, "from": "alice", "room": "#general", "text": "waves",
+                          "action": true});
+        let ServerEvent::RoomMessage(m) = ServerEvent::parse("room:message", room.clone()).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(m.action, Some(true));
+        assert_eq!(serde_json::to_value(&m).unwrap(), room);
+
+        let dm = json!({"id": "8", "ts": 2, "from": "alice", "to": "bob", "text": "waves",
+                        "replayed": true, "action": true});
+        let ServerEvent::DmMessage(m) = ServerEvent::parse("dm:message", dm.clone()).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!((m.replayed, m.action), (Some(true), Some(true)));
+        assert_eq!(serde_json::to_value(&m).unwrap(), dm);
+
+        let feed = json!({"id": "9", "ts": 3, "from": "bob", "text": "waves", "action": true});
+        let ServerEvent::GlobalMessage(m) =
+            ServerEvent::parse("global:message", feed.clone()).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(m.action, Some(true));
+        assert_eq!(serde_json::to_value(&m).unwrap(), feed);
+
+        // A plain message carries no `action` (a v1 client never sees it).
+        let plain = FeedMessage {
+            id: "10".into(),
+            ts: 4,
+            from: "bob".into(),
+            text: "hi".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            serde_json::to_value(&plain).unwrap(),
+            json!({"id": "10", "ts": 4, "from": "bob", "text": "hi"})
         );
     }
 
@@ -637,6 +1041,7 @@ mod tests {
             panic!()
         };
         assert_eq!(m.replayed, None);
+        assert_eq!(m.action, None);
         assert_eq!(serde_json::to_value(&m).unwrap(), room);
 
         let dm = json!({"id": "8", "ts": 1, "from": "alice", "to": "bob", "text": "psst", "replayed": true});

@@ -1,15 +1,24 @@
-//! The chat wire contract (`docs/PROTOCOL.md`) as Rust types. No I/O.
+//! The chat wire contract (`docs/PROTOCOL.md`, v2) as Rust types. No I/O.
+//!
+//! v2 adds, without breaking a v1 client: accounts (`Auth.password`,
+//! `Auth.register`, `account:password`), `history` paging, `ping`, action
+//! (`/me`) messages, `queued` DM acks, the account and `unavailable` error
+//! codes, and an `/admin` snapshot that names each user's transport instead
+//! of its socket id. Every v2 field is optional on the wire and left out when
+//! unused, so v1 payloads read and serialise exactly as before.
 //!
 //! Layout:
 //! - [`rules`]: the validation rules both sides apply: usernames, room-name
-//!   canonicalisation, the text rules, and the display sanitiser.
+//!   canonicalisation, the text rules, the password rule, the `history`
+//!   limits, and the display sanitiser.
 //! - [`error`]: [`ErrorCode`] and the structured [`ChatError`] object that
 //!   every refusal carries (`chat:error` and `{ok:false, error}` acks).
 //! - [`events`]: the payload structs and the two event enums,
 //!   [`ClientEvent`] (client → server) and [`ServerEvent`] (server → client),
 //!   each with its wire name and a parser from `(name, json)`.
-//! - [`ack`]: the acknowledgement bodies and the parser a client uses to turn
-//!   an ack into `Result<T, ChatError>`.
+//! - [`ack`]: the acknowledgement bodies (among them [`HistoryAck`] and
+//!   [`PingAck`]) and the parser a client uses to turn an ack into
+//!   `Result<T, ChatError>`.
 //! - [`admin`]: the `/admin` namespace's payloads.
 
 pub mod ack;

@@ -9,6 +9,15 @@ pub const USERNAME_MAX: usize = 32;
 pub const ROOM_NAME_MAX: usize = 32;
 /// Default longest message text, in Unicode scalar values after trimming.
 pub const DEFAULT_MAX_TEXT: usize = 2000;
+/// Shortest password, in Unicode scalar values (v2 accounts).
+pub const MIN_PASSWORD: usize = 8;
+/// Longest password, in Unicode scalar values: bounds the work a slow hash
+/// does for one connect attempt.
+pub const MAX_PASSWORD: usize = 256;
+/// How many messages a `history` request without `limit` returns.
+pub const HISTORY_DEFAULT_LIMIT: u64 = 50;
+/// The most messages one `history` request returns, whatever its `limit`.
+pub const HISTORY_MAX_LIMIT: u64 = 200;
 
 /// A username is 1–32 characters of `A–Z a–z 0–9 _ . -`.
 pub fn is_valid_username(name: &str) -> bool {
@@ -77,6 +86,36 @@ pub fn check_text(text: &str, max_chars: usize) -> Result<&str, TextError> {
         return Err(TextError::InvalidCharacters);
     }
     Ok(trimmed)
+}
+
+/// Why a password was refused (`weak_password`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PasswordError {
+    #[error("the password is shorter than {min} characters")]
+    TooShort { min: usize },
+    #[error("the password is longer than {max} characters")]
+    TooLong { max: usize },
+}
+
+impl PasswordError {
+    pub fn code(self) -> ErrorCode {
+        ErrorCode::WeakPassword
+    }
+}
+
+/// Applies the password rule: [`MIN_PASSWORD`]–[`MAX_PASSWORD`] Unicode
+/// scalar values. Nothing is trimmed: every character of a password counts,
+/// and the client sends exactly what the user typed.
+pub fn check_password(p: &str) -> Result<(), PasswordError> {
+    // Count lazily: a huge input stops being counted past the limit.
+    let mut chars = p.chars();
+    if chars.by_ref().take(MIN_PASSWORD).count() < MIN_PASSWORD {
+        return Err(PasswordError::TooShort { min: MIN_PASSWORD });
+    }
+    if chars.nth(MAX_PASSWORD - MIN_PASSWORD).is_some() {
+        return Err(PasswordError::TooLong { max: MAX_PASSWORD });
+    }
+    Ok(())
 }
 
 /// A control character other than newline and tab (C0, DEL and C1).
@@ -199,5 +238,58 @@ mod tests {
     fn display_sanitiser_strips_controls_but_keeps_layout() {
         assert_eq!(sanitize_for_display("a\u{1b}[31mb\r\nc\td"), "a[31mb\nc\td");
         assert_eq!(sanitize_for_display("日本😀"), "日本😀");
+    }
+
+    #[test]
+    fn password_lengths() {
+        for ok in [
+            "12345678",
+            "correct horse battery staple",
+            &"p".repeat(MAX_PASSWORD),
+            // Eight scalar values, far more bytes.
+            "😀😀😀😀😀😀😀😀",
+            "  spaces  ",
+        ] {
+            assert_eq!(check_password(ok), Ok(()), "{ok:?}");
+        }
+        for short in ["", "1234567", "😀😀😀😀😀😀😀"] {
+            assert_eq!(
+                check_password(short),
+                Err(PasswordError::TooShort { min: 8 }),
+                "{short:?}"
+            );
+        }
+        assert_eq!(
+            check_password(&"p".repeat(MAX_PASSWORD + 1)),
+            Err(PasswordError::TooLong { max: 256 })
+        );
+        assert_eq!(
+            check_password(&"é".repeat(MAX_PASSWORD + 1)),
+            Err(PasswordError::TooLong { max: 256 })
+        );
+        assert_eq!(check_password(&"é".repeat(MAX_PASSWORD)), Ok(()));
+    }
+
+    #[test]
+    fn password_errors_are_weak_password() {
+        let short = PasswordError::TooShort { min: MIN_PASSWORD };
+        let long = PasswordError::TooLong { max: MAX_PASSWORD };
+        assert_eq!(short.code(), ErrorCode::WeakPassword);
+        assert_eq!(long.code(), ErrorCode::WeakPassword);
+        assert_eq!(
+            short.to_string(),
+            "the password is shorter than 8 characters"
+        );
+        assert_eq!(
+            long.to_string(),
+            "the password is longer than 256 characters"
+        );
+    }
+
+    #[test]
+    fn history_limits() {
+        assert_eq!(HISTORY_DEFAULT_LIMIT, 50);
+        assert_eq!(HISTORY_MAX_LIMIT, 200);
+        assert_eq!((MIN_PASSWORD, MAX_PASSWORD), (8, 256));
     }
 }

@@ -82,3 +82,38 @@ async fn the_official_js_client_over_websocket() {
 async fn the_official_js_client_over_long_polling() {
     contract_over("polling").await;
 }
+
+/// 500 clients over `transport` that emit right at connect: every first
+/// event is answered.
+async fn first_events_over(transport: &str) {
+    if node().is_none() {
+        return;
+    }
+    let server = TestServer::start(TestServer::config()).await;
+    let out = tokio::process::Command::new("node")
+        .arg(js_dir().join("first_event.js"))
+        .args([server.url().as_str(), transport, "500"])
+        .output()
+        .await
+        .expect("run node");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && text.contains("first events: 500 acked of 500"),
+        "first events over {transport}:\n{text}"
+    );
+    server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_first_event_is_answered_over_websocket() {
+    first_events_over("websocket").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_first_event_is_answered_over_long_polling() {
+    first_events_over("polling").await;
+}

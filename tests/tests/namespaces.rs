@@ -50,7 +50,12 @@ async fn admin_sees_a_snapshot_and_every_happening_but_no_text() {
     assert_eq!(snap["online"], 1);
     assert_eq!(snap["users"][0]["username"], "alice");
     assert_eq!(snap["users"][0]["rooms"], json!(["#ops"]));
-    assert!(snap["users"][0]["sid"].is_string());
+    // A socket id is a transport credential: never on /admin (contract v2).
+    assert!(snap["users"][0].get("sid").is_none(), "{snap}");
+    assert!(
+        ["websocket", "polling"].contains(&snap["users"][0]["transport"].as_str().unwrap_or("")),
+        "{snap}"
+    );
     assert!(
         snap["users"][0]["connectedAt"]
             .as_u64()

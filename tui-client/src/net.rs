@@ -270,6 +270,7 @@ fn build(config: &NetConfig, resume: &Resume, raw: mpsc::UnboundedSender<Raw>) -
         username: config.username.clone(),
         session: resume.session.clone(),
         offset: resume.offset.clone(),
+        ..Default::default()
     };
     let auth = serde_json::to_value(&auth).unwrap_or(Value::Null);
     let (on_connect, on_close, on_error, on_any) = (raw.clone(), raw.clone(), raw.clone(), raw);
@@ -360,6 +361,12 @@ fn typed_ack(event: &ClientEvent, v: Value) -> Result<AckReply, AckError> {
         | ClientEvent::GlobalMessage(_)
         | ClientEvent::BroadcastMessage(_) => AckReply::Sent(parse_ack(v)?),
         ClientEvent::Typing(_) => {
+            parse_ack::<chat_shared::EmptyAck>(v)?;
+            AckReply::Done
+        }
+        // TODO(v2): typed replies once the client sends these; for now only
+        // `ok` is checked.
+        ClientEvent::History(_) | ClientEvent::Ping | ClientEvent::AccountPassword(_) => {
             parse_ack::<chat_shared::EmptyAck>(v)?;
             AckReply::Done
         }
@@ -613,7 +620,10 @@ mod tests {
         let ev = ClientEvent::RoomList;
         let v = serde_json::json!([{"ok": true, "rooms": [{"room": "#a", "members": 1}]}]);
         assert!(matches!(typed_ack(&ev, v), Ok(AckReply::Rooms(_))));
-        let ev = ClientEvent::GlobalMessage(chat_shared::TextRequest { text: "x".into() });
+        let ev = ClientEvent::GlobalMessage(chat_shared::TextRequest {
+            text: "x".into(),
+            action: false,
+        });
         let v = serde_json::json!({"ok": false, "error": {"code": "rate_limited", "message": "slow", "context": {}}});
         assert!(
             matches!(typed_ack(&ev, v), Err(AckError::Refused(e)) if e.code == ErrorCode::RateLimited)

@@ -986,13 +986,21 @@ fn send_outgoing(state: &mut State, out: Outgoing) -> Effect {
         Target::Room(room) => ClientEvent::RoomMessage(RoomMessageRequest {
             room: room.clone(),
             text,
+            action: false,
         }),
         Target::Dm(to) => ClientEvent::DmMessage(DmRequest {
             to: to.clone(),
             text,
+            action: false,
         }),
-        Target::Global => ClientEvent::GlobalMessage(TextRequest { text }),
-        Target::Broadcast => ClientEvent::BroadcastMessage(TextRequest { text }),
+        Target::Global => ClientEvent::GlobalMessage(TextRequest {
+            text,
+            action: false,
+        }),
+        Target::Broadcast => ClientEvent::BroadcastMessage(TextRequest {
+            text,
+            action: false,
+        }),
     };
     state.request(Request::Message(out), ev)
 }

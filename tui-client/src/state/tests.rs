@@ -89,6 +89,7 @@ fn ack_sent(s: &mut State, fx: &[Effect], id: &str) -> Vec<Effect> {
             result: Ok(AckReply::Sent(SentAck {
                 id: id.into(),
                 ts: T0,
+                queued: None,
             })),
         },
     )
@@ -240,7 +241,8 @@ fn own_messages_show_pending_then_sent_without_duplicate_echo() {
         ev,
         ClientEvent::RoomMessage(RoomMessageRequest {
             room: "#general".into(),
-            text: "hello".into()
+            text: "hello".into(),
+            action: false,
         })
     );
     let e = s.conv(&general()).unwrap().entries.last().unwrap().clone();
@@ -258,6 +260,7 @@ fn own_messages_show_pending_then_sent_without_duplicate_echo() {
             result: Ok(AckReply::Sent(SentAck {
                 id: "10".into(),
                 ts: T0,
+                queued: None,
             })),
         },
     );
@@ -275,6 +278,7 @@ fn own_messages_show_pending_then_sent_without_duplicate_echo() {
             result: Ok(AckReply::Sent(SentAck {
                 id: "11".into(),
                 ts: T0,
+                queued: None,
             })),
         },
     );
@@ -375,6 +379,7 @@ fn outbox_holds_messages_until_the_session_is_back_and_sends_them_in_order() {
                 result: Ok(AckReply::Sent(SentAck {
                     id: id.into(),
                     ts: T0,
+                    queued: None,
                 })),
             },
         );
@@ -384,15 +389,18 @@ fn outbox_holds_messages_until_the_session_is_back_and_sends_them_in_order() {
         vec![
             ClientEvent::RoomMessage(RoomMessageRequest {
                 room: "#general".into(),
-                text: "one".into()
+                text: "one".into(),
+                action: false,
             }),
             ClientEvent::RoomMessage(RoomMessageRequest {
                 room: "#general".into(),
-                text: "two".into()
+                text: "two".into(),
+                action: false,
             }),
             ClientEvent::DmMessage(DmRequest {
                 to: "bob".into(),
-                text: "three".into()
+                text: "three".into(),
+                action: false,
             }),
         ]
     );
@@ -501,6 +509,7 @@ fn join_history_merges_and_does_not_count_as_unread() {
             room: "#rust".into(),
             text: "old".into(),
             replayed: None,
+            action: None,
         },
         RoomMessage {
             id: "2".into(),
@@ -509,6 +518,7 @@ fn join_history_merges_and_does_not_count_as_unread() {
             room: "#rust".into(),
             text: "older?".into(),
             replayed: None,
+            action: None,
         },
     ];
     let ack = JoinAck {
@@ -724,7 +734,8 @@ fn direct_messages_open_a_conversation_with_the_peer() {
         requests(&fx).pop().map(|(_, e)| e),
         Some(ClientEvent::DmMessage(DmRequest {
             to: "Bob".into(),
-            text: "hi back".into()
+            text: "hi back".into(),
+            action: false,
         }))
     );
     assert_eq!(texts(&s, &dm), vec!["psst", "hi back"]);
@@ -761,7 +772,8 @@ fn feed_commands_and_local_checks() {
     assert_eq!(
         requests(&fx).pop().map(|(_, e)| e),
         Some(ClientEvent::GlobalMessage(TextRequest {
-            text: "hello world".into()
+            text: "hello world".into(),
+            action: false,
         }))
     );
     ack_sent(&mut s, &fx, "1");
@@ -769,7 +781,8 @@ fn feed_commands_and_local_checks() {
     assert_eq!(
         requests(&fx).pop().map(|(_, e)| e),
         Some(ClientEvent::BroadcastMessage(TextRequest {
-            text: "to the rest".into()
+            text: "to the rest".into(),
+            action: false,
         }))
     );
     assert_eq!(texts(&s, &ConvId::Feed), vec!["hello world", "to the rest"]);
@@ -1085,6 +1098,7 @@ fn a_restarted_server_numbering_from_one_again_loses_nothing() {
             room: "#general".into(),
             text: "also before".into(),
             replayed: None,
+            action: None,
         },
         RoomMessage {
             id: "1".into(),
@@ -1093,6 +1107,7 @@ fn a_restarted_server_numbering_from_one_again_loses_nothing() {
             room: "#general".into(),
             text: "after the restart".into(),
             replayed: None,
+            action: None,
         },
     ];
     let ack = JoinAck {

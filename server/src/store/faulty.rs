@@ -1,0 +1,116 @@
+//! [`FaultyStore`]: wraps a store and makes its writes fail on demand.
+//! This is how a test shows what a client sees when the disk is full
+//! (`unavailable`, nothing delivered) without filling a disk: the failure
+//! comes through the same seam, as the same [`StoreError`].
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use super::{Committed, MessageRecord, Page, SessionRecord, Startup, Store, StoreError};
+
+/// Delegates everything to `inner`, except that while
+/// [`fail_writes`](FaultyStore::fail_writes) is on, every write resolves
+/// to [`StoreError::Unavailable`] without reaching `inner`.
+pub struct FaultyStore {
+    inner: Arc<dyn Store>,
+    failing: AtomicBool,
+}
+
+impl FaultyStore {
+    pub fn new(inner: Arc<dyn Store>) -> Self {
+        FaultyStore {
+            inner,
+            failing: AtomicBool::new(false),
+        }
+    }
+
+    /// Makes writes fail (as a full disk would) or lets them through again.
+    pub fn fail_writes(&self, fail: bool) {
+        self.failing.store(fail, Ordering::SeqCst);
+    }
+
+    /// The refusal a write gets while failing, or `None` to delegate. As
+    /// with a real disk, the write is accepted into the queue and fails at
+    /// commit, so callers meet the failure where they would in production.
+    fn refusal(&self) -> Option<Committed> {
+        self.failing.load(Ordering::SeqCst).then(|| {
+            Committed::ready(Err(StoreError::Unavailable(
+                "injected write failure (disk full)".into(),
+            )))
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for FaultyStore {
+    async fn startup(&self) -> Result<Startup, StoreError> {
+        self.inner.startup().await
+    }
+
+    async fn append(&self, msg: Arc<MessageRecord>) -> Result<Committed, StoreError> {
+        match self.refusal() {
+            Some(refused) => Ok(refused),
+            None => self.inner.append(msg).await,
+        }
+    }
+
+    async fn put_session(&self, session: &SessionRecord) -> Result<Committed, StoreError> {
+        match self.refusal() {
+            Some(refused) => Ok(refused),
+            None => self.inner.put_session(session).await,
+        }
+    }
+
+    async fn delete_session(&self, token: &str) -> Result<Committed, StoreError> {
+        match self.refusal() {
+            Some(refused) => Ok(refused),
+            None => self.inner.delete_session(token).await,
+        }
+    }
+
+    async fn replay(
+        &self,
+        user_key: &str,
+        rooms: &BTreeMap<String, u64>,
+        after: u64,
+        upto: u64,
+        limit: usize,
+    ) -> Result<Vec<Arc<MessageRecord>>, StoreError> {
+        self.inner.replay(user_key, rooms, after, upto, limit).await
+    }
+
+    async fn room_history(
+        &self,
+        room: &str,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Page, StoreError> {
+        self.inner.room_history(room, before, limit).await
+    }
+
+    async fn dm_history(
+        &self,
+        a_key: &str,
+        b_key: &str,
+        before: Option<u64>,
+        after: u64,
+        limit: usize,
+    ) -> Result<Page, StoreError> {
+        self.inner
+            .dm_history(a_key, b_key, before, after, limit)
+            .await
+    }
+
+    async fn prune(&self, older_than_ts: u64) -> Result<u64, StoreError> {
+        self.inner.prune(older_than_ts).await
+    }
+
+    fn healthy(&self) -> bool {
+        !self.failing.load(Ordering::SeqCst) && self.inner.healthy()
+    }
+
+    async fn close(&self) {
+        self.inner.close().await
+    }
+}

@@ -1,0 +1,200 @@
+//! [`MemoryStore`]: the store's semantics with nothing on disk. Writes are
+//! "durable" as soon as they are applied, so every [`Committed`] is already
+//! resolved. Used by `--store memory` (a throwaway server, load tests) and
+//! by tests; nothing survives the process.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use chat_shared::username_key;
+
+use super::{
+    Committed, Destination, MessageRecord, Page, SessionRecord, Startup, Store, StoreError, now_ms,
+};
+
+/// Messages in id order, bounded to the newest `capacity`; sessions by
+/// token.
+#[derive(Debug)]
+pub struct MemoryStore {
+    capacity: usize,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    /// Ascending by id.
+    messages: VecDeque<Arc<MessageRecord>>,
+    sessions: HashMap<String, SessionRecord>,
+    /// The largest id appended, pruned or not.
+    head: u64,
+    /// The highest id dropped, by capacity or by retention.
+    pruned_upto: u64,
+}
+
+impl MemoryStore {
+    /// Keeps the newest `capacity` messages; older ones count as pruned
+    /// (0 keeps none: every message is pruned as it arrives).
+    pub fn new(capacity: usize) -> Self {
+        MemoryStore {
+            capacity,
+            inner: Mutex::new(Inner::default()),
+        }
+    }
+
+    /// The lock is only held for plain data updates, none of which can
+    /// leave the data half-changed: a poisoned lock is still usable.
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The newest `limit` of `matching` (given newest first), oldest first, and
+/// whether more matched.
+fn newest_first_page<'a>(
+    matching: impl Iterator<Item = &'a Arc<MessageRecord>>,
+    limit: usize,
+) -> Page {
+    let mut page: Vec<_> = Vec::with_capacity(limit.min(256));
+    let mut more = false;
+    for m in matching {
+        if page.len() == limit {
+            more = true;
+            break;
+        }
+        page.push(Arc::clone(m));
+    }
+    page.reverse();
+    (page, more)
+}
+
+#[async_trait::async_trait]
+impl Store for MemoryStore {
+    async fn startup(&self) -> Result<Startup, StoreError> {
+        let now = now_ms();
+        let mut inner = self.lock();
+        inner
+            .sessions
+            .retain(|_, s| s.window_ends_at.is_none_or(|end| end > now));
+        let mut sessions: Vec<_> = inner.sessions.values().cloned().collect();
+        sessions.sort_by(|a, b| a.token.cmp(&b.token));
+        Ok(Startup {
+            head: inner.head,
+            sessions,
+            pruned_upto: inner.pruned_upto,
+            // No previous process: nothing was alive before this one.
+            last_alive_ms: None,
+        })
+    }
+
+    async fn append(&self, msg: Arc<MessageRecord>) -> Result<Committed, StoreError> {
+        let mut inner = self.lock();
+        inner.head = inner.head.max(msg.id);
+        // Callers append in id order; an out-of-order id still lands in
+        // its place, so that every read can rely on the order.
+        let at = inner.messages.partition_point(|m| m.id < msg.id);
+        inner.messages.insert(at, msg);
+        while inner.messages.len() > self.capacity {
+            if let Some(old) = inner.messages.pop_front() {
+                inner.pruned_upto = inner.pruned_upto.max(old.id);
+            }
+        }
+        Ok(Committed::ready(Ok(())))
+    }
+
+    async fn put_session(&self, session: &SessionRecord) -> Result<Committed, StoreError> {
+        self.lock()
+            .sessions
+            .insert(session.token.clone(), session.clone());
+        Ok(Committed::ready(Ok(())))
+    }
+
+    async fn delete_session(&self, token: &str) -> Result<Committed, StoreError> {
+        self.lock().sessions.remove(token);
+        Ok(Committed::ready(Ok(())))
+    }
+
+    async fn replay(
+        &self,
+        user_key: &str,
+        rooms: &BTreeMap<String, u64>,
+        after: u64,
+        upto: u64,
+        limit: usize,
+    ) -> Result<Vec<Arc<MessageRecord>>, StoreError> {
+        let inner = self.lock();
+        let end = inner.messages.partition_point(|m| m.id <= upto);
+        let matching = inner
+            .messages
+            .range(..end)
+            .rev()
+            .take_while(|m| m.id > after)
+            .filter(|m| m.is_for(user_key, rooms, after));
+        Ok(newest_first_page(matching, limit).0)
+    }
+
+    async fn room_history(
+        &self,
+        room: &str,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Page, StoreError> {
+        let inner = self.lock();
+        let end = before.map_or(inner.messages.len(), |b| {
+            inner.messages.partition_point(|m| m.id < b)
+        });
+        let matching = inner
+            .messages
+            .range(..end)
+            .rev()
+            .filter(|m| matches!(&m.dest, Destination::Room(r) if r == room));
+        Ok(newest_first_page(matching, limit))
+    }
+
+    async fn dm_history(
+        &self,
+        a_key: &str,
+        b_key: &str,
+        before: Option<u64>,
+        after: u64,
+        limit: usize,
+    ) -> Result<Page, StoreError> {
+        let inner = self.lock();
+        let end = before.map_or(inner.messages.len(), |b| {
+            inner.messages.partition_point(|m| m.id < b)
+        });
+        let between = |m: &&Arc<MessageRecord>| match &m.dest {
+            Destination::Dm { to } => {
+                let (from, to) = (username_key(&m.from), username_key(to));
+                (from == a_key && to == b_key) || (from == b_key && to == a_key)
+            }
+            _ => false,
+        };
+        let matching = inner
+            .messages
+            .range(..end)
+            .rev()
+            .take_while(|m| m.id > after)
+            .filter(between);
+        Ok(newest_first_page(matching, limit))
+    }
+
+    async fn prune(&self, older_than_ts: u64) -> Result<u64, StoreError> {
+        let mut inner = self.lock();
+        let mut pruned = inner.pruned_upto;
+        inner.messages.retain(|m| {
+            let keep = m.ts >= older_than_ts;
+            if !keep {
+                pruned = pruned.max(m.id);
+            }
+            keep
+        });
+        inner.pruned_upto = pruned;
+        Ok(pruned)
+    }
+
+    fn healthy(&self) -> bool {
+        true
+    }
+
+    async fn close(&self) {}
+}

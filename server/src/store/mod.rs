@@ -1,0 +1,367 @@
+//! The store: the one seam behind which everything that must outlive the
+//! process lives (messages with their ids, sessions, the id head). The chat
+//! code speaks only the records and the few async methods of [`Store`];
+//! which backend stands behind them is decided once, at start.
+//!
+//! Layout:
+//! - `mod.rs`: the records ([`MessageRecord`], [`SessionRecord`],
+//!   [`Startup`]), [`Committed`], [`StoreError`] and the [`Store`] trait.
+//! - `memory.rs`: [`MemoryStore`], everything in memory (`--store memory`,
+//!   tests). Nothing survives the process.
+//! - `sqlite.rs`: [`SqliteStore`], the default: one embedded database file,
+//!   one writer thread doing group commit, a small pool of readers.
+//! - `faulty.rs`: [`FaultyStore`], a wrapper that makes writes fail on
+//!   demand, so tests can inject a full disk through the seam.
+//!
+//! Ordering and durability: the server numbers a message and delivers it
+//! live under its delivery lock, and enqueues the write there too, so the
+//! write queue is in id order. It awaits [`Committed`] only after releasing
+//! the lock: the ack says `ok:true` once the message is durable, while
+//! other senders are not held up by the disk. The price is that ids above
+//! the last committed one may have been seen by clients when the process
+//! dies; [`Store::startup`] skips [`ID_GAP_AFTER_CRASH`] ids after a crash
+//! so that no id is ever handed out twice.
+
+mod faulty;
+mod memory;
+mod sqlite;
+
+#[cfg(test)]
+mod tests;
+
+pub use faulty::FaultyStore;
+pub use memory::MemoryStore;
+pub use sqlite::{HEARTBEAT_INTERVAL, MAX_BATCH, SCHEMA_VERSION, SqliteStore, WRITE_QUEUE_BOUND};
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use chat_shared::{MessageKind, username_key};
+use serde::ser::{SerializeStruct, Serializer};
+use tokio::sync::oneshot;
+
+/// How many ids [`Store::startup`] skips after a crash. Ids are handed out
+/// and delivered before their write commits, so up to a full write queue
+/// of them may have reached clients without being stored; skipping more
+/// than that keeps every id unique and increasing. At 2^20 ids a crash,
+/// SQLite's 63-bit integers last 2^43 crashes.
+pub const ID_GAP_AFTER_CRASH: u64 = 1 << 20;
+
+// The gap must cover every write that can be queued but not committed.
+const _: () = assert!(ID_GAP_AFTER_CRASH > WRITE_QUEUE_BOUND as u64);
+
+/// Wall-clock milliseconds since the Unix epoch: session windows and the
+/// heartbeat must keep meaning across restarts, which a monotonic clock
+/// does not.
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// Where a message went. Usernames compare by [`username_key`]; the names
+/// kept here are display names, which keep their case.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Destination {
+    /// A room, by its canonical name (`#general`).
+    Room(String),
+    /// A direct message to one user (display name).
+    Dm { to: String },
+    /// `global:message`: every `/chat` socket, the sender included.
+    Global,
+    /// `broadcast:message`: every `/chat` socket but the sender's.
+    Broadcast,
+}
+
+/// One message as stored and delivered. Holds nothing node-local (no
+/// socket id), so any node can deliver it from the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageRecord {
+    /// Unique and increasing across restarts (and nodes).
+    pub id: u64,
+    /// Milliseconds since the Unix epoch.
+    pub ts: u64,
+    /// The sender's display name.
+    pub from: String,
+    pub dest: Destination,
+    pub text: String,
+    /// An IRC-style `/me` line.
+    pub action: bool,
+}
+
+impl MessageRecord {
+    /// The event name it is delivered under.
+    pub fn event(&self) -> &'static str {
+        use chat_shared::names::*;
+        match self.dest {
+            Destination::Room(_) => ROOM_MESSAGE,
+            Destination::Dm { .. } => DM_MESSAGE,
+            Destination::Global => GLOBAL_MESSAGE,
+            Destination::Broadcast => BROADCAST_MESSAGE,
+        }
+    }
+
+    pub fn kind(&self) -> MessageKind {
+        match self.dest {
+            Destination::Room(_) => MessageKind::Room,
+            Destination::Dm { .. } => MessageKind::Dm,
+            Destination::Global => MessageKind::Global,
+            Destination::Broadcast => MessageKind::Broadcast,
+        }
+    }
+
+    /// Whether the user `user_key`, in `rooms` (room → id of the last
+    /// message when they joined), should get this message in a replay of
+    /// what came after `after`. A DM counts only for its recipient: the
+    /// sender had its own ack. A broadcast never goes back to its sender.
+    pub fn is_for(&self, user_key: &str, rooms: &BTreeMap<String, u64>, after: u64) -> bool {
+        if self.id <= after {
+            return false;
+        }
+        match &self.dest {
+            Destination::Room(room) => rooms.get(room).is_some_and(|&joined| joined < self.id),
+            Destination::Dm { to } => username_key(to) == user_key,
+            Destination::Global => true,
+            Destination::Broadcast => username_key(&self.from) != user_key,
+        }
+    }
+
+    fn serialize_as<S: Serializer>(&self, s: S, replayed: bool) -> Result<S::Ok, S::Error> {
+        let fields = 5 + usize::from(self.action) + usize::from(replayed);
+        let mut st = s.serialize_struct("Message", fields)?;
+        // The contract makes ids opaque strings: a client never does
+        // arithmetic on them, and JavaScript could not hold a u64 anyway.
+        st.serialize_field("id", &self.id.to_string())?;
+        st.serialize_field("ts", &self.ts)?;
+        st.serialize_field("from", &self.from)?;
+        match &self.dest {
+            Destination::Room(room) => st.serialize_field("room", room)?,
+            Destination::Dm { to } => st.serialize_field("to", to)?,
+            Destination::Global | Destination::Broadcast => {}
+        }
+        st.serialize_field("text", &self.text)?;
+        // Absent means false: a v1 client never sees the field unless
+        // someone sends an action.
+        if self.action {
+            st.serialize_field("action", &true)?;
+        }
+        if replayed {
+            st.serialize_field("replayed", &true)?;
+        }
+        st.end()
+    }
+}
+
+/// A message serialises as its wire payload: `{id, ts, from, room, text}`,
+/// `{id, ts, from, to, text}` or `{id, ts, from, text}`, plus
+/// `action: true` for an action.
+impl serde::Serialize for MessageRecord {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.serialize_as(s, false)
+    }
+}
+
+/// A message as sent in a replay: the payload plus `replayed: true`,
+/// without copying the message.
+#[derive(Debug, Clone, Copy)]
+pub struct Replayed<'a>(pub &'a MessageRecord);
+
+impl serde::Serialize for Replayed<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize_as(s, true)
+    }
+}
+
+/// A session as stored: it survives restarts, so a client can resume it
+/// after the server came back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    /// The opaque token the client presents to resume.
+    pub token: String,
+    /// Display name.
+    pub username: String,
+    /// The last message id when the session began: nothing older is
+    /// replayed.
+    pub since: u64,
+    /// Room → the last message id when it was joined: a replay of the room
+    /// starts after it.
+    pub rooms: BTreeMap<String, u64>,
+    /// Wall-clock ms when the recovery window ends; `None` while a socket
+    /// holds the session. Wall clock, not a monotonic instant, because the
+    /// window keeps running while the server is down.
+    pub window_ends_at: Option<u64>,
+}
+
+/// What [`Store::startup`] hands the server.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Startup {
+    /// The largest id that may have been handed out: the first id to use is
+    /// `head + 1`.
+    pub head: u64,
+    /// Sessions whose window has not ended, and those that were live when
+    /// the previous process ended (`window_ends_at: None`): the caller
+    /// gives those a window from `last_alive_ms`.
+    pub sessions: Vec<SessionRecord>,
+    /// The highest id ever deleted (retention or capacity): a replay or
+    /// history that reaches down to it is `truncated`.
+    pub pruned_upto: u64,
+    /// The previous process's last sign of life (wall-clock ms), if known:
+    /// when its live sessions lost their sockets at the latest.
+    pub last_alive_ms: Option<u64>,
+}
+
+/// A page of history: the messages, oldest first, and whether older ones
+/// exist.
+pub type Page = (Vec<Arc<MessageRecord>>, bool);
+
+/// Why the store could not do something. Never a panic: a full disk or a
+/// broken file is something the server reports and survives.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// A write or read failed at run time (disk full, I/O error, the
+    /// writer stopped). Clients get `unavailable` and may retry.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// The store could not be opened; `reason` says what to do about it.
+    #[error("cannot open the store at {}: {reason}", path.display())]
+    Open { path: PathBuf, reason: String },
+    /// The database was written by a newer chat-server.
+    #[error(
+        "the store at {} has schema version {found}, newer than version {supported} \
+         that this chat-server understands: run a newer chat-server, or restore a backup",
+        path.display()
+    )]
+    NewerSchema {
+        path: PathBuf,
+        found: u32,
+        supported: u32,
+    },
+}
+
+type CommitResult = Result<(), StoreError>;
+
+/// Resolves once a queued write is durable, or with the reason it is not.
+/// The write itself is already queued (in call order) when you hold this:
+/// await it after releasing any lock the write was enqueued under.
+#[must_use = "a write is only known to be durable once its Committed resolves"]
+#[derive(Debug)]
+pub struct Committed(CommittedState);
+
+#[derive(Debug)]
+enum CommittedState {
+    Ready(Option<CommitResult>),
+    Waiting(oneshot::Receiver<CommitResult>),
+}
+
+impl Committed {
+    /// Already resolved (a store that writes synchronously, or a refusal).
+    pub fn ready(result: CommitResult) -> Self {
+        Committed(CommittedState::Ready(Some(result)))
+    }
+
+    /// A pending commit and the sender that resolves it.
+    pub(crate) fn pending() -> (oneshot::Sender<CommitResult>, Self) {
+        let (tx, rx) = oneshot::channel();
+        (tx, Committed(CommittedState::Waiting(rx)))
+    }
+}
+
+impl Future for Committed {
+    type Output = CommitResult;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<CommitResult> {
+        match &mut self.0 {
+            CommittedState::Ready(result) => Poll::Ready(
+                result
+                    .take()
+                    .unwrap_or_else(|| Err(StoreError::Unavailable("commit polled twice".into()))),
+            ),
+            // A dropped sender means the writer went away with the write.
+            CommittedState::Waiting(rx) => Pin::new(rx).poll(cx).map(|r| {
+                r.unwrap_or_else(|_| {
+                    Err(StoreError::Unavailable(
+                        "the store stopped before the write was committed".into(),
+                    ))
+                })
+            }),
+        }
+    }
+}
+
+/// The seam. `Arc<dyn Store>` is what the server holds.
+///
+/// Writes (`append`, `put_session`, `delete_session`) go into one queue in
+/// call order and return a [`Committed`] at once; they wait only when the
+/// queue is full. Reads see committed writes only.
+#[async_trait::async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Called once when the server starts: the id head, the sessions to
+    /// restore, what retention removed, and when the previous process was
+    /// last alive. After a crash the head is pushed [`ID_GAP_AFTER_CRASH`]
+    /// past the last committed id (and stored at once); after a clean
+    /// [`close`](Store::close) it is exact. Also clears the clean-shutdown
+    /// marker, so that the next crash is noticed.
+    async fn startup(&self) -> Result<Startup, StoreError>;
+
+    /// Queues a message. The caller assigned its id and enqueues in id
+    /// order.
+    async fn append(&self, msg: Arc<MessageRecord>) -> Result<Committed, StoreError>;
+
+    /// Queues an upsert of the whole session, rooms included.
+    async fn put_session(&self, session: &SessionRecord) -> Result<Committed, StoreError>;
+
+    /// Queues the removal of a session (no error if there is none).
+    async fn delete_session(&self, token: &str) -> Result<Committed, StoreError>;
+
+    /// The committed messages with `after < id <= upto` that
+    /// [`MessageRecord::is_for`] the user, oldest first; the newest `limit`
+    /// of them if there are more. The caller merges its in-flight tail.
+    async fn replay(
+        &self,
+        user_key: &str,
+        rooms: &BTreeMap<String, u64>,
+        after: u64,
+        upto: u64,
+        limit: usize,
+    ) -> Result<Vec<Arc<MessageRecord>>, StoreError>;
+
+    /// The newest `limit` messages of `room` older than the id `before`
+    /// (the newest of all when `None`), oldest first, and whether older
+    /// ones exist.
+    async fn room_history(
+        &self,
+        room: &str,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Page, StoreError>;
+
+    /// The newest `limit` DMs between the users `a_key` and `b_key`, either
+    /// way, with `after < id < before` (`after` 0: no lower bound; `before`
+    /// `None`: no upper bound), oldest first, and whether older ones (still
+    /// above `after`) exist.
+    async fn dm_history(
+        &self,
+        a_key: &str,
+        b_key: &str,
+        before: Option<u64>,
+        after: u64,
+        limit: usize,
+    ) -> Result<Page, StoreError>;
+
+    /// Deletes the messages with `ts < older_than_ts` (retention) and
+    /// returns `pruned_upto`, the highest id ever deleted.
+    async fn prune(&self, older_than_ts: u64) -> Result<u64, StoreError>;
+
+    /// False after a write failed, true again once one succeeds.
+    fn healthy(&self) -> bool;
+
+    /// Flushes every queued write, records the exact head and the
+    /// clean-shutdown marker, and stops. Writes after this fail.
+    async fn close(&self);
+}

@@ -1,0 +1,684 @@
+//! The store's contract, written once and run on every backend
+//! (`memory_store::*`, `sqlite_store::*`), then what only SQLite has (a
+//! file, a schema, a writer thread) and the fault injector.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+use tempfile::TempDir;
+
+use super::*;
+
+// ------------------------------------------------------------- harness
+
+/// A backend and how to (re)open it: for SQLite a new `SqliteStore` on the
+/// same directory (the previous one must be dropped first), for memory the
+/// same instance again.
+struct Backend {
+    open: Box<dyn Fn() -> Arc<dyn Store> + Send + Sync>,
+    /// Keeps the directory alive for the test's length.
+    _dir: Option<TempDir>,
+}
+
+fn memory() -> Backend {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new(100_000));
+    Backend {
+        open: Box::new(move || Arc::clone(&store)),
+        _dir: None,
+    }
+}
+
+fn sqlite() -> Backend {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    Backend {
+        open: Box::new(move || Arc::new(SqliteStore::open(&path).unwrap())),
+        _dir: Some(dir),
+    }
+}
+
+/// Runs each named case on every backend.
+macro_rules! on_every_store {
+    ($($case:ident),* $(,)?) => {
+        mod memory_store {
+            $(#[tokio::test]
+            async fn $case() {
+                super::$case(super::memory()).await
+            })*
+        }
+        mod sqlite_store {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                super::$case(super::sqlite()).await
+            })*
+        }
+    };
+}
+
+on_every_store!(
+    room_history_pages_back_to_the_first_message,
+    dm_history_is_both_directions_of_one_pair,
+    replay_is_what_the_user_was_meant_to_get,
+    sessions_are_upserted_deleted_and_survive_a_reopen,
+    head_is_exact_after_a_clean_close,
+    prune_deletes_by_age_and_remembers_how_far,
+);
+
+const BASE_TS: u64 = 1_700_000_000_000;
+
+fn msg(id: u64, from: &str, dest: Destination) -> Arc<MessageRecord> {
+    Arc::new(MessageRecord {
+        id,
+        ts: BASE_TS + id,
+        from: from.into(),
+        dest,
+        text: format!("message {id}"),
+        action: false,
+    })
+}
+
+fn room(id: u64, from: &str, room: &str) -> Arc<MessageRecord> {
+    msg(id, from, Destination::Room(room.into()))
+}
+
+fn dm(id: u64, from: &str, to: &str) -> Arc<MessageRecord> {
+    msg(id, from, Destination::Dm { to: to.into() })
+}
+
+/// Appends in order and waits until all are committed.
+async fn append_all(store: &Arc<dyn Store>, msgs: impl IntoIterator<Item = Arc<MessageRecord>>) {
+    let mut pending = Vec::new();
+    for m in msgs {
+        pending.push(store.append(m).await.unwrap());
+    }
+    for committed in pending {
+        committed.await.unwrap();
+    }
+}
+
+fn ids(msgs: &[Arc<MessageRecord>]) -> Vec<u64> {
+    msgs.iter().map(|m| m.id).collect()
+}
+
+fn session(token: &str, rooms: &[(&str, u64)], window_ends_at: Option<u64>) -> SessionRecord {
+    SessionRecord {
+        token: token.into(),
+        username: format!("User{token}"),
+        since: 1,
+        rooms: rooms.iter().map(|&(r, j)| (r.to_string(), j)).collect(),
+        window_ends_at,
+    }
+}
+
+// ------------------------------------------------------- the contract
+
+async fn room_history_pages_back_to_the_first_message(b: Backend) {
+    let store = (b.open)();
+    store.startup().await.unwrap();
+    // 300 messages in #a among 900, interleaved with another room and DMs.
+    append_all(
+        &store,
+        (1..=900).map(|i| match i % 3 {
+            1 => room(i, "alice", "#a"),
+            2 => room(i, "bob", "#b"),
+            _ => dm(i, "alice", "bob"),
+        }),
+    )
+    .await;
+    let all_a: Vec<u64> = (1..=900).filter(|i| i % 3 == 1).collect();
+
+    let (newest, more) = store.room_history("#a", None, 50).await.unwrap();
+    assert_eq!(ids(&newest), all_a[250..], "the newest 50, oldest first");
+    assert!(more);
+
+    let mut seen = ids(&newest);
+    let mut before = newest[0].id;
+    let mut pages = 1;
+    loop {
+        let (page, more) = store.room_history("#a", Some(before), 50).await.unwrap();
+        assert_eq!(page.len(), 50);
+        assert!(page.iter().all(|m| m.id < before));
+        seen.splice(0..0, ids(&page));
+        before = page[0].id;
+        pages += 1;
+        if !more {
+            break;
+        }
+    }
+    assert_eq!(pages, 6, "the last full page says there is nothing older");
+    assert_eq!(seen, all_a);
+
+    let (page, more) = store.room_history("#a", Some(all_a[3]), 50).await.unwrap();
+    assert_eq!((ids(&page), more), (all_a[..3].to_vec(), false));
+    assert!(
+        page.iter()
+            .all(|m| matches!(&m.dest, Destination::Room(r) if r == "#a"))
+    );
+    let (page, more) = store.room_history("#nobody", None, 50).await.unwrap();
+    assert!(page.is_empty() && !more);
+}
+
+async fn dm_history_is_both_directions_of_one_pair(b: Backend) {
+    let store = (b.open)();
+    store.startup().await.unwrap();
+    append_all(
+        &store,
+        [
+            dm(1, "Alice", "Bob"),
+            dm(2, "bob", "ALICE"),
+            dm(3, "alice", "carol"),
+            room(4, "alice", "#a"),
+            dm(5, "carol", "bob"),
+            dm(6, "Bob", "alice"),
+            msg(7, "alice", Destination::Global),
+            dm(8, "alice", "bob"),
+        ],
+    )
+    .await;
+
+    let (all, more) = store.dm_history("alice", "bob", None, 0, 50).await.unwrap();
+    assert_eq!((ids(&all), more), (vec![1, 2, 6, 8], false));
+    assert_eq!(all[0].from, "Alice", "display names keep their case");
+    let (other_way, _) = store.dm_history("bob", "alice", None, 0, 50).await.unwrap();
+    assert_eq!(ids(&other_way), vec![1, 2, 6, 8]);
+
+    let (page, more) = store.dm_history("alice", "bob", None, 0, 2).await.unwrap();
+    assert_eq!((ids(&page), more), (vec![6, 8], true));
+    let (page, more) = store
+        .dm_history("alice", "bob", Some(6), 0, 2)
+        .await
+        .unwrap();
+    assert_eq!((ids(&page), more), (vec![1, 2], false));
+
+    // `after` bounds from below: nothing at or under it counts, not even
+    // for `more`.
+    let (page, more) = store.dm_history("alice", "bob", None, 2, 50).await.unwrap();
+    assert_eq!((ids(&page), more), (vec![6, 8], false));
+    let (page, more) = store.dm_history("alice", "bob", None, 1, 2).await.unwrap();
+    assert_eq!((ids(&page), more), (vec![6, 8], true));
+    let (page, more) = store
+        .dm_history("alice", "bob", Some(6), 2, 50)
+        .await
+        .unwrap();
+    assert!(page.is_empty() && !more);
+
+    let (carol, _) = store
+        .dm_history("carol", "alice", None, 0, 50)
+        .await
+        .unwrap();
+    assert_eq!(ids(&carol), vec![3]);
+}
+
+async fn replay_is_what_the_user_was_meant_to_get(b: Backend) {
+    let store = (b.open)();
+    store.startup().await.unwrap();
+    let all = vec![
+        msg(1, "alice", Destination::Global),     // at or before `after`
+        dm(2, "alice", "carol"),                  // at or before `after`
+        room(3, "alice", "#a"),                   // before carol joined #a
+        dm(4, "alice", "Carol"),                  // to carol: yes
+        room(5, "alice", "#a"),                   // the join id itself: no
+        room(6, "alice", "#a"),                   // yes
+        room(7, "alice", "#c"),                   // not her room
+        dm(8, "carol", "alice"),                  // from her: she had the ack
+        msg(9, "Carol", Destination::Broadcast),  // her own broadcast
+        msg(10, "alice", Destination::Broadcast), // yes
+        msg(11, "CAROL", Destination::Global),    // globals include the sender
+        room(12, "bob", "#b"),                    // yes
+        dm(13, "bob", "alice"),                   // not hers
+        room(14, "bob", "#b"),                    // past `upto`
+    ];
+    append_all(&store, all.iter().cloned()).await;
+    let rooms: BTreeMap<String, u64> = [("#a".to_string(), 5), ("#b".to_string(), 0)].into();
+
+    let got = store.replay("carol", &rooms, 2, 13, 100).await.unwrap();
+    assert_eq!(ids(&got), vec![4, 6, 10, 11, 12]);
+    let by_rule: Vec<u64> = all
+        .iter()
+        .filter(|m| m.id <= 13 && m.is_for("carol", &rooms, 2))
+        .map(|m| m.id)
+        .collect();
+    assert_eq!(ids(&got), by_rule, "the store agrees with is_for");
+
+    let newest = store.replay("carol", &rooms, 2, 13, 2).await.unwrap();
+    assert_eq!(ids(&newest), vec![11, 12], "a limit keeps the newest");
+    let everything = store.replay("carol", &rooms, 0, 14, 100).await.unwrap();
+    assert_eq!(ids(&everything), vec![1, 2, 4, 6, 10, 11, 12, 14]);
+    assert!(
+        store
+            .replay("carol", &rooms, 13, 13, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .replay("carol", &rooms, 2, 13, 0)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let nothing_joined = store
+        .replay("carol", &BTreeMap::new(), 2, 13, 100)
+        .await
+        .unwrap();
+    assert_eq!(ids(&nothing_joined), vec![4, 10, 11]);
+}
+
+async fn sessions_are_upserted_deleted_and_survive_a_reopen(b: Backend) {
+    let store = (b.open)();
+    assert!(store.startup().await.unwrap().sessions.is_empty());
+    let now = now_ms();
+    let live = session("t1", &[("#a", 3)], None);
+    let away = session("t2", &[], Some(now + 60_000));
+    let expired = session("t3", &[("#a", 1)], Some(now.saturating_sub(1)));
+    let gone = session("t4", &[("#z", 9)], None);
+    for s in [&live, &away, &expired, &gone] {
+        store.put_session(s).await.unwrap().await.unwrap();
+    }
+    // An update replaces the whole record, rooms included.
+    let live = SessionRecord {
+        since: 2,
+        rooms: [("#b".to_string(), 7), ("#c".to_string(), 8)].into(),
+        ..live
+    };
+    store.put_session(&live).await.unwrap().await.unwrap();
+    store.delete_session("t4").await.unwrap().await.unwrap();
+    store
+        .delete_session("never-existed")
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    store.close().await;
+    drop(store);
+
+    let store = (b.open)();
+    let mut sessions = store.startup().await.unwrap().sessions;
+    sessions.sort_by(|a, b| a.token.cmp(&b.token));
+    assert_eq!(
+        sessions,
+        vec![live, away],
+        "live ones as they were, unexpired ones, not the expired or deleted"
+    );
+}
+
+async fn head_is_exact_after_a_clean_close(b: Backend) {
+    let store = (b.open)();
+    let first = store.startup().await.unwrap();
+    assert_eq!((first.head, first.pruned_upto), (0, 0), "a new store");
+    append_all(&store, (1..=10).map(|i| room(i, "alice", "#a"))).await;
+    store.close().await;
+    drop(store);
+
+    let store = (b.open)();
+    let again = store.startup().await.unwrap();
+    assert_eq!(again.head, 10);
+    append_all(&store, [room(11, "alice", "#a")]).await;
+    let (page, _) = store.room_history("#a", None, 3).await.unwrap();
+    assert_eq!(ids(&page), vec![9, 10, 11]);
+}
+
+async fn prune_deletes_by_age_and_remembers_how_far(b: Backend) {
+    let store = (b.open)();
+    store.startup().await.unwrap();
+    append_all(
+        &store,
+        (1..=10).map(|i| {
+            let mut m = (*room(i, "alice", "#a")).clone();
+            m.ts = 1000 * i;
+            Arc::new(m)
+        }),
+    )
+    .await;
+    assert_eq!(store.prune(5500).await.unwrap(), 5);
+    let (left, more) = store.room_history("#a", None, 50).await.unwrap();
+    assert_eq!((ids(&left), more), (vec![6, 7, 8, 9, 10], false));
+    assert_eq!(
+        store.prune(3000).await.unwrap(),
+        5,
+        "nothing to delete: the mark stays"
+    );
+    let rooms: BTreeMap<String, u64> = [("#a".to_string(), 0)].into();
+    assert_eq!(
+        ids(&store.replay("bob", &rooms, 0, 10, 50).await.unwrap()),
+        vec![6, 7, 8, 9, 10]
+    );
+    store.close().await;
+    drop(store);
+
+    let store = (b.open)();
+    let startup = store.startup().await.unwrap();
+    assert_eq!((startup.pruned_upto, startup.head), (5, 10));
+}
+
+// ------------------------------------------------------ records on the wire
+
+#[test]
+fn a_message_serialises_as_its_wire_payload() {
+    let mut m = (*room(7, "Alice", "#general")).clone();
+    assert_eq!(
+        serde_json::to_value(&m).unwrap(),
+        json!({"id": "7", "ts": BASE_TS + 7, "from": "Alice", "room": "#general", "text": "message 7"})
+    );
+    assert_eq!((m.event(), m.kind()), ("room:message", MessageKind::Room));
+
+    m.dest = Destination::Dm { to: "Bob".into() };
+    m.action = true;
+    assert_eq!(
+        serde_json::to_value(&m).unwrap(),
+        json!({"id": "7", "ts": BASE_TS + 7, "from": "Alice", "to": "Bob", "text": "message 7", "action": true})
+    );
+    assert_eq!((m.event(), m.kind()), ("dm:message", MessageKind::Dm));
+
+    m.dest = Destination::Global;
+    m.action = false;
+    assert_eq!(
+        serde_json::to_value(Replayed(&m)).unwrap(),
+        json!({"id": "7", "ts": BASE_TS + 7, "from": "Alice", "text": "message 7", "replayed": true})
+    );
+    assert_eq!(
+        (m.event(), m.kind()),
+        ("global:message", MessageKind::Global)
+    );
+
+    m.dest = Destination::Broadcast;
+    assert_eq!(
+        serde_json::to_string(&m).unwrap(),
+        format!(
+            r#"{{"id":"7","ts":{},"from":"Alice","text":"message 7"}}"#,
+            BASE_TS + 7
+        ),
+        "field order is the contract's"
+    );
+    assert_eq!(
+        (m.event(), m.kind()),
+        ("broadcast:message", MessageKind::Broadcast)
+    );
+}
+
+#[test]
+fn the_wire_payload_parses_as_the_shared_types() {
+    let m = room(42, "alice", "#a");
+    let parsed: chat_shared::RoomMessage =
+        serde_json::from_value(serde_json::to_value(Replayed(&m)).unwrap()).unwrap();
+    assert_eq!((parsed.id.as_str(), parsed.replayed), ("42", Some(true)));
+}
+
+// --------------------------------------------------------------- memory
+
+#[tokio::test]
+async fn memory_keeps_the_newest_capacity_and_counts_the_rest_pruned() {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new(3));
+    append_all(&store, (1..=5).map(|i| room(i, "alice", "#a"))).await;
+    let (page, more) = store.room_history("#a", None, 50).await.unwrap();
+    assert_eq!((ids(&page), more), (vec![3, 4, 5], false));
+    let startup = store.startup().await.unwrap();
+    assert_eq!((startup.head, startup.pruned_upto), (5, 2));
+}
+
+// --------------------------------------------------------------- SQLite
+
+fn sqlite_dir() -> (TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    (dir, path)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_skips_ids_after_a_crash() {
+    let (_dir, path) = sqlite_dir();
+    let open = || -> Arc<dyn Store> { Arc::new(SqliteStore::open(&path).unwrap()) };
+    let store = open();
+    assert_eq!(store.startup().await.unwrap().head, 0);
+    append_all(&store, (1..=5).map(|i| room(i, "alice", "#a"))).await;
+    // A crash: no close, so no clean-shutdown marker.
+    drop(store);
+
+    let store = open();
+    let head = store.startup().await.unwrap().head;
+    assert_eq!(head, 5 + ID_GAP_AFTER_CRASH);
+    append_all(&store, [room(head + 1, "alice", "#a")]).await;
+    drop(store);
+
+    // The gap counts from the highest id known, stored or skipped to.
+    let store = open();
+    let head = store.startup().await.unwrap().head;
+    assert_eq!(head, 5 + ID_GAP_AFTER_CRASH + 1 + ID_GAP_AFTER_CRASH);
+    drop(store);
+    let store = open();
+    let head = store.startup().await.unwrap().head;
+    assert_eq!(
+        head,
+        6 + 3 * ID_GAP_AFTER_CRASH,
+        "a crash right after start"
+    );
+    store.close().await;
+    drop(store);
+
+    let store = open();
+    assert_eq!(store.startup().await.unwrap().head, head, "clean: exact");
+    let (page, _) = store.room_history("#a", None, 50).await.unwrap();
+    assert_eq!(ids(&page), vec![1, 2, 3, 4, 5, 6 + ID_GAP_AFTER_CRASH]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_reports_the_heartbeat_of_the_previous_process() {
+    let (_dir, path) = sqlite_dir();
+    let store = SqliteStore::open(&path).unwrap();
+    assert_eq!(store.startup().await.unwrap().last_alive_ms, None);
+    let started = now_ms();
+    drop(store);
+    let store = SqliteStore::open(&path).unwrap();
+    let alive = store.startup().await.unwrap().last_alive_ms.unwrap();
+    assert!(alive.abs_diff(started) < 5_000, "{alive} vs {started}");
+}
+
+#[tokio::test]
+async fn sqlite_refuses_a_file_that_is_not_a_database() {
+    let (_dir, path) = sqlite_dir();
+    let file = path.join("chat.db");
+    std::fs::write(
+        &file,
+        b"this is a shopping list, not a database\n".repeat(200),
+    )
+    .unwrap();
+    let err = SqliteStore::open(&path).err().unwrap();
+    assert!(
+        matches!(&err, StoreError::Open { path, .. } if *path == file),
+        "{err:?}"
+    );
+    let text = err.to_string();
+    assert!(text.contains(&file.display().to_string()), "{text}");
+    assert!(text.contains("move it aside or restore a backup"), "{text}");
+}
+
+#[tokio::test]
+async fn sqlite_refuses_someone_elses_database() {
+    let (_dir, path) = sqlite_dir();
+    let other = rusqlite::Connection::open(path.join("chat.db")).unwrap();
+    other
+        .execute_batch("CREATE TABLE recipes (name TEXT)")
+        .unwrap();
+    drop(other);
+    let err = SqliteStore::open(&path).err().unwrap();
+    assert!(matches!(err, StoreError::Open { .. }), "{err:?}");
+    assert!(err.to_string().contains("not a chat-server one"), "{err}");
+}
+
+#[tokio::test]
+async fn sqlite_refuses_a_newer_schema() {
+    let (_dir, path) = sqlite_dir();
+    SqliteStore::open(&path).unwrap().close().await;
+    let conn = rusqlite::Connection::open(path.join("chat.db")).unwrap();
+    conn.pragma_update(None, "user_version", 99).unwrap();
+    drop(conn);
+    match SqliteStore::open(&path) {
+        Err(StoreError::NewerSchema {
+            path: at,
+            found,
+            supported,
+        }) => {
+            assert_eq!((found, supported), (99, SCHEMA_VERSION));
+            assert_eq!(at, path.join("chat.db"));
+        }
+        Err(other) => panic!("{other:?}"),
+        Ok(_) => panic!("opened a newer schema"),
+    }
+}
+
+#[tokio::test]
+async fn sqlite_names_a_directory_it_cannot_create() {
+    let (_dir, path) = sqlite_dir();
+    let file = path.join("plain-file");
+    std::fs::write(&file, b"x").unwrap();
+    let bad = file.join("data");
+    let err = SqliteStore::open(&bad).err().unwrap();
+    assert!(
+        matches!(&err, StoreError::Open { path, .. } if *path == bad),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().contains(&bad.display().to_string()),
+        "{err}"
+    );
+}
+
+/// Holds the database's write lock from another connection, so that the
+/// writer's next transaction waits and everything queued meanwhile lands in
+/// one batch: grouping made deterministic.
+fn hold_write_lock(path: &std::path::Path) -> rusqlite::Connection {
+    let blocker = rusqlite::Connection::open(path.join("chat.db")).unwrap();
+    blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+    blocker
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_groups_concurrent_appends_into_few_commits() {
+    let (_dir, path) = sqlite_dir();
+    let store = Arc::new(SqliteStore::open(&path).unwrap());
+    store.startup().await.unwrap();
+    let before = store.commits();
+    let blocker = hold_write_lock(&path);
+    let tasks: Vec<_> = (1..=500)
+        .map(|i| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move { store.append(room(i, "alice", "#a")).await?.await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    blocker.execute_batch("ROLLBACK").unwrap();
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    let commits = store.commits() - before;
+    assert!(commits < 20, "{commits} commits for 500 messages");
+    let (page, more) = store.room_history("#a", None, 500).await.unwrap();
+    assert_eq!((page.len(), more), (500, false));
+    assert!(page.windows(2).all(|w| w[0].id < w[1].id));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_a_full_queue_waits_then_drains() {
+    let (_dir, path) = sqlite_dir();
+    let store = SqliteStore::open(&path).unwrap();
+    store.startup().await.unwrap();
+    let n = 2 * WRITE_QUEUE_BOUND as u64 + 7;
+    let mut pending = Vec::new();
+    for i in 1..=n {
+        // Past the bound, this waits for the writer to free slots.
+        pending.push(store.append(room(i, "alice", "#a")).await.unwrap());
+    }
+    for committed in pending {
+        committed.await.unwrap();
+    }
+    let (page, more) = store.room_history("#a", None, 1).await.unwrap();
+    assert_eq!((ids(&page), more), (vec![n], true));
+    assert!(store.commits() < n / 2, "{} commits", store.commits());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_fails_a_whole_batch_together_and_recovers() {
+    let (_dir, path) = sqlite_dir();
+    let store = SqliteStore::open(&path).unwrap();
+    store.startup().await.unwrap();
+    // Id 1 twice in one batch: the second breaks the primary key, so the
+    // transaction fails and nothing of it is stored. A first write takes
+    // the writer into the held lock, so the next three queue up together.
+    let blocker = hold_write_lock(&path);
+    let sentinel = store.put_session(&session("t", &[], None)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let first = store.append(room(1, "alice", "#a")).await.unwrap();
+    let duplicate = store.append(room(1, "alice", "#a")).await.unwrap();
+    let second = store.append(room(2, "alice", "#a")).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    blocker.execute_batch("ROLLBACK").unwrap();
+    sentinel.await.unwrap();
+    for result in [first.await, duplicate.await, second.await] {
+        assert!(
+            matches!(result, Err(StoreError::Unavailable(_))),
+            "{result:?}"
+        );
+    }
+    assert!(!store.healthy());
+    let (page, _) = store.room_history("#a", None, 50).await.unwrap();
+    assert!(page.is_empty(), "rolled back");
+
+    store
+        .append(room(3, "alice", "#a"))
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    assert!(store.healthy());
+    let (page, _) = store.room_history("#a", None, 50).await.unwrap();
+    assert_eq!(ids(&page), vec![3]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_refuses_writes_after_close() {
+    let (_dir, path) = sqlite_dir();
+    let store = SqliteStore::open(&path).unwrap();
+    store.startup().await.unwrap();
+    let queued = store.append(room(1, "alice", "#a")).await.unwrap();
+    store.close().await;
+    queued.await.unwrap();
+    assert!(matches!(
+        store.append(room(2, "alice", "#a")).await,
+        Err(StoreError::Unavailable(_))
+    ));
+    store.close().await;
+}
+
+// --------------------------------------------------------------- faults
+
+#[tokio::test]
+async fn faulty_writes_fail_and_health_follows() {
+    let faulty = Arc::new(FaultyStore::new(Arc::new(MemoryStore::new(100))));
+    let store: Arc<dyn Store> = faulty.clone();
+    store.startup().await.unwrap();
+    append_all(&store, [room(1, "alice", "#a")]).await;
+    assert!(store.healthy());
+
+    faulty.fail_writes(true);
+    let refused = store.append(room(2, "alice", "#a")).await.unwrap().await;
+    assert!(
+        matches!(refused, Err(StoreError::Unavailable(_))),
+        "{refused:?}"
+    );
+    let session = session("t", &[], None);
+    assert!(store.put_session(&session).await.unwrap().await.is_err());
+    assert!(store.delete_session("t").await.unwrap().await.is_err());
+    assert!(!store.healthy());
+    let (page, _) = store.room_history("#a", None, 50).await.unwrap();
+    assert_eq!(ids(&page), vec![1], "nothing of a failed write is kept");
+
+    faulty.fail_writes(false);
+    append_all(&store, [room(3, "alice", "#a")]).await;
+    assert!(store.healthy());
+    let (page, _) = store.room_history("#a", None, 50).await.unwrap();
+    assert_eq!(ids(&page), vec![1, 3]);
+}
