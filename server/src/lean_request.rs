@@ -34,7 +34,6 @@ pub async fn lean(
         parts.extensions.get::<ConnHandle>(),
     ) && !transports.seen(sid, conn)
     {
-        conn.kill();
         return Err(StatusCode::BAD_REQUEST);
     }
     parts.extensions.remove::<OriginalUri>();
