@@ -59,8 +59,17 @@ impl TargetSpec {
             } => {
                 let addr = free_addr()?;
                 let mut cmd = Command::new(bin);
+                // The default (on-disk) store, in a directory of its own.
+                let data_dir = std::env::temp_dir().join(format!(
+                    "chat-bench-{}-{}",
+                    std::process::id(),
+                    addr.port()
+                ));
+                let _ = std::fs::remove_dir_all(&data_dir);
                 cmd.arg("--bind")
                     .arg(addr.to_string())
+                    .arg("--data-dir")
+                    .arg(&data_dir)
                     .arg("--rate")
                     .arg("0")
                     .arg("--max-connections")

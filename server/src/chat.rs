@@ -8,9 +8,10 @@ use std::time::Duration;
 
 use chat_shared::{
     AckErr, AckOk, Auth, ChatError, ClientEvent, ConnectRefusal, DmRequest, EmptyAck, ErrorCode,
-    JoinAck, LeaveAck, Presence, PresenceKind, PresenceSnapshot, PresenceSummary, RoomListAck,
-    RoomMessageRequest, SentAck, SessionInfo, TypingNotice, TypingRequest, TypingTarget,
-    canonical_room, check_text, is_valid_username, names,
+    HistoryAck, HistoryMessage, HistoryRequest, HistoryTarget, JoinAck, LeaveAck, PingAck,
+    Presence, PresenceKind, PresenceSnapshot, PresenceSummary, RoomListAck, RoomMessageRequest,
+    SentAck, SessionInfo, TypingNotice, TypingRequest, TypingTarget, canonical_room, check_text,
+    is_valid_username, names,
 };
 use serde::Serialize;
 use serde_json::Value;
@@ -23,7 +24,8 @@ use crate::admin_feed::{AdminFeed, event as admin_event};
 use crate::presence::Decision;
 use crate::rate_limit::TokenBucket;
 use crate::sequencer::Sequencer;
-use crate::state::{Admission, ChatState, Outgoing, Stored};
+use crate::state::{Admission, ChatState};
+use crate::store::{Destination, MessageRecord, Replayed, Store};
 use crate::transport::Transports;
 use chat_shared::{AdminEventType, CHAT_NS};
 
@@ -90,6 +92,7 @@ pub struct ChatService {
     pub io: SocketIo,
     pub admin: AdminFeed,
     pub transports: Arc<Transports>,
+    pub store: Arc<dyn Store>,
 }
 
 /// A handshake refused with `invalid_username`.
@@ -168,6 +171,8 @@ enum Reply {
     Left(LeaveAck),
     Rooms(RoomListAck),
     Presence(PresenceSnapshot),
+    History(HistoryAck),
+    Ping(PingAck),
     Empty,
 }
 
@@ -179,8 +184,38 @@ impl Serialize for Reply {
             Reply::Left(b) => AckOk::new(b).serialize(s),
             Reply::Rooms(b) => AckOk::new(b).serialize(s),
             Reply::Presence(b) => AckOk::new(b).serialize(s),
+            Reply::History(b) => AckOk::new(b).serialize(s),
+            Reply::Ping(b) => AckOk::new(b).serialize(s),
             Reply::Empty => AckOk::new(&EmptyAck {}).serialize(s),
         }
+    }
+}
+
+/// A stored message as the contract's history entry (room messages and
+/// DMs; the feeds have no history).
+fn history_message(m: &MessageRecord) -> Option<HistoryMessage> {
+    let id = m.id.to_string();
+    let action = m.action.then_some(true);
+    match &m.dest {
+        Destination::Room(room) => Some(HistoryMessage::Room(chat_shared::RoomMessage {
+            id,
+            ts: m.ts,
+            from: m.from.clone(),
+            room: room.clone(),
+            text: m.text.clone(),
+            replayed: None,
+            action,
+        })),
+        Destination::Dm { to } => Some(HistoryMessage::Dm(chat_shared::DmMessage {
+            id,
+            ts: m.ts,
+            from: m.from.clone(),
+            to: to.clone(),
+            text: m.text.clone(),
+            replayed: None,
+            action,
+        })),
+        Destination::Global | Destination::Broadcast => None,
     }
 }
 
@@ -360,11 +395,39 @@ impl ChatService {
     /// reaches the client once, replayed or live, and in order.
     async fn restore(&self, s: &SocketRef, ctx: &SocketCtx) {
         let adm = &ctx.admission;
-        let replay = if adm.recovered {
+        let mut replay = if adm.recovered {
             self.state.replay(&adm.key, ctx.offset.as_deref())
         } else {
             Default::default()
         };
+        if let Some((after, upto)) = replay.stored {
+            // Older than this process's log: read from the store. More than
+            // the replay buffer is truncated to its newest part.
+            // At most `--replay-buffer` messages in all, the newest.
+            let limit = self
+                .state
+                .config
+                .replay_buffer
+                .saturating_sub(replay.messages.len());
+            match self
+                .store
+                .replay(&adm.key, &replay.rooms, after, upto, limit + 1)
+                .await
+            {
+                Ok(mut older) => {
+                    if older.len() > limit {
+                        older.drain(..older.len() - limit);
+                        replay.truncated = true;
+                    }
+                    older.append(&mut replay.messages);
+                    replay.messages = older;
+                }
+                Err(e) => {
+                    tracing::warn!("replay from the store: {e}");
+                    replay.truncated = true;
+                }
+            }
+        }
         let session = SessionInfo {
             sid: s.id.to_string(),
             username: adm.username.clone(),
@@ -383,7 +446,7 @@ impl ChatService {
             return;
         }
         for m in &replay.messages {
-            if !emit_paced(s, m.event(), &m.replayed()).await {
+            if !emit_paced(s, m.event(), &Replayed(m)).await {
                 self.fell_behind(s, &adm.key);
                 return;
             }
@@ -600,21 +663,24 @@ impl ChatService {
             ClientEvent::RoomMessage(m) => self.room_message(ctx, m).await,
             ClientEvent::DmMessage(m) => self.dm(ctx, m).await,
             ClientEvent::GlobalMessage(m) => {
-                self.feed(s, ctx, name, &m.text, Outgoing::Global).await
+                self.feed(s, ctx, name, &m.text, Destination::Global, m.action)
+                    .await
             }
             ClientEvent::BroadcastMessage(m) => {
-                self.feed(s, ctx, name, &m.text, Outgoing::Broadcast).await
+                self.feed(s, ctx, name, &m.text, Destination::Broadcast, m.action)
+                    .await
             }
             ClientEvent::Typing(t) => self.typing(s, ctx, t).await,
-            // TODO(v2): history, ping and account:password. Until they are
-            // served, answer as before v2, when they did not parse.
-            ClientEvent::History(_) | ClientEvent::Ping | ClientEvent::AccountPassword(_) => {
-                Err(ChatError::new(
-                    ErrorCode::UnknownEvent,
-                    format!("unknown event {name}"),
-                    name,
-                ))
-            }
+            ClientEvent::History(h) => self.history(ctx, h).await,
+            ClientEvent::Ping => Ok(Reply::Ping(PingAck {
+                ts: crate::state::now_ms(),
+            })),
+            // Accounts are not served yet: as before v2, when it did not parse.
+            ClientEvent::AccountPassword(_) => Err(ChatError::new(
+                ErrorCode::UnknownEvent,
+                format!("unknown event {name}"),
+                name,
+            )),
         }
     }
 
@@ -686,10 +752,23 @@ impl ChatService {
             ev.room = Some(room.clone());
             self.admin.send(ev);
         }
+        let history: Vec<chat_shared::RoomMessage> = {
+            let limit = self.state.config.history;
+            let mut page = joined.history;
+            if page.len() < limit {
+                page = self.room_page(&room, None, limit).await.0;
+            }
+            page.iter()
+                .filter_map(|m| match history_message(m) {
+                    Some(HistoryMessage::Room(r)) => Some(r),
+                    _ => None,
+                })
+                .collect()
+        };
         Ok(Reply::Joined(JoinAck {
             room,
             members: joined.members,
-            history: joined.history,
+            history,
         }))
     }
 
@@ -717,37 +796,61 @@ impl ChatService {
         Ok(Reply::Left(LeaveAck { room }))
     }
 
-    /// Numbers, records and emits a message under the delivery lock.
+    /// Numbers, records and emits a message under the delivery lock, and
+    /// queues its write to the store there too (so writes are in id
+    /// order); then waits, with the lock released, until the write has
+    /// committed. Recipients get it at once; the sender's ack waits for
+    /// the disk. A store that cannot take writes refuses the message before
+    /// anyone gets it.
     async fn deliver(
         &self,
+        event_name: &str,
         from: &str,
         text: &str,
-        what: Outgoing,
+        dest: Destination,
+        action: bool,
         s: Option<&SocketRef>,
-    ) -> Arc<Stored> {
-        let Some(ns) = self.ns() else {
-            return self.state.record(from, text, what);
+    ) -> Result<Arc<MessageRecord>, ChatError> {
+        let unavailable = |why: String| {
+            tracing::warn!("store: {why}");
+            ChatError::new(
+                ErrorCode::Unavailable,
+                "the server cannot store messages right now: try again",
+                event_name,
+            )
+            .with("retryAfterMs", 1000)
         };
-        let _guard = self.state.delivery.lock().await;
-        let msg = self.state.record(from, text, what);
-        let (event, payload) = (msg.event(), &*msg);
-        let recipients = match payload {
-            Stored::Room(m) => ns.to(m.room.clone()).sockets(),
-            Stored::Dm(m) => self
-                .state
-                .target(&m.to)
-                .and_then(|t| t.sid)
-                .and_then(|sid| ns.get_socket(sid))
-                .into_iter()
-                .collect(),
-            Stored::Global(_) => ns.to(EVERYONE).sockets(),
-            Stored::Broadcast(_) => match s {
-                Some(s) => s.to(EVERYONE).sockets(),
-                None => ns.to(EVERYONE).sockets(),
-            },
-        };
-        self.emit_each(&recipients, event, payload);
-        msg
+        if !self.store.healthy() {
+            return Err(unavailable("unhealthy".into()));
+        }
+        let guard = self.state.delivery.lock().await;
+        let msg = self.state.record(from, text, dest, action);
+        if let Some(ns) = self.ns() {
+            let event = msg.event();
+            let recipients = match &msg.dest {
+                Destination::Room(room) => ns.to(room.clone()).sockets(),
+                Destination::Dm { to } => self
+                    .state
+                    .target(to)
+                    .and_then(|t| t.sid)
+                    .and_then(|sid| ns.get_socket(sid))
+                    .into_iter()
+                    .collect(),
+                Destination::Global => ns.to(EVERYONE).sockets(),
+                Destination::Broadcast => match s {
+                    Some(s) => s.to(EVERYONE).sockets(),
+                    None => ns.to(EVERYONE).sockets(),
+                },
+            };
+            self.emit_each(&recipients, event, &*msg);
+        }
+        let committed = self.store.append(Arc::clone(&msg)).await;
+        drop(guard);
+        match committed {
+            Ok(c) => c.await.map_err(|e| unavailable(e.to_string()))?,
+            Err(e) => return Err(unavailable(e.to_string())),
+        }
+        Ok(msg)
     }
 
     /// Emits one message to each recipient, encoding it once. A recipient
@@ -776,30 +879,17 @@ impl ChatService {
         }
     }
 
-    fn message_event(&self, ctx: &SocketCtx, msg: &Stored, bytes: usize) {
+    fn message_event(&self, ctx: &SocketCtx, msg: &MessageRecord, bytes: usize) {
         let mut ev = admin_event(AdminEventType::Message);
         ev.user = Some(ctx.admission.username.clone());
         ev.kind = Some(msg.kind());
         ev.bytes = Some(bytes as u64);
-        match msg {
-            Stored::Room(m) => ev.room = Some(m.room.clone()),
-            Stored::Dm(m) => ev.to = Some(m.to.clone()),
+        match &msg.dest {
+            Destination::Room(room) => ev.room = Some(room.clone()),
+            Destination::Dm { to } => ev.to = Some(to.clone()),
             _ => {}
         }
         self.admin.send(ev);
-    }
-
-    fn sent(msg: &Stored) -> Reply {
-        let (id, ts) = match msg {
-            Stored::Room(m) => (&m.id, m.ts),
-            Stored::Dm(m) => (&m.id, m.ts),
-            Stored::Global(m) | Stored::Broadcast(m) => (&m.id, m.ts),
-        };
-        Reply::Sent(SentAck {
-            id: id.clone(),
-            ts,
-            queued: None,
-        })
     }
 
     async fn room_message(
@@ -810,7 +900,8 @@ impl ChatService {
         let event = names::ROOM_MESSAGE;
         let room = self.member_room(ctx, event, &m.room)?;
         let text = self.text(ctx, event, &m.text)?;
-        Ok(self.send(ctx, text, Outgoing::Room { room }, None).await)
+        self.send(ctx, event, text, Destination::Room(room), m.action, None)
+            .await
     }
 
     fn user_target(
@@ -839,16 +930,9 @@ impl ChatService {
         let event = names::DM_MESSAGE;
         let target = self.user_target(ctx, event, &m.to)?;
         let text = self.text(ctx, event, &m.text)?;
-        Ok(self
-            .send(
-                ctx,
-                text,
-                Outgoing::Dm {
-                    to: target.username,
-                },
-                None,
-            )
-            .await)
+        let to = target.username;
+        self.send(ctx, event, text, Destination::Dm { to }, m.action, None)
+            .await
     }
 
     async fn feed(
@@ -857,23 +941,114 @@ impl ChatService {
         ctx: &SocketCtx,
         event: &str,
         text: &str,
-        what: Outgoing,
+        dest: Destination,
+        action: bool,
     ) -> Result<Reply, ChatError> {
         let text = self.text(ctx, event, text)?;
-        Ok(self.send(ctx, text, what, Some(s)).await)
+        self.send(ctx, event, text, dest, action, Some(s)).await
     }
 
-    /// Delivers a checked message, tells the admin feed, and returns the ack.
+    /// Delivers a checked message, tells the admin feed, and returns the ack
+    /// once the message is stored.
     async fn send(
         &self,
         ctx: &SocketCtx,
+        event: &str,
         text: &str,
-        what: Outgoing,
+        dest: Destination,
+        action: bool,
         s: Option<&SocketRef>,
-    ) -> Reply {
-        let msg = self.deliver(&ctx.admission.username, text, what, s).await;
+    ) -> Result<Reply, ChatError> {
+        let from = &ctx.admission.username;
+        let msg = self.deliver(event, from, text, dest, action, s).await?;
         self.message_event(ctx, &msg, text.len());
-        Self::sent(&msg)
+        Ok(Reply::Sent(SentAck {
+            id: msg.id.to_string(),
+            ts: msg.ts,
+            queued: None,
+        }))
+    }
+
+    /// A page of a room's history, oldest first, and whether older
+    /// messages exist: this process's newest ones from memory (they may not
+    /// be committed yet), the rest from the store.
+    async fn room_page(
+        &self,
+        room: &str,
+        before: Option<u64>,
+        limit: usize,
+    ) -> (Vec<Arc<MessageRecord>>, bool) {
+        let mut recent: Vec<Arc<MessageRecord>> = self
+            .state
+            .room_recent(room)
+            .into_iter()
+            .filter(|m| before.is_none_or(|b| m.id < b))
+            .collect();
+        if recent.len() > limit {
+            recent.drain(..recent.len() - limit);
+            return (recent, true);
+        }
+        let older_than = recent.first().map(|m| m.id).or(before);
+        let need = limit - recent.len();
+        match self.store.room_history(room, older_than, need.max(1)).await {
+            Ok((mut older, more)) => {
+                let more = more || older.len() > need;
+                if older.len() > need {
+                    older.drain(..older.len() - need);
+                }
+                older.append(&mut recent);
+                (older, more)
+            }
+            Err(e) => {
+                tracing::warn!("room history from the store: {e}");
+                (recent, false)
+            }
+        }
+    }
+
+    async fn history(&self, ctx: &SocketCtx, h: HistoryRequest) -> Result<Reply, ChatError> {
+        let event = names::HISTORY;
+        let limit = h.effective_limit() as usize;
+        let before = match h.before.as_deref() {
+            None => None,
+            Some(b) => Some(b.parse::<u64>().map_err(|_| {
+                ChatError::new(
+                    ErrorCode::InvalidPayload,
+                    "before must be the id of a message",
+                    event,
+                )
+            })?),
+        };
+        let (messages, more) = match h.target {
+            HistoryTarget::Room(raw) => {
+                let room = self.member_room(ctx, event, &raw)?;
+                self.room_page(&room, before, limit).await
+            }
+            HistoryTarget::With(with) => {
+                if !is_valid_username(&with) {
+                    return Err(ChatError::new(
+                        ErrorCode::UserNotFound,
+                        format!("no user {with}"),
+                        event,
+                    )
+                    .with("with", with));
+                }
+                // A guest sees only the DMs of its current session.
+                let since = self.state.session_since(&ctx.admission.key);
+                let other = chat_shared::username_key(&with);
+                self.store
+                    .dm_history(&ctx.admission.key, &other, before, since, limit)
+                    .await
+                    .map_err(|e| {
+                        tracing::warn!("dm history: {e}");
+                        ChatError::new(ErrorCode::Unavailable, "history is unavailable", event)
+                    })?
+            }
+        };
+        Ok(Reply::History(HistoryAck {
+            messages: messages.iter().filter_map(|m| history_message(m)).collect(),
+            more,
+        }))
     }
 
     async fn typing(

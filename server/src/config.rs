@@ -4,7 +4,17 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{Parser, ValueEnum};
+
+/// Where the server keeps what must outlive the process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StoreKind {
+    /// An embedded SQLite database in `--data-dir` (the default): history,
+    /// sessions and ids survive restarts and crashes.
+    Sqlite,
+    /// Everything in memory: lost when the process ends (tests, throwaway runs).
+    Memory,
+}
 
 /// chat-server: a Socket.IO v4 chat server (namespaces `/chat` and `/admin`).
 ///
@@ -93,6 +103,19 @@ pub struct Config {
     /// How long a pong may take before the connection is dropped.
     #[arg(long, env = "CHAT_PING_TIMEOUT", default_value = "20s", value_parser = humantime::parse_duration)]
     pub ping_timeout: Duration,
+
+    /// Where messages, sessions and ids are kept.
+    #[arg(long, env = "CHAT_STORE", value_enum, default_value = "sqlite")]
+    pub store: StoreKind,
+
+    /// The directory of the on-disk store (`chat.db` in it), created if
+    /// missing.
+    #[arg(long, env = "CHAT_DATA_DIR", default_value = "./chat-data")]
+    pub data_dir: std::path::PathBuf,
+
+    /// How long messages are kept; older ones are deleted (hourly).
+    #[arg(long, env = "CHAT_RETENTION", default_value = "30d", value_parser = humantime::parse_duration)]
+    pub retention: Duration,
 
     /// How long a new connection may take to send its request head before
     /// it is closed (slow or half-sent requests cannot hold connections).

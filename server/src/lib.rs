@@ -2,8 +2,9 @@
 //!
 //! Layout:
 //! - [`config`]: every flag, its environment variable and default.
-//! - [`state`]: [`ChatState`], the one state type (users, sessions, room
-//!   membership, the replay log, room history) that every handler calls.
+//! - [`state`]: [`ChatState`], this node's view (users, sessions, room
+//!   membership, this process's recent messages) that every handler calls;
+//!   session changes flow from it to the store in order.
 //! - [`chat`]: the `/chat` namespace: username middleware, the connect
 //!   sequence with session recovery, the event dispatcher, disconnects.
 //! - [`admin`]: the read-only `/admin` namespace and its stats.
@@ -53,7 +54,40 @@ pub struct App {
 
 /// Builds the server. Must run inside a tokio runtime (it starts the admin
 /// feed task).
-pub fn app(config: Config) -> App {
+/// Messages a `--store memory` server keeps at most (the oldest go
+/// first): history and replay as far back as that.
+pub const MEMORY_STORE_MESSAGES: usize = 100_000;
+
+/// How often retention runs.
+const PRUNE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Opens the store `config` names and reads what it kept. Errors say what
+/// is wrong and where.
+pub async fn open_store(
+    config: &Config,
+) -> Result<(Arc<dyn store::Store>, store::Startup), store::StoreError> {
+    let store: Arc<dyn store::Store> = match config.store {
+        config::StoreKind::Memory => Arc::new(store::MemoryStore::new(MEMORY_STORE_MESSAGES)),
+        config::StoreKind::Sqlite => {
+            let dir = config.data_dir.clone();
+            let opened = tokio::task::spawn_blocking(move || store::SqliteStore::open(&dir))
+                .await
+                .map_err(|e| store::StoreError::Unavailable(e.to_string()))??;
+            tracing::info!("store: {}", opened.path().display());
+            Arc::new(opened)
+        }
+    };
+    let startup = store.startup().await?;
+    Ok((store, startup))
+}
+
+/// Builds the server on an opened store. Must run inside a tokio runtime
+/// (it starts the admin feed and the session writer).
+pub fn app_with_store(
+    config: Config,
+    store: Arc<dyn store::Store>,
+    startup: &store::Startup,
+) -> App {
     let (layer, io) = SocketIo::builder()
         .max_payload(config.max_payload)
         .ws_max_message_size(config.max_payload as usize)
@@ -71,6 +105,44 @@ pub fn app(config: Config) -> App {
         )
         .build_layer();
     let state = ChatState::new(config);
+    let (sessions_tx, mut sessions_rx) = tokio::sync::mpsc::unbounded_channel();
+    state.persist_sessions(sessions_tx);
+    state.restore(startup);
+    {
+        // Session changes go to the store in the order they happened.
+        let store = Arc::clone(&store);
+        tokio::spawn(async move {
+            while let Some(op) = sessions_rx.recv().await {
+                let queued = match op {
+                    state::SessionOp::Put(rec) => store.put_session(&rec).await,
+                    state::SessionOp::Delete(token) => store.delete_session(&token).await,
+                    state::SessionOp::Flush(done) => {
+                        let _ = done.send(());
+                        continue;
+                    }
+                };
+                if let Err(e) = queued {
+                    tracing::warn!("session write: {e}");
+                }
+            }
+        });
+    }
+    {
+        let store = Arc::clone(&store);
+        let state = Arc::clone(&state);
+        let retention = state.config.retention;
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(PRUNE_INTERVAL);
+            loop {
+                tick.tick().await;
+                let cutoff = state::now_ms().saturating_sub(retention.as_millis() as u64);
+                match store.prune(cutoff).await {
+                    Ok(upto) => state.set_pruned_upto(upto),
+                    Err(e) => tracing::warn!("retention: {e}"),
+                }
+            }
+        });
+    }
     let feed = admin_feed::AdminFeed::start(io.clone(), Arc::clone(&state));
     let transports = Arc::new(transport::Transports::default());
     chat::register(chat::ChatService {
@@ -78,6 +150,7 @@ pub fn app(config: Config) -> App {
         io: io.clone(),
         admin: feed,
         transports: Arc::clone(&transports),
+        store,
     });
     admin::register(&io, Arc::clone(&state));
     let router = Router::new()
@@ -89,6 +162,19 @@ pub fn app(config: Config) -> App {
     App { router, io, state }
 }
 
+/// Builds the server on an in-memory store (for tests that drive the
+/// router without a listener).
+pub async fn app(config: Config) -> App {
+    let store: Arc<dyn store::Store> = Arc::new(store::MemoryStore::new(MEMORY_STORE_MESSAGES));
+    let startup = store.startup().await.unwrap_or(store::Startup {
+        head: 0,
+        sessions: Vec::new(),
+        pruned_upto: 0,
+        last_alive_ms: None,
+    });
+    app_with_store(config, store, &startup)
+}
+
 /// Serves on `listener` until `shutdown` resolves, then closes every socket
 /// (reason: server shutting down) and returns within the shutdown grace.
 pub async fn serve(
@@ -96,9 +182,24 @@ pub async fn serve(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let (store, startup) = open_store(&config)
+        .await
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    serve_on(listener, config, store, startup, shutdown).await
+}
+
+/// [`serve`] on a store already opened (tests pass one that fails on
+/// demand).
+pub async fn serve_on(
+    listener: TcpListener,
+    config: Config,
+    store: Arc<dyn store::Store>,
+    startup: store::Startup,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let grace = config.shutdown_grace;
     let header_timeout = config.header_timeout;
-    let App { router, io, state } = app(config);
+    let App { router, io, state } = app_with_store(config, Arc::clone(&store), &startup);
     let stats = tokio::spawn(admin::stats_loop(io.clone(), Arc::clone(&state)));
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(listener::serve(
@@ -115,6 +216,9 @@ pub async fn serve(
     stats.abort();
     let _ = tokio::time::timeout(grace, io.close()).await;
     let _ = stop_tx.send(());
+    // Every session's window is stored, then the store closes cleanly.
+    let _ = tokio::time::timeout(grace, state.flush_sessions()).await;
+    store.close().await;
     match tokio::time::timeout(grace + grace, server).await {
         Ok(Ok(result)) => result,
         Ok(Err(join)) => Err(std::io::Error::other(join)),

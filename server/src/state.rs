@@ -13,14 +13,16 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use chat_shared::{
-    AdminSnapshot, AdminUser, Auth, ConnectRefusal, DmMessage, ErrorCode, FeedMessage, MessageKind,
-    PresenceSnapshot, RoomCount, RoomMessage, username_key,
+    AdminSnapshot, AdminUser, Auth, ConnectRefusal, ErrorCode, PresenceSnapshot, RoomCount,
+    username_key,
 };
 use rand::RngCore;
 use socketioxide::socket::Sid;
+use tokio::sync::mpsc;
 
 use crate::config::Config;
 use crate::presence::PresenceGate;
+use crate::store::{Destination, MessageRecord, SessionRecord, Startup};
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
@@ -30,80 +32,14 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// A delivered message, as kept for replay and history.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Stored {
-    Room(RoomMessage),
-    Dm(DmMessage),
-    Global(FeedMessage),
-    Broadcast(FeedMessage),
-}
-
-/// A stored message serialises as its delivered payload.
-impl serde::Serialize for Stored {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self {
-            Stored::Room(m) => m.serialize(s),
-            Stored::Dm(m) => m.serialize(s),
-            Stored::Global(m) | Stored::Broadcast(m) => m.serialize(s),
-        }
-    }
-}
-
-impl Stored {
-    pub fn kind(&self) -> MessageKind {
-        match self {
-            Stored::Room(_) => MessageKind::Room,
-            Stored::Dm(_) => MessageKind::Dm,
-            Stored::Global(_) => MessageKind::Global,
-            Stored::Broadcast(_) => MessageKind::Broadcast,
-        }
-    }
-
-    /// The event name it is delivered under.
-    pub fn event(&self) -> &'static str {
-        use chat_shared::names::*;
-        match self {
-            Stored::Room(_) => ROOM_MESSAGE,
-            Stored::Dm(_) => DM_MESSAGE,
-            Stored::Global(_) => GLOBAL_MESSAGE,
-            Stored::Broadcast(_) => BROADCAST_MESSAGE,
-        }
-    }
-
-    /// The same message marked `replayed: true`.
-    pub fn replayed(&self) -> Stored {
-        let mut m = self.clone();
-        match &mut m {
-            Stored::Room(r) => r.replayed = Some(true),
-            Stored::Dm(d) => d.replayed = Some(true),
-            Stored::Global(f) | Stored::Broadcast(f) => f.replayed = Some(true),
-        }
-        m
-    }
-
-    /// Whether `user` (key), with `rooms` (room → seq at which they joined)
-    /// and a session that began at `since`, was meant to get this message.
-    fn is_for(&self, seq: u64, user: &str, rooms: &BTreeMap<String, u64>, since: u64) -> bool {
-        if seq <= since {
-            return false;
-        }
-        match self {
-            Stored::Room(r) => rooms.get(&r.room).is_some_and(|&joined| seq > joined),
-            Stored::Dm(d) => username_key(&d.to) == user,
-            Stored::Global(_) => true,
-            Stored::Broadcast(f) => username_key(&f.from) != user,
-        }
-    }
-}
-
-/// What the body of a new message is; the state adds `id`, `ts`, `from`.
-#[derive(Debug, Clone)]
-pub enum Outgoing {
-    Room { room: String },
-    Dm { to: String },
-    Global,
-    Broadcast,
+/// What a change to a session means for the store, in the order the
+/// changes happened (they are sent under the state's lock).
+#[derive(Debug)]
+pub enum SessionOp {
+    Put(SessionRecord),
+    Delete(String),
+    /// Answered once every earlier op has been handed to the store.
+    Flush(tokio::sync::oneshot::Sender<()>),
 }
 
 #[derive(Debug)]
@@ -125,6 +61,20 @@ struct User {
     /// Bumped at every disconnect: an expiry timer only ends the absence
     /// it was started for.
     absence: u64,
+    /// Wall-clock ms when the recovery window ends; `None` while live.
+    window_ends_at: Option<u64>,
+}
+
+impl User {
+    fn record(&self) -> SessionRecord {
+        SessionRecord {
+            token: self.token.clone(),
+            username: self.username.clone(),
+            since: self.since,
+            rooms: self.rooms.clone(),
+            window_ends_at: self.window_ends_at,
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -139,11 +89,13 @@ struct Inner {
     holders: HashMap<String, usize>,
     /// Users with a live socket.
     online: u64,
-    log: VecDeque<(u64, Arc<Stored>)>,
+    /// The messages numbered by this process, newest last (older ones
+    /// are read from the store).
+    log: VecDeque<Arc<MessageRecord>>,
     /// The sequence number of the last message recorded.
     head: u64,
     /// Per room, its last messages, for `room:join`.
-    history: HashMap<String, VecDeque<Arc<Stored>>>,
+    history: HashMap<String, VecDeque<Arc<MessageRecord>>>,
 }
 
 /// The outcome of a successful handshake.
@@ -160,14 +112,20 @@ pub struct Admission {
     pub rooms: Vec<String>,
 }
 
-/// Missed messages for a resumed session.
+/// Missed messages for a resumed session: those numbered by this process
+/// (`messages`) and, before them, a range to read from the store.
 #[derive(Debug, Default)]
 pub struct Replay {
-    pub messages: Vec<Arc<Stored>>,
-    /// The log no longer held all of them.
+    pub messages: Vec<Arc<MessageRecord>>,
+    /// Retention removed some of them.
     pub truncated: bool,
     /// The log head the list goes up to.
     pub upto: u64,
+    /// `(after, upto)`: the ids older than this process's log that the
+    /// store holds, to be read and sent first.
+    pub stored: Option<(u64, u64)>,
+    /// The user's rooms with their join ids, to filter what the store holds.
+    pub rooms: BTreeMap<String, u64>,
 }
 
 /// What a disconnect changed, for presence.
@@ -186,7 +144,9 @@ pub struct Joined {
     pub fresh: bool,
     pub members: Vec<String>,
     pub count: u64,
-    pub history: Vec<RoomMessage>,
+    /// The room's newest messages this process holds (the caller tops up
+    /// from the store).
+    pub history: Vec<Arc<MessageRecord>>,
 }
 
 /// A resolved DM or typing target.
@@ -212,6 +172,11 @@ pub struct ChatState {
     messages_total: AtomicU64,
     errors_total: AtomicU64,
     admins: AtomicUsize,
+    /// Where session changes go to be stored (none in unit tests).
+    sessions_out: std::sync::OnceLock<mpsc::UnboundedSender<SessionOp>>,
+    /// The highest id retention has removed: a replay from before it is
+    /// truncated.
+    pruned_upto: AtomicU64,
 }
 
 fn token() -> String {
@@ -231,7 +196,81 @@ impl ChatState {
             messages_total: AtomicU64::new(0),
             errors_total: AtomicU64::new(0),
             admins: AtomicUsize::new(0),
+            sessions_out: std::sync::OnceLock::new(),
+            pruned_upto: AtomicU64::new(0),
         })
+    }
+
+    /// Sends every session change to `out`, in order.
+    pub fn persist_sessions(&self, out: mpsc::UnboundedSender<SessionOp>) {
+        let _ = self.sessions_out.set(out);
+    }
+
+    fn persist(&self, op: SessionOp) {
+        if let Some(out) = self.sessions_out.get() {
+            let _ = out.send(op);
+        }
+    }
+
+    /// Resolves once every session change so far is with the store.
+    pub async fn flush_sessions(&self) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if let Some(out) = self.sessions_out.get()
+            && out.send(SessionOp::Flush(tx)).is_ok()
+        {
+            let _ = rx.await;
+        }
+    }
+
+    pub fn set_pruned_upto(&self, id: u64) {
+        self.pruned_upto.fetch_max(id, Ordering::Relaxed);
+    }
+
+    /// Takes up what the store kept: the id head, and every session still
+    /// inside its window. A session that was live when the previous process
+    /// ended gets its window from when that process was last known alive,
+    /// so the window keeps running while the server is down.
+    pub fn restore(self: &Arc<Self>, startup: &Startup) {
+        self.set_pruned_upto(startup.pruned_upto);
+        let now = now_ms();
+        let window = self.config.recovery_window.as_millis() as u64;
+        let mut inner = self.lock();
+        inner.head = inner.head.max(startup.head);
+        for rec in &startup.sessions {
+            let ends = rec
+                .window_ends_at
+                .unwrap_or_else(|| startup.last_alive_ms.unwrap_or(now).saturating_add(window));
+            if ends <= now {
+                self.persist(SessionOp::Delete(rec.token.clone()));
+                continue;
+            }
+            let key = username_key(&rec.username);
+            if inner.users.contains_key(&key) {
+                continue;
+            }
+            for room in rec.rooms.keys() {
+                *inner.holders.entry(room.clone()).or_default() += 1;
+            }
+            let user = User {
+                username: rec.username.clone(),
+                token: rec.token.clone(),
+                rooms: rec.rooms.clone(),
+                sid: None,
+                lagging: false,
+                connected_at: 0,
+                since: rec.since,
+                absence: 0,
+                window_ends_at: Some(ends),
+            };
+            self.persist(SessionOp::Put(user.record()));
+            inner.sessions.insert(rec.token.clone(), key.clone());
+            inner.users.insert(key.clone(), user);
+            let state = Arc::clone(self);
+            tokio::spawn(async move {
+                tokio::time::sleep(std::time::Duration::from_millis(ends - now)).await;
+                state.expire(&key, 0);
+            });
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -283,6 +322,8 @@ impl ChatState {
                 rooms: user.rooms.keys().cloned().collect(),
             };
             user.absence += 1;
+            user.window_ends_at = None;
+            self.persist(SessionOp::Put(user.record()));
             if replaced.is_none() {
                 inner.online += 1;
                 for room in &admission.rooms {
@@ -321,8 +362,12 @@ impl ChatState {
                 connected_at: now_ms(),
                 since: head,
                 absence: 0,
+                window_ends_at: None,
             },
         );
+        if let Some(u) = inner.users.get(&key) {
+            self.persist(SessionOp::Put(u.record()));
+        }
         inner.sessions.insert(token.clone(), key.clone());
         inner.online += 1;
         Ok(Admission {
@@ -355,6 +400,11 @@ impl ChatState {
         }
         user.sid = None;
         user.absence += 1;
+        if !planned {
+            let window = self.config.recovery_window.as_millis() as u64;
+            user.window_ends_at = Some(now_ms().saturating_add(window));
+            self.persist(SessionOp::Put(user.record()));
+        }
         let absence = user.absence;
         let username = user.username.clone();
         let rooms: Vec<String> = user.rooms.keys().cloned().collect();
@@ -368,6 +418,7 @@ impl ChatState {
         if planned {
             inner.users.remove(key);
             inner.sessions.remove(&token);
+            self.persist(SessionOp::Delete(token.clone()));
             for (room, _) in &counts {
                 Self::release_room(&mut inner, room);
             }
@@ -436,6 +487,7 @@ impl ChatState {
         let rooms: Vec<String> = user.rooms.keys().cloned().collect();
         inner.users.remove(key);
         inner.sessions.remove(&token);
+        self.persist(SessionOp::Delete(token));
         for room in &rooms {
             Self::release_room(&mut inner, room);
         }
@@ -481,11 +533,14 @@ impl ChatState {
         let first = inner
             .log
             .front()
-            .map_or(inner.head.saturating_add(1), |(seq, _)| *seq);
+            .map_or(inner.head.saturating_add(1), |m| m.id);
+        let stored = (since.saturating_add(1) < first).then(|| (since, first - 1));
         Replay {
             messages: Self::messages_for(&inner, user, key, since),
-            truncated: since.saturating_add(1) < first,
+            truncated: since < self.pruned_upto.load(Ordering::Relaxed),
             upto: inner.head,
+            stored,
+            rooms: user.rooms.clone(),
         }
     }
 
@@ -501,7 +556,7 @@ impl ChatState {
     }
 
     /// The messages for `key` after `after`, and the head they go up to.
-    pub fn catch_up(&self, key: &str, after: u64) -> (Vec<Arc<Stored>>, u64) {
+    pub fn catch_up(&self, key: &str, after: u64) -> (Vec<Arc<MessageRecord>>, u64) {
         let inner = self.lock();
         let Some(user) = inner.users.get(key) else {
             return (Vec::new(), inner.head);
@@ -509,14 +564,14 @@ impl ChatState {
         (Self::messages_for(&inner, user, key, after), inner.head)
     }
 
-    fn messages_for(inner: &Inner, user: &User, key: &str, after: u64) -> Vec<Arc<Stored>> {
-        // The log is ordered by seq: skip straight to what is newer.
-        let start = inner.log.partition_point(|(seq, _)| *seq <= after);
+    fn messages_for(inner: &Inner, user: &User, key: &str, after: u64) -> Vec<Arc<MessageRecord>> {
+        // The log is ordered by id: skip straight to what is newer.
+        let start = inner.log.partition_point(|m| m.id <= after);
         inner
             .log
             .range(start..)
-            .filter(|(seq, m)| m.is_for(*seq, key, &user.rooms, after))
-            .map(|(_, m)| Arc::clone(m))
+            .filter(|m| m.is_for(key, &user.rooms, after))
+            .map(Arc::clone)
             .collect()
     }
 
@@ -534,6 +589,7 @@ impl ChatState {
                 return Err(ErrorCode::TooManyRooms);
             }
             user.rooms.insert(room.to_owned(), head);
+            self.persist(SessionOp::Put(user.record()));
         }
         let live = user.sid.is_some();
         if fresh {
@@ -550,14 +606,7 @@ impl ChatState {
         let history = inner
             .history
             .get(room)
-            .map(|h| {
-                h.iter()
-                    .filter_map(|m| match &**m {
-                        Stored::Room(r) => Some(r.clone()),
-                        _ => None,
-                    })
-                    .collect()
-            })
+            .map(|h| h.iter().cloned().collect())
             .unwrap_or_default();
         Ok(Joined {
             fresh,
@@ -574,6 +623,7 @@ impl ChatState {
         if user.rooms.remove(room).is_none() {
             return Err(ErrorCode::NotMember);
         }
+        self.persist(SessionOp::Put(user.record()));
         let n = Self::drop_live(&mut inner, room, key);
         Self::release_room(&mut inner, room);
         Ok(n)
@@ -652,57 +702,44 @@ impl ChatState {
         })
     }
 
+    /// This process's newest messages of `room`, oldest first.
+    pub fn room_recent(&self, room: &str) -> Vec<Arc<MessageRecord>> {
+        self.lock()
+            .history
+            .get(room)
+            .map(|h| h.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// When `key`'s session began (the id head then).
+    pub fn session_since(&self, key: &str) -> u64 {
+        self.lock().users.get(key).map_or(u64::MAX, |u| u.since)
+    }
+
     /// Numbers a message, keeps it for replay (and room history) and
     /// returns it. Call with [`ChatState::delivery`] held and emit before
     /// releasing it.
-    pub fn record(&self, from: &str, text: &str, what: Outgoing) -> Arc<Stored> {
+    pub fn record(
+        &self,
+        from: &str,
+        text: &str,
+        dest: Destination,
+        action: bool,
+    ) -> Arc<MessageRecord> {
         let mut inner = self.lock();
         inner.head += 1;
-        let seq = inner.head;
-        let id = seq.to_string();
-        let ts = now_ms();
-        let from = from.to_owned();
-        let text = text.to_owned();
-        let msg = Arc::new(match what {
-            Outgoing::Room { room } => Stored::Room(RoomMessage {
-                id,
-                ts,
-                from,
-                room,
-                text,
-                replayed: None,
-                action: None,
-            }),
-            Outgoing::Dm { to } => Stored::Dm(DmMessage {
-                id,
-                ts,
-                from,
-                to,
-                text,
-                replayed: None,
-                action: None,
-            }),
-            Outgoing::Global => Stored::Global(FeedMessage {
-                id,
-                ts,
-                from,
-                text,
-                replayed: None,
-                action: None,
-            }),
-            Outgoing::Broadcast => Stored::Broadcast(FeedMessage {
-                id,
-                ts,
-                from,
-                text,
-                replayed: None,
-                action: None,
-            }),
+        let msg = Arc::new(MessageRecord {
+            id: inner.head,
+            ts: now_ms(),
+            from: from.to_owned(),
+            dest,
+            text: text.to_owned(),
+            action,
         });
-        if let Stored::Room(r) = &*msg {
+        if let Destination::Room(room) = &msg.dest {
             let keep = self.config.history;
             if keep > 0 {
-                let h = inner.history.entry(r.room.clone()).or_default();
+                let h = inner.history.entry(room.clone()).or_default();
                 if h.len() >= keep {
                     h.pop_front();
                 }
@@ -713,7 +750,7 @@ impl ChatState {
             if inner.log.len() >= self.config.replay_buffer {
                 inner.log.pop_front();
             }
-            inner.log.push_back((seq, Arc::clone(&msg)));
+            inner.log.push_back(Arc::clone(&msg));
         }
         self.messages_total.fetch_add(1, Ordering::Relaxed);
         msg
@@ -916,35 +953,27 @@ mod tests {
         s.join("alice", "#a").unwrap();
         s.join("bob", "#a").unwrap();
         s.join("bob", "#b").unwrap();
-        let seen = s.record("bob", "seen", Outgoing::Room { room: "#a".into() });
+        let seen = s.record("bob", "seen", Destination::Room("#a".into()), false);
         s.disconnect("alice", sid, false).unwrap();
-        s.record("bob", "r1", Outgoing::Room { room: "#a".into() });
-        s.record("bob", "other room", Outgoing::Room { room: "#b".into() });
-        s.record("bob", "dm", Outgoing::Dm { to: "Alice".into() });
-        s.record("bob", "g", Outgoing::Global);
-        s.record("bob", "b", Outgoing::Broadcast);
-        s.record("alice", "own broadcast", Outgoing::Broadcast);
+        s.record("bob", "r1", Destination::Room("#a".into()), false);
+        s.record("bob", "other room", Destination::Room("#b".into()), false);
+        s.record("bob", "dm", Destination::Dm { to: "Alice".into() }, false);
+        s.record("bob", "g", Destination::Global, false);
+        s.record("bob", "b", Destination::Broadcast, false);
+        s.record("alice", "own broadcast", Destination::Broadcast, false);
 
-        let Stored::Room(seen) = &*seen else { panic!() };
-        s.admit(&resume("alice", &a.token, Some(&seen.id)), Sid::new())
+        let seen_id = seen.id.to_string();
+        s.admit(&resume("alice", &a.token, Some(&seen_id)), Sid::new())
             .unwrap();
-        let r = s.replay("alice", Some(&seen.id));
-        let texts: Vec<String> = r
-            .messages
-            .iter()
-            .map(|m| match &**m {
-                Stored::Room(x) => x.text.clone(),
-                Stored::Dm(x) => x.text.clone(),
-                Stored::Global(x) | Stored::Broadcast(x) => x.text.clone(),
-            })
-            .collect();
+        let r = s.replay("alice", Some(&seen_id));
+        let texts: Vec<String> = r.messages.iter().map(|m| m.text.clone()).collect();
         assert_eq!(texts, vec!["r1", "dm", "g", "b"]);
         assert!(!r.truncated);
         assert_eq!(r.upto, 7);
     }
 
     #[tokio::test]
-    async fn replay_reports_truncation() {
+    async fn replay_reads_what_the_log_no_longer_holds_from_the_store() {
         let s = ChatState::new(Config {
             replay_buffer: 3,
             ..Config::default()
@@ -954,13 +983,14 @@ mod tests {
         s.admit(&auth("bob"), Sid::new()).unwrap();
         s.disconnect("alice", sid, false).unwrap();
         for i in 0..5 {
-            s.record("bob", &format!("g{i}"), Outgoing::Global);
+            s.record("bob", &format!("g{i}"), Destination::Global, false);
         }
         s.admit(&resume("alice", &a.token, None), Sid::new())
             .unwrap();
         let r = s.replay("alice", None);
         assert_eq!(r.messages.len(), 3);
-        assert!(r.truncated);
+        assert_eq!(r.stored, Some((0, 2)), "ids 1 and 2 come from the store");
+        assert!(!r.truncated, "nothing was pruned");
     }
 
     #[tokio::test]
@@ -978,7 +1008,7 @@ mod tests {
             "joining twice is idempotent"
         );
         for t in ["1", "2", "3"] {
-            s.record("alice", t, Outgoing::Room { room: "#a".into() });
+            s.record("alice", t, Destination::Room("#a".into()), false);
         }
         let j = s.join("bob", "#a").unwrap();
         assert_eq!(
@@ -1018,7 +1048,7 @@ mod tests {
         let sid = Sid::new();
         s.admit(&auth("alice"), sid).unwrap();
         s.join("alice", "#a").unwrap();
-        s.record("alice", "kept", Outgoing::Room { room: "#a".into() });
+        s.record("alice", "kept", Destination::Room("#a".into()), false);
         s.disconnect("alice", sid, false).unwrap();
         s.admit(&auth("bob"), Sid::new()).unwrap();
         let j = s.join("bob", "#a").unwrap();
@@ -1028,7 +1058,7 @@ mod tests {
         let j = s.join("bob", "#a").unwrap();
         assert!(
             j.history.is_empty(),
-            "the room emptied for good: its history went with it"
+            "the room emptied: its history is no longer kept in memory (the store has it)"
         );
     }
 

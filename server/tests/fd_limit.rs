@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 /// it, its address and its log lines.
 fn start(soft: u64, hard: u64) -> (Child, String, mpsc::Receiver<String>) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_chat-server"));
-    cmd.args(["--bind", "127.0.0.1:0"])
+    cmd.args(["--bind", "127.0.0.1:0", "--store", "memory"])
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
@@ -68,7 +68,7 @@ fn the_soft_limit_is_raised_to_the_hard_one_and_logged() {
     let hard = hard.min(4096);
     let soft = 256.min(hard);
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_chat-server"));
-    cmd.args(["--bind", "127.0.0.1:0"])
+    cmd.args(["--bind", "127.0.0.1:0", "--store", "memory"])
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
         .stderr(Stdio::piped());

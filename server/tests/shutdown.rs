@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 fn start() -> (std::process::Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_chat-server"))
-        .args(["--bind", "127.0.0.1:0"])
+        .args(["--bind", "127.0.0.1:0", "--store", "memory"])
         .env("RUST_LOG", "info")
         .env("NO_COLOR", "1")
         .stdout(Stdio::null())

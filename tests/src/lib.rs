@@ -26,6 +26,29 @@ use tokio::task::JoinHandle;
 /// The longest any helper waits for something that should happen.
 pub const WAIT: Duration = Duration::from_secs(10);
 
+/// Builds binary `bin` of package `package` with the profile of this test
+/// and returns its path: it sits next to the `deps/` directory the test
+/// runs from.
+pub fn workspace_binary(package: &str, bin: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>")
+        .to_path_buf();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let mut build = std::process::Command::new(cargo);
+    build.args(["build", "-q", "-p", package, "--bin", bin]);
+    if profile_dir.file_name().is_some_and(|n| n == "release") {
+        build.arg("--release");
+    }
+    let status = build.status().expect("run cargo build");
+    assert!(status.success(), "cargo build -p {package} failed");
+    let path = profile_dir.join(format!("{bin}{}", std::env::consts::EXE_SUFFIX));
+    assert!(path.exists(), "no binary at {}", path.display());
+    path
+}
+
 /// Logs to the test output when `RUST_LOG` is set.
 pub fn init_tracing() {
     let _ = tracing_subscriber::fmt()
@@ -60,11 +83,47 @@ impl TestServer {
         }
     }
 
-    /// The contract's defaults, with an admin token `admin-secret`.
+    /// Starts a server on `store` (one that fails on demand, say).
+    pub async fn start_on(config: Config, store: Arc<dyn chat_server::store::Store>) -> TestServer {
+        init_tracing();
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1:0");
+        let addr = listener.local_addr().expect("local addr");
+        let startup = store.startup().await.expect("store startup");
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(chat_server::serve_on(
+            listener,
+            config,
+            store,
+            startup,
+            async move {
+                let _ = rx.await;
+            },
+        ));
+        TestServer {
+            addr,
+            stop: Some(tx),
+            task,
+        }
+    }
+
+    /// The contract's defaults, with an admin token `admin-secret` and the
+    /// in-memory store (tests that restart use [`TestServer::on_disk`]).
     pub fn config() -> Config {
         Config {
             admin_token: Some("admin-secret".into()),
+            store: chat_server::config::StoreKind::Memory,
             ..Config::default()
+        }
+    }
+
+    /// [`TestServer::config`] with the on-disk store in `dir`.
+    pub fn on_disk(dir: &std::path::Path) -> Config {
+        Config {
+            store: chat_server::config::StoreKind::Sqlite,
+            data_dir: dir.to_path_buf(),
+            ..TestServer::config()
         }
     }
 

@@ -73,26 +73,8 @@ fn tmux_installed() -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
-/// Builds `chat-tui` with the profile of this test and returns its path: the
-/// binary sits next to the `deps/` directory this test runs from.
 fn chat_tui_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    let profile_dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target/<profile>")
-        .to_path_buf();
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    let mut build = Command::new(cargo);
-    build.args(["build", "-q", "-p", "chat-tui", "--bin", "chat-tui"]);
-    if profile_dir.file_name().is_some_and(|n| n == "release") {
-        build.arg("--release");
-    }
-    let status = build.status().expect("run cargo build");
-    assert!(status.success(), "cargo build -p chat-tui failed");
-    let bin = profile_dir.join(format!("chat-tui{}", std::env::consts::EXE_SUFFIX));
-    assert!(bin.exists(), "no binary at {}", bin.display());
-    bin
+    chat_e2e::workspace_binary("chat-tui", "chat-tui")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
