@@ -10,9 +10,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-/// Starts chat-server with the open-files limit at `soft`/`hard`; returns
-/// it, its address and its log lines.
-fn start(soft: u64, hard: u64) -> (Child, String, mpsc::Receiver<String>) {
+/// The chat-server command, its open-files limit set to `soft`/`hard`.
+fn command(soft: u64, hard: u64) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_chat-server"));
     cmd.args(["--bind", "127.0.0.1:0", "--store", "memory"])
         .env("RUST_LOG", "info")
@@ -26,6 +25,13 @@ fn start(soft: u64, hard: u64) -> (Child, String, mpsc::Receiver<String>) {
             Ok(())
         });
     }
+    cmd
+}
+
+/// Starts chat-server with the open-files limit at `soft`/`hard`; returns
+/// it, its address and its log lines.
+fn start(soft: u64, hard: u64) -> (Child, String, mpsc::Receiver<String>) {
+    let mut cmd = command(soft, hard);
     let mut child = cmd.spawn().expect("spawn chat-server");
     let err = child.stderr.take().expect("stderr");
     let (tx, rx) = mpsc::channel();
@@ -67,19 +73,7 @@ fn the_soft_limit_is_raised_to_the_hard_one_and_logged() {
     let (_, hard) = rlimit::getrlimit(rlimit::Resource::NOFILE).expect("getrlimit");
     let hard = hard.min(4096);
     let soft = 256.min(hard);
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_chat-server"));
-    cmd.args(["--bind", "127.0.0.1:0", "--store", "memory"])
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    // SAFETY: only setrlimit between fork and exec.
-    unsafe {
-        cmd.pre_exec(move || {
-            rlimit::setrlimit(rlimit::Resource::NOFILE, soft, hard)?;
-            Ok(())
-        });
-    }
-    let mut child = cmd.spawn().expect("spawn");
+    let mut child = command(soft, hard).spawn().expect("spawn");
     let err = child.stderr.take().expect("stderr");
     let mut found = None;
     for line in BufReader::new(err).lines().map_while(Result::ok) {

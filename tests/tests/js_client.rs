@@ -46,31 +46,36 @@ fn install() -> Option<()> {
     Some(())
 }
 
-async fn contract_over(transport: &str) {
-    if node().is_none() {
-        return;
-    }
+/// Runs `script` from tests/js against a fresh server with `args` after
+/// its URL; returns whether it exited 0, and what it printed.
+async fn run_script(script: &str, args: &[&str]) -> (bool, String) {
     let server = TestServer::start(TestServer::config()).await;
     let out = tokio::process::Command::new("node")
-        .arg(js_dir().join("contract.js"))
-        .args([server.url().as_str(), transport, "admin-secret"])
+        .arg(js_dir().join(script))
+        .arg(server.url())
+        .args(args)
         .output()
         .await
         .expect("run node");
+    server.stop().await.unwrap();
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(
-        out.status.success(),
-        "the JavaScript client over {transport}:\n{text}"
-    );
+    (out.status.success(), text)
+}
+
+async fn contract_over(transport: &str) {
+    if node().is_none() {
+        return;
+    }
+    let (ok, text) = run_script("contract.js", &[transport, "admin-secret"]).await;
+    assert!(ok, "the JavaScript client over {transport}:\n{text}");
     assert!(
         text.contains(&format!("contract over {transport}: ok")),
         "{text}"
     );
-    server.stop().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -89,23 +94,11 @@ async fn first_events_over(transport: &str) {
     if node().is_none() {
         return;
     }
-    let server = TestServer::start(TestServer::config()).await;
-    let out = tokio::process::Command::new("node")
-        .arg(js_dir().join("first_event.js"))
-        .args([server.url().as_str(), transport, "500"])
-        .output()
-        .await
-        .expect("run node");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (ok, text) = run_script("first_event.js", &[transport, "500"]).await;
     assert!(
-        out.status.success() && text.contains("first events: 500 acked of 500"),
+        ok && text.contains("first events: 500 acked of 500"),
         "first events over {transport}:\n{text}"
     );
-    server.stop().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
