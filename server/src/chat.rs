@@ -401,9 +401,8 @@ impl ChatService {
             Default::default()
         };
         if let Some((after, upto)) = replay.stored {
-            // Older than this process's log: read from the store. More than
-            // the replay buffer is truncated to its newest part.
-            // At most `--replay-buffer` messages in all, the newest.
+            // Older than this process's log: read from the store. At most
+            // `--replay-buffer` messages in all, the newest.
             let limit = self
                 .state
                 .config

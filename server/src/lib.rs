@@ -83,11 +83,7 @@ pub async fn open_store(
 
 /// Builds the server on an opened store. Must run inside a tokio runtime
 /// (it starts the admin feed and the session writer).
-pub fn app_with_store(
-    config: Config,
-    store: Arc<dyn store::Store>,
-    startup: &store::Startup,
-) -> App {
+pub fn app(config: Config, store: Arc<dyn store::Store>, startup: &store::Startup) -> App {
     let (layer, io) = SocketIo::builder()
         .max_payload(config.max_payload)
         .ws_max_message_size(config.max_payload as usize)
@@ -162,19 +158,6 @@ pub fn app_with_store(
     App { router, io, state }
 }
 
-/// Builds the server on an in-memory store (for tests that drive the
-/// router without a listener).
-pub async fn app(config: Config) -> App {
-    let store: Arc<dyn store::Store> = Arc::new(store::MemoryStore::new(MEMORY_STORE_MESSAGES));
-    let startup = store.startup().await.unwrap_or(store::Startup {
-        head: 0,
-        sessions: Vec::new(),
-        pruned_upto: 0,
-        last_alive_ms: None,
-    });
-    app_with_store(config, store, &startup)
-}
-
 /// Serves on `listener` until `shutdown` resolves, then closes every socket
 /// (reason: server shutting down) and returns within the shutdown grace.
 pub async fn serve(
@@ -199,7 +182,7 @@ pub async fn serve_on(
 ) -> std::io::Result<()> {
     let grace = config.shutdown_grace;
     let header_timeout = config.header_timeout;
-    let App { router, io, state } = app_with_store(config, Arc::clone(&store), &startup);
+    let App { router, io, state } = app(config, Arc::clone(&store), &startup);
     let stats = tokio::spawn(admin::stats_loop(io.clone(), Arc::clone(&state)));
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(listener::serve(

@@ -77,11 +77,12 @@ fn killed() -> io::Error {
 
 impl AsyncRead for KillableIo {
     fn poll_read(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let state = Arc::clone(&self.handle.0);
+        let this = self.get_mut();
+        let state = &this.handle.0;
         if state.killed.load(Ordering::SeqCst) {
             return Poll::Ready(Err(killed()));
         }
@@ -89,22 +90,23 @@ impl AsyncRead for KillableIo {
         if state.killed.load(Ordering::SeqCst) {
             return Poll::Ready(Err(killed()));
         }
-        Pin::new(&mut self.inner).poll_read(cx, buf)
+        Pin::new(&mut this.inner).poll_read(cx, buf)
     }
 }
 
 impl AsyncWrite for KillableIo {
     fn poll_write(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let state = Arc::clone(&self.handle.0);
+        let this = self.get_mut();
+        let state = &this.handle.0;
         if state.killed.load(Ordering::SeqCst) {
             return Poll::Ready(Err(killed()));
         }
         state.writer.register(cx.waker());
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        Pin::new(&mut this.inner).poll_write(cx, buf)
     }
 
     fn poll_write_vectored(

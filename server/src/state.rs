@@ -262,7 +262,10 @@ impl ChatState {
                 absence: 0,
                 window_ends_at: Some(ends),
             };
-            self.persist(SessionOp::Put(user.record()));
+            if rec.window_ends_at.is_none() {
+                // Live when the last process ended: its window is new.
+                self.persist(SessionOp::Put(user.record()));
+            }
             inner.sessions.insert(rec.token.clone(), key.clone());
             inner.users.insert(key.clone(), user);
             let state = Arc::clone(self);

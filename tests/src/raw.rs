@@ -47,6 +47,16 @@ pub async fn polling_handshake(addr: SocketAddr) -> String {
     open["sid"].as_str().expect("sid").to_owned()
 }
 
+/// A long-polling socket connected to `/chat` as `name` (the CONNECT is
+/// posted, not yet answered): returns its sid and its request path.
+pub async fn polling_connect(addr: SocketAddr, name: &str) -> (String, String) {
+    let sid = polling_handshake(addr).await;
+    let path = format!("/socket.io/?EIO=4&transport=polling&sid={sid}");
+    let connect = format!("40/chat,{}", json!({"username": name}));
+    http(addr, "POST", &path, connect.as_bytes()).await;
+    (sid, path)
+}
+
 /// Socket.IO packets of a polling response body (separated by 0x1e).
 pub fn packets(body: &str) -> Vec<String> {
     body.split('\u{1e}')

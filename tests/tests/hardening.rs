@@ -6,7 +6,8 @@
 use std::time::Duration;
 
 use chat_e2e::raw::{
-    self, eventually, http, packets, polling_handshake, ws_connect, ws_emit, ws_open, ws_text,
+    self, eventually, http, packets, polling_connect, polling_handshake, ws_connect, ws_emit,
+    ws_open, ws_text,
 };
 use chat_e2e::{TestClient, TestServer, ok};
 use chat_server::Config;
@@ -166,15 +167,7 @@ async fn an_offset_or_session_of_the_wrong_type_is_refused_as_such() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_admin_snapshot_gives_no_key_to_a_users_session() {
     let server = TestServer::start(TestServer::config()).await;
-    let sid = polling_handshake(server.addr).await;
-    let path = format!("/socket.io/?EIO=4&transport=polling&sid={sid}");
-    http(
-        server.addr,
-        "POST",
-        &path,
-        b"40/chat,{\"username\":\"pollster\"}",
-    )
-    .await;
+    let (sid, path) = polling_connect(server.addr, "pollster").await;
     let (_, body) = http(server.addr, "GET", &path, b"").await;
     assert!(body.contains("40/chat"), "{body}");
     let mut ws = ws_open(server.addr, None).await;
@@ -204,15 +197,7 @@ async fn the_admin_snapshot_gives_no_key_to_a_users_session() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_post_of_a_thousand_requests_gets_a_thousand_answers() {
     let server = TestServer::start(TestServer::config()).await;
-    let sid = polling_handshake(server.addr).await;
-    let path = format!("/socket.io/?EIO=4&transport=polling&sid={sid}");
-    http(
-        server.addr,
-        "POST",
-        &path,
-        b"40/chat,{\"username\":\"flooder\"}",
-    )
-    .await;
+    let (_, path) = polling_connect(server.addr, "flooder").await;
     let n = 1000;
     let body: Vec<String> = (0..n)
         .map(|i| format!("42/chat,{i}[\"presence:get\",{{}}]"))
