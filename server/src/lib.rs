@@ -5,8 +5,10 @@
 //! - [`state`]: [`ChatState`], this node's view (users, sessions, room
 //!   membership, this process's recent messages) that every handler calls;
 //!   session changes flow from it to the store in order.
-//! - [`chat`]: the `/chat` namespace: username middleware, the connect
-//!   sequence with session recovery, the event dispatcher, disconnects.
+//! - [`chat`]: the `/chat` namespace, one file per capability:
+//!   `identity` (handshake, connect, disconnect, takeover), `recovery`
+//!   (restore, replay, readers that fall behind), `rooms`, `messaging` (owns
+//!   the delivery order), `history`, `typing`, `presence`.
 //! - [`admin`]: the read-only `/admin` namespace and its stats.
 //! - [`admin_feed`]: the ordered, lossy queue of `admin:event`s.
 //! - [`presence`]: the per-scope presence storm guard.
@@ -147,6 +149,7 @@ pub fn app(config: Config, store: Arc<dyn store::Store>, startup: &store::Startu
         admin: feed,
         transports: Arc::clone(&transports),
         store,
+        delivery: Arc::default(),
     });
     admin::register(&io, Arc::clone(&state));
     let router = Router::new()

@@ -162,11 +162,6 @@ pub struct Target {
 pub struct ChatState {
     pub config: Config,
     inner: Mutex<Inner>,
-    /// Held while a message is numbered and emitted, and while a resumed
-    /// socket is caught up and joined to its rooms: so message ids follow
-    /// delivery order, and a resumed client gets each message exactly once,
-    /// either replayed or live.
-    pub delivery: tokio::sync::Mutex<()>,
     pub presence: PresenceGate,
     started: std::time::Instant,
     messages_total: AtomicU64,
@@ -191,7 +186,6 @@ impl ChatState {
             presence: PresenceGate::new(config.presence_burst),
             config,
             inner: Mutex::new(Inner::default()),
-            delivery: tokio::sync::Mutex::new(()),
             started: std::time::Instant::now(),
             messages_total: AtomicU64::new(0),
             errors_total: AtomicU64::new(0),
@@ -720,7 +714,7 @@ impl ChatState {
     }
 
     /// Numbers a message, keeps it for replay (and room history) and
-    /// returns it. Call with [`ChatState::delivery`] held and emit before
+    /// returns it. Call with the delivery order held (`chat::DeliveryOrder`) and emit before
     /// releasing it.
     pub fn record(
         &self,

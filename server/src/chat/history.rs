@@ -1,0 +1,120 @@
+//! `history`: pages of a room's messages or of a DM conversation, from
+//! this process's recent messages and the store.
+
+use super::*;
+
+/// A stored message as the contract's history entry (room messages and
+/// DMs; the feeds have no history).
+pub(super) fn history_message(m: &MessageRecord) -> Option<HistoryMessage> {
+    let id = m.id.to_string();
+    let action = m.action.then_some(true);
+    match &m.dest {
+        Destination::Room(room) => Some(HistoryMessage::Room(chat_shared::RoomMessage {
+            id,
+            ts: m.ts,
+            from: m.from.clone(),
+            room: room.clone(),
+            text: m.text.clone(),
+            replayed: None,
+            action,
+        })),
+        Destination::Dm { to } => Some(HistoryMessage::Dm(chat_shared::DmMessage {
+            id,
+            ts: m.ts,
+            from: m.from.clone(),
+            to: to.clone(),
+            text: m.text.clone(),
+            replayed: None,
+            action,
+        })),
+        Destination::Global | Destination::Broadcast => None,
+    }
+}
+
+impl ChatService {
+    /// A page of a room's history, oldest first, and whether older
+    /// messages exist: this process's newest ones from memory (they may not
+    /// be committed yet), the rest from the store.
+    pub(super) async fn room_page(
+        &self,
+        room: &str,
+        before: Option<u64>,
+        limit: usize,
+    ) -> (Vec<Arc<MessageRecord>>, bool) {
+        let mut recent: Vec<Arc<MessageRecord>> = self
+            .state
+            .room_recent(room)
+            .into_iter()
+            .filter(|m| before.is_none_or(|b| m.id < b))
+            .collect();
+        if recent.len() > limit {
+            recent.drain(..recent.len() - limit);
+            return (recent, true);
+        }
+        let older_than = recent.first().map(|m| m.id).or(before);
+        let need = limit - recent.len();
+        match self.store.room_history(room, older_than, need.max(1)).await {
+            Ok((mut older, more)) => {
+                let more = more || older.len() > need;
+                if older.len() > need {
+                    older.drain(..older.len() - need);
+                }
+                older.append(&mut recent);
+                (older, more)
+            }
+            Err(e) => {
+                tracing::warn!("room history from the store: {e}");
+                (recent, false)
+            }
+        }
+    }
+
+    pub(super) async fn history(
+        &self,
+        ctx: &SocketCtx,
+        h: HistoryRequest,
+    ) -> Result<Reply, ChatError> {
+        let event = names::HISTORY;
+        let limit = h.effective_limit() as usize;
+        let before = match h.before.as_deref() {
+            None => None,
+            Some(b) => Some(b.parse::<u64>().map_err(|_| {
+                ChatError::new(
+                    ErrorCode::InvalidPayload,
+                    "before must be the id of a message",
+                    event,
+                )
+            })?),
+        };
+        let (messages, more) = match h.target {
+            HistoryTarget::Room(raw) => {
+                let room = self.member_room(ctx, event, &raw)?;
+                self.room_page(&room, before, limit).await
+            }
+            HistoryTarget::With(with) => {
+                if !is_valid_username(&with) {
+                    return Err(ChatError::new(
+                        ErrorCode::UserNotFound,
+                        format!("no user {with}"),
+                        event,
+                    )
+                    .with("with", with));
+                }
+                // A guest sees only the DMs of its current session.
+                let since = self.state.session_since(&ctx.admission.key);
+                let other = chat_shared::username_key(&with);
+                self.store
+                    .dm_history(&ctx.admission.key, &other, before, since, limit)
+                    .await
+                    .map_err(|e| {
+                        tracing::warn!("dm history: {e}");
+                        ChatError::new(ErrorCode::Unavailable, "history is unavailable", event)
+                    })?
+            }
+        };
+        Ok(Reply::History(HistoryAck {
+            messages: messages.iter().filter_map(|m| history_message(m)).collect(),
+            more,
+        }))
+    }
+}

@@ -1,0 +1,233 @@
+//! Who a socket is: the handshake (auth, admission or refusal), the
+//! connect sequence, the takeover of a half-open session, the disconnect,
+//! and the guard that lets an admission go when its socket never connects.
+
+use super::*;
+
+/// Releases an admission when its socket is dropped. The middleware admits
+/// a user before socketioxide has put the socket in the namespace; if the
+/// transport closes in between, the socket is dropped without any
+/// disconnect handler running, and this is what lets the user go. After a
+/// normal disconnect it finds the user no longer on this socket and does
+/// nothing.
+#[derive(Debug)]
+pub(super) struct Release {
+    state: Arc<ChatState>,
+    transports: Arc<Transports>,
+    key: String,
+    sid: Sid,
+    fresh: bool,
+}
+
+impl Drop for Release {
+    fn drop(&mut self) {
+        self.transports.forget(self.sid);
+        if self.state.abandon(&self.key, self.sid, self.fresh) {
+            tracing::info!(user = %self.key, "connect abandoned: the transport closed before the namespace reply");
+        }
+    }
+}
+
+/// A handshake refused with `invalid_username`.
+pub(super) fn bad_username(message: impl Into<String>) -> ConnectRefusal {
+    ConnectRefusal::new(ErrorCode::InvalidUsername, message)
+}
+
+/// Reads the handshake's `auth` field by field, so that a wrong field is
+/// refused with the code about that field.
+pub(super) fn parse_auth(v: Option<Value>) -> Result<Auth, ConnectRefusal> {
+    const SHAPE: &str = "auth must be {username: string}: 1-32 characters of A-Z a-z 0-9 _ . -";
+    let Some(Value::Object(obj)) = v else {
+        return Err(bad_username(SHAPE));
+    };
+    let Some(Value::String(username)) = obj.get("username") else {
+        return Err(bad_username(SHAPE));
+    };
+    if !is_valid_username(username) {
+        return Err(bad_username(format!(
+            "{username:?} is not 1-32 characters of A-Z a-z 0-9 _ . -"
+        )));
+    }
+    let text = |field: &str, what: &str| match obj.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(ConnectRefusal::new(
+            ErrorCode::InvalidSession,
+            format!("{field} must be a string: {what}"),
+        )),
+    };
+    let session = text("session", "the token from the last `session` event")?;
+    let offset = text("offset", "the id of the last message received")?;
+    Ok(Auth {
+        username: username.clone(),
+        session,
+        offset,
+        ..Default::default()
+    })
+}
+
+impl ChatService {
+    /// The `/chat` middleware: validates `auth`, then admits or refuses.
+    /// On success it also installs the socket's event and disconnect
+    /// handlers, before the namespace reply goes out, so that nothing the
+    /// client sends after its CONNECT finds no handler.
+    pub(super) fn authenticate(
+        &self,
+        s: SocketRef,
+        auth: Option<Value>,
+    ) -> Result<(), ConnectRefusal> {
+        let claimed = auth
+            .as_ref()
+            .and_then(|a| a.get("username"))
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        let result = parse_auth(auth).and_then(|a| self.state.admit(&a, s.id).map(|adm| (a, adm)));
+        let (auth, admission) = match result {
+            Ok(ok) => ok,
+            Err(refusal) => {
+                tracing::info!(code = %refusal.code, "connect refused: {}", refusal.message);
+                let mut ev = admin_event(AdminEventType::Rejected);
+                ev.code = Some(refusal.code);
+                ev.user = claimed;
+                self.admin.send(ev);
+                return Err(refusal);
+            }
+        };
+        let bucket = |limit: Option<(f64, u32)>| {
+            limit.map(|(rate, burst)| Mutex::new(TokenBucket::new(rate, burst)))
+        };
+        let config = &self.state.config;
+        let order = Sequencer::default();
+        let connect_ticket = order.ticket();
+        self.transports.admit(s.id);
+        let ctx = Arc::new(SocketCtx {
+            _release: Release {
+                state: Arc::clone(&self.state),
+                transports: Arc::clone(&self.transports),
+                key: admission.key.clone(),
+                sid: s.id,
+                fresh: !admission.recovered,
+            },
+            admission,
+            offset: auth.offset,
+            connect_ticket,
+            bucket: bucket(config.rate_limit()),
+            requests: bucket(config.event_limit()),
+            order,
+        });
+        s.extensions.insert(Arc::clone(&ctx));
+        {
+            let svc = self.clone();
+            let ctx = Arc::clone(&ctx);
+            s.on_fallback(
+                move |s: SocketRef,
+                      Event(event): Event,
+                      TryData(data): TryData<Value>,
+                      ack: AckSender| {
+                    let svc = svc.clone();
+                    let ctx = Arc::clone(&ctx);
+                    // Taken here, while the library still calls in packet order.
+                    let ticket = ctx.order.ticket();
+                    async move {
+                        let _turn = ctx.order.turn(ticket).await;
+                        svc.dispatch(&s, &ctx, &event, data.unwrap_or(Value::Null), ack)
+                            .await
+                    }
+                },
+            );
+        }
+        let svc = self.clone();
+        s.on_disconnect(move |s: SocketRef, reason: DisconnectReason| {
+            let svc = svc.clone();
+            let ctx = Arc::clone(&ctx);
+            async move { svc.disconnected(s, &ctx, reason).await }
+        });
+        Ok(())
+    }
+
+    /// The connect sequence: take over a half-open session, send `session`
+    /// and the replay, join the rooms, announce presence.
+    pub(super) async fn connected(&self, s: SocketRef) {
+        let Some(ctx) = s.extensions.get::<Arc<SocketCtx>>() else {
+            tracing::warn!(sid = %s.id, "socket without admission");
+            let _ = s.disconnect();
+            return;
+        };
+        let adm = &ctx.admission;
+        // The client's events wait until the session is restored.
+        let turn = ctx.order.turn(ctx.connect_ticket).await;
+        if let Some(old) = adm.replaced {
+            self.replace(old);
+        }
+        self.restore(&s, &ctx).await;
+        drop(turn);
+
+        let online = self.state.online();
+        tracing::info!(user = %adm.username, recovered = adm.recovered, online, "connect");
+        let user = &adm.username;
+        let connect = Presence::change(PresenceKind::Connect, user, None, online);
+        self.presence("", connect.recovered(adm.recovered)).await;
+        if adm.recovered {
+            for room in &adm.rooms {
+                let members = self.state.members(room);
+                let join =
+                    Presence::change(PresenceKind::Join, user, Some((room, members)), online);
+                self.presence(room, join.recovered(true)).await;
+            }
+        }
+        let mut ev = admin_event(if adm.recovered {
+            AdminEventType::Recovered
+        } else {
+            AdminEventType::Connect
+        });
+        ev.user = Some(adm.username.clone());
+        self.admin.send(ev);
+    }
+
+    /// Tells the socket that held this session before that it was taken
+    /// over, and closes it.
+    pub(super) fn replace(&self, old: Sid) {
+        let Some(old) = self.ns().and_then(|ns| ns.get_socket(old)) else {
+            return;
+        };
+        let err = ChatError::new(
+            ErrorCode::SessionReplaced,
+            "this session was taken over by a new connection",
+            "session",
+        );
+        let _ = old.emit(names::CHAT_ERROR, &err);
+        let _ = old.disconnect();
+    }
+
+    pub(super) async fn disconnected(
+        &self,
+        s: SocketRef,
+        ctx: &SocketCtx,
+        reason: DisconnectReason,
+    ) {
+        self.transports.forget(s.id);
+        let adm = &ctx.admission;
+        let planned = matches!(reason, DisconnectReason::ClientNSDisconnect);
+        let why = reason_str(reason);
+        let Some(dep) = self.state.disconnect(&adm.key, s.id, planned) else {
+            tracing::info!(user = %adm.username, reason = why, "replaced socket closed");
+            return;
+        };
+        tracing::info!(user = %adm.username, reason = why, online = dep.online, "disconnect");
+        for (room, members) in &dep.rooms {
+            let leave = Presence::change(
+                PresenceKind::Leave,
+                &dep.username,
+                Some((room, *members)),
+                dep.online,
+            );
+            self.presence(room, leave.with_reason("disconnect")).await;
+        }
+        let gone = Presence::change(PresenceKind::Disconnect, &dep.username, None, dep.online);
+        self.presence("", gone.with_reason(why)).await;
+        let mut ev = admin_event(AdminEventType::Disconnect);
+        ev.user = Some(dep.username);
+        ev.reason = Some(why.into());
+        self.admin.send(ev);
+    }
+}

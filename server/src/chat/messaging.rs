@@ -1,0 +1,200 @@
+//! The four message kinds. This file owns the delivery order: a message
+//! is numbered, emitted and queued for the store under the delivery lock
+//! ([`ChatService::deliver`]); its ack waits for the commit after.
+
+use super::*;
+
+/// The delivery order, the one rule both sending and resuming follow: it is
+/// held while a message is numbered, emitted and queued for the store, and
+/// while a resumed socket is caught up and joined to its rooms. So ids
+/// follow delivery order, the store's writes are in id order, and a resumed
+/// client gets each message exactly once, either replayed or live.
+#[derive(Debug, Default)]
+pub struct DeliveryOrder(tokio::sync::Mutex<()>);
+
+impl DeliveryOrder {
+    /// Waits for the turn to deliver; the turn lasts while the guard lives.
+    pub(super) async fn hold(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.0.lock().await
+    }
+}
+
+impl ChatService {
+    /// Numbers, records and emits a message under the delivery lock, and
+    /// queues its write to the store there too (so writes are in id
+    /// order); then waits, with the lock released, until the write has
+    /// committed. Recipients get it at once; the sender's ack waits for
+    /// the disk. A store that cannot take writes refuses the message before
+    /// anyone gets it.
+    pub(super) async fn deliver(
+        &self,
+        event_name: &str,
+        from: &str,
+        text: &str,
+        dest: Destination,
+        action: bool,
+        s: Option<&SocketRef>,
+    ) -> Result<Arc<MessageRecord>, ChatError> {
+        let unavailable = |why: String| {
+            tracing::warn!("store: {why}");
+            ChatError::new(
+                ErrorCode::Unavailable,
+                "the server cannot store messages right now: try again",
+                event_name,
+            )
+            .with("retryAfterMs", 1000)
+        };
+        if !self.store.healthy() {
+            return Err(unavailable("unhealthy".into()));
+        }
+        let guard = self.delivery.hold().await;
+        let msg = self.state.record(from, text, dest, action);
+        if let Some(ns) = self.ns() {
+            let event = msg.event();
+            let recipients = match &msg.dest {
+                Destination::Room(room) => ns.to(room.clone()).sockets(),
+                Destination::Dm { to } => self
+                    .state
+                    .target(to)
+                    .and_then(|t| t.sid)
+                    .and_then(|sid| ns.get_socket(sid))
+                    .into_iter()
+                    .collect(),
+                Destination::Global => ns.to(EVERYONE).sockets(),
+                Destination::Broadcast => match s {
+                    Some(s) => s.to(EVERYONE).sockets(),
+                    None => ns.to(EVERYONE).sockets(),
+                },
+            };
+            self.emit_each(&recipients, event, &*msg);
+        }
+        let committed = self.store.append(Arc::clone(&msg)).await;
+        drop(guard);
+        match committed {
+            Ok(c) => c.await.map_err(|e| unavailable(e.to_string()))?,
+            Err(e) => return Err(unavailable(e.to_string())),
+        }
+        Ok(msg)
+    }
+
+    /// Emits one message to each recipient, encoding it once. A recipient
+    /// whose queue is full [falls behind](Self::fell_behind) rather than
+    /// silently missing it, which is why this goes socket by socket instead
+    /// of through a room broadcast (whose errors do not say whose queue
+    /// was full).
+    pub(super) fn emit_each<T: Serialize + ?Sized>(
+        &self,
+        recipients: &[SocketRef],
+        event: &str,
+        payload: &T,
+    ) {
+        if recipients.is_empty() {
+            return;
+        }
+        let raw = match serde_json::value::to_raw_value(payload) {
+            Ok(raw) => raw,
+            Err(e) => {
+                tracing::error!("cannot encode a {event}: {e}");
+                return;
+            }
+        };
+        for r in recipients {
+            if let Err(socketioxide::SendError::Socket(SocketError::InternalChannelFull)) =
+                r.emit(event, &raw)
+                && let Some(ctx) = r.extensions.get::<Arc<SocketCtx>>()
+            {
+                self.fell_behind(r, &ctx.admission.key);
+            }
+        }
+    }
+
+    pub(super) fn message_event(&self, ctx: &SocketCtx, msg: &MessageRecord, bytes: usize) {
+        let mut ev = admin_event(AdminEventType::Message);
+        ev.user = Some(ctx.admission.username.clone());
+        ev.kind = Some(msg.kind());
+        ev.bytes = Some(bytes as u64);
+        match &msg.dest {
+            Destination::Room(room) => ev.room = Some(room.clone()),
+            Destination::Dm { to } => ev.to = Some(to.clone()),
+            _ => {}
+        }
+        self.admin.send(ev);
+    }
+
+    pub(super) async fn room_message(
+        &self,
+        ctx: &SocketCtx,
+        m: RoomMessageRequest,
+    ) -> Result<Reply, ChatError> {
+        let event = names::ROOM_MESSAGE;
+        let room = self.member_room(ctx, event, &m.room)?;
+        let text = self.text(ctx, event, &m.text)?;
+        self.send(ctx, event, text, Destination::Room(room), m.action, None)
+            .await
+    }
+
+    pub(super) fn user_target(
+        &self,
+        ctx: &SocketCtx,
+        event: &str,
+        to: &str,
+    ) -> Result<crate::state::Target, ChatError> {
+        let target = self
+            .state
+            .target(to)
+            .filter(|_| is_valid_username(to))
+            .ok_or_else(|| {
+                ChatError::new(ErrorCode::UserNotFound, format!("no user {to}"), event)
+                    .with("to", to)
+            })?;
+        if target.key == ctx.admission.key {
+            return Err(
+                ChatError::new(ErrorCode::InvalidTarget, "that is you", event).with("to", to),
+            );
+        }
+        Ok(target)
+    }
+
+    pub(super) async fn dm(&self, ctx: &SocketCtx, m: DmRequest) -> Result<Reply, ChatError> {
+        let event = names::DM_MESSAGE;
+        let target = self.user_target(ctx, event, &m.to)?;
+        let text = self.text(ctx, event, &m.text)?;
+        let to = target.username;
+        self.send(ctx, event, text, Destination::Dm { to }, m.action, None)
+            .await
+    }
+
+    pub(super) async fn feed(
+        &self,
+        s: &SocketRef,
+        ctx: &SocketCtx,
+        event: &str,
+        text: &str,
+        dest: Destination,
+        action: bool,
+    ) -> Result<Reply, ChatError> {
+        let text = self.text(ctx, event, text)?;
+        self.send(ctx, event, text, dest, action, Some(s)).await
+    }
+
+    /// Delivers a checked message, tells the admin feed, and returns the ack
+    /// once the message is stored.
+    pub(super) async fn send(
+        &self,
+        ctx: &SocketCtx,
+        event: &str,
+        text: &str,
+        dest: Destination,
+        action: bool,
+        s: Option<&SocketRef>,
+    ) -> Result<Reply, ChatError> {
+        let from = &ctx.admission.username;
+        let msg = self.deliver(event, from, text, dest, action, s).await?;
+        self.message_event(ctx, &msg, text.len());
+        Ok(Reply::Sent(SentAck {
+            id: msg.id.to_string(),
+            ts: msg.ts,
+            queued: None,
+        }))
+    }
+}

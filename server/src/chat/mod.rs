@@ -1,0 +1,325 @@
+//! The `/chat` namespace, one file per capability. This file holds what
+//! they share: the socket's context, the service handle, registration, and
+//! the one dispatcher that parses every client event, applies the request
+//! limit, and answers (ack, or `chat:error` and the same object in the ack).
+//!
+//! - [`identity`]: handshake, connect, takeover, disconnect.
+//! - [`recovery`]: restore, replay, catch-up; readers that fall behind.
+//! - [`rooms`]: join and leave.
+//! - [`messaging`]: room, DM, global and broadcast messages; owns the
+//!   delivery order.
+//! - [`history`]: `history` pages.
+//! - [`typing`]: typing indicators.
+//! - [`presence`]: presence changes and storm summaries.
+
+mod history;
+mod identity;
+mod messaging;
+mod presence;
+mod recovery;
+mod rooms;
+mod typing;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chat_shared::{
+    AckErr, AckOk, Auth, ChatError, ClientEvent, ConnectRefusal, DmRequest, EmptyAck, ErrorCode,
+    HistoryAck, HistoryMessage, HistoryRequest, HistoryTarget, JoinAck, LeaveAck, PingAck,
+    Presence, PresenceKind, PresenceSnapshot, PresenceSummary, RoomListAck, RoomMessageRequest,
+    SentAck, SessionInfo, TypingNotice, TypingRequest, TypingTarget, canonical_room, check_text,
+    is_valid_username, names,
+};
+use serde::Serialize;
+use serde_json::Value;
+use socketioxide::extract::{AckSender, Event, SocketRef, TryData};
+use socketioxide::handler::ConnectHandler;
+use socketioxide::socket::{DisconnectReason, Sid};
+use socketioxide::{SocketError, SocketIo};
+
+use crate::admin_feed::{AdminFeed, event as admin_event};
+use crate::presence::Decision;
+use crate::rate_limit::TokenBucket;
+use crate::sequencer::Sequencer;
+use crate::state::{Admission, ChatState};
+use crate::store::{Destination, MessageRecord, Replayed, Store};
+use crate::transport::Transports;
+use chat_shared::{AdminEventType, CHAT_NS};
+use identity::Release;
+pub use messaging::DeliveryOrder;
+
+/// The socket.io room every `/chat` socket joins once it is caught up:
+/// global and broadcast messages go there rather than to the whole
+/// namespace, so a resuming socket gets them only after its replay. Room
+/// names of the contract start with `#`, so this one cannot collide.
+const EVERYONE: &str = "~everyone";
+
+/// How long a replay waits for a full socket queue to drain before it gives
+/// up on that socket.
+const REPLAY_STALL_LIMIT: Duration = Duration::from_secs(10);
+
+/// What a `/chat` socket carries: who it is and its rate limit.
+#[derive(Debug)]
+pub struct SocketCtx {
+    pub admission: Admission,
+    offset: Option<String>,
+    /// The sequencer ticket of the connect sequence: events the client
+    /// sends right after its CONNECT wait behind it, so none arrives before
+    /// its handler exists or before the session is restored.
+    connect_ticket: u64,
+    /// Lets the admission go if the socket never connects.
+    _release: Release,
+    /// Messages (room, dm, global, broadcast).
+    bucket: Option<Mutex<TokenBucket>>,
+    /// Every other request.
+    requests: Option<Mutex<TokenBucket>>,
+    order: Sequencer,
+}
+
+/// The handle every `/chat` handler works through.
+#[derive(Clone)]
+pub struct ChatService {
+    pub state: Arc<ChatState>,
+    pub io: SocketIo,
+    pub admin: AdminFeed,
+    pub transports: Arc<Transports>,
+    pub store: Arc<dyn Store>,
+    /// See [`DeliveryOrder`].
+    pub delivery: Arc<DeliveryOrder>,
+}
+
+/// Registers `/chat` on `io`.
+pub fn register(svc: ChatService) {
+    let mw = svc.clone();
+    let on_connect = svc.clone();
+    svc.io.ns(
+        CHAT_NS,
+        (move |s: SocketRef| {
+            let svc = on_connect.clone();
+            async move { svc.connected(s).await }
+        })
+        .with(move |s: SocketRef, TryData(auth): TryData<Value>| {
+            let svc = mw.clone();
+            async move { svc.authenticate(s, auth.ok()) }
+        }),
+    );
+}
+
+/// The reason string presence and the admin feed carry.
+pub fn reason_str(reason: DisconnectReason) -> &'static str {
+    use DisconnectReason::*;
+    match reason {
+        TransportClose => "transport close",
+        MultipleHttpPollingError | PacketParsingError => "parse error",
+        TransportError => "transport error",
+        HeartbeatTimeout => "ping timeout",
+        ClientNSDisconnect => "client namespace disconnect",
+        ServerNSDisconnect => "server namespace disconnect",
+        ClosingServer => "server shutting down",
+    }
+}
+
+/// An ack body on success.
+enum Reply {
+    Sent(SentAck),
+    Joined(JoinAck),
+    Left(LeaveAck),
+    Rooms(RoomListAck),
+    Presence(PresenceSnapshot),
+    History(HistoryAck),
+    Ping(PingAck),
+    Empty,
+}
+
+impl Serialize for Reply {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Reply::Sent(b) => AckOk::new(b).serialize(s),
+            Reply::Joined(b) => AckOk::new(b).serialize(s),
+            Reply::Left(b) => AckOk::new(b).serialize(s),
+            Reply::Rooms(b) => AckOk::new(b).serialize(s),
+            Reply::Presence(b) => AckOk::new(b).serialize(s),
+            Reply::History(b) => AckOk::new(b).serialize(s),
+            Reply::Ping(b) => AckOk::new(b).serialize(s),
+            Reply::Empty => AckOk::new(&EmptyAck {}).serialize(s),
+        }
+    }
+}
+
+/// Emits to one socket, waiting (a bounded time) while its queue is full,
+/// so that a replay never drops what it replays.
+async fn emit_paced<T: Serialize + ?Sized>(s: &SocketRef, event: &str, data: &T) -> bool {
+    let deadline = tokio::time::Instant::now() + REPLAY_STALL_LIMIT;
+    loop {
+        match s.emit(event, data) {
+            Ok(()) => return true,
+            Err(socketioxide::SendError::Socket(SocketError::InternalChannelFull))
+                if tokio::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            Err(e) => {
+                tracing::debug!(sid = %s.id, "replay emit failed: {e}");
+                return false;
+            }
+        }
+    }
+}
+
+/// Takes one token from `bucket` (no bucket: no limit), or refuses with
+/// `rate_limited` and how long to wait.
+fn take_token(
+    bucket: Option<&Mutex<TokenBucket>>,
+    event: &str,
+    message: &str,
+) -> Result<(), ChatError> {
+    let Some(bucket) = bucket else { return Ok(()) };
+    let mut b = bucket.lock().unwrap_or_else(|e| e.into_inner());
+    b.try_take().map_err(|wait| {
+        let ms = wait.as_millis().max(1) as u64;
+        ChatError::new(ErrorCode::RateLimited, message, event).with("retryAfterMs", ms)
+    })
+}
+
+impl ChatService {
+    fn ns(&self) -> Option<socketioxide::operators::BroadcastOperators> {
+        self.io.of(CHAT_NS)
+    }
+
+    async fn dispatch(
+        &self,
+        s: &SocketRef,
+        ctx: &SocketCtx,
+        event: &str,
+        data: Value,
+        ack: AckSender,
+    ) {
+        let result = match ClientEvent::parse(event, data) {
+            Err(e) => Err(e.to_chat_error(event)),
+            Ok(ev) => self.handle(s, ctx, ev).await,
+        };
+        match result {
+            Ok(reply) => self.answer(s, ctx, ack, &reply),
+            Err(err) => self.refuse(s, ctx, ack, err).await,
+        }
+    }
+
+    /// Sends an ack. One that cannot be queued is not dropped silently: the
+    /// socket's transport ends, so its client's request fails at once
+    /// rather than vanishing.
+    fn answer<T: Serialize + ?Sized>(
+        &self,
+        s: &SocketRef,
+        ctx: &SocketCtx,
+        ack: AckSender,
+        body: &T,
+    ) {
+        if let Err(socketioxide::SendError::Socket(SocketError::InternalChannelFull)) =
+            ack.send(body)
+        {
+            self.fell_behind(s, &ctx.admission.key);
+        }
+    }
+
+    /// `chat:error` to the sender, the same object in the ack. The error
+    /// waits (a bounded time) for room in the sender's queue: a client that
+    /// floods requests gets every refusal, paced by how fast it reads.
+    async fn refuse(&self, s: &SocketRef, ctx: &SocketCtx, ack: AckSender, err: ChatError) {
+        self.state.count_error();
+        tracing::debug!(user = %ctx.admission.username, code = %err.code, "refused: {}", err.message);
+        if !emit_paced(s, names::CHAT_ERROR, &err).await {
+            self.fell_behind(s, &ctx.admission.key);
+            return;
+        }
+        self.answer(s, ctx, ack, &AckErr::new(&err));
+        let mut ev = admin_event(AdminEventType::Error);
+        ev.user = Some(ctx.admission.username.clone());
+        ev.code = Some(err.code);
+        self.admin.send(ev);
+    }
+
+    async fn handle(
+        &self,
+        s: &SocketRef,
+        ctx: &SocketCtx,
+        ev: ClientEvent,
+    ) -> Result<Reply, ChatError> {
+        let name = ev.name();
+        let is_message = matches!(
+            ev,
+            ClientEvent::RoomMessage(_)
+                | ClientEvent::DmMessage(_)
+                | ClientEvent::GlobalMessage(_)
+                | ClientEvent::BroadcastMessage(_)
+        );
+        if !is_message {
+            take_token(ctx.requests.as_ref(), name, "too many requests: slow down")?;
+        }
+        match ev {
+            ClientEvent::RoomJoin(r) => self.join(s, ctx, &r.room).await,
+            ClientEvent::RoomLeave(r) => self.leave(s, ctx, &r.room).await,
+            ClientEvent::RoomList => Ok(Reply::Rooms(RoomListAck {
+                rooms: self.state.room_list(),
+            })),
+            ClientEvent::PresenceGet => Ok(Reply::Presence(self.state.presence_snapshot())),
+            ClientEvent::RoomMessage(m) => self.room_message(ctx, m).await,
+            ClientEvent::DmMessage(m) => self.dm(ctx, m).await,
+            ClientEvent::GlobalMessage(m) => {
+                self.feed(s, ctx, name, &m.text, Destination::Global, m.action)
+                    .await
+            }
+            ClientEvent::BroadcastMessage(m) => {
+                self.feed(s, ctx, name, &m.text, Destination::Broadcast, m.action)
+                    .await
+            }
+            ClientEvent::Typing(t) => self.typing(s, ctx, t).await,
+            ClientEvent::History(h) => self.history(ctx, h).await,
+            ClientEvent::Ping => Ok(Reply::Ping(PingAck {
+                ts: crate::state::now_ms(),
+            })),
+            // Accounts are not served yet: as before v2, when it did not parse.
+            ClientEvent::AccountPassword(_) => Err(ChatError::new(
+                ErrorCode::UnknownEvent,
+                format!("unknown event {name}"),
+                name,
+            )),
+        }
+    }
+
+    fn room(&self, event: &str, raw: &str) -> Result<String, ChatError> {
+        canonical_room(raw).ok_or_else(|| {
+            ChatError::new(
+                ErrorCode::InvalidRoom,
+                "a room is # then 1-32 of a-z 0-9 _ -",
+                event,
+            )
+            .with("room", raw)
+        })
+    }
+
+    fn member_room(&self, ctx: &SocketCtx, event: &str, raw: &str) -> Result<String, ChatError> {
+        let room = self.room(event, raw)?;
+        if !self.state.is_member(&ctx.admission.key, &room) {
+            return Err(
+                ChatError::new(ErrorCode::NotMember, format!("join {room} first"), event)
+                    .with("room", room),
+            );
+        }
+        Ok(room)
+    }
+
+    /// The text rules, then the rate limit: the trimmed text to send.
+    fn text<'t>(&self, ctx: &SocketCtx, event: &str, text: &'t str) -> Result<&'t str, ChatError> {
+        let max = self.state.config.max_text;
+        let text = check_text(text, max).map_err(|e| {
+            let err = ChatError::new(e.code(), e.to_string(), event);
+            if e.code() == ErrorCode::MessageTooLong {
+                err.with("limit", max)
+            } else {
+                err
+            }
+        })?;
+        take_token(ctx.bucket.as_ref(), event, "too many messages: slow down")?;
+        Ok(text)
+    }
+}

@@ -1,0 +1,60 @@
+//! Presence changes to their scope, folded into summaries in a storm
+//! (the gate itself is [`crate::presence`]).
+
+use super::*;
+
+impl ChatService {
+    /// Sends a presence change to its scope (`""`: every `/chat` socket;
+    /// else that room), or folds it into the scope's summary in a storm.
+    pub(super) async fn presence(&self, scope: &str, p: Presence) {
+        let user = p.user.as_deref().unwrap_or_default();
+        match self.state.presence.admit(scope, user, p.arrives()) {
+            Decision::Send => self.emit_presence(scope, &p).await,
+            Decision::Folded { flush_at: None } => {}
+            Decision::Folded { flush_at: Some(at) } => {
+                let svc = self.clone();
+                let scope = scope.to_owned();
+                tokio::spawn(async move {
+                    tokio::time::sleep_until(at).await;
+                    svc.flush_presence(&scope).await;
+                });
+            }
+        }
+    }
+
+    pub(super) async fn flush_presence(&self, scope: &str) {
+        let folded = self.state.presence.take(scope);
+        if folded.joined_count == 0 && folded.left_count == 0 {
+            return;
+        }
+        let room = (!scope.is_empty()).then(|| scope.to_owned());
+        let p = Presence {
+            event: PresenceKind::Summary,
+            user: None,
+            members: room.as_ref().map(|r| self.state.members(r)),
+            room,
+            online: self.state.online(),
+            reason: None,
+            recovered: None,
+            summary: Some(PresenceSummary {
+                joined: folded.joined,
+                left: folded.left,
+                joined_count: folded.joined_count,
+                left_count: folded.left_count,
+            }),
+        };
+        self.emit_presence(scope, &p).await;
+    }
+
+    pub(super) async fn emit_presence(&self, scope: &str, p: &Presence) {
+        let Some(ns) = self.ns() else { return };
+        let op = if scope.is_empty() {
+            ns
+        } else {
+            ns.to(scope.to_owned())
+        };
+        if let Err(e) = op.emit(names::PRESENCE, p).await {
+            tracing::debug!("presence emit: {e}");
+        }
+    }
+}

@@ -1,0 +1,91 @@
+//! `room:join` and `room:leave`: membership, presence, the join's history.
+
+use super::history::history_message;
+use super::*;
+
+impl ChatService {
+    pub(super) async fn join(
+        &self,
+        s: &SocketRef,
+        ctx: &SocketCtx,
+        raw: &str,
+    ) -> Result<Reply, ChatError> {
+        let event = names::ROOM_JOIN;
+        let room = self.room(event, raw)?;
+        let adm = &ctx.admission;
+        let joined = self
+            .state
+            .join(&adm.key, &room)
+            .map_err(|code| match code {
+                ErrorCode::TooManyRooms => {
+                    let limit = self.state.config.max_rooms_per_user;
+                    ChatError::new(code, format!("at most {limit} rooms at once"), event)
+                        .with("limit", limit)
+                        .with("room", room.clone())
+                }
+                _ => ChatError::new(code, "could not join", event),
+            })?;
+        s.join(room.clone());
+        if joined.fresh {
+            let online = self.state.online();
+            let join = Presence::change(
+                PresenceKind::Join,
+                &adm.username,
+                Some((&room, joined.count)),
+                online,
+            );
+            self.presence(&room, join).await;
+            let mut ev = admin_event(AdminEventType::Join);
+            ev.user = Some(adm.username.clone());
+            ev.room = Some(room.clone());
+            self.admin.send(ev);
+        }
+        let history: Vec<chat_shared::RoomMessage> = {
+            let limit = self.state.config.history;
+            let mut page = joined.history;
+            if page.len() < limit {
+                page = self.room_page(&room, None, limit).await.0;
+            }
+            page.iter()
+                .filter_map(|m| match history_message(m) {
+                    Some(HistoryMessage::Room(r)) => Some(r),
+                    _ => None,
+                })
+                .collect()
+        };
+        Ok(Reply::Joined(JoinAck {
+            room,
+            members: joined.members,
+            history,
+        }))
+    }
+
+    pub(super) async fn leave(
+        &self,
+        s: &SocketRef,
+        ctx: &SocketCtx,
+        raw: &str,
+    ) -> Result<Reply, ChatError> {
+        let event = names::ROOM_LEAVE;
+        let room = self.room(event, raw)?;
+        let adm = &ctx.admission;
+        let members = self.state.leave(&adm.key, &room).map_err(|code| {
+            ChatError::new(code, format!("not in {room}"), event).with("room", room.clone())
+        })?;
+        // Announced before the socket leaves, so the leaver hears it too.
+        let online = self.state.online();
+        let leave = Presence::change(
+            PresenceKind::Leave,
+            &adm.username,
+            Some((&room, members)),
+            online,
+        );
+        self.presence(&room, leave).await;
+        s.leave(room.clone());
+        let mut ev = admin_event(AdminEventType::Leave);
+        ev.user = Some(adm.username.clone());
+        ev.room = Some(room.clone());
+        self.admin.send(ev);
+        Ok(Reply::Left(LeaveAck { room }))
+    }
+}
