@@ -65,6 +65,10 @@ pub struct Config {
     /// Launch chat-server from this binary (one fresh server per scenario).
     #[arg(long)]
     pub chat_server_bin: Option<PathBuf>,
+    /// Also run chat-server on `--store memory`, as a third target (after
+    /// the peer, so the printed ratio stays on-disk chat-server / peer).
+    #[arg(long)]
+    pub chat_server_memory: bool,
     /// Launch the Node peer from this directory (`node server.js` there).
     #[arg(long)]
     pub peer_dir: Option<PathBuf>,
@@ -200,6 +204,7 @@ pub fn targets(cfg: &Config) -> Result<Vec<TargetSpec>, Error> {
         out.push(TargetSpec::ChatServer {
             bin: bin.clone(),
             max_connections: cfg.max_connections,
+            memory: false,
         });
     }
     if let Some(dir) = &cfg.peer_dir {
@@ -216,6 +221,13 @@ pub fn targets(cfg: &Config) -> Result<Vec<TargetSpec>, Error> {
         out.push(TargetSpec::Peer {
             dir: dir.clone(),
             node: cfg.node.clone(),
+        });
+    }
+    if let (Some(bin), true) = (&cfg.chat_server_bin, cfg.chat_server_memory) {
+        out.push(TargetSpec::ChatServer {
+            bin: bin.clone(),
+            max_connections: cfg.max_connections,
+            memory: true,
         });
     }
     for (i, u) in cfg.urls.iter().enumerate() {

@@ -20,8 +20,14 @@ pub enum TargetSpec {
         addr: SocketAddr,
         pid: Option<u32>,
     },
-    /// `chat-server` launched from its binary with the rate limit lifted.
-    ChatServer { bin: PathBuf, max_connections: u64 },
+    /// `chat-server` launched from its binary with the rate limit lifted,
+    /// on its default on-disk store (a fresh data directory) or, with
+    /// `memory`, on `--store memory`.
+    ChatServer {
+        bin: PathBuf,
+        max_connections: u64,
+        memory: bool,
+    },
     /// The Node peer launched as `node server.js` in its directory with the
     /// rate limit lifted.
     Peer { dir: PathBuf, node: String },
@@ -31,7 +37,8 @@ impl TargetSpec {
     pub fn name(&self) -> &str {
         match self {
             TargetSpec::Running { name, .. } => name,
-            TargetSpec::ChatServer { .. } => "chat-server",
+            TargetSpec::ChatServer { memory: false, .. } => "chat-server",
+            TargetSpec::ChatServer { memory: true, .. } => "chat-server-memory",
             TargetSpec::Peer { .. } => "peer",
         }
     }
@@ -44,6 +51,7 @@ impl TargetSpec {
     /// Starts the server (or just names the running one) and waits until it
     /// accepts connections.
     pub async fn start(&self) -> std::io::Result<Server> {
+        let mut data_dir = None;
         let (addr, mut child) = match self {
             TargetSpec::Running { addr, pid, .. } => {
                 return Ok(Server {
@@ -51,31 +59,37 @@ impl TargetSpec {
                     addr: *addr,
                     pid: *pid,
                     child: None,
+                    data_dir: None,
                 });
             }
             TargetSpec::ChatServer {
                 bin,
                 max_connections,
+                memory,
             } => {
                 let addr = free_addr()?;
                 let mut cmd = Command::new(bin);
-                // The default (on-disk) store, in a directory of its own.
-                let data_dir = std::env::temp_dir().join(format!(
-                    "chat-bench-{}-{}",
-                    std::process::id(),
-                    addr.port()
-                ));
-                let _ = std::fs::remove_dir_all(&data_dir);
+                if *memory {
+                    cmd.args(["--store", "memory"]);
+                } else {
+                    // The default (on-disk) store, in a directory of its own.
+                    let dir = std::env::temp_dir().join(format!(
+                        "chat-bench-{}-{}",
+                        std::process::id(),
+                        addr.port()
+                    ));
+                    let _ = std::fs::remove_dir_all(&dir);
+                    cmd.arg("--data-dir").arg(&dir);
+                    data_dir = Some(dir);
+                }
                 cmd.arg("--bind")
                     .arg(addr.to_string())
-                    .arg("--data-dir")
-                    .arg(&data_dir)
                     .arg("--rate")
                     .arg("0")
                     .arg("--max-connections")
                     .arg(max_connections.to_string())
                     .env("RUST_LOG", "warn");
-                (addr, spawn(cmd, "chat-server")?)
+                (addr, spawn(cmd, self.name())?)
             }
             TargetSpec::Peer { dir, node } => {
                 let addr = free_addr()?;
@@ -114,6 +128,7 @@ impl TargetSpec {
             addr,
             pid,
             child: Some(child),
+            data_dir,
         })
     }
 }
@@ -141,6 +156,8 @@ pub struct Server {
     pub addr: SocketAddr,
     pub pid: Option<u32>,
     child: Option<Child>,
+    /// A launched chat-server's data directory, removed when it stops.
+    data_dir: Option<PathBuf>,
 }
 
 impl Server {
@@ -148,6 +165,10 @@ impl Server {
     pub async fn stop(mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill().await;
+            let _ = c.wait().await;
+        }
+        if let Some(dir) = self.data_dir.take() {
+            let _ = std::fs::remove_dir_all(dir);
         }
     }
 }

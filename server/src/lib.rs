@@ -186,6 +186,11 @@ pub async fn serve_on(
     let grace = config.shutdown_grace;
     let header_timeout = config.header_timeout;
     let App { router, io, state } = app(config, Arc::clone(&store), &startup);
+    // Said once the store is open: a server that cannot open it never
+    // claims to be listening.
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!("listening on http://{addr}");
+    }
     let stats = tokio::spawn(admin::stats_loop(io.clone(), Arc::clone(&state)));
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(listener::serve(

@@ -36,10 +36,6 @@ async fn main() -> std::process::ExitCode {
     if config.admin_token.as_deref().is_none_or(str::is_empty) {
         tracing::info!("no --admin-token: /admin refuses every connect");
     }
-    let addr = listener
-        .local_addr()
-        .map_or_else(|_| config.bind.to_string(), |a| a.to_string());
-    tracing::info!("listening on http://{addr}");
     match chat_server::serve(listener, config, shutdown_signal()).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
