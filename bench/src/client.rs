@@ -47,6 +47,9 @@ pub struct Recv {
     pub failed: Vec<u64>,
     /// Sends whose ack said ok.
     pub acked: u64,
+    /// Send-to-ack time of each ok ack, microseconds: with the on-disk
+    /// store the ack waits for the commit.
+    pub ack_lat_us: Vec<u32>,
 }
 
 /// Everything a user keeps across connections.
@@ -64,7 +67,8 @@ pub struct UserState {
     pub chat_errors: u64,
     /// Why the connection ended, if it was not the scenario's doing.
     pub closed: Option<String>,
-    pending: Vec<(u64, u64)>,
+    /// Sends awaiting their ack: (ack id, message number, send time µs).
+    pending: Vec<(u64, u64, u64)>,
     next_ack: u64,
 }
 
@@ -136,10 +140,12 @@ impl UserState {
                 }
             }
             Frame::Ack { id, args } => {
-                if let Some(pos) = self.pending.iter().position(|(a, _)| *a == id) {
-                    let (_, no) = self.pending.swap_remove(pos);
+                if let Some(pos) = self.pending.iter().position(|(a, _, _)| *a == id) {
+                    let (_, no, sent) = self.pending.swap_remove(pos);
                     if args.contains("\"ok\":true") {
                         self.recv.acked += 1;
+                        let took = now_us().saturating_sub(sent);
+                        self.recv.ack_lat_us.push(took.min(u32::MAX as u64) as u32);
                     } else {
                         self.recv.failed.push(no);
                     }
@@ -345,8 +351,9 @@ async fn run(
             cmd = rx.recv() => match cmd {
                 Some(Cmd::Send { dest, no }) => {
                     let id = st.ack_id();
-                    st.pending.push((id, no));
-                    let text = proto::bench_text(no, now_us());
+                    let sent = now_us();
+                    st.pending.push((id, no, sent));
+                    let text = proto::bench_text(no, sent);
                     let frame = match dest {
                         Dest::Room(r) => format!("42{},{id}[\"room:message\",{{\"room\":\"{r}\",\"text\":\"{text}\"}}]", proto::NS),
                         Dest::User(u) => format!("42{},{id}[\"dm:message\",{{\"to\":\"{u}\",\"text\":\"{text}\"}}]", proto::NS),

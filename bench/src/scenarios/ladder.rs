@@ -85,6 +85,7 @@ pub async fn run(
         );
         figs.push(format!("{prefix}delivered/s"), "msg/s", rate);
         push_latency(figs, &prefix, &e.latency);
+        push_latency(figs, &format!("{prefix}ack "), &e.ack_latency);
         figs.push(format!("{prefix}lost"), "msgs", e.lost as f64);
         figs.push(format!("{prefix}duplicates"), "msgs", e.dups as f64);
         if e.refused > 0 {

@@ -407,6 +407,8 @@ pub struct Eval {
     /// Sends the server refused.
     pub refused: u64,
     pub latency: Histogram<u64>,
+    /// Send-to-ack times of the senders.
+    pub ack_latency: Histogram<u64>,
 }
 
 /// Compares what each user (`(user index, Recv)`) received with what the
@@ -433,6 +435,7 @@ pub fn evaluate_some(
         replayed: 0,
         refused: 0,
         latency: stats::histogram(),
+        ack_latency: stats::histogram(),
     };
     for (user, r) in recvs.iter().filter(|(u, _)| include(*u)) {
         e.refused += r.failed.iter().filter(|n| range.contains(n)).count() as u64;
@@ -440,6 +443,9 @@ pub fn evaluate_some(
         e.replayed += r.replayed;
         for l in &r.lat_us {
             stats::record(&mut e.latency, *l as u64);
+        }
+        for l in &r.ack_lat_us {
+            stats::record(&mut e.ack_latency, *l as u64);
         }
         let Some(d) = plan.dest_of(*user) else {
             continue;

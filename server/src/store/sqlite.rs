@@ -58,6 +58,12 @@ pub const WRITE_QUEUE_BOUND: usize = 4096;
 /// and a bigger batch only makes the first write in it wait longer.
 pub const MAX_BATCH: usize = 512;
 
+/// The page cache of the writer's connection, in KiB.
+const WRITER_CACHE_KIB: i64 = 16 * 1024;
+
+/// WAL pages written between automatic checkpoints (about 40 MiB).
+const CHECKPOINT_PAGES: i64 = 10_000;
+
 /// How often the writer records that the process is alive (`alive_ms`),
 /// on a batch or, when idle, on its own. A restart after a crash uses the
 /// last beat as the moment live sessions lost their sockets, so this is
@@ -389,6 +395,17 @@ fn open_writer(path: &Path) -> Result<Connection, StoreError> {
         )));
     }
     conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(|e| fail(e.to_string()))?;
+    // A commit appends every page it dirtied to the WAL, and a checkpoint
+    // copies them to the database file. DMs dirty a leaf per recipient in
+    // the DM indexes, so checkpointing every 1 000 pages (the default) and a
+    // 2 MiB page cache made the writer re-read and re-copy the same pages
+    // over and over: the DM ceiling went from 20 000 to 30 000/s with these
+    // (BENCHMARKS.md). The cache is bounded, so memory does not grow with
+    // the history.
+    conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)
+        .map_err(|e| fail(e.to_string()))?;
+    conn.pragma_update(None, "wal_autocheckpoint", CHECKPOINT_PAGES)
         .map_err(|e| fail(e.to_string()))?;
     for (version, step) in MIGRATIONS.iter().enumerate().skip(found as usize) {
         let to = version + 1;
