@@ -35,8 +35,7 @@ impl ChatService {
         action: bool,
         s: Option<&SocketRef>,
     ) -> Result<Arc<MessageRecord>, ChatError> {
-        let unavailable = |why: String| {
-            tracing::warn!("store: {why}");
+        let unavailable = || {
             ChatError::new(
                 ErrorCode::Unavailable,
                 "the server cannot store messages right now: try again",
@@ -44,8 +43,14 @@ impl ChatService {
             )
             .with("retryAfterMs", 1000)
         };
+        let failed = |e: crate::store::StoreError| {
+            tracing::warn!("store: {e}");
+            unavailable()
+        };
+        // Refused before anyone gets it; not logged each time (the failed
+        // write that made the store unhealthy was).
         if !self.store.healthy() {
-            return Err(unavailable("unhealthy".into()));
+            return Err(unavailable());
         }
         let guard = self.delivery.hold().await;
         let msg = self.state.record(from, text, dest, action);
@@ -71,8 +76,8 @@ impl ChatService {
         let committed = self.store.append(Arc::clone(&msg)).await;
         drop(guard);
         match committed {
-            Ok(c) => c.await.map_err(|e| unavailable(e.to_string()))?,
-            Err(e) => return Err(unavailable(e.to_string())),
+            Ok(c) => c.await.map_err(failed)?,
+            Err(e) => return Err(failed(e)),
         }
         Ok(msg)
     }
