@@ -15,6 +15,7 @@ use socketioxide::socket::Sid;
 use socketioxide::{SocketIo, TransportType};
 use subtle::ConstantTimeEq;
 
+use crate::metrics::Metrics;
 use crate::state::ChatState;
 
 /// Registers `/admin` on `io`.
@@ -95,23 +96,24 @@ fn connected(s: SocketRef, io: &SocketIo, state: Arc<ChatState>) {
 }
 
 /// Sends `admin:stats` every `--stats-interval` while admins listen.
-pub async fn stats_loop(io: SocketIo, state: Arc<ChatState>) {
+/// Its counts are the ones `/metrics` shows.
+pub async fn stats_loop(io: SocketIo, state: Arc<ChatState>, metrics: Arc<Metrics>) {
     let period = state
         .config
         .stats_interval
         .max(std::time::Duration::from_millis(100));
     let mut tick = tokio::time::interval(period);
     tick.tick().await;
-    let mut last_total = state.messages_total();
+    let mut last_total = metrics.messages_total();
     loop {
         tick.tick().await;
-        let total = state.messages_total();
+        let total = metrics.messages_total();
         let stats = AdminStats {
             online: state.online(),
             rooms: state.room_count(),
             messages_total: total,
             messages_per_sec: (total - last_total) as f64 / period.as_secs_f64(),
-            errors_total: state.errors_total(),
+            errors_total: metrics.errors_total(),
             uptime_ms: state.uptime_ms(),
         };
         last_total = total;

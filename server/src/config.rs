@@ -131,6 +131,38 @@ pub struct Config {
     /// How long shutdown waits for sockets to close before exiting.
     #[arg(long, env = "CHAT_SHUTDOWN_GRACE", default_value = "3s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
+
+    // Running on a host: logs, TLS, metrics, browsers, the start-up check.
+    /// Log lines on stderr: `text`, or `json` (one object a line) for log
+    /// collectors. `RUST_LOG` sets the level.
+    #[arg(long, env = "CHAT_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: crate::logging::LogFormat,
+
+    /// PEM certificate chain (the server's certificate first): with
+    /// --tls-key, the server speaks HTTPS and WSS only. Re-read on SIGHUP.
+    #[arg(long, env = "CHAT_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+
+    /// PEM private key of --tls-cert. Re-read on SIGHUP.
+    #[arg(long, env = "CHAT_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
+
+    /// Serve GET /metrics on this address instead of the main port (keep
+    /// it private, e.g. 127.0.0.1:9100). /healthz and /readyz are served
+    /// there too.
+    #[arg(long, env = "CHAT_METRICS_BIND")]
+    pub metrics_bind: Option<SocketAddr>,
+
+    /// A web origin (https://host[:port]) whose pages may use the server
+    /// from the browser; repeat for more (comma-separated in the
+    /// environment). Other origins are refused.
+    #[arg(long = "cors-origin", env = "CHAT_CORS_ORIGIN", value_delimiter = ',', value_parser = crate::cors::parse_origin)]
+    pub cors_origins: Vec<String>,
+
+    /// Check the flags, the TLS files and the store, print what would be
+    /// served, and exit (0: the server would start).
+    #[arg(long)]
+    pub check: bool,
 }
 
 impl Default for Config {

@@ -21,26 +21,41 @@
 //! - [`transport`]: ends a socket's transport from the server, so that a
 //!   client that fell behind resumes instead of missing messages.
 //!
+//! Running on a host:
+//! - [`tls`]: HTTPS/WSS with rustls, reloaded on SIGHUP.
+//! - [`metrics`]: the counters behind `GET /metrics` and `admin:stats`.
+//! - [`health`]: `GET /healthz` and `GET /readyz`.
+//! - [`cors`]: which browser origins may connect (`--cors-origin`).
+//! - [`logging`]: stderr, text or JSON, never message text.
+//! - [`check`]: `--check`, the start-up checks without serving.
+//!
 //! [`serve`] runs the whole server on a bound listener until a shutdown
 //! future resolves; `main.rs` only parses flags, sets up logging and calls it.
 
 pub mod admin;
 pub mod admin_feed;
 pub mod chat;
+pub mod check;
 pub mod config;
+pub mod cors;
+pub mod health;
 pub mod lean_request;
 pub mod listener;
+pub mod logging;
+pub mod metrics;
 pub mod presence;
 pub mod rate_limit;
 pub mod sequencer;
 pub mod state;
 pub mod store;
+pub mod tls;
 pub mod transport;
 
 use std::future::Future;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::routing::get;
 use socketioxide::{ParserConfig, SocketIo};
 use tokio::net::TcpListener;
 
@@ -52,6 +67,21 @@ pub struct App {
     pub router: Router,
     pub io: SocketIo,
     pub state: Arc<ChatState>,
+    pub metrics: Arc<metrics::Metrics>,
+}
+
+/// `/healthz`, `/readyz` and, when given, `/metrics`.
+fn ops_routes(
+    store: Arc<dyn store::Store>,
+    metrics: Option<(Arc<metrics::Metrics>, Arc<ChatState>)>,
+) -> Router {
+    let router = Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz).with_state(store));
+    match metrics {
+        Some(m) => router.route("/metrics", get(metrics::handler).with_state(m)),
+        None => router,
+    }
 }
 
 /// Builds the server. Must run inside a tokio runtime (it starts the admin
@@ -86,6 +116,9 @@ pub async fn open_store(
 /// Builds the server on an opened store. Must run inside a tokio runtime
 /// (it starts the admin feed and the session writer).
 pub fn app(config: Config, store: Arc<dyn store::Store>, startup: &store::Startup) -> App {
+    let cors = Arc::new(cors::Cors::new(&config.cors_origins));
+    let metrics_here = config.metrics_bind.is_none();
+    let metrics = Arc::new(metrics::Metrics::new());
     let (layer, io) = SocketIo::builder()
         .max_payload(config.max_payload)
         .ws_max_message_size(config.max_payload as usize)
@@ -109,6 +142,7 @@ pub fn app(config: Config, store: Arc<dyn store::Store>, startup: &store::Startu
     {
         // Session changes go to the store in the order they happened.
         let store = Arc::clone(&store);
+        let metrics = Arc::clone(&metrics);
         tokio::spawn(async move {
             while let Some(op) = sessions_rx.recv().await {
                 let queued = match op {
@@ -120,6 +154,7 @@ pub fn app(config: Config, store: Arc<dyn store::Store>, startup: &store::Startu
                     }
                 };
                 if let Err(e) = queued {
+                    metrics.store_error(metrics::StoreOp::Session);
                     tracing::warn!("session write: {e}");
                 }
             }
@@ -128,6 +163,7 @@ pub fn app(config: Config, store: Arc<dyn store::Store>, startup: &store::Startu
     {
         let store = Arc::clone(&store);
         let state = Arc::clone(&state);
+        let metrics = Arc::clone(&metrics);
         let retention = state.config.retention;
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(PRUNE_INTERVAL);
@@ -136,7 +172,10 @@ pub fn app(config: Config, store: Arc<dyn store::Store>, startup: &store::Startu
                 let cutoff = state::now_ms().saturating_sub(retention.as_millis() as u64);
                 match store.prune(cutoff).await {
                     Ok(upto) => state.set_pruned_upto(upto),
-                    Err(e) => tracing::warn!("retention: {e}"),
+                    Err(e) => {
+                        metrics.store_error(metrics::StoreOp::Prune);
+                        tracing::warn!("retention: {e}");
+                    }
                 }
             }
         });
@@ -148,17 +187,25 @@ pub fn app(config: Config, store: Arc<dyn store::Store>, startup: &store::Startu
         io: io.clone(),
         admin: feed,
         transports: Arc::clone(&transports),
-        store,
+        store: Arc::clone(&store),
         delivery: Arc::default(),
+        metrics: Arc::clone(&metrics),
     });
     admin::register(&io, Arc::clone(&state));
-    let router = Router::new()
+    let on_main_port = metrics_here.then(|| (Arc::clone(&metrics), Arc::clone(&state)));
+    let router = ops_routes(store, on_main_port)
         .layer(layer)
         .layer(axum::middleware::map_request_with_state(
             transports,
             lean_request::lean,
-        ));
-    App { router, io, state }
+        ))
+        .layer(axum::middleware::from_fn_with_state(cors, cors::guard));
+    App {
+        router,
+        io,
+        state,
+        metrics,
+    }
 }
 
 /// Serves on `listener` until `shutdown` resolves, then closes every socket
@@ -185,17 +232,53 @@ pub async fn serve_on(
 ) -> std::io::Result<()> {
     let grace = config.shutdown_grace;
     let header_timeout = config.header_timeout;
-    let App { router, io, state } = app(config, Arc::clone(&store), &startup);
+    let tls = tls::from_config(&config).map_err(|e| std::io::Error::other(e.to_string()))?;
+    let metrics_listener = match config.metrics_bind {
+        Some(addr) => Some(TcpListener::bind(addr).await.map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("cannot listen on {addr} for metrics: {e}"),
+            )
+        })?),
+        None => None,
+    };
+    let App {
+        router,
+        io,
+        state,
+        metrics,
+    } = app(config, Arc::clone(&store), &startup);
+    let reloader = tls::watch_sighup(tls.clone());
     // Said once the store is open: a server that cannot open it never
     // claims to be listening.
     if let Ok(addr) = listener.local_addr() {
-        tracing::info!("listening on http://{addr}");
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        tracing::info!("listening on {scheme}://{addr}");
     }
-    let stats = tokio::spawn(admin::stats_loop(io.clone(), Arc::clone(&state)));
+    let metrics_server = metrics_listener.map(|l| {
+        if let Ok(addr) = l.local_addr() {
+            tracing::info!("metrics on http://{addr}/metrics");
+        }
+        let routes = ops_routes(
+            Arc::clone(&store),
+            Some((Arc::clone(&metrics), Arc::clone(&state))),
+        );
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(l, routes).await {
+                tracing::warn!("metrics listener: {e}");
+            }
+        })
+    });
+    let stats = tokio::spawn(admin::stats_loop(
+        io.clone(),
+        Arc::clone(&state),
+        Arc::clone(&metrics),
+    ));
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(listener::serve(
         listener,
         router,
+        tls,
         header_timeout,
         grace,
         async move {
@@ -205,6 +288,10 @@ pub async fn serve_on(
     shutdown.await;
     tracing::info!("shutting down");
     stats.abort();
+    reloader.abort();
+    if let Some(m) = metrics_server {
+        m.abort();
+    }
     let _ = tokio::time::timeout(grace, io.close()).await;
     let _ = stop_tx.send(());
     // Every session's window is stored, then the store closes cleanly.

@@ -13,6 +13,9 @@
 //!   socket's transport without queueing a packet first, which is exactly
 //!   what a full queue refuses; [`ConnHandle::kill`] makes the stream fail
 //!   on its next read or write instead (see `crate::transport`).
+//!
+//! With `--tls-cert`, each connection's TLS handshake runs in its own task
+//! under the same header timeout, over the killable stream (`crate::tls`).
 
 use std::future::Future;
 use std::io;
@@ -28,6 +31,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
+use tokio_util::either::Either;
 use tower::ServiceExt;
 
 /// How long the accept loop pauses after an error that is not about one
@@ -168,11 +172,13 @@ pub fn raise_fd_limit() -> Option<u64> {
     }
 }
 
-/// Serves `router` on `listener` until `shutdown` resolves, then lets open
-/// connections finish for up to `grace`.
+/// Serves `router` on `listener` (over TLS when `tls` is given) until
+/// `shutdown` resolves, then lets open connections finish for up to
+/// `grace`.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
+    tls: Option<Arc<crate::tls::Tls>>,
     header_timeout: Duration,
     grace: Duration,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -206,23 +212,43 @@ pub async fn serve(
         // behind Nagle's algorithm and the peer's delayed ACK (about 40 ms).
         let _ = tcp.set_nodelay(true);
         let handle = ConnHandle::default();
-        let io = TokioIo::new(KillableIo {
+        let killable = KillableIo {
             inner: tcp,
             handle: handle.clone(),
-        });
+        };
         let router = router.clone();
         let svc = hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
             req.extensions_mut().insert(handle.clone());
             router.clone().oneshot(req.map(axum::body::Body::new))
         });
-        let mut builder = hyper::server::conn::http1::Builder::new();
-        builder
-            .timer(TokioTimer::new())
-            .header_read_timeout(header_timeout);
-        let conn = builder.serve_connection(io, svc).with_upgrades();
+        let tls = tls.clone();
         let mut stopping = stop.subscribe();
         let open = open.clone();
         tokio::spawn(async move {
+            let stream = match tls {
+                None => Either::Left(killable),
+                // The handshake counts against the header timeout: a client
+                // that never finishes it cannot hold the connection.
+                Some(tls) => {
+                    match tokio::time::timeout(header_timeout, tls.acceptor().accept(killable))
+                        .await
+                    {
+                        Ok(Ok(stream)) => Either::Right(Box::new(stream)),
+                        Ok(Err(e)) => {
+                            tracing::debug!("TLS handshake: {e}");
+                            return;
+                        }
+                        Err(_) => return,
+                    }
+                }
+            };
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_timeout);
+            let conn = builder
+                .serve_connection(TokioIo::new(stream), svc)
+                .with_upgrades();
             let mut conn = std::pin::pin!(conn);
             let result = tokio::select! {
                 r = conn.as_mut() => r,

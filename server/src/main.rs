@@ -1,5 +1,4 @@
 use clap::Parser;
-use tracing_subscriber::EnvFilter;
 
 use chat_server::Config;
 
@@ -12,15 +11,11 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    // Logs go to stderr, without colour codes unless stderr is a terminal.
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .init();
     let config = Config::parse();
+    chat_server::logging::init(config.log_format);
+    if config.check {
+        return chat_server::check::main(&config).await;
+    }
     // Each connection is a file descriptor: run with the most the system allows.
     match chat_server::listener::raise_fd_limit() {
         Some(n) => tracing::info!("open files limit: {n}"),

@@ -6,6 +6,8 @@
 //! Waits are bounded ([`WAIT`]) so a broken server fails a test instead of
 //! hanging it; no test asserts on how long anything took.
 
+pub mod certs;
+pub mod http;
 pub mod raw;
 
 use std::collections::VecDeque;

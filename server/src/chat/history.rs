@@ -53,6 +53,7 @@ impl ChatService {
         }
         let older_than = recent.first().map(|m| m.id).or(before);
         let need = limit - recent.len();
+        self.metrics.history_read();
         match self.store.room_history(room, older_than, need.max(1)).await {
             Ok((mut older, more)) => {
                 let more = more || older.len() > need;
@@ -63,6 +64,7 @@ impl ChatService {
                 (older, more)
             }
             Err(e) => {
+                self.metrics.store_error(crate::metrics::StoreOp::History);
                 tracing::warn!("room history from the store: {e}");
                 (recent, false)
             }
@@ -103,10 +105,12 @@ impl ChatService {
                 // A guest sees only the DMs of its current session.
                 let since = self.state.session_since(&ctx.admission.key);
                 let other = chat_shared::username_key(&with);
+                self.metrics.history_read();
                 self.store
                     .dm_history(&ctx.admission.key, &other, before, since, limit)
                     .await
                     .map_err(|e| {
+                        self.metrics.store_error(crate::metrics::StoreOp::History);
                         tracing::warn!("dm history: {e}");
                         ChatError::new(ErrorCode::Unavailable, "history is unavailable", event)
                     })?

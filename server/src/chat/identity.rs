@@ -85,6 +85,7 @@ impl ChatService {
         let (auth, admission) = match result {
             Ok(ok) => ok,
             Err(refusal) => {
+                self.metrics.refused(refusal.code);
                 tracing::info!(code = %refusal.code, "connect refused: {}", refusal.message);
                 let mut ev = admin_event(AdminEventType::Rejected);
                 ev.code = Some(refusal.code);
@@ -209,6 +210,7 @@ impl ChatService {
         let adm = &ctx.admission;
         let planned = matches!(reason, DisconnectReason::ClientNSDisconnect);
         let why = reason_str(reason);
+        self.metrics.disconnected(why);
         let Some(dep) = self.state.disconnect(&adm.key, s.id, planned) else {
             tracing::info!(user = %adm.username, reason = why, "replaced socket closed");
             return;

@@ -73,12 +73,15 @@ impl ChatService {
             };
             self.emit_each(&recipients, event, &*msg);
         }
+        let queued = std::time::Instant::now();
         let committed = self.store.append(Arc::clone(&msg)).await;
         drop(guard);
-        match committed {
-            Ok(c) => c.await.map_err(failed)?,
-            Err(e) => return Err(failed(e)),
-        }
+        let committed = match committed {
+            Ok(c) => c.await,
+            Err(e) => Err(e),
+        };
+        self.metrics.store_write(queued, &committed);
+        committed.map_err(failed)?;
         Ok(msg)
     }
 
@@ -103,11 +106,13 @@ impl ChatService {
                 return;
             }
         };
+        self.metrics.delivered(recipients.len());
         for r in recipients {
             if let Err(socketioxide::SendError::Socket(SocketError::InternalChannelFull)) =
                 r.emit(event, &raw)
                 && let Some(ctx) = r.extensions.get::<Arc<SocketCtx>>()
             {
+                self.metrics.dropped();
                 self.fell_behind(r, &ctx.admission.key);
             }
         }
@@ -195,6 +200,7 @@ impl ChatService {
     ) -> Result<Reply, ChatError> {
         let from = &ctx.admission.username;
         let msg = self.deliver(event, from, text, dest, action, s).await?;
+        self.metrics.message(msg.kind());
         self.message_event(ctx, &msg, text.len());
         Ok(Reply::Sent(SentAck {
             id: msg.id.to_string(),

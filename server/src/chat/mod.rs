@@ -86,6 +86,7 @@ pub struct ChatService {
     pub store: Arc<dyn Store>,
     /// See [`DeliveryOrder`].
     pub delivery: Arc<DeliveryOrder>,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Registers `/chat` on `io`.
@@ -217,6 +218,7 @@ impl ChatService {
         if let Err(socketioxide::SendError::Socket(SocketError::InternalChannelFull)) =
             ack.send(body)
         {
+            self.metrics.dropped();
             self.fell_behind(s, &ctx.admission.key);
         }
     }
@@ -226,6 +228,7 @@ impl ChatService {
     /// floods requests gets every refusal, paced by how fast it reads.
     async fn refuse(&self, s: &SocketRef, ctx: &SocketCtx, ack: AckSender, err: ChatError) {
         self.state.count_error();
+        self.metrics.error(err.code);
         tracing::debug!(user = %ctx.admission.username, code = %err.code, "refused: {}", err.message);
         if !emit_paced(s, names::CHAT_ERROR, &err).await {
             self.fell_behind(s, &ctx.admission.key);

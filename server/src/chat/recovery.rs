@@ -29,6 +29,7 @@ impl ChatService {
                 .config
                 .replay_buffer
                 .saturating_sub(replay.messages.len());
+            self.metrics.replay_read();
             match self
                 .store
                 .replay(&adm.key, &replay.rooms, after, upto, limit + 1)
@@ -43,6 +44,7 @@ impl ChatService {
                     replay.messages = older;
                 }
                 Err(e) => {
+                    self.metrics.store_error(crate::metrics::StoreOp::Replay);
                     tracing::warn!("replay from the store: {e}");
                     replay.truncated = true;
                 }
@@ -57,6 +59,7 @@ impl ChatService {
             missed: replay.messages.len() as u64,
             truncated: replay.truncated,
         };
+        self.metrics.connected(adm.recovered, replay.truncated);
         if !emit_paced(s, names::SESSION, &session).await {
             self.fell_behind(s, &adm.key);
             return;
@@ -112,6 +115,7 @@ impl ChatService {
         if !self.transports.end(s) {
             return;
         }
+        self.metrics.fell_behind();
         self.state.set_lagging(key, s.id);
         // No more live messages: a message delivered after the one it
         // missed would move its client's offset past the gap.
