@@ -9,6 +9,7 @@
 pub mod certs;
 pub mod http;
 pub mod raw;
+pub mod server_process;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;

@@ -6,16 +6,15 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::process::Stdio;
 use std::sync::Arc;
 
 use chat_e2e::certs::TestCa;
 use chat_e2e::http::{get, request};
+use chat_e2e::server_process::ServerProcess;
 use chat_e2e::{TestClient, TestServer, WAIT, err_code, ok, workspace_binary};
 use chat_server::Config;
 use chat_server::store::{FaultyStore, MemoryStore, Store};
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
 
 /// The samples of a scrape, by name and labels (`name{a="x",b="y"}`,
 /// labels sorted).
@@ -358,99 +357,9 @@ async fn by_default_every_other_origin_is_refused() {
     server.stop().await.unwrap();
 }
 
-/// The real binary, its stderr read line by line.
-struct Binary {
-    child: tokio::process::Child,
-    lines: tokio::sync::mpsc::UnboundedReceiver<String>,
-    /// Every stderr line so far.
-    log: Vec<String>,
-}
-
-impl Binary {
-    fn start(args: &[&str], env: &[(&str, &str)]) -> Binary {
-        let exe = workspace_binary("chat-server", "chat-server");
-        let mut cmd = tokio::process::Command::new(exe);
-        cmd.args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().expect("start chat-server");
-        let stderr = child.stderr.take().expect("stderr");
-        let (tx, lines) = tokio::sync::mpsc::unbounded_channel();
-        tokio::spawn(async move {
-            let mut r = BufReader::new(stderr).lines();
-            while let Ok(Some(line)) = r.next_line().await {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Binary {
-            child,
-            lines,
-            log: Vec::new(),
-        }
-    }
-
-    /// Waits for a stderr line containing `needle` and returns it.
-    async fn wait_for(&mut self, needle: &str) -> String {
-        let found = tokio::time::timeout(WAIT, async {
-            while let Some(line) = self.lines.recv().await {
-                self.log.push(line.clone());
-                if line.contains(needle) {
-                    return Some(line);
-                }
-            }
-            None
-        })
-        .await;
-        match found {
-            Ok(Some(line)) => line,
-            _ => panic!("no {needle:?} on stderr; got:\n{}", self.log.join("\n")),
-        }
-    }
-
-    /// The address from the "listening on" line.
-    async fn addr(&mut self) -> SocketAddr {
-        let line = self.wait_for("listening on ").await;
-        let start = line.find("://").expect("a URL") + 3;
-        let rest = &line[start..];
-        let end = rest
-            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '.' || c == ':'))
-            .unwrap_or(rest.len());
-        rest[..end].parse().expect("an address")
-    }
-
-    /// SIGTERM, then everything it wrote: (stdout, stderr lines).
-    async fn stop(mut self) -> (String, Vec<String>) {
-        let pid = self.child.id().expect("pid").to_string();
-        let _ = std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status();
-        let mut stdout = self.child.stdout.take().expect("stdout");
-        let status = tokio::time::timeout(WAIT, self.child.wait())
-            .await
-            .expect("exit after SIGTERM")
-            .expect("wait");
-        assert!(status.success(), "exit status {status}");
-        let mut out = String::new();
-        tokio::io::AsyncReadExt::read_to_string(&mut stdout, &mut out)
-            .await
-            .unwrap();
-        while let Ok(Some(line)) = tokio::time::timeout(WAIT, self.lines.recv()).await {
-            self.log.push(line);
-        }
-        (out, self.log)
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_logs_on_stderr_never_carry_message_text_or_passwords() {
-    let mut server = Binary::start(
+    let mut server = ServerProcess::start(
         &[
             "--store",
             "memory",
@@ -504,7 +413,7 @@ async fn json_logs_on_stderr_never_carry_message_text_or_passwords() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn text_logs_have_no_colour_codes_when_stderr_is_not_a_terminal() {
-    let mut server = Binary::start(&["--store", "memory", "--bind", "127.0.0.1:0"], &[]);
+    let mut server = ServerProcess::start(&["--store", "memory", "--bind", "127.0.0.1:0"], &[]);
     let addr = server.addr().await;
     let _alice = TestClient::chat(&format!("http://{addr}"), "alice").await;
     server.wait_for("connect").await;
