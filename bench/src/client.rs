@@ -21,8 +21,30 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::proto::{self, Frame};
 
+/// A user's connection: plain TCP, or TLS for a server launched with
+/// `--chat-server-tls`.
+pub type Stream = tokio_util::either::Either<TcpStream, tokio_rustls::client::TlsStream<TcpStream>>;
+
 /// A user's WebSocket.
-pub type Ws = WebSocketStream<TcpStream>;
+pub type Ws = WebSocketStream<Stream>;
+
+/// The servers spoken to over TLS, by address, with the client that
+/// trusts their certificate. Set when such a server is launched, read at
+/// each connect.
+static TLS_TARGETS: std::sync::RwLock<Vec<(SocketAddr, tokio_rustls::TlsConnector)>> =
+    std::sync::RwLock::new(Vec::new());
+
+/// Connects to `addr` over TLS from now on, with `connector`.
+pub fn use_tls(addr: SocketAddr, connector: tokio_rustls::TlsConnector) {
+    let mut t = TLS_TARGETS.write().unwrap_or_else(|e| e.into_inner());
+    t.retain(|(a, _)| *a != addr);
+    t.push((addr, connector));
+}
+
+fn tls_for(addr: SocketAddr) -> Option<tokio_rustls::TlsConnector> {
+    let t = TLS_TARGETS.read().unwrap_or_else(|e| e.into_inner());
+    t.iter().find(|(a, _)| *a == addr).map(|(_, c)| c.clone())
+}
 
 /// Microseconds since the process's clock base: the send time carried in
 /// bench messages, read back by the receivers of the same process.
@@ -262,8 +284,18 @@ async fn connect_inner(
 ) -> Result<Ws, ConnectError> {
     let tcp = TcpStream::connect(addr).await.map_err(err)?;
     tcp.set_nodelay(true).map_err(err)?;
-    let url = format!("ws://{addr}{}", proto::WS_PATH);
-    let (mut ws, _) = tokio_tungstenite::client_async_with_config(url, tcp, Some(ws_config()))
+    let (url, stream) = match tls_for(addr) {
+        None => (format!("ws://{addr}{}", proto::WS_PATH), Stream::Left(tcp)),
+        Some(tls) => {
+            let name = rustls::pki_types::ServerName::try_from("localhost").map_err(err)?;
+            let stream = tls.connect(name, tcp).await.map_err(err)?;
+            (
+                format!("wss://localhost:{}{}", addr.port(), proto::WS_PATH),
+                Stream::Right(stream),
+            )
+        }
+    };
+    let (mut ws, _) = tokio_tungstenite::client_async_with_config(url, stream, Some(ws_config()))
         .await
         .map_err(err)?;
     let open = next_text(&mut ws).await?;

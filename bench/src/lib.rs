@@ -18,6 +18,7 @@
 //!   already running, each on its own port of 127.0.0.1.
 //! - [`stats`]: latency histograms and the /proc figures (RSS, CPU).
 //! - [`report`]: scenario tables and JSON.
+//! - [`tls`]: the certificate and client of `--chat-server-tls`.
 
 pub mod client;
 pub mod proto;
@@ -25,6 +26,7 @@ pub mod report;
 pub mod scenarios;
 pub mod server;
 pub mod stats;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -69,6 +71,10 @@ pub struct Config {
     /// the peer, so the printed ratio stays on-disk chat-server / peer).
     #[arg(long)]
     pub chat_server_memory: bool,
+    /// Also run chat-server (on-disk store) with TLS, as another target:
+    /// a certificate made for the run, the users on wss://.
+    #[arg(long)]
+    pub chat_server_tls: bool,
     /// Launch the Node peer from this directory (`node server.js` there).
     #[arg(long)]
     pub peer_dir: Option<PathBuf>,
@@ -205,6 +211,7 @@ pub fn targets(cfg: &Config) -> Result<Vec<TargetSpec>, Error> {
             bin: bin.clone(),
             max_connections: cfg.max_connections,
             memory: false,
+            tls: false,
         });
     }
     if let Some(dir) = &cfg.peer_dir {
@@ -228,6 +235,15 @@ pub fn targets(cfg: &Config) -> Result<Vec<TargetSpec>, Error> {
             bin: bin.clone(),
             max_connections: cfg.max_connections,
             memory: true,
+            tls: false,
+        });
+    }
+    if let (Some(bin), true) = (&cfg.chat_server_bin, cfg.chat_server_tls) {
+        out.push(TargetSpec::ChatServer {
+            bin: bin.clone(),
+            max_connections: cfg.max_connections,
+            memory: false,
+            tls: true,
         });
     }
     for (i, u) in cfg.urls.iter().enumerate() {

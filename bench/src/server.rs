@@ -27,6 +27,8 @@ pub enum TargetSpec {
         bin: PathBuf,
         max_connections: u64,
         memory: bool,
+        /// Serve HTTPS/WSS with a certificate made for the run.
+        tls: bool,
     },
     /// The Node peer launched as `node server.js` in its directory with the
     /// rate limit lifted.
@@ -37,6 +39,7 @@ impl TargetSpec {
     pub fn name(&self) -> &str {
         match self {
             TargetSpec::Running { name, .. } => name,
+            TargetSpec::ChatServer { tls: true, .. } => "chat-server-tls",
             TargetSpec::ChatServer { memory: false, .. } => "chat-server",
             TargetSpec::ChatServer { memory: true, .. } => "chat-server-memory",
             TargetSpec::Peer { .. } => "peer",
@@ -66,6 +69,7 @@ impl TargetSpec {
                 bin,
                 max_connections,
                 memory,
+                tls,
             } => {
                 let addr = free_addr()?;
                 let mut cmd = Command::new(bin);
@@ -81,6 +85,19 @@ impl TargetSpec {
                     let _ = std::fs::remove_dir_all(&dir);
                     cmd.arg("--data-dir").arg(&dir);
                     data_dir = Some(dir);
+                }
+                if *tls {
+                    // Beside the store, removed with it.
+                    let dir = data_dir.get_or_insert_with(|| {
+                        std::env::temp_dir().join(format!(
+                            "chat-bench-tls-{}-{}",
+                            std::process::id(),
+                            addr.port()
+                        ))
+                    });
+                    let (cert, key, connector) = crate::tls::make_certificate(dir)?;
+                    cmd.arg("--tls-cert").arg(cert).arg("--tls-key").arg(key);
+                    crate::client::use_tls(addr, connector);
                 }
                 cmd.arg("--bind")
                     .arg(addr.to_string())
