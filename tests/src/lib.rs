@@ -281,6 +281,8 @@ pub struct Opts {
     pub namespace: String,
     /// HTTP long-polling only, instead of WebSocket only.
     pub polling: bool,
+    /// The TLS client for `https://` URLs (the system's roots otherwise).
+    pub tls: Option<native_tls::TlsConnector>,
 }
 
 impl Default for Opts {
@@ -288,6 +290,7 @@ impl Default for Opts {
         Opts {
             namespace: "/chat".into(),
             polling: false,
+            tls: None,
         }
     }
 }
@@ -320,7 +323,11 @@ impl TestClient {
     pub async fn connect_with(url: &str, auth: Value, opts: Opts) -> Result<TestClient, String> {
         let (tx, rx) = mpsc::unbounded_channel::<Seen>();
         let (t1, t2, t3) = (tx.clone(), tx.clone(), tx);
-        let client = ClientBuilder::new(url)
+        let mut builder = ClientBuilder::new(url);
+        if let Some(tls) = opts.tls.clone() {
+            builder = builder.tls_config(tls);
+        }
+        let client = builder
             .namespace(opts.namespace.clone())
             .transport_type(if opts.polling {
                 TransportType::Polling

@@ -10,8 +10,9 @@ use std::process::Stdio;
 use chat_e2e::certs::TestCa;
 use chat_e2e::http::request_tls;
 use chat_e2e::server_process::ServerProcess;
-use chat_e2e::{TestServer, WAIT};
+use chat_e2e::{Opts, TestClient, TestServer, WAIT, ok};
 use chat_server::Config;
+use serde_json::json;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 fn js_dir() -> PathBuf {
@@ -141,6 +142,49 @@ async fn https_only_with_a_trusted_certificate() {
     // Plain HTTP on the TLS port gets no HTTP answer.
     let plain = chat_e2e::http::request(server.addr, "GET", "/healthz", &[]).await;
     assert!(plain.is_err(), "plain HTTP answered: {plain:?}");
+    server.stop().await.unwrap();
+}
+
+/// chat-tui's Socket.IO library (rust_socketio, OpenSSL through
+/// native-tls) over `wss://` and HTTPS long-polling, trusting the test's
+/// authority as `chat-tui --ca-file` does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rust_client_of_chat_tui_over_both_transports() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new("chat test CA");
+    let (cert, key) = ca.write_server_cert(dir.path(), "chat-server");
+    let server = TestServer::start(tls_config(&cert, &key)).await;
+    let url = format!("https://localhost:{}", server.addr.port());
+    let root = native_tls::Certificate::from_pem(ca.pem.as_bytes()).unwrap();
+    let tls = native_tls::TlsConnector::builder()
+        .add_root_certificate(root)
+        .build()
+        .unwrap();
+    let opts = |polling| Opts {
+        polling,
+        tls: Some(tls.clone()),
+        ..Opts::default()
+    };
+    let mut alice = TestClient::connect_with(&url, json!({"username": "alice"}), opts(false))
+        .await
+        .expect("alice over wss://");
+    let bob = TestClient::connect_with(&url, json!({"username": "bob"}), opts(true))
+        .await
+        .expect("bob over https polling");
+    ok(alice.ack("room:join", json!({"room": "#tls"})).await);
+    ok(bob.ack("room:join", json!({"room": "#tls"})).await);
+    ok(bob
+        .ack("room:message", json!({"room": "#tls", "text": "encrypted"}))
+        .await);
+    alice
+        .next_where("room:message", |m| m["text"] == "encrypted")
+        .await;
+    // Without the authority, the handshake fails.
+    assert!(
+        TestClient::connect(&url, json!({"username": "carol"}))
+            .await
+            .is_err()
+    );
     server.stop().await.unwrap();
 }
 
