@@ -99,6 +99,11 @@ impl Metrics {
         // `chat_` in front of ours; the process metrics keep their
         // conventional names.
         let chat = registry.sub_registry_with_prefix("chat");
+        chat.register(
+            "build",
+            "The running chat-server's version",
+            prometheus_client::metrics::info::Info::new([("version", env!("CARGO_PKG_VERSION"))]),
+        );
         let users = Gauge::default();
         chat.register(
             "users_connected",

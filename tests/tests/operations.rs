@@ -139,6 +139,11 @@ async fn metrics_count_what_clients_did_and_admin_stats_agree() {
     assert_eq!(s.get("chat_users_connected"), 2.0);
     assert_eq!(s.get("chat_rooms"), 1.0);
     assert!(s.get("process_resident_memory_bytes") > 1e6);
+    let version = format!(
+        "chat_build_info{{version=\"{}\"}}",
+        env!("CARGO_PKG_VERSION")
+    );
+    assert_eq!(s.get(&version), 1.0, "{version}");
     assert!(s.get("process_cpu_seconds_total") > 0.0);
 
     // The admin stats come from the same counters.
