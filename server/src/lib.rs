@@ -248,7 +248,7 @@ pub async fn serve_on(
         state,
         metrics,
     } = app(config, Arc::clone(&store), &startup);
-    let reloader = tls::watch_sighup(tls.clone());
+    let reloader = tls::watch_sighup(tls.clone(), Arc::clone(&metrics));
     // Said once the store is open: a server that cannot open it never
     // claims to be listening.
     if let Ok(addr) = listener.local_addr() {

@@ -76,6 +76,8 @@ pub struct Metrics {
     store_errors: Family<Label, Counter>,
     history_reads: Counter,
     replay_reads: Counter,
+    /// ok, failed.
+    tls_reloads: [Counter; 2],
 }
 
 fn kind_index(kind: MessageKind) -> usize {
@@ -190,6 +192,15 @@ impl Metrics {
             "Missed messages read from the store for a resumed session",
             replay_reads.clone(),
         );
+        let by_result: Family<Label, Counter> = Family::default();
+        let tls_reloads =
+            ["ok", "failed"].map(|r| by_result.get_or_create(&[("result", r)]).clone());
+        chat.register(
+            "tls_reloads",
+            "Certificate reloads on SIGHUP, by result (a failed one keeps the \
+             previous certificate)",
+            by_result,
+        );
         registry.register_collector(Box::new(ProcessCollector::new()));
         Metrics {
             registry,
@@ -207,7 +218,13 @@ impl Metrics {
             store_errors,
             history_reads,
             replay_reads,
+            tls_reloads,
         }
+    }
+
+    /// A certificate reload on SIGHUP succeeded or failed.
+    pub fn tls_reloaded(&self, ok: bool) {
+        self.tls_reloads[usize::from(!ok)].inc();
     }
 
     /// A message was stored and acknowledged.

@@ -159,7 +159,10 @@ pub fn from_config(config: &crate::Config) -> Result<Option<Arc<Tls>>, TlsError>
 /// the process, as its default action would. The handler is in place when
 /// this returns, so a SIGHUP sent once the server says it is listening is
 /// never fatal.
-pub fn watch_sighup(tls: Option<Arc<Tls>>) -> tokio::task::JoinHandle<()> {
+pub fn watch_sighup(
+    tls: Option<Arc<Tls>>,
+    metrics: Arc<crate::metrics::Metrics>,
+) -> tokio::task::JoinHandle<()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
@@ -175,11 +178,15 @@ pub fn watch_sighup(tls: Option<Arc<Tls>>) -> tokio::task::JoinHandle<()> {
                 match &tls {
                     None => tracing::info!("SIGHUP: no TLS certificate to reload"),
                     Some(tls) => match tls.reload() {
-                        Ok(()) => tracing::info!(
-                            "SIGHUP: TLS certificate reloaded from {}",
-                            tls.cert_path().display()
-                        ),
+                        Ok(()) => {
+                            metrics.tls_reloaded(true);
+                            tracing::info!(
+                                "SIGHUP: TLS certificate reloaded from {}",
+                                tls.cert_path().display()
+                            )
+                        }
                         Err(e) => {
+                            metrics.tls_reloaded(false);
                             tracing::error!("SIGHUP: {e}; still serving the previous certificate")
                         }
                     },
@@ -189,7 +196,7 @@ pub fn watch_sighup(tls: Option<Arc<Tls>>) -> tokio::task::JoinHandle<()> {
     }
     #[cfg(not(unix))]
     {
-        let _ = tls;
+        let _ = (tls, metrics);
         tokio::spawn(async {})
     }
 }

@@ -188,6 +188,17 @@ async fn the_rust_client_of_chat_tui_over_both_transports() {
     server.stop().await.unwrap();
 }
 
+/// The body of `GET path` over TLS, which must answer 200.
+async fn served_path(
+    addr: std::net::SocketAddr,
+    roots: &[rustls::pki_types::CertificateDer<'static>],
+    path: &str,
+) -> String {
+    let res = request_tls(addr, roots, "GET", path, &[]).await.unwrap();
+    assert_eq!(res.status, 200, "{res:?}");
+    res.body
+}
+
 /// A `node tls_reload.js` run: its stdin and its stdout lines.
 struct Steady {
     child: tokio::process::Child,
@@ -265,6 +276,14 @@ async fn sighup_reloads_the_certificate_and_keeps_connections() {
         .wait_for("still serving the previous certificate")
         .await;
     assert!(served(&new_root).await.is_ok());
+
+    // Both reloads are counted, for alerts on a renewal gone wrong.
+    let metrics = served_path(addr, &new_root, "/metrics").await;
+    assert!(
+        metrics.contains("chat_tls_reloads_total{result=\"ok\"} 1\n")
+            && metrics.contains("chat_tls_reloads_total{result=\"failed\"} 1\n"),
+        "{metrics}"
+    );
 
     // The client connected before both reloads is still there.
     steady.stdin.write_all(b"check\n").await.unwrap();
