@@ -2,12 +2,14 @@
 //! guess one.
 //!
 //! - Hashing: Argon2id with the `argon2` crate's recommended parameters
-//!   (19 MiB, 2 passes, 1 lane), on the blocking pool, never on the async
-//!   runtime: a hash costs tens of milliseconds of CPU. At most
-//!   [`Accounts::new`]'s `workers` hashes run at once and at most
-//!   [`MAX_WAITING`] wait for a turn; beyond that a login is refused with
-//!   `rate_limited` rather than queued, so that a flood of logins can
-//!   neither stall chatting users nor grow a queue without bound.
+//!   (19 MiB, 2 passes, 1 lane), never on the async runtime: a hash costs
+//!   tens of milliseconds of CPU. [`Accounts::new`] starts `workers`
+//!   hashing threads of their own, at a lower scheduling priority (nice
+//!   10) than the threads that move messages, so that logins take the CPU
+//!   that chatting leaves. At most [`MAX_WAITING`] logins wait for one;
+//!   beyond that a login is refused with `rate_limited` rather than queued,
+//!   so that a flood of logins can neither stall chatting users nor grow a
+//!   queue without bound.
 //! - Guessing: [`Guesses`] counts wrong passwords per username. Five within
 //!   a minute lock the name for `--login-lockout` (default 30 s); each
 //!   further wrong password while the name is still under suspicion doubles
@@ -230,12 +232,35 @@ impl Drop for Attempt {
     }
 }
 
+/// A hash to compute on a hashing thread.
+type Job = Box<dyn FnOnce() + Send>;
+
 /// Password hashing and checking, bounded. See the module doc.
-#[derive(Debug)]
 pub struct Accounts {
     turns: Arc<Semaphore>,
     waiting: AtomicUsize,
+    jobs: Mutex<std::sync::mpsc::Sender<Job>>,
     pub guesses: Arc<Guesses>,
+}
+
+impl std::fmt::Debug for Accounts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Accounts")
+            .field("turns", &self.turns)
+            .field("waiting", &self.waiting)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Lowers the calling thread's scheduling priority (Linux: nice is per
+/// thread). Best effort: where it cannot, the thread runs at the usual one.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: setpriority only reads its integer arguments; `0` names the
+    // calling thread.
+    unsafe {
+        libc::setpriority(libc::PRIO_PROCESS, 0, 10);
+    }
 }
 
 /// Counts a waiter for as long as it lives.
@@ -251,14 +276,37 @@ impl Accounts {
     /// `workers` hashes at once (at least one); `lockout` is the first
     /// lock's length.
     pub fn new(workers: usize, lockout: Duration) -> Self {
+        let workers = workers.max(1);
+        let (jobs, rx) = std::sync::mpsc::channel::<Job>();
+        let rx = Arc::new(Mutex::new(rx));
+        for i in 0..workers {
+            let rx = Arc::clone(&rx);
+            let spawned = std::thread::Builder::new()
+                .name(format!("chat-hash-{i}"))
+                .spawn(move || {
+                    lower_priority();
+                    loop {
+                        // The lock is held only to take the next job.
+                        let job = rx.lock().unwrap_or_else(PoisonError::into_inner).recv();
+                        match job {
+                            Ok(job) => job(),
+                            Err(_) => return,
+                        }
+                    }
+                });
+            if let Err(e) = spawned {
+                tracing::error!("cannot start a hashing thread: {e}");
+            }
+        }
         Accounts {
-            turns: Arc::new(Semaphore::new(workers.max(1))),
+            turns: Arc::new(Semaphore::new(workers)),
             waiting: AtomicUsize::new(0),
+            jobs: Mutex::new(jobs),
             guesses: Arc::new(Guesses::new(lockout)),
         }
     }
 
-    /// Runs `f` on the blocking pool once a hashing turn is free.
+    /// Runs `f` on a hashing thread once a turn is free.
     async fn hashing<T: Send + 'static>(
         &self,
         f: impl FnOnce() -> T + Send + 'static,
@@ -273,15 +321,20 @@ impl Accounts {
             .await
             .map_err(|_| HashError::Internal("hashing stopped".into()))?;
         drop(waiting);
-        // The turn goes with the task: a caller that gives up does not free
+        // The turn goes with the job: a caller that gives up does not free
         // the CPU the hash is still using.
-        tokio::task::spawn_blocking(move || {
-            let out = f();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move || {
+            let _ = tx.send(f());
             drop(turn);
-            out
-        })
-        .await
-        .map_err(|e| HashError::Internal(format!("hashing task failed: {e}")))
+        });
+        self.jobs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .send(job)
+            .map_err(|_| HashError::Internal("no hashing thread is running".into()))?;
+        rx.await
+            .map_err(|_| HashError::Internal("a hashing thread stopped".into()))
     }
 
     /// The PHC string of a new salted hash of `password`.
