@@ -7,6 +7,9 @@
 //!   `update(&mut State, Input) -> Vec<Effect>`: conversations, unread
 //!   counts, the outbox, the merge of replayed messages, presence, typing,
 //!   toasts and the connection status.
+//! - [`msg`]: the messages between the app, the state and the network
+//!   task (`Input`, `Effect`, `NetCommand`, `NetEvent`), so that neither
+//!   imports the other.
 //! - [`view`]: drawing the state with ratatui, nothing else.
 //! - [`net`]: the network task that owns the rust_socketio client, connects,
 //!   checks liveness and reconnects with the session token and offset; it
@@ -20,6 +23,7 @@
 pub mod app;
 pub mod client;
 pub mod commands;
+pub mod msg;
 pub mod net;
 pub mod state;
 pub mod view;

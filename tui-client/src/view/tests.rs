@@ -14,7 +14,7 @@ use serde_json::json;
 use tokio::time::Instant;
 
 use super::*;
-use crate::net::{AckReply, NetCommand, NetEvent};
+use crate::msg::{AckReply, NetCommand, NetEvent};
 use crate::state::{Effect, Input, State, update};
 
 /// 2025-11-22 08:26:40 UTC.
@@ -142,7 +142,7 @@ fn busy() -> State {
         }),
     );
     let fx = line(&mut s, "sent but refused");
-    let err = chat_shared::ChatError::new(ErrorCode::RateLimited, "slow down", "room:message");
+    let err = chat_shared::ChatError::new(ErrorCode::NotMember, "join first", "room:message");
     net(
         &mut s,
         NetEvent::Ack {
