@@ -397,7 +397,7 @@ pub(super) fn scroll(state: &mut State, up: bool, lines: usize, fx: &mut Vec<Eff
         c.scroll.saturating_sub(lines)
     };
     c.scroll = wanted.min(max);
-    if up && wanted >= max {
+    if up && wanted >= max && state.view_at_top {
         // At the top of what is loaded: ask for older lines.
         super::backlog::fetch_older(state, fx);
     }

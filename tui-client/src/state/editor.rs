@@ -113,8 +113,15 @@ pub(super) fn key_input(state: &mut State, key: KeyEvent, fx: &mut Vec<Effect>) 
         KeyCode::Right => state.cursor = next_boundary(&state.input, state.cursor),
         // With an empty line, Home and End go to the oldest and newest lines.
         KeyCode::Home if empty => {
-            scroll(state, true, usize::MAX, fx);
-            backlog::fetch_older(state, fx);
+            // The draw clamps this to the oldest loaded line; Home again
+            // (or scrolling further) there fetches older history.
+            if state.view_at_top && state.active_conv().scroll >= state.max_scroll {
+                backlog::fetch_older(state, fx);
+            }
+            let id = state.active.clone();
+            if let Some(c) = state.conv_mut(&id) {
+                c.scroll = usize::MAX;
+            }
         }
         KeyCode::End if empty => {
             let id = state.active.clone();
@@ -128,7 +135,10 @@ pub(super) fn key_input(state: &mut State, key: KeyEvent, fx: &mut Vec<Effect>) 
         KeyCode::Down => history_move(state, false),
         KeyCode::PageUp => scroll(state, true, state.page, fx),
         KeyCode::PageDown => scroll(state, false, state.page, fx),
-        KeyCode::F(2) => state.panels_shown = !state.panels_shown,
+        KeyCode::F(2) => {
+            let shown = state.panels.unwrap_or(state.screen_width >= super::NARROW);
+            state.panels = Some(!shown);
+        }
         KeyCode::F(3) => {
             state.mouse_capture = !state.mouse_capture;
             fx.push(Effect::MouseCapture(state.mouse_capture));

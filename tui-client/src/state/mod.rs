@@ -56,6 +56,8 @@ pub const TOASTS_MAX: usize = 4;
 pub const RECOVERED_SHOWN: Duration = Duration::from_secs(10);
 /// Lines scrolled per mouse-wheel notch.
 pub const WHEEL_LINES: usize = 3;
+/// Below this many columns the side panels are hidden unless F2 asks.
+pub const NARROW: u16 = 80;
 /// The most lines a conversation keeps in memory by default; older ones are
 /// dropped and fetched again with `history` when scrolled to.
 pub const DEFAULT_MAX_LINES: usize = 10_000;
@@ -141,9 +143,14 @@ pub struct State {
     last_notified: Option<Instant>,
     /// The most lines a conversation keeps in memory.
     pub max_lines: usize,
-    /// The conversations and online panels (F2 toggles them; narrow
-    /// terminals show them only when toggled on).
-    pub panels_shown: bool,
+    /// The conversations and online panels: `None` shows them from
+    /// [`NARROW`] columns on; F2 forces them on or off.
+    pub panels: Option<bool>,
+    /// The screen's width at the last draw.
+    pub screen_width: u16,
+    /// Whether the last draw reached the oldest loaded line of the active
+    /// conversation (its `max_scroll` is then the top).
+    pub view_at_top: bool,
     pub mouse_capture: bool,
     /// How times are shown (chrono `strftime`).
     pub time_format: String,
@@ -198,7 +205,9 @@ impl State {
             notify: NotifySettings::default(),
             last_notified: None,
             max_lines: DEFAULT_MAX_LINES,
-            panels_shown: true,
+            panels: None,
+            screen_width: NARROW,
+            view_at_top: true,
             mouse_capture: true,
             time_format: "%H:%M".to_owned(),
             now,

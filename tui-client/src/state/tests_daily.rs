@@ -624,7 +624,8 @@ fn ctrl_w_home_end_and_grapheme_backspace() {
     }
     s.max_scroll = 25;
     update(&mut s, key(KeyCode::Home));
-    assert_eq!(s.active_conv().scroll, 25);
+    // As far up as there is: the next draw clamps it to the oldest line.
+    assert!(s.active_conv().scroll >= 25);
     update(&mut s, key(KeyCode::End));
     assert_eq!(s.active_conv().scroll, 0);
     // With text, they move the cursor.
