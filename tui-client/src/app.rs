@@ -18,11 +18,13 @@ use ratatui::Terminal;
 use ratatui::backend::CrosstermBackend;
 use tokio::time::Instant;
 
+use ratatui::style::Color;
+
 use crate::client::{Core, TICK, wall_ms};
 use crate::msg::{Effect, Notification};
 use crate::net::{self, NetConfig};
 use crate::state::{Input, State};
-use crate::view::{self, LINK_STYLE, Link};
+use crate::view::{self, Link};
 
 /// What the terminal app does beyond the network settings.
 #[derive(Debug, Clone)]
@@ -32,6 +34,7 @@ pub struct AppOptions {
     pub notify: crate::state::NotifySettings,
     pub max_lines: usize,
     pub time_format: String,
+    pub theme: crate::theme::Theme,
     pub mouse: bool,
     /// Re-emit URLs as OSC 8 hyperlinks.
     pub hyperlinks: bool,
@@ -44,6 +47,7 @@ impl Default for AppOptions {
             notify: crate::state::NotifySettings::default(),
             max_lines: crate::state::DEFAULT_MAX_LINES,
             time_format: "%H:%M".to_owned(),
+            theme: crate::theme::Theme::default(),
             mouse: true,
             hyperlinks: true,
         }
@@ -56,12 +60,39 @@ pub fn apply_options(state: &mut State, options: &AppOptions) {
     state.notify = options.notify.clone();
     state.max_lines = options.max_lines.max(100);
     state.time_format = options.time_format.clone();
+    state.theme = options.theme;
     state.mouse_capture = options.mouse;
 }
 
 /// The least time between two draws caused by the network alone: a burst
 /// of a thousand messages a second makes thirty draws, not a thousand.
 pub const NET_FRAME: std::time::Duration = std::time::Duration::from_millis(33);
+
+/// A ratatui colour as crossterm writes it.
+fn crossterm_colour(c: Color) -> crossterm::style::Color {
+    use crossterm::style::Color as C;
+    match c {
+        Color::Reset => C::Reset,
+        Color::Black => C::Black,
+        Color::Red => C::DarkRed,
+        Color::Green => C::DarkGreen,
+        Color::Yellow => C::DarkYellow,
+        Color::Blue => C::DarkBlue,
+        Color::Magenta => C::DarkMagenta,
+        Color::Cyan => C::DarkCyan,
+        Color::Gray => C::Grey,
+        Color::DarkGray => C::DarkGrey,
+        Color::LightRed => C::Red,
+        Color::LightGreen => C::Green,
+        Color::LightYellow => C::Yellow,
+        Color::LightBlue => C::Blue,
+        Color::LightMagenta => C::Magenta,
+        Color::LightCyan => C::Cyan,
+        Color::White => C::White,
+        Color::Rgb(r, g, b) => C::Rgb { r, g, b },
+        Color::Indexed(i) => C::AnsiValue(i),
+    }
+}
 
 /// Strips what could end an escape sequence early.
 fn osc_safe(text: &str, max: usize) -> String {
@@ -90,15 +121,12 @@ pub fn notification_bytes(n: &Notification) -> String {
 
 /// Writes the URLs on screen again, at their place and in their style, as
 /// OSC 8 hyperlinks (the terminal shows the same text, now clickable).
-fn emit_links(out: &mut impl io::Write, links: &[Link]) -> io::Result<()> {
-    use crossterm::style::{Attribute, Color as CColor, SetAttribute, SetForegroundColor};
+fn emit_links(out: &mut impl io::Write, links: &[Link], colour: Color) -> io::Result<()> {
+    use crossterm::style::{Attribute, SetAttribute, SetForegroundColor};
     if links.is_empty() {
         return Ok(());
     }
-    let fg = match LINK_STYLE.fg {
-        Some(ratatui::style::Color::LightBlue) => CColor::Blue,
-        _ => CColor::Reset,
-    };
+    let fg = crossterm_colour(colour);
     for l in links {
         let url: String = l.url.chars().filter(|c| !c.is_control()).collect();
         crossterm::queue!(
@@ -176,7 +204,7 @@ async fn event_loop(
             if let Some(r) = report {
                 view::after_draw(&mut state, &r);
                 if options.hyperlinks {
-                    emit_links(terminal.backend_mut(), &r.links)?;
+                    emit_links(terminal.backend_mut(), &r.links, state.theme.link)?;
                 }
             }
             state.dirty = false;

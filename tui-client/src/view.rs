@@ -13,6 +13,7 @@ use unicode_segmentation::UnicodeSegmentation;
 use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
 
 use crate::state::{Backlog, Conn, ConvId, Conversation, Delivery, Entry, EntryKind, State};
+use crate::theme::Theme;
 
 pub use crate::state::NARROW;
 
@@ -390,9 +391,11 @@ pub fn find_urls(text: &str) -> Vec<(usize, usize)> {
 }
 
 /// The style of a URL (also used when it is re-emitted as an OSC 8 link).
-pub const LINK_STYLE: Style = Style::new()
-    .fg(Color::LightBlue)
-    .add_modifier(Modifier::UNDERLINED);
+pub fn link_style(theme: &Theme) -> Style {
+    Style::new()
+        .fg(theme.link)
+        .add_modifier(Modifier::UNDERLINED)
+}
 
 /// Pushes message text: URLs styled and numbered, search matches
 /// highlighted.
@@ -401,6 +404,7 @@ fn push_text(
     urls: &mut Vec<String>,
     text: &str,
     style: Style,
+    link: Style,
     search: Option<(&str, bool)>,
 ) {
     let start_cell = cells.len();
@@ -408,7 +412,7 @@ fn push_text(
     for (a, b) in find_urls(text) {
         push_str(cells, &text[at..a], style);
         urls.push(text[a..b].to_owned());
-        push_str_link(cells, &text[a..b], LINK_STYLE, urls.len() as u16);
+        push_str_link(cells, &text[a..b], link, urls.len() as u16);
         at = b;
     }
     push_str(cells, &text[at..], style);
@@ -445,6 +449,7 @@ fn push_text(
 
 /// How one entry is drawn: the time format and offset, and the search.
 struct EntryLook<'a> {
+    theme: &'a Theme,
     time_format: &'a str,
     offset_secs: i32,
     search: Option<&'a str>,
@@ -482,9 +487,9 @@ fn entry_rows(e: &Entry, width: usize, look: &EntryLook) -> Vec<Row> {
             if e.mention {
                 // A line that names me stands out in the conversation too.
                 text_style = text_style
-                    .fg(Color::LightYellow)
+                    .fg(look.theme.mention)
                     .add_modifier(Modifier::BOLD);
-                push_str(&mut cells, "▶ ", Style::new().fg(Color::LightYellow));
+                push_str(&mut cells, "▶ ", Style::new().fg(look.theme.mention));
             }
             if e.action {
                 push_str(&mut cells, "* ", dim);
@@ -495,7 +500,8 @@ fn entry_rows(e: &Entry, width: usize, look: &EntryLook) -> Vec<Row> {
                 push_str(&mut cells, &sanitize_for_display(&e.from), nick_style);
                 push_str(&mut cells, if e.broadcast { " » " } else { ": " }, dim);
             }
-            push_text(&mut cells, &mut urls, &e.text, text_style, search);
+            let link = link_style(look.theme);
+            push_text(&mut cells, &mut urls, &e.text, text_style, link, search);
             match kind {
                 EntryKind::Own(Delivery::Pending) => push_str(&mut cells, " (sending…)", dim),
                 EntryKind::Own(Delivery::Queued) => push_str(&mut cells, " (queued)", dim),
@@ -551,6 +557,7 @@ fn tail_rows(
     until: Option<u64>,
 ) -> Tail {
     let look = EntryLook {
+        theme: &state.theme,
         time_format: &state.time_format,
         offset_secs: state.utc_offset_secs,
         search: state.search.as_ref().map(|s| s.query.as_str()),
@@ -579,7 +586,7 @@ fn tail_rows(
             block.push(rule(
                 " new messages ",
                 width,
-                Style::new().fg(Color::LightRed),
+                Style::new().fg(state.theme.marker),
             ));
         }
         let rows = entry_rows(e, width, &look);

@@ -154,6 +154,7 @@ pub struct State {
     pub mouse_capture: bool,
     /// How times are shown (chrono `strftime`).
     pub time_format: String,
+    pub theme: crate::theme::Theme,
     pub now: Instant,
     pub wall_ms: u64,
     /// Seconds east of UTC for showing times (local time in the app, 0 in tests).
@@ -210,6 +211,7 @@ impl State {
             view_at_top: true,
             mouse_capture: true,
             time_format: "%H:%M".to_owned(),
+            theme: crate::theme::Theme::default(),
             now,
             wall_ms,
             utc_offset_secs: 0,

@@ -328,7 +328,7 @@ fn urls_are_not_split_when_they_fit_and_are_reported_for_osc_8() {
     let buf = terminal.backend().buffer();
     let (x, y) = (links[0].x, links[0].y);
     assert_eq!(buf[(x, y)].symbol(), "h");
-    assert_eq!(buf[(x, y)].fg, LINK_STYLE.fg.unwrap());
+    assert_eq!(buf[(x, y)].fg, s.theme.link);
 }
 
 #[test]
