@@ -116,6 +116,17 @@ impl Client {
     /// Like [`Client::start`], with `setup` applied to the fresh state (the
     /// settings a configuration file would give: rooms to join, limits).
     pub fn start_with(config: NetConfig, setup: impl FnOnce(&mut State)) -> Client {
+        Client::start_on_screen(config, setup, None)
+    }
+
+    /// Like [`Client::start_with`], drawing every change on an off-screen
+    /// terminal of `(width, height)` as the app would: scrolling is then
+    /// bounded by what is drawn, and reaching the top fetches history.
+    pub fn start_on_screen(
+        config: NetConfig,
+        setup: impl FnOnce(&mut State),
+        screen: Option<(u16, u16)>,
+    ) -> Client {
         let (net_tx, net_rx) = net::spawn(config.clone());
         let mut state = State::new(&config.username, &config.url, Instant::now(), wall_ms());
         setup(&mut state);
@@ -128,6 +139,7 @@ impl Client {
             net_tx,
             net_rx,
             in_rx,
+            screen,
         ));
         Client {
             state: shared,
@@ -177,12 +189,14 @@ impl Client {
         }
     }
 
-    /// Quits (Ctrl-C) and waits for the loop to end.
+    /// Quits (Ctrl-C, and yes if it asks about unsent lines) and waits
+    /// for the loop to end.
     pub async fn quit(self) {
         self.input(Input::Key(KeyEvent::new(
             KeyCode::Char('c'),
             KeyModifiers::CONTROL,
         )));
+        self.input(key(KeyCode::Char('y')));
         let _ = tokio::time::timeout(Duration::from_secs(3), self.task).await;
     }
 }
@@ -193,8 +207,11 @@ async fn run_headless(
     net_tx: mpsc::UnboundedSender<NetCommand>,
     mut net_rx: mpsc::UnboundedReceiver<NetEvent>,
     mut inputs: mpsc::UnboundedReceiver<Input>,
+    screen: Option<(u16, u16)>,
 ) {
     let core = Core::new(net_tx);
+    let mut terminal = screen
+        .and_then(|(w, h)| ratatui::Terminal::new(ratatui::backend::TestBackend::new(w, h)).ok());
     let mut tick = tokio::time::interval(TICK);
     loop {
         let input = tokio::select! {
@@ -208,6 +225,16 @@ async fn run_headless(
         let quit = {
             let mut state = shared.lock().unwrap_or_else(|e| e.into_inner());
             let local = core.apply(&mut state, input);
+            if let Some(t) = terminal.as_mut()
+                && state.dirty
+            {
+                let mut report = None;
+                let _ = t.draw(|f| report = Some(crate::view::draw(f, &state)));
+                if let Some(r) = report {
+                    crate::view::after_draw(&mut state, &r);
+                }
+                state.dirty = false;
+            }
             notified.lock().unwrap_or_else(|e| e.into_inner()).extend(
                 local.into_iter().filter_map(|e| match e {
                     Effect::Notify(n) => Some(n),
