@@ -11,8 +11,14 @@
 //! - Acks: the crate never calls back on a timeout, so every ack is a
 //!   `oneshot` raced against `tokio::time::timeout`.
 //! - Callbacks only push into a channel; every emit happens in this task.
-//! - A dead transport may show as nothing at all: an acked `presence:get`
-//!   every few seconds is the liveness check (and keeps presence fresh).
+//! - A dead transport may show as nothing at all: an acked `ping` (contract
+//!   v2, O(1) for the server) every few seconds is the liveness check.
+//! - A connection attempt that fails before any Socket.IO exchange is told
+//!   apart (refused, unreachable, name not resolved, TLS) from the error
+//!   text the crate passes up ([`classify_failure`]).
+//! - `--ca-file`: the crate takes a `native_tls::TlsConnector` for both of
+//!   its transports (`ClientBuilder::tls_config`); one with the extra root
+//!   certificate is built at start-up.
 //! - Reconnection is done here, not by the crate: the crate's own reconnect
 //!   does not retry a failed first connect, leaves a zombie after a
 //!   server-side disconnect, cannot be told about a transport that our

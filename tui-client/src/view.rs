@@ -536,25 +536,56 @@ fn rule(label: &str, width: usize, style: Style) -> Row {
     }
 }
 
-/// The bottom of a conversation, wrapped at `width`: the rows of the newest
-/// entries, newest last, walking up only as far as `need` rows (or the
-/// entry `until`, for a search). Nothing above is wrapped, so a draw costs
-/// the screen, not the conversation.
+/// What a draw knows of the bottom of a conversation.
 struct Tail {
-    /// Oldest first.
+    /// The rows of the window asked for, oldest first.
     rows: Vec<Row>,
+    /// Rows counted from the bottom (at least `need`, or all of them).
+    total: usize,
     /// Whether the walk reached the first entry.
     at_top: bool,
     /// For `until`: the rows below the end of that entry and its row count.
     target: Option<(usize, usize)>,
 }
 
+/// How an entry is preceded: a day rule when the day changes, the "new
+/// messages" rule at the marker.
+fn separators(state: &State, c: &Conversation, i: usize) -> (Option<String>, bool) {
+    let day = |e: &Entry| local_time(e.ts, state.utc_offset_secs).map(|t| t.date_naive());
+    let e = &c.entries[i];
+    let d = day(e);
+    let day_rule = match d {
+        Some(d) if i == 0 || Some(d) != day(&c.entries[i - 1]) => {
+            Some(format!(" {} ", d.format("%a %d %b %Y")))
+        }
+        _ => None,
+    };
+    (day_rule, c.unread_marker == Some(e.seq))
+}
+
+/// The rows of entry `e`, with its wrapped height remembered in the entry.
+fn entry_height(e: &Entry, width: usize, look: &EntryLook) -> usize {
+    let memo = e.wrapped.get();
+    let w = (width as u32).min(0xffff);
+    if memo != 0 && memo >> 16 == w {
+        return (memo & 0xffff) as usize;
+    }
+    let n = entry_rows(e, width, look).len();
+    e.wrapped.set(w << 16 | (n as u32).min(0xffff));
+    n
+}
+
+/// Walks a conversation up from the bottom, counting rows (from memos where
+/// it can) until `need` rows or the entry `until` are passed, and builds
+/// only the rows in `window` (row offsets from the bottom, end excluded).
+/// So a draw costs the screen, not the conversation.
 fn tail_rows(
     state: &State,
     c: &Conversation,
     width: usize,
     need: usize,
     until: Option<u64>,
+    window: (usize, usize),
 ) -> Tail {
     let look = EntryLook {
         theme: &state.theme,
@@ -563,55 +594,69 @@ fn tail_rows(
         search: state.search.as_ref().map(|s| s.query.as_str()),
         current_match: state.search.as_ref().and_then(|s| s.current_seq()),
     };
-    let day = |e: &Entry| local_time(e.ts, state.utc_offset_secs).map(|t| t.date_naive());
+    let (lo, hi) = window;
     let mut blocks: Vec<Vec<Row>> = Vec::new();
     let mut count = 0usize;
     let mut target = None;
     let mut found = until.is_none();
-    let n = c.entries.len();
-    let mut i = n;
+    let mut i = c.entries.len();
     while i > 0 && (count < need || !found) {
         i -= 1;
         let e = &c.entries[i];
-        let mut block = Vec::new();
-        let d = day(e);
-        let prev_day = if i > 0 { day(&c.entries[i - 1]) } else { None };
-        if let Some(d) = d
-            && (i == 0 || Some(d) != prev_day)
-        {
-            let label = format!(" {} ", d.format("%a %d %b %Y"));
-            block.push(rule(&label, width, Style::new().fg(Color::DarkGray)));
-        }
-        if c.unread_marker == Some(e.seq) {
-            block.push(rule(
-                " new messages ",
-                width,
-                Style::new().fg(state.theme.marker),
-            ));
-        }
-        let rows = entry_rows(e, width, &look);
+        let (day_rule, marker) = separators(state, c, i);
+        let n = entry_height(e, width, &look);
+        let len = n + usize::from(day_rule.is_some()) + usize::from(marker);
         if until == Some(e.seq) {
-            target = Some((count, rows.len()));
+            target = Some((count, n));
             found = true;
         }
-        count += block.len() + rows.len();
-        block.extend(rows);
-        blocks.push(block);
+        if count < hi && count + len > lo {
+            let mut block = Vec::with_capacity(len);
+            if let Some(label) = day_rule {
+                block.push(rule(&label, width, Style::new().fg(Color::DarkGray)));
+            }
+            if marker {
+                block.push(rule(
+                    " new messages ",
+                    width,
+                    Style::new().fg(state.theme.marker),
+                ));
+            }
+            block.extend(entry_rows(e, width, &look));
+            // Only the rows inside the window (offsets from the bottom).
+            let keep: Vec<Row> = block
+                .into_iter()
+                .enumerate()
+                .filter(|(j, _)| {
+                    let off = count + len - 1 - j;
+                    off >= lo && off < hi
+                })
+                .map(|(_, r)| r)
+                .collect();
+            blocks.push(keep);
+        }
+        count += len;
     }
     let at_top = i == 0;
-    let mut rows = Vec::with_capacity(count + 1);
+    let mut rows = Vec::new();
     if at_top && !matches!(c.id, ConvId::Feed) {
-        match c.backlog {
-            Backlog::Loading => rows.push(Row {
+        let header = match c.backlog {
+            Backlog::Loading => Some(Row {
                 line: Line::styled("loading older messages…", Style::new().fg(Color::Yellow)),
                 links: Vec::new(),
             }),
-            Backlog::Complete => rows.push(rule(
+            Backlog::Complete => Some(rule(
                 " beginning of history ",
                 width,
                 Style::new().fg(Color::DarkGray),
             )),
-            Backlog::Unknown => {}
+            Backlog::Unknown => None,
+        };
+        if let Some(h) = header {
+            if count >= lo && count < hi {
+                rows.push(h);
+            }
+            count += 1;
         }
     }
     for block in blocks.into_iter().rev() {
@@ -619,6 +664,7 @@ fn tail_rows(
     }
     Tail {
         rows,
+        total: count,
         at_top,
         target,
     }
@@ -627,7 +673,7 @@ fn tail_rows(
 /// Every line of a conversation at `width` columns, day separators included
 /// (the whole history: for tests and measurements, not for drawing).
 pub fn conversation_lines(state: &State, c: &Conversation, width: usize) -> Vec<Line<'static>> {
-    tail_rows(state, c, width, usize::MAX, None)
+    tail_rows(state, c, width, usize::MAX, None, (0, usize::MAX))
         .rows
         .into_iter()
         .map(|r| r.line)
@@ -643,19 +689,26 @@ fn draw_messages(frame: &mut Frame, state: &State, area: Rect, collapsed: bool) 
         .scroll
         .saturating_add(height.saturating_mul(2))
         .saturating_add(1);
-    let tail = tail_rows(state, c, width, need, until);
-    let total = tail.rows.len();
-    let max_scroll = total.saturating_sub(height);
+    // Count first (cheap: wrapped heights are remembered), then build
+    // only the rows on screen.
+    let counted = tail_rows(state, c, width, need, until, (0, 0));
+    let max_scroll = counted.total.saturating_sub(height);
     let mut scroll = c.scroll.min(max_scroll);
-    if let Some((below, n)) = tail.target {
+    if let Some((below, n)) = counted.target {
         // Keep the current search match in view.
         let visible = below >= scroll && below + n <= scroll + height;
         if !visible {
             scroll = (below + n / 2).saturating_sub(height / 2).min(max_scroll);
         }
     }
-    let end = total - scroll;
-    let start = end.saturating_sub(height);
+    let tail = tail_rows(
+        state,
+        c,
+        width,
+        scroll + height,
+        None,
+        (scroll, scroll + height),
+    );
     let mut title = vec![Span::styled(
         format!(" {} ", c.id.label()),
         Style::new().add_modifier(Modifier::BOLD),
@@ -702,7 +755,7 @@ fn draw_messages(frame: &mut Frame, state: &State, area: Rect, collapsed: bool) 
     let block = Block::new().borders(Borders::TOP).title(Line::from(title));
     let inner = block.inner(area);
     frame.render_widget(block, area);
-    let mut shown: Vec<Row> = tail.rows[start..end].to_vec();
+    let mut shown: Vec<Row> = tail.rows;
     if shown.is_empty() && c.entries.is_empty() {
         let hint = match &c.id {
             ConvId::Feed => "global feed: /join #room, /msg user, /all text, /help",
@@ -737,7 +790,7 @@ fn draw_messages(frame: &mut Frame, state: &State, area: Rect, collapsed: bool) 
         scroll,
         links,
         width: frame.area().width,
-        at_top: tail.at_top,
+        at_top: counted.at_top,
     }
 }
 

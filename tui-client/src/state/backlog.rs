@@ -76,6 +76,7 @@ pub(super) fn page(
                     local: 0,
                     epoch,
                     seq,
+                    wrapped: Default::default(),
                 });
             }
             if let Some(c) = state.conv_mut(&conv) {

@@ -85,6 +85,19 @@ pub struct Entry {
     /// Unique per entry in this client, increasing in arrival order: what
     /// the "new messages" marker points at.
     pub seq: u64,
+    /// The view's memo of how many rows this entry wraps to, and at which
+    /// width (`width << 16 | rows`, 0: not known). Cleared when the line
+    /// changes; lets a draw skip the lines it does not show.
+    pub wrapped: std::cell::Cell<u32>,
+}
+
+impl Entry {
+    /// Changes the delivery state (and forgets the wrapped height, which
+    /// the state's suffix changes).
+    pub fn set_kind(&mut self, kind: EntryKind) {
+        self.kind = kind;
+        self.wrapped.set(0);
+    }
 }
 
 /// How far back a conversation's history is loaded.
@@ -449,7 +462,7 @@ pub(super) fn receive(state: &mut State, conv: ConvId, m: Incoming, fx: &mut Vec
             e.id = Some(m.id);
             e.ts = m.ts;
             e.epoch = epoch;
-            e.kind = EntryKind::Own(Delivery::Sent);
+            e.set_kind(EntryKind::Own(Delivery::Sent));
             c.insert_ordered(e);
             return;
         }
@@ -470,11 +483,18 @@ pub(super) fn receive(state: &mut State, conv: ConvId, m: Incoming, fx: &mut Vec
         local: 0,
         epoch,
         seq,
+        wrapped: Default::default(),
     };
     if !c.insert_ordered(entry) {
         return;
     }
-    c.cap(cap);
+    // Lines someone scrolled up to read are not dropped under them: the
+    // cap waits (up to twice over) until they are back at the bottom.
+    c.cap(if c.scroll == 0 {
+        cap
+    } else {
+        cap.saturating_mul(2)
+    });
     if mine || m.old {
         return;
     }

@@ -246,6 +246,7 @@ impl State {
             local: 0,
             epoch: self.epoch,
             seq: self.next_seq(),
+            wrapped: Default::default(),
         };
         self.ensure_conv(conv).push(entry);
     }

@@ -100,6 +100,7 @@ pub(super) fn send_text(
         local,
         epoch: state.epoch,
         seq,
+        wrapped: Default::default(),
     };
     let c = state.ensure_conv(&conv);
     c.push(entry);
@@ -157,7 +158,7 @@ pub(super) fn set_delivery(state: &mut State, conv: &ConvId, local: u64, d: Deli
     if let Some(c) = state.conv_mut(conv)
         && let Some(e) = c.entries.iter_mut().rev().find(|e| e.local == local)
     {
-        e.kind = EntryKind::Own(d);
+        e.set_kind(EntryKind::Own(d));
     }
 }
 
@@ -223,7 +224,7 @@ pub(super) fn message_acked(state: &mut State, out: Outgoing, result: Result<Sen
                     e.ts = sent.ts;
                     e.epoch = epoch;
                 }
-                e.kind = EntryKind::Own(Delivery::Sent);
+                e.set_kind(EntryKind::Own(Delivery::Sent));
                 c.insert_ordered(e);
             }
         }
