@@ -162,3 +162,39 @@ async fn a_rate_limited_burst_arrives_whole_and_in_order_and_a_mention_notifies(
     bob.disconnect().await;
     server.stop().await.expect("server stops");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn why_a_connection_fails_is_said() {
+    use chat_tui::state::ConnectFailure;
+    // Nothing listens on a port that was just freed.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let refused = Client::start(config(&format!("http://127.0.0.1:{port}"), "erin"));
+    wait(&refused, "refused said", |s| {
+        s.last_failure == Some(ConnectFailure::Refused)
+            && s.status_text().contains("connection refused")
+    })
+    .await;
+    refused.quit().await;
+
+    // A name that cannot resolve (.invalid is reserved for that).
+    let unknown = Client::start(config("http://no-such-host.invalid:3000", "erin"));
+    wait(&unknown, "name not resolved said", |s| {
+        s.last_failure == Some(ConnectFailure::NameNotResolved)
+            && s.status_text().contains("host name not found")
+    })
+    .await;
+    unknown.quit().await;
+
+    // https:// to a plain-http server: the TLS handshake fails.
+    let server = TestServer::start(TestServer::config()).await;
+    let tls = Client::start(config(&format!("https://{}", server.addr), "erin"));
+    wait(&tls, "TLS failure said", |s| {
+        s.last_failure == Some(ConnectFailure::Tls) && s.status_text().contains("TLS failure")
+    })
+    .await;
+    tls.quit().await;
+    server.stop().await.expect("server stops");
+}
