@@ -692,3 +692,25 @@ fn autojoin_rooms_are_joined_once_the_first_session_is_up() {
     assert_eq!(joins, ["#general", "#rust"]);
     assert!(s.autojoin.is_empty());
 }
+
+#[test]
+fn f3_toggles_mouse_capture_and_f2_the_panels() {
+    let mut s = in_general();
+    assert_eq!(
+        update(&mut s, key(KeyCode::F(3))),
+        [Effect::MouseCapture(false)]
+    );
+    assert!(!s.mouse_capture);
+    assert_eq!(
+        update(&mut s, key(KeyCode::F(3))),
+        [Effect::MouseCapture(true)]
+    );
+    // Wide terminal: panels shown, F2 hides them; narrow: F2 shows them.
+    s.screen_width = 120;
+    update(&mut s, key(KeyCode::F(2)));
+    assert_eq!(s.panels, Some(false));
+    s.panels = None;
+    s.screen_width = 60;
+    update(&mut s, key(KeyCode::F(2)));
+    assert_eq!(s.panels, Some(true));
+}
