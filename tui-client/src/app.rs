@@ -203,8 +203,15 @@ async fn event_loop(
             terminal.draw(|frame| report = Some(view::draw(frame, &state)))?;
             if let Some(r) = report {
                 view::after_draw(&mut state, &r);
-                if options.hyperlinks {
+                if options.hyperlinks && !r.links.is_empty() {
                     emit_links(terminal.backend_mut(), &r.links, state.theme.link)?;
+                    // Back to the input line, where the draw left the cursor.
+                    if let Some(at) = r.cursor {
+                        execute!(
+                            terminal.backend_mut(),
+                            crossterm::cursor::MoveTo(at.x, at.y)
+                        )?;
+                    }
                 }
             }
             state.dirty = false;

@@ -34,6 +34,9 @@ pub struct ViewReport {
     /// Whether the message pane reached the oldest loaded line (so that
     /// `max_scroll` is the top, and scrolling further fetches history).
     pub at_top: bool,
+    /// Where the input line's cursor is (to put it back after writing
+    /// hyperlinks), if shown.
+    pub cursor: Option<Position>,
 }
 
 impl ViewReport {
@@ -45,6 +48,7 @@ impl ViewReport {
             links: Vec::new(),
             width: 0,
             at_top: true,
+            cursor: None,
         }
     }
 }
@@ -119,9 +123,9 @@ pub fn draw(frame: &mut Frame, state: &State) -> ViewReport {
         draw_conversations(frame, state, left);
         draw_presence(frame, state, right);
     }
-    let report = draw_messages(frame, state, centre, !panels);
+    let mut report = draw_messages(frame, state, centre, !panels);
     draw_typing(frame, state, typing);
-    draw_input(frame, state, input);
+    report.cursor = draw_input(frame, state, input);
     draw_status(frame, state, status);
     // Toasts float over the messages and the sidebar: room for long texts.
     draw_toasts(frame, state, centre.union(right));
@@ -791,6 +795,7 @@ fn draw_messages(frame: &mut Frame, state: &State, area: Rect, collapsed: bool) 
         links,
         width: frame.area().width,
         at_top: counted.at_top,
+        cursor: None,
     }
 }
 
@@ -915,7 +920,8 @@ fn draw_typing(frame: &mut Frame, state: &State, area: Rect) {
     }
 }
 
-fn draw_input(frame: &mut Frame, state: &State, area: Rect) {
+/// Draws the input line; returns where the cursor is.
+fn draw_input(frame: &mut Frame, state: &State, area: Rect) -> Option<Position> {
     if let Some(confirm) = &state.confirm {
         let style = Style::new()
             .fg(Color::Black)
@@ -923,7 +929,7 @@ fn draw_input(frame: &mut Frame, state: &State, area: Rect) {
             .add_modifier(Modifier::BOLD);
         let text = truncate(&format!(" ? {} ", confirm.question()), area.width as usize);
         frame.render_widget(Paragraph::new(Line::styled(text, style)), area);
-        return;
+        return None;
     }
     let prompt = if state.name_taken() {
         "new name> "
@@ -978,7 +984,9 @@ fn draw_input(frame: &mut Frame, state: &State, area: Rect) {
     ]);
     frame.render_widget(Paragraph::new(line), area);
     let x = area.x + (prompt.len() + col(start, cursor)) as u16;
-    frame.set_cursor_position(Position::new(x.min(area.right().saturating_sub(1)), area.y));
+    let at = Position::new(x.min(area.right().saturating_sub(1)), area.y);
+    frame.set_cursor_position(at);
+    Some(at)
 }
 
 fn draw_status(frame: &mut Frame, state: &State, area: Rect) {
