@@ -648,6 +648,36 @@ mod tests {
     }
 
     #[test]
+    fn connect_failures_are_classified_from_the_error_text() {
+        use ConnectFailure::*;
+        let cases = [
+            (
+                "error sending request: tcp connect error: Connection refused (os error 111)",
+                Refused,
+            ),
+            (
+                "dns error: failed to lookup address information: Name or service not known",
+                NameNotResolved,
+            ),
+            (
+                "error trying to connect: error:0A00010B:SSL routines:ssl3_get_record:wrong version number",
+                Tls,
+            ),
+            ("the certificate was not trusted", Tls),
+            (
+                "tcp connect error: No route to host (os error 113)",
+                Unreachable,
+            ),
+            ("operation timed out", Unreachable),
+            ("Invalid packet id: 60", Protocol),
+            ("something else entirely", Other),
+        ];
+        for (text, want) in cases {
+            assert_eq!(classify_failure(text), want, "{text}");
+        }
+    }
+
+    #[test]
     fn backoff_doubles_up_to_the_cap() {
         let c = NetConfig::new("http://x", "a");
         assert_eq!(c.backoff(1), Duration::from_millis(500));
