@@ -1,7 +1,13 @@
 //! The terminal app: raw mode and the alternate screen, a panic hook that
 //! restores the terminal, and one `tokio::select!` loop over the keyboard
 //! and mouse (crossterm's `EventStream`), the network channel and a clock
-//! tick. It draws only when something visible changed.
+//! tick. It draws only when something visible changed: at once after a
+//! key, at most every [`NET_FRAME`] for network events alone (taking what
+//! the network has ready first), so a flood makes ~30 draws a second.
+//!
+//! What only a terminal can do is done here, from the state's effects: the
+//! bell and OSC 777/9 desktop notifications, switching mouse capture, and
+//! re-writing the URLs on screen as OSC 8 hyperlinks after each draw.
 
 use std::io::{self, Stdout};
 

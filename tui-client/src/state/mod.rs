@@ -18,13 +18,13 @@
 //! - [`backlog`]: older history fetched by scrolling up.
 //! - [`search`]: `/search` and Ctrl-R.
 
-mod actions;
+pub mod actions;
 pub mod backlog;
 pub mod conversations;
 pub mod editor;
 pub mod notify;
 pub mod outbox;
-mod presence;
+pub mod presence;
 pub mod search;
 pub mod session;
 pub mod typing;
