@@ -126,7 +126,7 @@ pub fn draw(frame: &mut Frame, state: &State) -> ViewReport {
     let mut report = draw_messages(frame, state, centre, !panels);
     draw_typing(frame, state, typing);
     report.cursor = draw_input(frame, state, input);
-    draw_status(frame, state, status);
+    draw_status(frame, state, status, panels);
     // Toasts float over the messages and the sidebar: room for long texts.
     draw_toasts(frame, state, centre.union(right));
     report
@@ -989,7 +989,7 @@ fn draw_input(frame: &mut Frame, state: &State, area: Rect) -> Option<Position> 
     Some(at)
 }
 
-fn draw_status(frame: &mut Frame, state: &State, area: Rect) {
+fn draw_status(frame: &mut Frame, state: &State, area: Rect, panels: bool) {
     let (mark, colour) = match &state.conn {
         Conn::Connected => ("●", Color::Green),
         Conn::Connecting { .. } | Conn::Reconnecting { .. } => ("◌", Color::Yellow),
@@ -1000,6 +1000,8 @@ fn draw_status(frame: &mut Frame, state: &State, area: Rect) {
     let pending = state.queued_len();
     let right = if pending > 0 {
         format!("{pending} queued · /help ")
+    } else if !panels {
+        "F2 panels · /help ".to_owned()
     } else {
         "/help · Ctrl-C quits ".to_owned()
     };
