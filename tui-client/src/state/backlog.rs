@@ -43,12 +43,7 @@ pub(super) fn fetch_older(state: &mut State, fx: &mut Vec<Effect>) {
 }
 
 /// A page of history arrived (or did not).
-pub(super) fn page(
-    state: &mut State,
-    conv: ConvId,
-    result: Result<AckReply, AckError>,
-    _fx: &mut [Effect],
-) {
+pub(super) fn page(state: &mut State, conv: ConvId, result: Result<AckReply, AckError>) {
     let epoch = state.epoch;
     match result {
         Ok(AckReply::History(h)) => {

@@ -282,7 +282,7 @@ fn ack_result(
         ),
         (Request::Join { switch, .. }, Ok(AckReply::Joined(j))) => joined(state, j, switch, fx),
         (Request::Leave(room), Ok(_)) => state.close_conv(&ConvId::Room(room), fx),
-        (Request::History(conv), result) => backlog::page(state, conv, result, fx),
+        (Request::History(conv), result) => backlog::page(state, conv, result),
         (Request::Rooms, Ok(AckReply::Rooms(list))) => {
             let conv = state.active.clone();
             if list.rooms.is_empty() {
