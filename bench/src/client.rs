@@ -67,6 +67,10 @@ pub struct UserState {
     pub chat_errors: u64,
     /// Why the connection ended, if it was not the scenario's doing.
     pub closed: Option<String>,
+    /// Sent as `auth.password` (accounts).
+    pub password: Option<String>,
+    /// Sent as `auth.register: true` (creates the account).
+    pub register: bool,
     /// Sends awaiting their ack: (ack id, message number, send time µs).
     pending: Vec<(u64, u64, u64)>,
     next_ack: u64,
@@ -271,6 +275,12 @@ async fn connect_inner(
         return Err(err(format!("expected the open packet, got {open}")));
     }
     let mut auth = json!({ "username": st.username });
+    if let Some(p) = &st.password {
+        auth["password"] = Value::String(p.clone());
+    }
+    if st.register {
+        auth["register"] = Value::Bool(true);
+    }
     if resume {
         if let Some(s) = &st.session {
             auth["session"] = Value::String(s.clone());
@@ -297,6 +307,25 @@ async fn connect_inner(
         if let Some(why) = st.closed.take() {
             return Err(err(why));
         }
+    }
+}
+
+/// A planned leave: `41/chat,`, a WebSocket close, and then waits (at
+/// most 5 s) for the server to close its side.
+pub async fn leave(mut ws: Ws) -> Result<(), String> {
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        ws.send(Message::text(proto::disconnect_frame())).await?;
+        ws.close(None).await?;
+        while let Some(m) = ws.next().await {
+            m?;
+        }
+        Ok::<_, tokio_tungstenite::tungstenite::Error>(())
+    })
+    .await;
+    match closed {
+        Ok(Ok(())) | Ok(Err(tokio_tungstenite::tungstenite::Error::ConnectionClosed)) => Ok(()),
+        Ok(Err(e)) => Err(format!("disconnect: {e}")),
+        Err(_) => Err("disconnect timed out".to_owned()),
     }
 }
 

@@ -11,7 +11,8 @@
 //! - [`client`]: one simulated user: the connect handshake, acked requests,
 //!   and the user task that answers pings, sends on command and records
 //!   every bench message it receives (latency, duplicates, last id).
-//! - [`scenarios`]: idle, fan-out, DM pairs, churn and recovery storm, with
+//! - [`scenarios`]: idle, fan-out, DM pairs, churn, recovery storm and
+//!   logins, with
 //!   what they share (mass bring-up, the rate pacer, the receipt check, the
 //!   rate ladder).
 //! - [`server`]: the targets: launched (chat-server binary, Node peer) or
@@ -44,6 +45,7 @@ pub enum Scenario {
     Dm,
     Churn,
     Recovery,
+    Login,
 }
 
 impl Scenario {
@@ -54,6 +56,7 @@ impl Scenario {
             Scenario::Dm => "dm",
             Scenario::Churn => "churn",
             Scenario::Recovery => "recovery",
+            Scenario::Login => "login",
         }
     }
 }
@@ -88,7 +91,7 @@ pub struct Config {
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "idle,fanout,dm,churn,recovery"
+        default_value = "idle,fanout,dm,churn,recovery,login"
     )]
     pub scenarios: Vec<Scenario>,
     /// Write every scenario's JSON to this file (an array).
@@ -165,6 +168,30 @@ pub struct Config {
     /// server must take the session over) instead of closing them.
     #[arg(long)]
     pub storm_half_open: bool,
+    /// Login: accounts registered, then logged in.
+    #[arg(long, default_value_t = 100)]
+    pub login_accounts: usize,
+    /// Login: registrations and logins in flight at once.
+    #[arg(long, default_value_t = 20)]
+    pub login_workers: usize,
+    /// Login: seconds of logins.
+    #[arg(long, default_value_t = 5.0)]
+    pub login_secs: f64,
+    /// Login: users chatting during the wrong-password flood.
+    #[arg(long, default_value_t = 1000)]
+    pub login_chatters: usize,
+    /// Login: the chatters' room size.
+    #[arg(long, default_value_t = 10)]
+    pub login_room_size: usize,
+    /// Login: the chatters' offered deliveries per second.
+    #[arg(long, default_value_t = 5000.0)]
+    pub login_chat_rate: f64,
+    /// Login: connects with a wrong password in the flood.
+    #[arg(long, default_value_t = 1000)]
+    pub login_flood: usize,
+    /// Login: flood connects in flight at once.
+    #[arg(long, default_value_t = 100)]
+    pub login_flood_concurrency: usize,
     /// `--max-connections` given to a launched chat-server.
     #[arg(long, default_value_t = 200_000)]
     pub max_connections: u64,
@@ -259,6 +286,7 @@ async fn run_one(scenario: Scenario, ctx: &Ctx<'_>) -> Figures {
         Scenario::Dm => scenarios::dm::run(ctx).await,
         Scenario::Churn => scenarios::churn::run(ctx).await,
         Scenario::Recovery => scenarios::recovery::run(ctx).await,
+        Scenario::Login => scenarios::login::run(ctx).await,
     }
 }
 

@@ -70,6 +70,20 @@ async fn every_scenario_delivers_everything_exactly_once() {
         "100",
         "--storm-gap-ms",
         "700",
+        "--login-accounts",
+        "20",
+        "--login-workers",
+        "5",
+        "--login-secs",
+        "1",
+        "--login-chatters",
+        "100",
+        "--login-chat-rate",
+        "500",
+        "--login-flood",
+        "100",
+        "--login-flood-concurrency",
+        "20",
     ];
     let cfg = chat_bench::Config::try_parse_from(args).expect("bench flags");
     let reports = tokio::time::timeout(Duration::from_secs(240), chat_bench::run(&cfg))
@@ -103,6 +117,27 @@ async fn every_scenario_delivers_everything_exactly_once() {
                 fanout.table()
             );
         }
+    }
+
+    let login = scenario(&reports, "login");
+    let table = login.table();
+    assert_eq!(value(login, "registrations failed"), 0.0, "{table}");
+    assert_eq!(value(login, "logins failed"), 0.0, "{table}");
+    assert!(
+        value(login, "logins/s with a password (peer: guest connects)") > 0.0,
+        "{table}"
+    );
+    assert_eq!(
+        value(
+            login,
+            "flood: wrong passwords accepted (peer: no accounts, all)"
+        ),
+        0.0,
+        "{table}"
+    );
+    for step in ["chat, no flood @500/s: ", "chat during the flood @500/s: "] {
+        assert_eq!(value(login, &format!("{step}lost")), 0.0, "{table}");
+        assert_eq!(value(login, &format!("{step}duplicates")), 0.0, "{table}");
     }
 
     let dm = scenario(&reports, "dm");

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
 
 /// Where the server keeps what must outlive the process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -14,6 +14,48 @@ pub enum StoreKind {
     Sqlite,
     /// Everything in memory: lost when the process ends (tests, throwaway runs).
     Memory,
+}
+
+/// Who may connect to `/chat`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AuthMode {
+    /// Guests (any free name) and accounts (their password needed).
+    Open,
+    /// Accounts only: any other name is refused `auth_required`.
+    Accounts,
+}
+
+/// Whether clients may create accounts themselves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Registration {
+    /// `register: true` in the handshake creates an account.
+    Open,
+    /// Only the operator creates accounts (`chat-server account add`).
+    Closed,
+}
+
+/// What `chat-server` does instead of serving.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Manage accounts in the store of `--data-dir` (the server may be
+    /// running or stopped). Passwords are read from standard input, without
+    /// echo when it is a terminal.
+    Account {
+        #[command(subcommand)]
+        action: AccountAction,
+    },
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum AccountAction {
+    /// Create an account.
+    Add { name: String },
+    /// Set a new password.
+    Passwd { name: String },
+    /// Remove an account (its messages stay).
+    Remove { name: String },
+    /// List the accounts.
+    List,
 }
 
 /// chat-server: a Socket.IO v4 chat server (namespaces `/chat` and `/admin`).
@@ -105,12 +147,23 @@ pub struct Config {
     pub ping_timeout: Duration,
 
     /// Where messages, sessions and ids are kept.
-    #[arg(long, env = "CHAT_STORE", value_enum, default_value = "sqlite")]
+    #[arg(
+        long,
+        env = "CHAT_STORE",
+        value_enum,
+        default_value = "sqlite",
+        global = true
+    )]
     pub store: StoreKind,
 
     /// The directory of the on-disk store (`chat.db` in it), created if
     /// missing.
-    #[arg(long, env = "CHAT_DATA_DIR", default_value = "./chat-data")]
+    #[arg(
+        long,
+        env = "CHAT_DATA_DIR",
+        default_value = "./chat-data",
+        global = true
+    )]
     pub data_dir: std::path::PathBuf,
 
     /// How long messages are kept; older ones are deleted (hourly).
@@ -131,6 +184,23 @@ pub struct Config {
     /// How long shutdown waits for sockets to close before exiting.
     #[arg(long, env = "CHAT_SHUTDOWN_GRACE", default_value = "3s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
+
+    /// Who may connect: `open` (guests and accounts) or `accounts` (accounts only).
+    #[arg(long, env = "CHAT_AUTH", value_enum, default_value = "open")]
+    pub auth: AuthMode,
+
+    /// Whether clients may create accounts (`register: true`). Default:
+    /// open under `--auth open`, closed under `--auth accounts`.
+    #[arg(long, env = "CHAT_REGISTRATION", value_enum)]
+    pub registration: Option<Registration>,
+
+    /// How long a username is locked after 5 wrong passwords within a
+    /// minute; each further wrong password doubles it, up to 10 times this.
+    #[arg(long, env = "CHAT_LOGIN_LOCKOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub login_lockout: Duration,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
 }
 
 impl Default for Config {
@@ -145,6 +215,14 @@ impl Config {
     /// The rate limit in force, `None` when lifted.
     pub fn rate_limit(&self) -> Option<(f64, u32)> {
         (self.rate > 0.0).then_some((self.rate, self.burst.max(1)))
+    }
+
+    /// Whether clients may register accounts.
+    pub fn registration_open(&self) -> bool {
+        match self.registration {
+            Some(r) => r == Registration::Open,
+            None => self.auth == AuthMode::Open,
+        }
     }
 
     /// The limit on requests other than messages, `None` when lifted.

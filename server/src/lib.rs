@@ -24,6 +24,8 @@
 //! [`serve`] runs the whole server on a bound listener until a shutdown
 //! future resolves; `main.rs` only parses flags, sets up logging and calls it.
 
+pub mod account_cli;
+pub mod accounts;
 pub mod admin;
 pub mod admin_feed;
 pub mod chat;
@@ -83,6 +85,12 @@ pub async fn open_store(
     Ok((store, startup))
 }
 
+/// Password hashes run at once: half the cores (at least one), so that a
+/// flood of logins leaves CPU for the people chatting.
+fn hashing_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
+}
+
 /// Builds the server on an opened store. Must run inside a tokio runtime
 /// (it starts the admin feed and the session writer).
 pub fn app(config: Config, store: Arc<dyn store::Store>, startup: &store::Startup) -> App {
@@ -114,6 +122,9 @@ pub fn app(config: Config, store: Arc<dyn store::Store>, startup: &store::Startu
                 let queued = match op {
                     state::SessionOp::Put(rec) => store.put_session(&rec).await,
                     state::SessionOp::Delete(token) => store.delete_session(&token).await,
+                    state::SessionOp::Account(key, change) => {
+                        store.update_account(&key, change).await
+                    }
                     state::SessionOp::Flush(done) => {
                         let _ = done.send(());
                         continue;
@@ -150,6 +161,10 @@ pub fn app(config: Config, store: Arc<dyn store::Store>, startup: &store::Startu
         transports: Arc::clone(&transports),
         store,
         delivery: Arc::default(),
+        accounts: Arc::new(accounts::Accounts::new(
+            hashing_workers(),
+            state.config.login_lockout,
+        )),
     });
     admin::register(&io, Arc::clone(&state));
     let router = Router::new()

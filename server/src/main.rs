@@ -2,6 +2,7 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 use chat_server::Config;
+use chat_server::config::Command;
 
 /// jemalloc rather than the system allocator: under load the server
 /// allocates and frees per packet across worker threads, where glibc's
@@ -21,6 +22,17 @@ async fn main() -> std::process::ExitCode {
         )
         .init();
     let config = Config::parse();
+    if let Some(Command::Account { action }) = &config.command {
+        let source = chat_server::account_cli::stdin_source();
+        let mut out = std::io::stdout();
+        return match chat_server::account_cli::run(&config, action, source, &mut out).await {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("chat-server: {e}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     // Each connection is a file descriptor: run with the most the system allows.
     match chat_server::listener::raise_fd_limit() {
         Some(n) => tracing::info!("open files limit: {n}"),
@@ -45,24 +57,32 @@ async fn main() -> std::process::ExitCode {
     }
 }
 
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Resolves on SIGINT or SIGTERM. The handlers are installed here, before
+/// the server says it listens, so that a signal sent right after that line
+/// stops it cleanly instead of killing it.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let int = signal(SignalKind::interrupt()).ok();
+        let term = signal(SignalKind::terminate()).ok();
+        async move {
+            let wait = |s: Option<tokio::signal::unix::Signal>| async move {
+                match s {
+                    Some(mut s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                () = wait(int) => {},
+                () = wait(term) => {},
             }
-            Err(_) => std::future::pending::<()>().await,
         }
-    };
+    }
     #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
+    async {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }

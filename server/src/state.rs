@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 
 use crate::config::Config;
 use crate::presence::PresenceGate;
-use crate::store::{Destination, MessageRecord, SessionRecord, Startup};
+use crate::store::{AccountChange, Destination, MessageRecord, SessionRecord, Startup};
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
@@ -38,6 +38,9 @@ pub fn now_ms() -> u64 {
 pub enum SessionOp {
     Put(SessionRecord),
     Delete(String),
+    /// A change to an account (by key): its rooms, or how far its DMs
+    /// reached it.
+    Account(String, AccountChange),
     /// Answered once every earlier op has been handed to the store.
     Flush(tokio::sync::oneshot::Sender<()>),
 }
@@ -58,11 +61,18 @@ struct User {
     connected_at: u64,
     /// The log head when the session began: nothing older is replayed.
     since: u64,
-    /// Bumped at every disconnect: an expiry timer only ends the absence
+    /// A new number (unique in the process, never 0) at every disconnect
+    /// and resume: an expiry timer only ends the absence
     /// it was started for.
     absence: u64,
     /// Wall-clock ms when the recovery window ends; `None` while live.
     window_ends_at: Option<u64>,
+    /// The session belongs to an account.
+    account: bool,
+    /// The live socket is caught up and in its rooms: DMs go to it live.
+    /// Until then they reach it through its catch-up, so that none is sent
+    /// twice or ahead of the `session` event.
+    ready: bool,
 }
 
 impl User {
@@ -73,8 +83,46 @@ impl User {
             since: self.since,
             rooms: self.rooms.clone(),
             window_ends_at: self.window_ends_at,
+            account: self.account,
         }
     }
+
+    fn fresh(username: &str, token: String, sid: Sid, since: u64, account: bool) -> User {
+        User {
+            username: username.to_owned(),
+            token,
+            rooms: BTreeMap::new(),
+            sid: Some(sid),
+            lagging: false,
+            connected_at: now_ms(),
+            since,
+            absence: 0,
+            window_ends_at: None,
+            account,
+            ready: false,
+        }
+    }
+}
+
+/// How a handshake proved its name (see [`ChatState::admit_as`]).
+#[derive(Debug, Clone)]
+pub enum Login {
+    /// No password: a guest name, or a session token (which is its own
+    /// proof).
+    Guest,
+    /// The account's password was right. Without a token that resumes a
+    /// session, this starts a fresh one in the account's remembered rooms,
+    /// taking the name from whichever session holds it; DMs after `seen`
+    /// are delivered to it.
+    Account {
+        /// The account's display name.
+        username: String,
+        rooms: Vec<String>,
+        seen: u64,
+    },
+    /// An account was just created for the name: the session (resumed by
+    /// its token, or fresh) becomes the account's.
+    Registered,
 }
 
 #[derive(Debug, Default)]
@@ -96,6 +144,18 @@ struct Inner {
     head: u64,
     /// Per room, its last messages, for `room:join`.
     history: HashMap<String, VecDeque<Arc<MessageRecord>>>,
+    /// What this process last wrote of each account's rooms and seen id.
+    /// The writes go to the store in order but are not awaited, so a login
+    /// right after a logout could read the store before they commit: it
+    /// takes these instead.
+    written: HashMap<String, Written>,
+}
+
+/// See `Inner::written`.
+#[derive(Debug, Default, Clone)]
+struct Written {
+    rooms: Option<Vec<String>>,
+    seen: u64,
 }
 
 /// The outcome of a successful handshake.
@@ -110,6 +170,11 @@ pub struct Admission {
     /// to be told `session_replaced` and disconnected.
     pub replaced: Option<Sid>,
     pub rooms: Vec<String>,
+    /// The session belongs to an account.
+    pub account: bool,
+    /// A fresh account session: the DMs after this id (and up to the
+    /// session's start) are delivered as replayed.
+    pub queued_after: Option<u64>,
 }
 
 /// Missed messages for a resumed session: those numbered by this process
@@ -154,7 +219,10 @@ pub struct Joined {
 pub struct Target {
     pub key: String,
     pub username: String,
+    /// The socket to deliver to live, if any is ready for it.
     pub sid: Option<Sid>,
+    /// A socket holds the session (perhaps still catching up).
+    pub live: bool,
 }
 
 /// Users, sessions, membership, replay log and history. See the module doc.
@@ -172,6 +240,8 @@ pub struct ChatState {
     /// The highest id retention has removed: a replay from before it is
     /// truncated.
     pruned_upto: AtomicU64,
+    /// The last absence number handed out (see `User::absence`).
+    absences: AtomicU64,
 }
 
 fn token() -> String {
@@ -192,6 +262,7 @@ impl ChatState {
             admins: AtomicUsize::new(0),
             sessions_out: std::sync::OnceLock::new(),
             pruned_upto: AtomicU64::new(0),
+            absences: AtomicU64::new(0),
         })
     }
 
@@ -204,6 +275,17 @@ impl ChatState {
         if let Some(out) = self.sessions_out.get() {
             let _ = out.send(op);
         }
+    }
+
+    /// Queues a change to an account and remembers it (see `Inner::written`).
+    fn persist_account(&self, inner: &mut Inner, key: &str, change: AccountChange) {
+        let w = inner.written.entry(key.to_owned()).or_default();
+        match &change {
+            AccountChange::Rooms(rooms) => w.rooms = Some(rooms.clone()),
+            AccountChange::Seen(seen) => w.seen = w.seen.max(*seen),
+            AccountChange::Password(_) => {}
+        }
+        self.persist(SessionOp::Account(key.to_owned(), change));
     }
 
     /// Resolves once every session change so far is with the store.
@@ -253,21 +335,34 @@ impl ChatState {
                 lagging: false,
                 connected_at: 0,
                 since: rec.since,
-                absence: 0,
+                absence: self.next_absence(),
                 window_ends_at: Some(ends),
+                account: rec.account,
+                ready: false,
             };
             if rec.window_ends_at.is_none() {
-                // Live when the last process ended: its window is new.
+                // Live when the last process ended: its window is new, and
+                // what it had been sent is as far as the ids then went.
                 self.persist(SessionOp::Put(user.record()));
+                if rec.account {
+                    self.persist_account(&mut inner, &key, AccountChange::Seen(startup.head));
+                }
             }
             inner.sessions.insert(rec.token.clone(), key.clone());
+            let absence = user.absence;
             inner.users.insert(key.clone(), user);
             let state = Arc::clone(self);
             tokio::spawn(async move {
                 tokio::time::sleep(std::time::Duration::from_millis(ends - now)).await;
-                state.expire(&key, 0);
+                state.expire(&key, absence);
             });
         }
+    }
+
+    /// A number no absence of any user had before: a timer left from an
+    /// earlier session of the same name can never end a later one.
+    fn next_absence(&self) -> u64 {
+        self.absences.fetch_add(1, Ordering::Relaxed) + 1
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -277,9 +372,30 @@ impl ChatState {
 
     // ------------------------------------------------------------ identity
 
-    /// Decides a `/chat` handshake and, on success, makes `sid` the user's
-    /// live socket. The username must already be valid.
+    /// Decides a guest's `/chat` handshake (or a resume by token).
     pub fn admit(&self, auth: &Auth, sid: Sid) -> Result<Admission, ConnectRefusal> {
+        self.admit_as(auth, sid, Login::Guest)
+    }
+
+    /// Whether a session holds `key`'s name (live or in its window).
+    pub fn name_held(&self, key: &str) -> bool {
+        self.lock().users.contains_key(key)
+    }
+
+    /// The user key a session token belongs to, if it is known.
+    pub fn session_owner(&self, token: &str) -> Option<String> {
+        self.lock().sessions.get(token).cloned()
+    }
+
+    /// Decides a `/chat` handshake whose name was proved by `login` and,
+    /// on success, makes `sid` the user's live socket. The username must
+    /// already be valid.
+    pub fn admit_as(
+        &self,
+        auth: &Auth,
+        sid: Sid,
+        login: Login,
+    ) -> Result<Admission, ConnectRefusal> {
         let key = username_key(&auth.username);
         let mut inner = self.lock();
         let max = self.config.max_connections;
@@ -303,6 +419,7 @@ impl ChatState {
             })?;
             let replaced = user.sid.replace(sid);
             user.lagging = false;
+            user.ready = false;
             if replaced.is_none() && full(online) {
                 user.sid = None;
                 return Err(ConnectRefusal::new(
@@ -317,10 +434,17 @@ impl ChatState {
                 recovered: true,
                 replaced,
                 rooms: user.rooms.keys().cloned().collect(),
+                account: user.account || !matches!(login, Login::Guest),
+                queued_after: None,
             };
-            user.absence += 1;
+            user.account = admission.account;
+            user.absence = self.next_absence();
             user.window_ends_at = None;
             self.persist(SessionOp::Put(user.record()));
+            if matches!(login, Login::Registered) {
+                let rooms = AccountChange::Rooms(admission.rooms.clone());
+                self.persist_account(&mut inner, &key, rooms);
+            }
             if replaced.is_none() {
                 inner.online += 1;
                 for room in &admission.rooms {
@@ -334,6 +458,22 @@ impl ChatState {
             return Ok(admission);
         }
 
+        // The owner's password takes the name from whichever session
+        // holds it (their own, left half-open or on another device).
+        let mut replaced = None;
+        if let Login::Account { .. } = login
+            && let Some(old) = inner.users.get(&key)
+        {
+            let live = old.sid;
+            if live.is_none() && full(inner.online) {
+                return Err(ConnectRefusal::new(
+                    ErrorCode::ServerFull,
+                    "the server is full",
+                ));
+            }
+            replaced = live;
+            Self::end_session(&mut inner, &key, |op| self.persist(op));
+        }
         if inner.users.contains_key(&key) {
             return Err(ConnectRefusal::new(
                 ErrorCode::UsernameTaken,
@@ -348,33 +488,85 @@ impl ChatState {
         }
         let token = token();
         let head = inner.head;
-        inner.users.insert(
-            key.clone(),
-            User {
-                username: auth.username.clone(),
-                token: token.clone(),
-                rooms: BTreeMap::new(),
-                sid: Some(sid),
-                lagging: false,
-                connected_at: now_ms(),
-                since: head,
-                absence: 0,
-                window_ends_at: None,
-            },
-        );
-        if let Some(u) = inner.users.get(&key) {
-            self.persist(SessionOp::Put(u.record()));
+        let account = !matches!(login, Login::Guest);
+        let display = match &login {
+            Login::Account { username, .. } => username.clone(),
+            _ => auth.username.clone(),
+        };
+        let mut user = User::fresh(&display, token.clone(), sid, head, account);
+        let mut queued_after = None;
+        if let Login::Account {
+            mut rooms,
+            mut seen,
+            ..
+        } = login
+        {
+            if let Some(w) = inner.written.get(&key) {
+                seen = seen.max(w.seen);
+                if let Some(r) = &w.rooms {
+                    rooms.clone_from(r);
+                }
+            }
+            // The account's remembered rooms, each joined now.
+            for room in rooms
+                .iter()
+                .filter_map(|r| chat_shared::canonical_room(r))
+                .take(self.config.max_rooms_per_user)
+            {
+                user.rooms.insert(room, head);
+            }
+            queued_after = Some(seen);
         }
+        for room in user.rooms.keys() {
+            *inner.holders.entry(room.clone()).or_default() += 1;
+            inner
+                .live
+                .entry(room.clone())
+                .or_default()
+                .insert(key.clone());
+        }
+        let rooms: Vec<String> = user.rooms.keys().cloned().collect();
+        self.persist(SessionOp::Put(user.record()));
+        inner.users.insert(key.clone(), user);
         inner.sessions.insert(token.clone(), key.clone());
         inner.online += 1;
         Ok(Admission {
             key,
-            username: auth.username.clone(),
+            username: display,
             token,
             recovered: false,
-            replaced: None,
-            rooms: Vec::new(),
+            replaced,
+            rooms,
+            account,
+            queued_after,
         })
+    }
+
+    /// Ends `key`'s session at once (a password login took the name): its
+    /// socket, if any, stops counting; the caller tells that socket.
+    fn end_session(inner: &mut Inner, key: &str, persist: impl Fn(SessionOp)) {
+        let Some(old) = inner.users.remove(key) else {
+            return;
+        };
+        inner.sessions.remove(&old.token);
+        persist(SessionOp::Delete(old.token.clone()));
+        if old.sid.is_some() {
+            inner.online = inner.online.saturating_sub(1);
+        }
+        for room in old.rooms.keys() {
+            Self::drop_live(inner, room, key);
+            Self::release_room(inner, room);
+        }
+    }
+
+    /// `sid`, `key`'s live socket, is caught up and in its rooms: DMs go to
+    /// it live from now on. Call under the delivery order.
+    pub fn set_ready(&self, key: &str, sid: Sid) {
+        if let Some(u) = self.lock().users.get_mut(key)
+            && u.sid == Some(sid)
+        {
+            u.ready = true;
+        }
     }
 
     /// Whether `sid` is still the live socket of `key`.
@@ -391,12 +583,21 @@ impl ChatState {
     /// was taken over): nothing changes.
     pub fn disconnect(self: &Arc<Self>, key: &str, sid: Sid, planned: bool) -> Option<Departure> {
         let mut inner = self.lock();
+        let head = inner.head;
         let user = inner.users.get_mut(key)?;
         if user.sid != Some(sid) {
             return None;
         }
         user.sid = None;
-        user.absence += 1;
+        user.ready = false;
+        user.absence = self.next_absence();
+        let delivered = user.account && !user.lagging;
+        if delivered {
+            // Every DM so far reached the socket: later ones wait for the
+            // account's next connect (unless this session resumes first).
+            self.persist_account(&mut inner, key, AccountChange::Seen(head));
+        }
+        let user = inner.users.get_mut(key)?;
         if !planned {
             let window = self.config.recovery_window.as_millis() as u64;
             user.window_ends_at = Some(now_ms().saturating_add(window));
@@ -541,6 +742,39 @@ impl ChatState {
         }
     }
 
+    /// A fresh account session's queued DMs: those to `key` after `seen`
+    /// and up to the session's start (later ones reach it in its
+    /// catch-up), from this process's log, and the older range to read
+    /// from the store.
+    pub fn queued(&self, key: &str, seen: u64) -> Replay {
+        let inner = self.lock();
+        let Some(user) = inner.users.get(key) else {
+            return Replay::default();
+        };
+        let upto = user.since;
+        let first = inner
+            .log
+            .front()
+            .map_or(inner.head.saturating_add(1), |m| m.id);
+        let stored =
+            (seen < upto && seen.saturating_add(1) < first).then(|| (seen, (first - 1).min(upto)));
+        let start = inner.log.partition_point(|m| m.id <= seen);
+        let messages = inner
+            .log
+            .range(start..)
+            .take_while(|m| m.id <= upto)
+            .filter(|m| matches!(&m.dest, Destination::Dm { to } if username_key(to) == key))
+            .map(Arc::clone)
+            .collect();
+        Replay {
+            messages,
+            truncated: seen < self.pruned_upto.load(Ordering::Relaxed),
+            upto,
+            stored,
+            rooms: BTreeMap::new(),
+        }
+    }
+
     /// Where a replay starts: after the client's `offset` when it is an id
     /// this server could have issued to this session (a decimal number
     /// between the session's start and the head), otherwise after the
@@ -589,6 +823,10 @@ impl ChatState {
             self.persist(SessionOp::Put(user.record()));
         }
         let live = user.sid.is_some();
+        if fresh && user.account {
+            let rooms = AccountChange::Rooms(user.rooms.keys().cloned().collect());
+            self.persist_account(&mut inner, key, rooms);
+        }
         if fresh {
             *inner.holders.entry(room.to_owned()).or_default() += 1;
         }
@@ -621,6 +859,10 @@ impl ChatState {
             return Err(ErrorCode::NotMember);
         }
         self.persist(SessionOp::Put(user.record()));
+        if user.account {
+            let rooms = AccountChange::Rooms(user.rooms.keys().cloned().collect());
+            self.persist_account(&mut inner, key, rooms);
+        }
         let n = Self::drop_live(&mut inner, room, key);
         Self::release_room(&mut inner, room);
         Ok(n)
@@ -695,7 +937,8 @@ impl ChatState {
         inner.users.get(&key).map(|u| Target {
             key: key.clone(),
             username: u.username.clone(),
-            sid: u.sid.filter(|_| !u.lagging),
+            sid: u.sid.filter(|_| u.ready && !u.lagging),
+            live: u.sid.is_some(),
         })
     }
 
@@ -711,6 +954,20 @@ impl ChatState {
     /// When `key`'s session began (the id head then).
     pub fn session_since(&self, key: &str) -> u64 {
         self.lock().users.get(key).map_or(u64::MAX, |u| u.since)
+    }
+
+    /// The oldest DMs `key` may read: all of them for an account, those of
+    /// its current session for a guest.
+    pub fn dm_floor(&self, key: &str) -> u64 {
+        self.lock()
+            .users
+            .get(key)
+            .map_or(u64::MAX, |u| if u.account { 0 } else { u.since })
+    }
+
+    /// Whether `key`'s session belongs to an account.
+    pub fn is_account(&self, key: &str) -> bool {
+        self.lock().users.get(key).is_some_and(|u| u.account)
     }
 
     /// Numbers a message, keeps it for replay (and room history) and
@@ -889,6 +1146,30 @@ mod tests {
             .unwrap();
         assert!(!again.recovered, "an expired token gives a fresh session");
         assert!(again.rooms.is_empty());
+    }
+
+    /// A timer left from an earlier session of the name must not cut a
+    /// later session's window short.
+    #[tokio::test(start_paused = true)]
+    async fn an_old_timer_does_not_end_a_later_session_of_the_name() {
+        let s = state();
+        let first = Sid::new();
+        let a = s.admit(&auth("alice"), first).unwrap();
+        s.disconnect("alice", first, false).unwrap(); // timer for t = 120 s
+        let back = Sid::new();
+        s.admit(&resume("alice", &a.token, None), back).unwrap();
+        s.disconnect("alice", back, true).unwrap(); // planned: the session ends
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        let later = Sid::new();
+        s.admit(&auth("alice"), later).unwrap();
+        s.disconnect("alice", later, false).unwrap(); // its window: until t = 180 s
+        tokio::time::sleep(Duration::from_secs(70)).await; // t = 130 s
+        assert!(
+            s.target("alice").is_some(),
+            "the later session keeps its whole window"
+        );
+        tokio::time::sleep(Duration::from_secs(51)).await;
+        assert!(s.target("alice").is_none(), "and ends with it");
     }
 
     #[tokio::test(start_paused = true)]

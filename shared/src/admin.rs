@@ -56,6 +56,9 @@ pub enum AdminEventType {
     Leave,
     Message,
     Error,
+    /// An account was created (`reason: "created"`). An extension of the
+    /// contract's list: monitoring sees registrations.
+    Account,
 }
 
 /// The kind of a delivered message.

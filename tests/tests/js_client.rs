@@ -88,6 +88,31 @@ async fn the_official_js_client_over_long_polling() {
     contract_over("polling").await;
 }
 
+async fn accounts_over(transport: &str) {
+    if node().is_none() {
+        return;
+    }
+    let (ok, text) = run_script("accounts.js", &[transport]).await;
+    assert!(
+        ok,
+        "accounts with the JavaScript client over {transport}:\n{text}"
+    );
+    assert!(
+        text.contains(&format!("accounts over {transport}: ok")),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accounts_with_the_official_js_client_over_websocket() {
+    accounts_over("websocket").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accounts_with_the_official_js_client_over_long_polling() {
+    accounts_over("polling").await;
+}
+
 /// 500 clients over `transport` that emit right at connect: every first
 /// event is answered.
 async fn first_events_over(transport: &str) {

@@ -30,6 +30,7 @@ pub mod commands;
 pub mod config;
 pub mod msg;
 pub mod net;
+pub mod password;
 pub mod state;
 pub mod theme;
 pub mod view;

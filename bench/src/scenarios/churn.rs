@@ -8,12 +8,8 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
-use futures_util::{SinkExt, StreamExt};
-use tokio_tungstenite::tungstenite::Message;
-
 use super::{CONNECT_TIMEOUT, CpuMeter, Ctx, push_latency};
 use crate::client::{self, UserState};
-use crate::proto;
 use crate::report::Figures;
 use crate::stats;
 
@@ -40,30 +36,13 @@ pub async fn run(ctx: &Ctx<'_>) -> Figures {
                     i += 1;
                     let mut st = UserState::new(format!("{tag}c{w}x{i}"));
                     match client::connect(addr, &mut st, false, &delivered, CONNECT_TIMEOUT).await {
-                        Ok((mut ws, took)) => {
+                        Ok((ws, took)) => {
                             stats::record(&mut h, took.as_micros() as u64);
-                            let closed = tokio::time::timeout(Duration::from_secs(5), async {
-                                ws.send(Message::text(proto::disconnect_frame())).await?;
-                                ws.close(None).await?;
-                                // Until the server closes its side.
-                                while let Some(m) = ws.next().await {
-                                    m?;
-                                }
-                                Ok::<_, tokio_tungstenite::tungstenite::Error>(())
-                            })
-                            .await;
-                            match closed {
-                                Ok(Ok(()))
-                                | Ok(Err(
-                                    tokio_tungstenite::tungstenite::Error::ConnectionClosed,
-                                )) => ok += 1,
-                                Ok(Err(e)) => {
+                            match client::leave(ws).await {
+                                Ok(()) => ok += 1,
+                                Err(e) => {
                                     failed += 1;
-                                    first_err.get_or_insert(format!("disconnect: {e}"));
-                                }
-                                Err(_) => {
-                                    failed += 1;
-                                    first_err.get_or_insert("disconnect timed out".to_owned());
+                                    first_err.get_or_insert(e);
                                 }
                             }
                         }

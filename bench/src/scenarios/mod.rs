@@ -1,4 +1,4 @@
-//! The five scenarios and what they share: bringing many users up at once,
+//! The six scenarios and what they share: bringing many users up at once,
 //! pacing bench messages at a fixed offered rate, and checking what arrived.
 
 pub mod churn;
@@ -6,6 +6,7 @@ pub mod dm;
 pub mod fanout;
 pub mod idle;
 pub mod ladder;
+pub mod login;
 pub mod recovery;
 
 use std::net::SocketAddr;

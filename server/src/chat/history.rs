@@ -100,8 +100,9 @@ impl ChatService {
                     )
                     .with("with", with));
                 }
-                // A guest sees only the DMs of its current session.
-                let since = self.state.session_since(&ctx.admission.key);
+                // An account reads all of its DMs, a guest only those of
+                // its current session.
+                let since = self.state.dm_floor(&ctx.admission.key);
                 let other = chat_shared::username_key(&with);
                 self.store
                     .dm_history(&ctx.admission.key, &other, before, since, limit)

@@ -58,11 +58,32 @@ pub(super) fn parse_auth(v: Option<Value>) -> Result<Auth, ConnectRefusal> {
     };
     let session = text("session", "the token from the last `session` event")?;
     let offset = text("offset", "the id of the last message received")?;
+    let password = match obj.get("password") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(p)) => Some(p.clone()),
+        Some(_) => {
+            return Err(ConnectRefusal::new(
+                ErrorCode::BadCredentials,
+                "password must be a string",
+            ));
+        }
+    };
+    let register = match obj.get("register") {
+        None | Some(Value::Null) => None,
+        Some(Value::Bool(b)) => Some(*b),
+        Some(_) => {
+            return Err(ConnectRefusal::new(
+                ErrorCode::InvalidUsername,
+                "register must be true or false",
+            ));
+        }
+    };
     Ok(Auth {
         username: username.clone(),
+        password,
+        register,
         session,
         offset,
-        ..Default::default()
     })
 }
 
@@ -71,7 +92,7 @@ impl ChatService {
     /// On success it also installs the socket's event and disconnect
     /// handlers, before the namespace reply goes out, so that nothing the
     /// client sends after its CONNECT finds no handler.
-    pub(super) fn authenticate(
+    pub(super) async fn authenticate(
         &self,
         s: SocketRef,
         auth: Option<Value>,
@@ -81,7 +102,10 @@ impl ChatService {
             .and_then(|a| a.get("username"))
             .and_then(Value::as_str)
             .map(str::to_owned);
-        let result = parse_auth(auth).and_then(|a| self.state.admit(&a, s.id).map(|adm| (a, adm)));
+        let result = match parse_auth(auth) {
+            Ok(a) => self.login(&a, s.id).await.map(|adm| (a, adm)),
+            Err(refusal) => Err(refusal),
+        };
         let (auth, admission) = match result {
             Ok(ok) => ok,
             Err(refusal) => {
@@ -167,7 +191,9 @@ impl ChatService {
         let user = &adm.username;
         let connect = Presence::change(PresenceKind::Connect, user, None, online);
         self.presence("", connect.recovered(adm.recovered)).await;
-        if adm.recovered {
+        // A resumed session's rooms, or a fresh account session's
+        // remembered ones: the rooms see the user come back.
+        {
             for room in &adm.rooms {
                 let members = self.state.members(room);
                 let join =

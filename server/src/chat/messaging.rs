@@ -138,20 +138,46 @@ impl ChatService {
             .await
     }
 
-    pub(super) fn user_target(
+    /// A user who is online or inside a recovery window; with `offline`,
+    /// also an account with no session (its DMs are kept for it).
+    pub(super) async fn user_target(
         &self,
         ctx: &SocketCtx,
         event: &str,
         to: &str,
+        offline: bool,
     ) -> Result<crate::state::Target, ChatError> {
-        let target = self
-            .state
-            .target(to)
-            .filter(|_| is_valid_username(to))
-            .ok_or_else(|| {
-                ChatError::new(ErrorCode::UserNotFound, format!("no user {to}"), event)
-                    .with("to", to)
-            })?;
+        let not_found = || {
+            ChatError::new(ErrorCode::UserNotFound, format!("no user {to}"), event).with("to", to)
+        };
+        if !is_valid_username(to) {
+            return Err(not_found());
+        }
+        let target = match self.state.target(to) {
+            Some(t) => t,
+            None if offline => {
+                let key = chat_shared::username_key(to);
+                match self.store.account(&key).await {
+                    Ok(Some(account)) => crate::state::Target {
+                        key,
+                        username: account.username,
+                        sid: None,
+                        live: false,
+                    },
+                    Ok(None) => return Err(not_found()),
+                    Err(e) => {
+                        tracing::warn!("accounts: {e}");
+                        return Err(ChatError::new(
+                            ErrorCode::Unavailable,
+                            "the server cannot look up accounts right now: try again",
+                            event,
+                        )
+                        .with("retryAfterMs", 1000));
+                    }
+                }
+            }
+            None => return Err(not_found()),
+        };
         if target.key == ctx.admission.key {
             return Err(
                 ChatError::new(ErrorCode::InvalidTarget, "that is you", event).with("to", to),
@@ -162,11 +188,20 @@ impl ChatService {
 
     pub(super) async fn dm(&self, ctx: &SocketCtx, m: DmRequest) -> Result<Reply, ChatError> {
         let event = names::DM_MESSAGE;
-        let target = self.user_target(ctx, event, &m.to)?;
+        let target = self.user_target(ctx, event, &m.to, true).await?;
         let text = self.text(ctx, event, &m.text)?;
         let to = target.username;
-        self.send(ctx, event, text, Destination::Dm { to }, m.action, None)
-            .await
+        let reply = self
+            .send(ctx, event, text, Destination::Dm { to }, m.action, None)
+            .await?;
+        // No socket holds the recipient's session: the DM waits for it.
+        Ok(match reply {
+            Reply::Sent(ack) if !target.live => Reply::Sent(SentAck {
+                queued: Some(true),
+                ..ack
+            }),
+            other => other,
+        })
     }
 
     pub(super) async fn feed(

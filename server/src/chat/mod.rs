@@ -4,6 +4,7 @@
 //! limit, and answers (ack, or `chat:error` and the same object in the ack).
 //!
 //! - [`identity`]: handshake, connect, takeover, disconnect.
+//! - [`accounts`]: logins, registration, `account:password`.
 //! - [`recovery`]: restore, replay, catch-up; readers that fall behind.
 //! - [`rooms`]: join and leave.
 //! - [`messaging`]: room, DM, global and broadcast messages; owns the
@@ -12,6 +13,7 @@
 //! - [`typing`]: typing indicators.
 //! - [`presence`]: presence changes and storm summaries.
 
+mod accounts;
 mod history;
 mod identity;
 mod messaging;
@@ -86,6 +88,8 @@ pub struct ChatService {
     pub store: Arc<dyn Store>,
     /// See [`DeliveryOrder`].
     pub delivery: Arc<DeliveryOrder>,
+    /// Password hashing and the guard against guessing.
+    pub accounts: Arc<crate::accounts::Accounts>,
 }
 
 /// Registers `/chat` on `io`.
@@ -100,7 +104,7 @@ pub fn register(svc: ChatService) {
         })
         .with(move |s: SocketRef, TryData(auth): TryData<Value>| {
             let svc = mw.clone();
-            async move { svc.authenticate(s, auth.ok()) }
+            async move { svc.authenticate(s, auth.ok()).await }
         }),
     );
 }
@@ -277,12 +281,7 @@ impl ChatService {
             ClientEvent::Ping => Ok(Reply::Ping(PingAck {
                 ts: crate::state::now_ms(),
             })),
-            // Accounts are not served yet: as before v2, when it did not parse.
-            ClientEvent::AccountPassword(_) => Err(ChatError::new(
-                ErrorCode::UnknownEvent,
-                format!("unknown event {name}"),
-                name,
-            )),
+            ClientEvent::AccountPassword(p) => self.change_password(ctx, p).await,
         }
     }
 

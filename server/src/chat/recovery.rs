@@ -10,16 +10,22 @@ use super::*;
 pub(super) const CATCH_UP_UNDER_LOCK: usize = 64;
 
 impl ChatService {
-    /// Sends `session`, then (for a resumed session) every missed message
-    /// marked `replayed`, then whatever arrived meanwhile, and only then
+    /// Sends `session`, then every missed message marked `replayed` (for
+    /// a resumed session what it missed, for a fresh account session the
+    /// DMs kept for it), then whatever arrived meanwhile, and only then
     /// joins the socket to its rooms, under the delivery lock: each message
     /// reaches the client once, replayed or live, and in order.
     pub(super) async fn restore(&self, s: &SocketRef, ctx: &SocketCtx) {
         let adm = &ctx.admission;
         let mut replay = if adm.recovered {
             self.state.replay(&adm.key, ctx.offset.as_deref())
+        } else if let Some(seen) = adm.queued_after {
+            self.state.queued(&adm.key, seen)
         } else {
-            Default::default()
+            crate::state::Replay {
+                upto: self.state.session_since(&adm.key),
+                ..Default::default()
+            }
         };
         if let Some((after, upto)) = replay.stored {
             // Older than this process's log: read from the store. At most
@@ -29,11 +35,16 @@ impl ChatService {
                 .config
                 .replay_buffer
                 .saturating_sub(replay.messages.len());
-            match self
-                .store
-                .replay(&adm.key, &replay.rooms, after, upto, limit + 1)
-                .await
-            {
+            let older = if adm.recovered {
+                self.store
+                    .replay(&adm.key, &replay.rooms, after, upto, limit + 1)
+                    .await
+            } else {
+                self.store
+                    .queued_dms(&adm.key, after, upto, limit + 1)
+                    .await
+            };
+            match older {
                 Ok(mut older) => {
                     if older.len() > limit {
                         older.drain(..older.len() - limit);
@@ -61,10 +72,6 @@ impl ChatService {
             self.fell_behind(s, &adm.key);
             return;
         }
-        if !adm.recovered {
-            s.join(vec![s.id.to_string(), EVERYONE.to_owned()]);
-            return;
-        }
         for m in &replay.messages {
             if !emit_paced(s, m.event(), &Replayed(m)).await {
                 self.fell_behind(s, &adm.key);
@@ -89,6 +96,7 @@ impl ChatService {
                 rooms.push(EVERYONE.to_owned());
                 rooms.extend(current);
                 s.join(rooms);
+                self.state.set_ready(&adm.key, s.id);
                 drop(guard);
                 return;
             }

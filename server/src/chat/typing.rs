@@ -23,7 +23,7 @@ impl ChatService {
                 let _ = s.to(room).volatile().emit(event, &notice).await;
             }
             TypingTarget::User(to) => {
-                let target = self.user_target(ctx, event, &to)?;
+                let target = self.user_target(ctx, event, &to, false).await?;
                 if let (Some(sid), Some(ns)) = (target.sid, self.ns()) {
                     let notice = TypingNotice {
                         from,

@@ -7,7 +7,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::{Committed, MessageRecord, Page, SessionRecord, Startup, Store, StoreError};
+use super::{
+    AccountChange, AccountRecord, Committed, MessageRecord, Page, SessionRecord, Startup, Store,
+    StoreError,
+};
 
 /// Delegates everything to `inner`, except that while
 /// [`fail_writes`](FaultyStore::fail_writes) is on, every write resolves
@@ -100,6 +103,49 @@ impl Store for FaultyStore {
         self.inner
             .dm_history(a_key, b_key, before, after, limit)
             .await
+    }
+
+    async fn queued_dms(
+        &self,
+        user_key: &str,
+        after: u64,
+        upto: u64,
+        limit: usize,
+    ) -> Result<Vec<Arc<MessageRecord>>, StoreError> {
+        self.inner.queued_dms(user_key, after, upto, limit).await
+    }
+
+    async fn account(&self, key: &str) -> Result<Option<AccountRecord>, StoreError> {
+        self.inner.account(key).await
+    }
+
+    async fn accounts(&self) -> Result<Vec<AccountRecord>, StoreError> {
+        self.inner.accounts().await
+    }
+
+    async fn create_account(&self, account: &AccountRecord) -> Result<Committed, StoreError> {
+        match self.refusal() {
+            Some(refused) => Ok(refused),
+            None => self.inner.create_account(account).await,
+        }
+    }
+
+    async fn update_account(
+        &self,
+        key: &str,
+        change: AccountChange,
+    ) -> Result<Committed, StoreError> {
+        match self.refusal() {
+            Some(refused) => Ok(refused),
+            None => self.inner.update_account(key, change).await,
+        }
+    }
+
+    async fn delete_account(&self, key: &str) -> Result<Committed, StoreError> {
+        match self.refusal() {
+            Some(refused) => Ok(refused),
+            None => self.inner.delete_account(key).await,
+        }
     }
 
     async fn prune(&self, older_than_ts: u64) -> Result<u64, StoreError> {

@@ -9,7 +9,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use chat_shared::username_key;
 
 use super::{
-    Committed, Destination, MessageRecord, Page, SessionRecord, Startup, Store, StoreError, now_ms,
+    AccountChange, AccountRecord, Committed, Destination, MessageRecord, Page, SessionRecord,
+    Startup, Store, StoreError, now_ms,
 };
 
 /// Messages in id order, bounded to the newest `capacity`; sessions by
@@ -25,6 +26,8 @@ struct Inner {
     /// Ascending by id.
     messages: VecDeque<Arc<MessageRecord>>,
     sessions: HashMap<String, SessionRecord>,
+    /// Accounts by username key.
+    accounts: BTreeMap<String, AccountRecord>,
     /// The largest id appended, pruned or not.
     head: u64,
     /// The highest id dropped, by capacity or by retention.
@@ -176,6 +179,63 @@ impl Store for MemoryStore {
             .take_while(|m| m.id > after)
             .filter(between);
         Ok(newest_first_page(matching, limit))
+    }
+
+    async fn queued_dms(
+        &self,
+        user_key: &str,
+        after: u64,
+        upto: u64,
+        limit: usize,
+    ) -> Result<Vec<Arc<MessageRecord>>, StoreError> {
+        let inner = self.lock();
+        let end = inner.messages.partition_point(|m| m.id <= upto);
+        let matching = inner
+            .messages
+            .range(..end)
+            .rev()
+            .take_while(|m| m.id > after)
+            .filter(|m| matches!(&m.dest, Destination::Dm { to } if username_key(to) == user_key));
+        Ok(newest_first_page(matching, limit).0)
+    }
+
+    async fn account(&self, key: &str) -> Result<Option<AccountRecord>, StoreError> {
+        Ok(self.lock().accounts.get(key).cloned())
+    }
+
+    async fn accounts(&self) -> Result<Vec<AccountRecord>, StoreError> {
+        Ok(self.lock().accounts.values().cloned().collect())
+    }
+
+    async fn create_account(&self, account: &AccountRecord) -> Result<Committed, StoreError> {
+        let key = username_key(&account.username);
+        let mut inner = self.lock();
+        if inner.accounts.contains_key(&key) {
+            let taken = StoreError::AccountExists(account.username.clone());
+            return Ok(Committed::ready(Err(taken)));
+        }
+        inner.accounts.insert(key, account.clone());
+        Ok(Committed::ready(Ok(())))
+    }
+
+    async fn update_account(
+        &self,
+        key: &str,
+        change: AccountChange,
+    ) -> Result<Committed, StoreError> {
+        if let Some(a) = self.lock().accounts.get_mut(key) {
+            match change {
+                AccountChange::Password(hash) => a.hash = hash,
+                AccountChange::Rooms(rooms) => a.rooms = rooms,
+                AccountChange::Seen(seen) => a.seen = a.seen.max(seen),
+            }
+        }
+        Ok(Committed::ready(Ok(())))
+    }
+
+    async fn delete_account(&self, key: &str) -> Result<Committed, StoreError> {
+        self.lock().accounts.remove(key);
+        Ok(Committed::ready(Ok(())))
     }
 
     async fn prune(&self, older_than_ts: u64) -> Result<u64, StoreError> {

@@ -1,5 +1,6 @@
 //! The store: the one seam behind which everything that must outlive the
-//! process lives (messages with their ids, sessions, the id head). The chat
+//! process lives (messages with their ids, sessions, accounts, the id
+//! head). The chat
 //! code speaks only the records and the few async methods of [`Store`];
 //! which backend stands behind them is decided once, at start.
 //!
@@ -196,6 +197,59 @@ pub struct SessionRecord {
     /// holds the session. Wall clock, not a monotonic instant, because the
     /// window keeps running while the server is down.
     pub window_ends_at: Option<u64>,
+    /// The session belongs to an account (it logged in or registered).
+    pub account: bool,
+}
+
+/// An account: a username only its owner may use. Holds no password, only
+/// its salted slow hash, and nothing node-local.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AccountRecord {
+    /// Display name (the key is its [`username_key`]).
+    pub username: String,
+    /// The password's hash as a PHC string (`$argon2id$…`).
+    pub hash: String,
+    /// The rooms the account is in, remembered across sessions.
+    pub rooms: Vec<String>,
+    /// DMs to the account with a larger id reached no socket of it: they
+    /// are delivered at its next connect.
+    pub seen: u64,
+    /// Wall-clock ms of the registration.
+    pub created_ms: u64,
+}
+
+/// Never shows the hash: a log line must not help an offline guess.
+impl std::fmt::Debug for AccountRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccountRecord")
+            .field("username", &self.username)
+            .field("hash", &"<redacted>")
+            .field("rooms", &self.rooms)
+            .field("seen", &self.seen)
+            .field("created_ms", &self.created_ms)
+            .finish()
+    }
+}
+
+/// One field of an account, changed on its own so that a change from the
+/// server (rooms, seen) and one from `chat-server account` (the password)
+/// never overwrite each other.
+#[derive(Clone, PartialEq, Eq)]
+pub enum AccountChange {
+    Password(String),
+    Rooms(Vec<String>),
+    /// Raises `seen` (never lowers it).
+    Seen(u64),
+}
+
+impl std::fmt::Debug for AccountChange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AccountChange::Password(_) => f.write_str("Password(<redacted>)"),
+            AccountChange::Rooms(r) => f.debug_tuple("Rooms").field(r).finish(),
+            AccountChange::Seen(s) => f.debug_tuple("Seen").field(s).finish(),
+        }
+    }
 }
 
 /// What [`Store::startup`] hands the server.
@@ -231,6 +285,9 @@ pub enum StoreError {
     /// The store could not be opened; `reason` says what to do about it.
     #[error("cannot open the store at {}: {reason}", path.display())]
     Open { path: PathBuf, reason: String },
+    /// An account with that name exists already (`create_account`).
+    #[error("an account named {0} exists")]
+    AccountExists(String),
     /// The database was written by a newer chat-server.
     #[error(
         "the store at {} has schema version {found}, newer than version {supported} \
@@ -353,6 +410,40 @@ pub trait Store: Send + Sync + 'static {
         after: u64,
         limit: usize,
     ) -> Result<Page, StoreError>;
+
+    /// The DMs to `user_key` with `after < id <= upto`, oldest first; the
+    /// newest `limit` of them if there are more (an account's queued DMs).
+    async fn queued_dms(
+        &self,
+        user_key: &str,
+        after: u64,
+        upto: u64,
+        limit: usize,
+    ) -> Result<Vec<Arc<MessageRecord>>, StoreError>;
+
+    /// The account of `key` (a [`username_key`]), read from what is
+    /// committed: an account added by `chat-server account` while the
+    /// server runs is seen at once.
+    async fn account(&self, key: &str) -> Result<Option<AccountRecord>, StoreError>;
+
+    /// Every account, by key.
+    async fn accounts(&self) -> Result<Vec<AccountRecord>, StoreError>;
+
+    /// Queues the creation of an account; its [`Committed`] resolves with
+    /// [`StoreError::AccountExists`] if the name has one already (checked
+    /// in the same transaction, so two registrations cannot both win).
+    async fn create_account(&self, account: &AccountRecord) -> Result<Committed, StoreError>;
+
+    /// Queues a change to one field of an account (nothing if it has none).
+    async fn update_account(
+        &self,
+        key: &str,
+        change: AccountChange,
+    ) -> Result<Committed, StoreError>;
+
+    /// Queues the removal of an account (nothing if it has none). Its
+    /// messages stay.
+    async fn delete_account(&self, key: &str) -> Result<Committed, StoreError>;
 
     /// Deletes the messages with `ts < older_than_ts` (retention) and
     /// returns `pruned_upto`, the highest id ever deleted.

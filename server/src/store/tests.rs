@@ -65,6 +65,8 @@ on_every_store!(
     sessions_are_upserted_deleted_and_survive_a_reopen,
     head_is_exact_after_a_clean_close,
     prune_deletes_by_age_and_remembers_how_far,
+    accounts_are_created_once_changed_by_field_and_survive_a_reopen,
+    queued_dms_are_those_to_the_user_in_the_range,
 );
 
 const BASE_TS: u64 = 1_700_000_000_000;
@@ -110,6 +112,17 @@ fn session(token: &str, rooms: &[(&str, u64)], window_ends_at: Option<u64>) -> S
         since: 1,
         rooms: rooms.iter().map(|&(r, j)| (r.to_string(), j)).collect(),
         window_ends_at,
+        account: false,
+    }
+}
+
+fn account(name: &str) -> AccountRecord {
+    AccountRecord {
+        username: name.into(),
+        hash: format!("$argon2id$v=19$m=19456,t=2,p=1$salt-of-{name}$hash"),
+        rooms: Vec::new(),
+        seen: 0,
+        created_ms: BASE_TS,
     }
 }
 
@@ -303,6 +316,110 @@ async fn sessions_are_upserted_deleted_and_survive_a_reopen(b: Backend) {
         sessions,
         vec![live, away],
         "live ones as they were, unexpired ones, not the expired or deleted"
+    );
+}
+
+async fn accounts_are_created_once_changed_by_field_and_survive_a_reopen(b: Backend) {
+    let store = (b.open)();
+    store.startup().await.unwrap();
+    assert_eq!(store.account("alice").await.unwrap(), None);
+    store
+        .create_account(&account("Alice"))
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    // A second registration of the same name, in any case, loses.
+    let again = store.create_account(&account("ALICE")).await.unwrap().await;
+    assert!(
+        matches!(&again, Err(StoreError::AccountExists(n)) if n == "ALICE"),
+        "{again:?}"
+    );
+    assert!(store.healthy(), "a name taken is not a store failure");
+    store
+        .create_account(&account("bob"))
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+
+    let rooms = vec!["#a".to_string(), "#b".to_string()];
+    for change in [
+        AccountChange::Rooms(rooms.clone()),
+        AccountChange::Seen(40),
+        AccountChange::Seen(12),
+        AccountChange::Password("$argon2id$new".into()),
+    ] {
+        store
+            .update_account("alice", change)
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    // Changing an account that does not exist changes nothing.
+    store
+        .update_account("nobody", AccountChange::Seen(5))
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    store.close().await;
+    drop(store);
+
+    let store = (b.open)();
+    store.startup().await.unwrap();
+    let alice = store.account("alice").await.unwrap().unwrap();
+    assert_eq!(alice.username, "Alice", "the display name keeps its case");
+    assert_eq!(alice.rooms, rooms);
+    assert_eq!(alice.seen, 40, "seen is only ever raised");
+    assert_eq!(alice.hash, "$argon2id$new");
+    assert_eq!(alice.created_ms, BASE_TS);
+    assert!(
+        !format!("{alice:?}").contains("argon2"),
+        "Debug hides the hash"
+    );
+    let names: Vec<String> = store
+        .accounts()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.username)
+        .collect();
+    assert_eq!(names, ["Alice", "bob"]);
+    store.delete_account("bob").await.unwrap().await.unwrap();
+    assert_eq!(store.account("bob").await.unwrap(), None);
+    assert_eq!(store.accounts().await.unwrap().len(), 1);
+}
+
+async fn queued_dms_are_those_to_the_user_in_the_range(b: Backend) {
+    let store = (b.open)();
+    store.startup().await.unwrap();
+    append_all(
+        &store,
+        [
+            dm(1, "bob", "Alice"),
+            dm(2, "alice", "bob"),
+            room(3, "bob", "#a"),
+            dm(4, "carol", "ALICE"),
+            msg(5, "bob", Destination::Global),
+            dm(6, "bob", "alice"),
+            dm(7, "bob", "alice"),
+        ],
+    )
+    .await;
+    let q = store.queued_dms("alice", 0, 7, 50).await.unwrap();
+    assert_eq!(ids(&q), vec![1, 4, 6, 7], "only DMs to alice, oldest first");
+    let q = store.queued_dms("alice", 1, 6, 50).await.unwrap();
+    assert_eq!(ids(&q), vec![4, 6], "after < id <= upto");
+    let q = store.queued_dms("alice", 0, 7, 2).await.unwrap();
+    assert_eq!(ids(&q), vec![6, 7], "the newest `limit`");
+    assert!(
+        store
+            .queued_dms("alice", 7, 7, 50)
+            .await
+            .unwrap()
+            .is_empty()
     );
 }
 
@@ -507,6 +624,45 @@ async fn sqlite_refuses_someone_elses_database() {
     let err = SqliteStore::open(&path).err().unwrap();
     assert!(matches!(err, StoreError::Open { .. }), "{err:?}");
     assert!(err.to_string().contains("not a chat-server one"), "{err}");
+}
+
+/// A database written by the previous schema version (1, before
+/// accounts) opens, keeps its messages and sessions, and gains accounts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_migrates_a_version_1_database() {
+    let (_dir, path) = sqlite_dir();
+    {
+        let mut conn = rusqlite::Connection::open(path.join("chat.db")).unwrap();
+        let tx = conn.transaction().unwrap();
+        super::sqlite::v0_to_v1_for_tests(&tx).unwrap();
+        tx.execute_batch(
+            "INSERT INTO messages (id, ts, kind, from_name, from_key, room, text)
+                 VALUES (7, 1, 'room', 'Bob', 'bob', '#a', 'from version 1');
+             INSERT INTO sessions (token, username, since, window_ends_at)
+                 VALUES ('t', 'Bob', 0, NULL);
+             PRAGMA user_version = 1;",
+        )
+        .unwrap();
+        tx.commit().unwrap();
+    }
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&path).unwrap());
+    let startup = store.startup().await.unwrap();
+    assert_eq!(startup.sessions.len(), 1);
+    assert!(!startup.sessions[0].account, "old sessions are guests'");
+    let (page, _) = store.room_history("#a", None, 10).await.unwrap();
+    assert_eq!(page[0].text, "from version 1");
+    store
+        .create_account(&account("bob"))
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    assert!(store.account("bob").await.unwrap().is_some());
+    let conn = rusqlite::Connection::open(path.join("chat.db")).unwrap();
+    let version: u32 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, SCHEMA_VERSION);
 }
 
 #[tokio::test]

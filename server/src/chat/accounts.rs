@@ -1,0 +1,273 @@
+//! Accounts on `/chat`: how a handshake proves its name (a session token,
+//! a password, a registration), and `account:password`. Passwords are
+//! checked and hashed through [`crate::accounts::Accounts`], never logged
+//! and never put in an error message.
+
+use super::*;
+use crate::accounts::HashError;
+use crate::config::AuthMode;
+use crate::state::Login;
+use crate::store::{AccountChange, AccountRecord, StoreError};
+use chat_shared::{PasswordChange, check_password, username_key};
+
+/// `rate_limited` with the wait, in whole seconds, in the message.
+fn locked(name: &str, wait: Duration) -> ConnectRefusal {
+    let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+    ConnectRefusal::new(
+        ErrorCode::RateLimited,
+        format!("too many wrong passwords for {name}: try again in {secs} s"),
+    )
+}
+
+fn busy() -> ConnectRefusal {
+    ConnectRefusal::new(
+        ErrorCode::RateLimited,
+        "too many logins at once: try again in 1 s",
+    )
+}
+
+fn store_down(e: StoreError) -> ConnectRefusal {
+    tracing::warn!("accounts: {e}");
+    ConnectRefusal::new(
+        ErrorCode::Unavailable,
+        "the server cannot check accounts right now: try again",
+    )
+}
+
+fn hash_failed(e: HashError) -> ConnectRefusal {
+    match e {
+        HashError::Busy => busy(),
+        HashError::Internal(why) => {
+            tracing::error!("password hashing: {why}");
+            ConnectRefusal::new(
+                ErrorCode::Internal,
+                "the server could not check the password",
+            )
+        }
+    }
+}
+
+fn weak(e: chat_shared::PasswordError) -> ConnectRefusal {
+    ConnectRefusal::new(ErrorCode::WeakPassword, e.to_string())
+}
+
+impl ChatService {
+    /// Decides who a handshake may be, then admits it. A session token that
+    /// resumes its own session needs no password; a name with an account
+    /// needs its password; `register: true` creates an account.
+    pub(super) async fn login(&self, auth: &Auth, sid: Sid) -> Result<Admission, ConnectRefusal> {
+        let key = username_key(&auth.username);
+        let name = &auth.username;
+        let resumes = auth
+            .session
+            .as_deref()
+            .and_then(|t| self.state.session_owner(t))
+            .is_some_and(|owner| owner == key);
+        let register = auth.register == Some(true);
+        if resumes && !register {
+            return self.state.admit_as(auth, sid, Login::Guest);
+        }
+        let account = self.store.account(&key).await.map_err(store_down)?;
+        if register {
+            return self.register(auth, sid, &key, resumes, account).await;
+        }
+        let Some(account) = account else {
+            if self.state.config.auth == AuthMode::Accounts {
+                return Err(ConnectRefusal::new(
+                    ErrorCode::AuthRequired,
+                    format!("this server takes accounts only, and {name} has none"),
+                ));
+            }
+            if auth.password.is_some() {
+                return Err(ConnectRefusal::new(
+                    ErrorCode::BadCredentials,
+                    format!(
+                        "{name} has no account: connect without a password as a guest, or register"
+                    ),
+                ));
+            }
+            return self.state.admit_as(auth, sid, Login::Guest);
+        };
+        let Some(password) = auth.password.clone() else {
+            return Err(ConnectRefusal::new(
+                ErrorCode::AuthRequired,
+                format!("{name} has an account: its password is needed"),
+            ));
+        };
+        let attempt = self
+            .accounts
+            .guesses
+            .begin(&key)
+            .map_err(|wait| locked(name, wait))?;
+        let right = self
+            .accounts
+            .verify(password, account.hash.clone())
+            .await
+            .map_err(hash_failed)?;
+        if !right {
+            let now_locked = attempt.fail();
+            tracing::info!(user = %key, locked = now_locked.is_some(), "wrong password");
+            return Err(ConnectRefusal::new(
+                ErrorCode::BadCredentials,
+                format!("wrong password for {name}"),
+            ));
+        }
+        attempt.succeed();
+        let login = Login::Account {
+            username: account.username,
+            rooms: account.rooms,
+            seen: account.seen,
+        };
+        self.state.admit_as(auth, sid, login)
+    }
+
+    /// `register: true`: creates the account, then admits the session
+    /// (the guest's own, resumed, when its token came along).
+    async fn register(
+        &self,
+        auth: &Auth,
+        sid: Sid,
+        key: &str,
+        resumes: bool,
+        existing: Option<AccountRecord>,
+    ) -> Result<Admission, ConnectRefusal> {
+        let name = &auth.username;
+        if !self.state.config.registration_open() {
+            return Err(ConnectRefusal::new(
+                ErrorCode::RegistrationClosed,
+                "this server does not take registrations: ask its operator for an account",
+            ));
+        }
+        if existing.is_some() {
+            return Err(ConnectRefusal::new(
+                ErrorCode::UsernameTaken,
+                format!("{name} already has an account: log in with its password"),
+            ));
+        }
+        let Some(password) = auth.password.clone() else {
+            return Err(ConnectRefusal::new(
+                ErrorCode::WeakPassword,
+                "registering needs a password of 8-256 characters",
+            ));
+        };
+        check_password(&password).map_err(weak)?;
+        if !resumes && self.state.name_held(key) {
+            return Err(ConnectRefusal::new(
+                ErrorCode::UsernameTaken,
+                format!("{name} is in use"),
+            ));
+        }
+        let hash = self.accounts.hash(password).await.map_err(hash_failed)?;
+        let account = AccountRecord {
+            username: name.clone(),
+            hash,
+            rooms: Vec::new(),
+            seen: 0,
+            created_ms: crate::state::now_ms(),
+        };
+        let created = match self.store.create_account(&account).await {
+            Ok(committed) => committed.await,
+            Err(e) => Err(e),
+        };
+        match created {
+            Ok(()) => {}
+            Err(StoreError::AccountExists(_)) => {
+                return Err(ConnectRefusal::new(
+                    ErrorCode::UsernameTaken,
+                    format!("{name} already has an account: log in with its password"),
+                ));
+            }
+            Err(e) => return Err(store_down(e)),
+        }
+        tracing::info!(user = %key, "account created");
+        let mut ev = admin_event(AdminEventType::Account);
+        ev.user = Some(name.clone());
+        ev.reason = Some("created".into());
+        self.admin.send(ev);
+        self.state.admit_as(auth, sid, Login::Registered)
+    }
+
+    /// `account:password {old, new}`.
+    pub(super) async fn change_password(
+        &self,
+        ctx: &SocketCtx,
+        p: PasswordChange,
+    ) -> Result<Reply, ChatError> {
+        let event = names::ACCOUNT_PASSWORD;
+        let key = &ctx.admission.key;
+        let refuse = |code, message: String| ChatError::new(code, message, event);
+        if !self.state.is_account(key) {
+            return Err(refuse(
+                ErrorCode::AuthRequired,
+                "a guest has no password: register first".into(),
+            ));
+        }
+        let unavailable = |_| {
+            refuse(
+                ErrorCode::Unavailable,
+                "accounts are unavailable: try again".into(),
+            )
+        };
+        let Some(account) = self.store.account(key).await.map_err(unavailable)? else {
+            return Err(refuse(
+                ErrorCode::AuthRequired,
+                "this account was removed".into(),
+            ));
+        };
+        let not_checked = |e: HashError| match e {
+            HashError::Busy => refuse(ErrorCode::RateLimited, "too many logins at once".into())
+                .with("retryAfterMs", 1000),
+            HashError::Internal(why) => {
+                tracing::error!("password hashing: {why}");
+                refuse(
+                    ErrorCode::Internal,
+                    "the password could not be checked".into(),
+                )
+            }
+        };
+        // The old password is a guess like any other.
+        let attempt = self.accounts.guesses.begin(key).map_err(|wait| {
+            refuse(
+                ErrorCode::RateLimited,
+                "too many wrong passwords: wait".into(),
+            )
+            .with("retryAfterMs", wait.as_millis().max(1) as u64)
+        })?;
+        let right = self
+            .accounts
+            .verify(p.old.clone(), account.hash)
+            .await
+            .map_err(not_checked)?;
+        if !right {
+            let _ = attempt.fail();
+            return Err(refuse(
+                ErrorCode::BadCredentials,
+                "the old password is wrong".into(),
+            ));
+        }
+        attempt.succeed();
+        check_password(&p.new).map_err(|e| refuse(ErrorCode::WeakPassword, e.to_string()))?;
+        let hash = self
+            .accounts
+            .hash(p.new.clone())
+            .await
+            .map_err(not_checked)?;
+        let changed = match self
+            .store
+            .update_account(key, AccountChange::Password(hash))
+            .await
+        {
+            Ok(c) => c.await,
+            Err(e) => Err(e),
+        };
+        changed.map_err(|e| {
+            tracing::warn!("password change: {e}");
+            refuse(
+                ErrorCode::Unavailable,
+                "the password could not be stored: try again".into(),
+            )
+        })?;
+        tracing::info!(user = %key, "password changed");
+        Ok(Reply::Empty)
+    }
+}
