@@ -851,10 +851,18 @@ fn draw_presence(frame: &mut Frame, state: &State, area: Rect) {
             let on = state.users.iter().any(|x| x.eq_ignore_ascii_case(u));
             room_part.push(Line::styled(
                 truncate(
-                    &format!("@{u}: {}", if on { "online" } else { "away" }),
+                    &format!(
+                        "@{u}: {}{}",
+                        if on { "online" } else { "away" },
+                        if live { "" } else { "?" }
+                    ),
                     width,
                 ),
-                Style::new().add_modifier(Modifier::BOLD),
+                if live {
+                    Style::new().add_modifier(Modifier::BOLD)
+                } else {
+                    Style::new().fg(Color::DarkGray)
+                },
             ));
         }
         ConvId::Feed => {}
