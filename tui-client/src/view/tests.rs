@@ -547,3 +547,91 @@ fn input_line_measures_graphemes_and_shows_questions() {
     key_press(&mut s, KeyCode::Enter);
     assert!(screen(&mut s, 40, 10).contains("? send these 3 lines? (y/n)"));
 }
+
+#[test]
+fn a_line_that_changes_state_is_measured_again() {
+    // At 60 columns without panels the pane is 60 wide; "(sending…)" makes
+    // this line wrap, its sent form fits on one row.
+    let mut s = connected();
+    let fx = line(&mut s, "/join #general");
+    net(
+        &mut s,
+        NetEvent::Ack {
+            req: last_request(&fx),
+            result: Ok(AckReply::Joined(JoinAck {
+                room: "#general".into(),
+                members: vec!["alice".into()],
+                history: vec![],
+            })),
+        },
+    );
+    for i in 0..30 {
+        server(
+            &mut s,
+            "room:message",
+            json!({"id": format!("{}", 100 + i), "ts": T0 + DAY, "from": "bob", "room": "#general", "text": format!("filler {i}")}),
+        );
+    }
+    let text = "x".repeat(40);
+    let fx = line(&mut s, &text);
+    let before = screen(&mut s, 60, 20);
+    let rows: Vec<&str> = before.lines().collect();
+    assert!(
+        rows[16].contains("(sending…)") || rows[15].contains(&text),
+        "{before}"
+    );
+    net(
+        &mut s,
+        NetEvent::Ack {
+            req: last_request(&fx),
+            result: Ok(AckReply::Sent(chat_shared::SentAck {
+                id: "200".into(),
+                ts: T0 + DAY,
+                queued: None,
+            })),
+        },
+    );
+    let after = screen(&mut s, 60, 20);
+    let rows: Vec<&str> = after.lines().collect();
+    // The message pane's last row (row 16; typing, input and status below)
+    // is the line itself, not a blank left by its old height.
+    assert!(rows[16].contains(&format!("alice: {text}")), "{after}");
+    assert!(!after.contains("sending"));
+    // And the scroll range counts it at its new height: one row.
+    let all = conversation_lines(&s, s.active_conv(), 60).len();
+    assert_eq!(s.max_scroll, all - 16);
+}
+
+#[test]
+fn the_cap_waits_while_scrolled_up() {
+    let mut s = connected();
+    s.max_lines = 100;
+    for i in 1..=150u32 {
+        server(
+            &mut s,
+            "global:message",
+            json!({"id": i.to_string(), "ts": T0, "from": "bob", "text": format!("m{i}")}),
+        );
+    }
+    assert_eq!(s.active_conv().entries.len(), 100);
+    let id = s.active.clone();
+    s.convs.iter_mut().find(|c| c.id == id).unwrap().scroll = 30;
+    for i in 151..=200u32 {
+        server(
+            &mut s,
+            "global:message",
+            json!({"id": i.to_string(), "ts": T0, "from": "bob", "text": format!("m{i}")}),
+        );
+    }
+    // Nothing dropped under the reader (up to twice the cap)…
+    assert_eq!(s.active_conv().entries.len(), 150);
+    assert_eq!(s.active_conv().entries[0].text, "m51");
+    // …and back at the bottom, the cap applies again.
+    s.convs.iter_mut().find(|c| c.id == id).unwrap().scroll = 0;
+    server(
+        &mut s,
+        "global:message",
+        json!({"id": "201", "ts": T0, "from": "bob", "text": "m201"}),
+    );
+    assert_eq!(s.active_conv().entries.len(), 100);
+}
