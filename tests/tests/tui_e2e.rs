@@ -180,7 +180,7 @@ async fn two_clients_chat_and_one_recovers_after_its_network_drops() {
     assert_eq!(
         bob.read(|s| s
             .conv(&general())
-            .map(|c| c.entries.last().map(|e| e.kind.clone()))),
+            .map(|c| c.entries.back().map(|e| e.kind.clone()))),
         Some(Some(EntryKind::Own(Delivery::Queued)))
     );
     wait(&alice, "alice's messages acked", |s| {
@@ -255,7 +255,7 @@ async fn two_clients_chat_and_one_recovers_after_its_network_drops() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_taken_username_is_refused_and_said_so() {
+async fn a_taken_username_is_refused_and_another_can_be_chosen() {
     let server = TestServer::start(TestServer::config()).await;
     let first = Client::start(config(&server.url(), "carol"));
     wait(&first, "carol connected", |s| {
@@ -265,8 +265,16 @@ async fn a_taken_username_is_refused_and_said_so() {
     let second = Client::start(config(&server.url(), "Carol"));
     wait(&second, "the second carol refused", |s| {
         s.status_text().starts_with("refused (username_taken")
-            && s.toasts.iter().any(|t| t.text.contains("username_taken"))
+            && s.toasts.iter().any(|t| t.text.contains("Carol is taken"))
     })
+    .await;
+    // The second user types another name and is in, without restarting.
+    second.type_line("carol2");
+    wait(
+        &second,
+        "the second user connected under the new name",
+        |s| s.status_text() == "connected as carol2",
+    )
     .await;
     first.quit().await;
     second.quit().await;
@@ -301,7 +309,7 @@ async fn a_network_that_goes_silent_is_noticed_and_said() {
         s.queued_len() == 1
             && s.conv(&ConvId::Room("#quiet".into())).is_some_and(|c| {
                 c.entries
-                    .last()
+                    .back()
                     .is_some_and(|e| e.kind == EntryKind::Own(Delivery::Queued))
             })
     })

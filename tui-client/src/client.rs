@@ -10,8 +10,9 @@ use crossterm::event::{KeyEvent, KeyModifiers};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::net::{self, NetCommand, NetConfig, NetEvent};
-use crate::state::{Effect, Input, State, update};
+use crate::msg::{Effect, Input, NetCommand, NetEvent, Notification};
+use crate::net::{self, NetConfig};
+use crate::state::{State, update};
 
 /// How often the clock input ticks.
 pub const TICK: Duration = Duration::from_millis(250);
@@ -34,8 +35,10 @@ impl Core {
         Core { net }
     }
 
-    /// Applies one input to `state` and carries out its effects.
-    pub fn apply(&self, state: &mut State, input: Input) {
+    /// Applies one input to `state` and carries out its network effects;
+    /// returns those for the terminal (notifications, mouse capture).
+    pub fn apply(&self, state: &mut State, input: Input) -> Vec<Effect> {
+        let mut local = Vec::new();
         for effect in update(state, input) {
             match effect {
                 Effect::Net(cmd) => {
@@ -43,13 +46,15 @@ impl Core {
                     let _ = self.net.send(cmd);
                 }
                 Effect::Quit => state.quit = true,
+                other => local.push(other),
             }
         }
+        local
     }
 
     /// Moves the state's clock to now.
     pub fn tick(&self, state: &mut State) {
-        self.apply(
+        let _ = self.apply(
             state,
             Input::Tick {
                 now: Instant::now(),
@@ -97,6 +102,7 @@ pub fn keys_for_line(line: &str) -> Vec<Input> {
 /// A running headless client.
 pub struct Client {
     state: Arc<Mutex<State>>,
+    notified: Arc<Mutex<Vec<Notification>>>,
     inputs: mpsc::UnboundedSender<Input>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -104,13 +110,40 @@ pub struct Client {
 impl Client {
     /// Starts the network task and the loop for `config`.
     pub fn start(config: NetConfig) -> Client {
+        Client::start_with(config, |_| {})
+    }
+
+    /// Like [`Client::start`], with `setup` applied to the fresh state (the
+    /// settings a configuration file would give: rooms to join, limits).
+    pub fn start_with(config: NetConfig, setup: impl FnOnce(&mut State)) -> Client {
+        Client::start_on_screen(config, setup, None)
+    }
+
+    /// Like [`Client::start_with`], drawing every change on an off-screen
+    /// terminal of `(width, height)` as the app would: scrolling is then
+    /// bounded by what is drawn, and reaching the top fetches history.
+    pub fn start_on_screen(
+        config: NetConfig,
+        setup: impl FnOnce(&mut State),
+        screen: Option<(u16, u16)>,
+    ) -> Client {
         let (net_tx, net_rx) = net::spawn(config.clone());
-        let state = State::new(&config.username, &config.url, Instant::now(), wall_ms());
+        let mut state = State::new(&config.username, &config.url, Instant::now(), wall_ms());
+        setup(&mut state);
         let shared = Arc::new(Mutex::new(state));
+        let notified = Arc::new(Mutex::new(Vec::new()));
         let (in_tx, in_rx) = mpsc::unbounded_channel();
-        let task = tokio::spawn(run_headless(shared.clone(), net_tx, net_rx, in_rx));
+        let task = tokio::spawn(run_headless(
+            shared.clone(),
+            notified.clone(),
+            net_tx,
+            net_rx,
+            in_rx,
+            screen,
+        ));
         Client {
             state: shared,
+            notified,
             inputs: in_tx,
             task,
         }
@@ -134,6 +167,14 @@ impl Client {
         f(&guard)
     }
 
+    /// The notifications (bell, desktop) the client raised so far.
+    pub fn notifications(&self) -> Vec<Notification> {
+        self.notified
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     /// Waits until `f` holds of the state, or `limit` passes.
     pub async fn wait_for(&self, limit: Duration, mut f: impl FnMut(&State) -> bool) -> bool {
         let deadline = Instant::now() + limit;
@@ -148,23 +189,29 @@ impl Client {
         }
     }
 
-    /// Quits (Ctrl-C) and waits for the loop to end.
+    /// Quits (Ctrl-C, and yes if it asks about unsent lines) and waits
+    /// for the loop to end.
     pub async fn quit(self) {
         self.input(Input::Key(KeyEvent::new(
             KeyCode::Char('c'),
             KeyModifiers::CONTROL,
         )));
+        self.input(key(KeyCode::Char('y')));
         let _ = tokio::time::timeout(Duration::from_secs(3), self.task).await;
     }
 }
 
 async fn run_headless(
     shared: Arc<Mutex<State>>,
+    notified: Arc<Mutex<Vec<Notification>>>,
     net_tx: mpsc::UnboundedSender<NetCommand>,
     mut net_rx: mpsc::UnboundedReceiver<NetEvent>,
     mut inputs: mpsc::UnboundedReceiver<Input>,
+    screen: Option<(u16, u16)>,
 ) {
     let core = Core::new(net_tx);
+    let mut terminal = screen
+        .and_then(|(w, h)| ratatui::Terminal::new(ratatui::backend::TestBackend::new(w, h)).ok());
     let mut tick = tokio::time::interval(TICK);
     loop {
         let input = tokio::select! {
@@ -177,7 +224,23 @@ async fn run_headless(
         };
         let quit = {
             let mut state = shared.lock().unwrap_or_else(|e| e.into_inner());
-            core.apply(&mut state, input);
+            let local = core.apply(&mut state, input);
+            if let Some(t) = terminal.as_mut()
+                && state.dirty
+            {
+                let mut report = None;
+                let _ = t.draw(|f| report = Some(crate::view::draw(f, &state)));
+                if let Some(r) = report {
+                    crate::view::after_draw(&mut state, &r);
+                }
+                state.dirty = false;
+            }
+            notified.lock().unwrap_or_else(|e| e.into_inner()).extend(
+                local.into_iter().filter_map(|e| match e {
+                    Effect::Notify(n) => Some(n),
+                    _ => None,
+                }),
+            );
             state.quit
         };
         if quit {

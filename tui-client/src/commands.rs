@@ -19,6 +19,16 @@ pub enum Command {
     All(String),
     /// `/bcast text`: everyone but me.
     Bcast(String),
+    /// `/me text`: an action line (`* alice text`).
+    Me(String),
+    /// `/close`: close the active direct conversation.
+    Close,
+    /// `/clear`: empty the active conversation's screen.
+    Clear,
+    /// `/search [text]`: find text in the loaded history (no text: stop).
+    Search(String),
+    /// `/nick name`: try another username after mine was taken.
+    Nick(String),
     Rooms,
     Who,
     Help,
@@ -30,7 +40,7 @@ pub enum Command {
 }
 
 /// Every command with its usage and what it does, for `/help` and Tab.
-pub const COMMANDS: [(&str, &str, &str); 9] = [
+pub const COMMANDS: [(&str, &str, &str); 14] = [
     ("/join", "/join #room", "join a room and switch to it"),
     (
         "/leave",
@@ -48,6 +58,23 @@ pub const COMMANDS: [(&str, &str, &str); 9] = [
         "send to the global feed (everyone, me included)",
     ),
     ("/bcast", "/bcast text", "broadcast to everyone but me"),
+    ("/me", "/me text", "an action line: * me text"),
+    (
+        "/close",
+        "/close",
+        "close the direct conversation (/leave does too)",
+    ),
+    ("/clear", "/clear", "clear the conversation's screen"),
+    (
+        "/search",
+        "/search [text]",
+        "find text in the loaded history (Ctrl-R)",
+    ),
+    (
+        "/nick",
+        "/nick name",
+        "try another name when yours is taken",
+    ),
     ("/rooms", "/rooms", "list the server's rooms"),
     ("/who", "/who", "list who is online"),
     ("/help", "/help", "show keys and commands"),
@@ -55,7 +82,7 @@ pub const COMMANDS: [(&str, &str, &str); 9] = [
 ];
 
 /// The keys, for `/help`.
-pub const KEYS: [(&str, &str); 9] = [
+pub const KEYS: [(&str, &str); 14] = [
     ("Enter", "send the line"),
     ("Up/Down", "input history"),
     (
@@ -64,10 +91,18 @@ pub const KEYS: [(&str, &str); 9] = [
     ),
     ("Ctrl-N / Ctrl-P", "next / previous conversation"),
     ("Alt-1..9", "go to conversation n"),
-    ("PgUp/PgDn, wheel", "scroll the messages"),
-    ("Esc", "dismiss the error toasts"),
-    ("Ctrl-U", "clear the input line"),
-    ("Ctrl-C", "quit"),
+    (
+        "PgUp/PgDn, wheel",
+        "scroll the messages (older lines load at the top)",
+    ),
+    ("Home/End", "oldest / newest line (when the input is empty)"),
+    ("Ctrl-R / Ctrl-S", "search; then older / newer match"),
+    ("Esc", "dismiss the toasts, end the search"),
+    ("Ctrl-U / Ctrl-W", "clear the input line / delete a word"),
+    ("Ctrl-A / Ctrl-E", "start / end of the input line"),
+    ("F2", "hide / show the side panels"),
+    ("F3", "release / capture the mouse (to select text)"),
+    ("Ctrl-C", "quit (asks if messages are not sent yet)"),
 ];
 
 fn usage(cmd: &str) -> &'static str {
@@ -121,6 +156,14 @@ pub fn parse(line: &str) -> Command {
         }
         "/all" => text_arg(Command::All),
         "/bcast" => text_arg(Command::Bcast),
+        "/me" => text_arg(Command::Me),
+        "/close" => Command::Close,
+        "/clear" => Command::Clear,
+        "/search" | "/s" => Command::Search(args.trim().to_owned()),
+        "/nick" => match args.split_whitespace().next() {
+            Some(name) => Command::Nick(name.to_owned()),
+            None => Command::Usage(usage("/nick")),
+        },
         "/rooms" => Command::Rooms,
         "/who" => Command::Who,
         "/help" | "/?" => Command::Help,

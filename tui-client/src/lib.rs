@@ -7,6 +7,13 @@
 //!   `update(&mut State, Input) -> Vec<Effect>`: conversations, unread
 //!   counts, the outbox, the merge of replayed messages, presence, typing,
 //!   toasts and the connection status.
+//! - [`config`]: the configuration file, flags and environment merged
+//!   into the effective settings, and the checks done before the screen
+//!   opens (server URL, username, CA file).
+//! - [`theme`]: the colours a user may change.
+//! - [`msg`]: the messages between the app, the state and the network
+//!   task (`Input`, `Effect`, `NetCommand`, `NetEvent`), so that neither
+//!   imports the other.
 //! - [`view`]: drawing the state with ratatui, nothing else.
 //! - [`net`]: the network task that owns the rust_socketio client, connects,
 //!   checks liveness and reconnects with the session token and offset; it
@@ -20,9 +27,12 @@
 pub mod app;
 pub mod client;
 pub mod commands;
+pub mod config;
+pub mod msg;
 pub mod net;
 pub mod password;
 pub mod state;
+pub mod theme;
 pub mod view;
 
 pub use client::Client;

@@ -1,25 +1,68 @@
-//! `chat-tui --user alice [--server http://127.0.0.1:3000]`
+//! `chat-tui --user alice [--server URL] [--config PATH] [--print-config]`
+//!
+//! Flags and environment variables override the configuration file, which
+//! overrides the defaults; everything is checked before the screen opens.
 
 use std::path::PathBuf;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches, Parser};
+
+use chat_tui::config::{self, Overrides, URL_FORMS};
 
 #[derive(Parser, Debug)]
-#[command(name = "chat-tui", about = "Terminal chat client for chat-server")]
+#[command(
+    name = "chat-tui",
+    version,
+    about = "Terminal chat client for chat-server"
+)]
 struct Args {
     /// Your username: 1-32 of A-Z a-z 0-9 _ . -
     #[arg(long, env = "CHAT_USER")]
-    user: String,
-    /// The server's address.
-    #[arg(long, env = "CHAT_SERVER", default_value = "http://127.0.0.1:3000")]
-    server: String,
+    user: Option<String>,
+    /// The server: a URL, host:port, or a name from [servers] in the
+    /// configuration file (default http://127.0.0.1:3000).
+    #[arg(long, env = "CHAT_SERVER")]
+    server: Option<String>,
+    /// The configuration file (default: config.toml in the user's config
+    /// directory, like ~/.config/chat-tui/config.toml).
+    #[arg(long, env = "CHAT_TUI_CONFIG")]
+    config: Option<PathBuf>,
+    /// Print the effective settings (file, environment and flags merged)
+    /// as a configuration file, and exit.
+    #[arg(long)]
+    print_config: bool,
+    /// A room to join on connect (repeat for more; replaces the file's list).
+    #[arg(long = "room", env = "CHAT_TUI_ROOMS", value_delimiter = ',')]
+    rooms: Vec<String>,
+    /// Trust the certificate authority in this PEM (or DER) file for https://.
+    #[arg(long, env = "CHAT_TUI_CA_FILE")]
+    ca_file: Option<PathBuf>,
+    /// Leave the mouse to the terminal, so text can be selected (F3 toggles).
+    #[arg(long, env = "CHAT_TUI_NO_MOUSE")]
+    no_mouse: bool,
+    /// Do not re-emit URLs as OSC 8 hyperlinks.
+    #[arg(long, env = "CHAT_TUI_NO_HYPERLINKS")]
+    no_hyperlinks: bool,
+    /// Do not ring the bell for DMs and mentions.
+    #[arg(long, env = "CHAT_TUI_NO_BELL")]
+    no_bell: bool,
+    /// Do not raise desktop notifications (OSC 777/9) for DMs and mentions.
+    #[arg(long, env = "CHAT_TUI_NO_DESKTOP_NOTIFY")]
+    no_desktop_notify: bool,
+    /// Lines kept in memory per conversation (older ones are fetched again
+    /// when scrolled to).
+    #[arg(long, env = "CHAT_TUI_MAX_LINES")]
+    max_lines: Option<usize>,
+    /// How times are shown (strftime, default %H:%M).
+    #[arg(long, env = "CHAT_TUI_TIME_FORMAT")]
+    time_format: Option<String>,
     /// Write a debug log to this file (never to the terminal).
     #[arg(long, env = "CHAT_TUI_LOG")]
     log_file: Option<PathBuf>,
     /// How long to wait for the server to acknowledge a request, in ms.
     #[arg(long, env = "CHAT_TUI_ACK_TIMEOUT_MS", default_value_t = 10_000)]
     ack_timeout_ms: u64,
-    /// Time between two liveness checks of the connection, in ms.
+    /// Time between two liveness checks (`ping`) of the connection, in ms.
     #[arg(long, env = "CHAT_TUI_LIVENESS_INTERVAL_MS", default_value_t = 5_000)]
     liveness_interval_ms: u64,
     /// How long a liveness check may go unanswered before the connection is
@@ -31,17 +74,87 @@ struct Args {
     backoff_max_ms: u64,
 }
 
+/// The keys, commands and server forms, after the flags in `--help`.
+fn after_help() -> String {
+    let mut out = String::from("Server addresses:\n  ");
+    out.push_str(URL_FORMS);
+    out.push_str("\n\nCommands:\n");
+    for (_, usage, what) in chat_tui::commands::COMMANDS {
+        out.push_str(&format!("  {usage:<18} {what}\n"));
+    }
+    out.push_str("\nKeys:\n");
+    for (key, what) in chat_tui::commands::KEYS {
+        out.push_str(&format!("  {key:<18} {what}\n"));
+    }
+    out.push_str("\nConfiguration file: ");
+    out.push_str(
+        &config::default_config_path()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "none (no home directory)".into()),
+    );
+    out.push_str(" (see --print-config)");
+    out
+}
+
+fn fail(msg: impl std::fmt::Display) -> std::process::ExitCode {
+    eprintln!("chat-tui: {msg}");
+    std::process::ExitCode::from(2)
+}
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    let args = Args::parse();
-    if !chat_shared::is_valid_username(&args.user) {
-        eprintln!(
-            "chat-tui: {:?} is not a valid username (1-32 of A-Z a-z 0-9 _ . -)",
-            args.user
-        );
-        return std::process::ExitCode::from(2);
+    let matches = Args::command().after_help(after_help()).get_matches();
+    let args = match Args::from_arg_matches(&matches) {
+        Ok(a) => a,
+        Err(e) => e.exit(),
+    };
+    let (file, path) = match &args.config {
+        Some(p) => match config::load(p) {
+            Ok(f) => (f, Some(p.clone())),
+            Err(e) => return fail(e),
+        },
+        None => match config::default_config_path().filter(|p| p.exists()) {
+            Some(p) => match config::load(&p) {
+                Ok(f) => (f, Some(p)),
+                Err(e) => return fail(e),
+            },
+            None => (config::FileConfig::default(), None),
+        },
+    };
+    let over = Overrides {
+        server: args.server.clone(),
+        user: args.user.clone(),
+        rooms: args.rooms.clone(),
+        time_format: args.time_format.clone(),
+        no_mouse: args.no_mouse,
+        no_hyperlinks: args.no_hyperlinks,
+        no_bell: args.no_bell,
+        no_desktop_notify: args.no_desktop_notify,
+        max_lines: args.max_lines,
+        ca_file: args.ca_file.clone(),
+        log_file: args.log_file.clone(),
+    };
+    let settings = match config::resolve(file, path, over) {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    if args.print_config {
+        print!("{}", settings.to_toml());
+        return std::process::ExitCode::SUCCESS;
     }
-    if let Some(path) = &args.log_file {
+    let Some(user) = settings.user.clone() else {
+        return fail(
+            "no username: give --user NAME, CHAT_USER, or user = \"NAME\" in the configuration file",
+        );
+    };
+    let tls = match &settings.ca_file {
+        Some(p) => match config::tls_with_ca(p) {
+            Ok(t) => Some(t),
+            Err(e) => return fail(e),
+        },
+        None => None,
+    };
+    if let Some(path) = &settings.log_file {
         match std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -58,25 +171,29 @@ async fn main() -> std::process::ExitCode {
                     .with_writer(std::sync::Mutex::new(file))
                     .init();
             }
-            Err(e) => {
-                eprintln!("chat-tui: cannot open log file {}: {e}", path.display());
-                return std::process::ExitCode::from(2);
-            }
+            Err(e) => return fail(format!("cannot open log file {}: {e}", path.display())),
         }
     }
     let ms = std::time::Duration::from_millis;
-    let config = chat_tui::NetConfig {
+    let net = chat_tui::NetConfig {
         ack_timeout: ms(args.ack_timeout_ms.max(1)),
         liveness_interval: ms(args.liveness_interval_ms.max(1)),
         liveness_timeout: ms(args.liveness_timeout_ms.max(1)),
         backoff_max: ms(args.backoff_max_ms.max(1)),
-        ..chat_tui::NetConfig::new(&args.server, &args.user)
+        tls,
+        ..chat_tui::NetConfig::new(&settings.server, &user)
     };
-    match chat_tui::app::run(config).await {
+    let options = chat_tui::app::AppOptions {
+        autojoin: settings.rooms.clone(),
+        notify: settings.notify.clone(),
+        max_lines: settings.max_lines,
+        time_format: settings.time_format.clone(),
+        theme: settings.theme,
+        mouse: settings.mouse,
+        hyperlinks: settings.hyperlinks && std::env::var("TERM").map_or(true, |t| t != "linux"),
+    };
+    match chat_tui::app::run_with(net, options).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("chat-tui: {e}");
-            std::process::ExitCode::FAILURE
-        }
+        Err(e) => fail(e),
     }
 }

@@ -11,8 +11,14 @@
 //! - Acks: the crate never calls back on a timeout, so every ack is a
 //!   `oneshot` raced against `tokio::time::timeout`.
 //! - Callbacks only push into a channel; every emit happens in this task.
-//! - A dead transport may show as nothing at all: an acked `presence:get`
-//!   every few seconds is the liveness check (and keeps presence fresh).
+//! - A dead transport may show as nothing at all: an acked `ping` (contract
+//!   v2, O(1) for the server) every few seconds is the liveness check.
+//! - A connection attempt that fails before any Socket.IO exchange is told
+//!   apart (refused, unreachable, name not resolved, TLS) from the error
+//!   text the crate passes up ([`classify_failure`]).
+//! - `--ca-file`: the crate takes a `native_tls::TlsConnector` for both of
+//!   its transports (`ClientBuilder::tls_config`); one with the extra root
+//!   certificate is built at start-up.
 //! - Reconnection is done here, not by the crate: the crate's own reconnect
 //!   does not retry a failed first connect, leaves a zombie after a
 //!   server-side disconnect, cannot be told about a transport that our
@@ -28,8 +34,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chat_shared::{
-    AckError, Auth, CHAT_NS, ClientEvent, ConnectRefusal, ErrorCode, JoinAck, LeaveAck,
-    PresenceSnapshot, RoomListAck, SentAck, ServerEvent, parse_ack,
+    AckError, Auth, CHAT_NS, ClientEvent, ConnectRefusal, ErrorCode, ServerEvent, parse_ack,
 };
 use futures_util::FutureExt;
 use rust_socketio::asynchronous::{Client, ClientBuilder};
@@ -38,53 +43,7 @@ use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, timeout};
 
-use crate::state::id_order;
-
-/// What the app asks of the network task.
-#[derive(Debug, Clone, PartialEq)]
-pub enum NetCommand {
-    /// An acked request; the answer comes back as [`NetEvent::Ack`] with
-    /// the same `req`.
-    Request { req: u64, event: ClientEvent },
-    /// Sent without an ack and not retried (typing signals).
-    Volatile(ClientEvent),
-    /// Leave cleanly (a planned disconnect ends the session at once).
-    Shutdown,
-}
-
-/// A typed ack body.
-#[derive(Debug, Clone, PartialEq)]
-pub enum AckReply {
-    Joined(JoinAck),
-    Left(LeaveAck),
-    Sent(SentAck),
-    Rooms(RoomListAck),
-    Presence(PresenceSnapshot),
-    Done,
-}
-
-/// What the network task tells the app.
-#[derive(Debug, Clone, PartialEq)]
-pub enum NetEvent {
-    /// A connection attempt starts (1, 2, … since the last session or start).
-    Connecting {
-        attempt: u32,
-        last_contact: Option<Instant>,
-    },
-    /// The server refused the connection; `retrying` says whether this task
-    /// keeps trying (a taken name may free up, a full server may empty).
-    Refused {
-        refusal: ConnectRefusal,
-        retrying: bool,
-    },
-    Server(ServerEvent),
-    Ack {
-        req: u64,
-        result: Result<AckReply, AckError>,
-    },
-    /// A fresh snapshot from the liveness check.
-    Presence(PresenceSnapshot),
-}
+use crate::msg::{AckReply, ConnectFailure, NetCommand, NetEvent, id_order};
 
 /// Timings of the network task.
 #[derive(Debug, Clone)]
@@ -103,6 +62,9 @@ pub struct NetConfig {
     pub liveness_timeout: Duration,
     pub backoff_min: Duration,
     pub backoff_max: Duration,
+    /// Trusts this connector's certificate authorities for `https://` (from
+    /// `--ca-file`); `None`: the system's.
+    pub tls: Option<native_tls::TlsConnector>,
 }
 
 impl NetConfig {
@@ -116,6 +78,7 @@ impl NetConfig {
             liveness_timeout: Duration::from_secs(5),
             backoff_min: Duration::from_millis(500),
             backoff_max: Duration::from_secs(10),
+            tls: None,
         }
     }
 
@@ -160,6 +123,8 @@ enum Outcome {
     Lost {
         was_live: bool,
     },
+    /// The user chose another name while connecting.
+    Renamed(String),
 }
 
 /// What a reconnect must present to resume.
@@ -168,6 +133,51 @@ struct Resume {
     session: Option<String>,
     offset: Option<String>,
     last_contact: Option<Instant>,
+}
+
+/// Tells why a connection attempt failed from the library's error text (its
+/// message and debug form, which carry the OS and TLS errors underneath).
+pub fn classify_failure(text: &str) -> ConnectFailure {
+    let t = text.to_ascii_lowercase();
+    let has = |words: &[&str]| words.iter().any(|w| t.contains(w));
+    if has(&[
+        "connection refused",
+        "os error 111",
+        "os error 61",
+        "os error 10061",
+    ]) {
+        ConnectFailure::Refused
+    } else if has(&[
+        "dns error",
+        "failed to lookup address",
+        "name or service not known",
+        "no address associated",
+        "nodename nor servname",
+        "temporary failure in name resolution",
+    ]) {
+        ConnectFailure::NameNotResolved
+    } else if has(&["certificate", "tls", "ssl", "handshake"]) {
+        ConnectFailure::Tls
+    } else if has(&[
+        "no route to host",
+        "network is unreachable",
+        "host is unreachable",
+        "timed out",
+        "os error 113",
+        "os error 101",
+    ]) {
+        ConnectFailure::Unreachable
+    } else if has(&[
+        "invalid packet",
+        "invalid handshake",
+        "status",
+        "404",
+        "unexpected",
+    ]) {
+        ConnectFailure::Protocol
+    } else {
+        ConnectFailure::Other
+    }
 }
 
 const CONNECT_ERROR_PREFIX: &str = "Received an ConnectError frame: ";
@@ -188,7 +198,7 @@ pub fn parse_connect_error(text: &str) -> Option<ConnectRefusal> {
 }
 
 async fn run(
-    config: NetConfig,
+    mut config: NetConfig,
     mut cmds: mpsc::UnboundedReceiver<NetCommand>,
     events: mpsc::UnboundedSender<NetEvent>,
 ) {
@@ -228,6 +238,11 @@ async fn run(
                 Duration::from_millis(100)
             }
             Outcome::Lost { was_live: false } => config.backoff(attempt),
+            Outcome::Renamed(name) => {
+                rename(&mut config, &mut resume, name);
+                attempt = 0;
+                continue;
+            }
         };
         let until = Instant::now() + wait;
         loop {
@@ -235,11 +250,23 @@ async fn run(
                 _ = tokio::time::sleep_until(until) => break,
                 cmd = cmds.recv() => match cmd {
                     None | Some(NetCommand::Shutdown) => return,
+                    Some(NetCommand::Rename(name)) => {
+                        rename(&mut config, &mut resume, name);
+                        attempt = 0;
+                        break;
+                    }
                     Some(cmd) => refuse_offline(cmd, &events),
                 },
             }
         }
     }
+}
+
+/// The next attempts connect as `name`, without the old name's session.
+fn rename(config: &mut NetConfig, resume: &mut Resume, name: String) {
+    config.username = name;
+    resume.session = None;
+    resume.offset = None;
 }
 
 /// Without a connection, requests fail at once with `NotSent` (the app
@@ -274,7 +301,11 @@ fn build(config: &NetConfig, resume: &Resume, raw: mpsc::UnboundedSender<Raw>) -
     };
     let auth = serde_json::to_value(&auth).unwrap_or(Value::Null);
     let (on_connect, on_close, on_error, on_any) = (raw.clone(), raw.clone(), raw.clone(), raw);
-    ClientBuilder::new(config.url.clone())
+    let mut builder = ClientBuilder::new(config.url.clone());
+    if let Some(tls) = &config.tls {
+        builder = builder.tls_config(tls.clone());
+    }
+    builder
         .namespace(CHAT_NS)
         .auth(auth)
         .reconnect(false)
@@ -364,9 +395,12 @@ fn typed_ack(event: &ClientEvent, v: Value) -> Result<AckReply, AckError> {
             parse_ack::<chat_shared::EmptyAck>(v)?;
             AckReply::Done
         }
-        // TODO(v2): typed replies once the client sends these; for now only
-        // `ok` is checked.
-        ClientEvent::History(_) | ClientEvent::Ping | ClientEvent::AccountPassword(_) => {
+        ClientEvent::History(_) => AckReply::History(parse_ack(v)?),
+        ClientEvent::Ping => {
+            parse_ack::<chat_shared::PingAck>(v)?;
+            AckReply::Done
+        }
+        ClientEvent::AccountPassword(_) => {
             parse_ack::<chat_shared::EmptyAck>(v)?;
             AckReply::Done
         }
@@ -400,10 +434,19 @@ async fn connect_once(
     let client = match timeout(config.connect_timeout, builder.connect()).await {
         Ok(Ok(c)) => c,
         Ok(Err(e)) => {
-            tracing::debug!("connect failed: {e}");
+            let text = format!("{e} {e:?}");
+            tracing::debug!("connect failed: {text}");
+            let _ = events.send(NetEvent::Failed {
+                failure: classify_failure(&text),
+            });
             return Outcome::Lost { was_live: false };
         }
-        Err(_) => return Outcome::Lost { was_live: false },
+        Err(_) => {
+            let _ = events.send(NetEvent::Failed {
+                failure: ConnectFailure::Unreachable,
+            });
+            return Outcome::Lost { was_live: false };
+        }
     };
 
     // Nothing may be emitted before the server accepts the namespace.
@@ -433,6 +476,10 @@ async fn connect_once(
                 None | Some(NetCommand::Shutdown) => {
                     let _ = timeout(Duration::from_secs(2), client.disconnect()).await;
                     return Outcome::Quit;
+                }
+                Some(NetCommand::Rename(name)) => {
+                    discard(client);
+                    return Outcome::Renamed(name);
                 }
                 Some(cmd) => refuse_offline(cmd, events),
             },
@@ -501,6 +548,11 @@ async fn connect_once(
                     let _ = timeout(Duration::from_secs(2), client.disconnect()).await;
                     return Outcome::Quit;
                 }
+                Some(NetCommand::Rename(name)) => {
+                    if !live {
+                        break Outcome::Renamed(name);
+                    }
+                }
                 Some(NetCommand::Volatile(ev)) => {
                     if !live {
                         continue;
@@ -534,7 +586,8 @@ async fn connect_once(
             _ = tokio::time::sleep_until(next_probe), if !probe_in_flight => {
                 probe_in_flight = true;
                 next_probe = Instant::now() + config.liveness_interval;
-                let event = ClientEvent::PresenceGet;
+                // `ping` costs the server O(1), unlike `presence:get`.
+                let event = ClientEvent::Ping;
                 match emit_acked(&client, &event, config.liveness_timeout, raw_tx.clone()).await {
                     Ok(rx) => {
                         let probe_tx = probe_tx.clone();
@@ -550,10 +603,6 @@ async fn connect_once(
             Some(result) = probe_rx.recv() => {
                 probe_in_flight = false;
                 match result {
-                    Ok(AckReply::Presence(snapshot)) => {
-                        resume.last_contact = Some(Instant::now());
-                        let _ = events.send(NetEvent::Presence(snapshot));
-                    }
                     // An answer, even a refusal, proves the transport alive.
                     Ok(_) | Err(AckError::Refused(_)) | Err(AckError::Malformed(_)) => {
                         resume.last_contact = Some(Instant::now());
@@ -596,6 +645,36 @@ mod tests {
             Some("No error message provided".to_owned())
         );
         assert_eq!(parse_connect_error("some transport error"), None);
+    }
+
+    #[test]
+    fn connect_failures_are_classified_from_the_error_text() {
+        use ConnectFailure::*;
+        let cases = [
+            (
+                "error sending request: tcp connect error: Connection refused (os error 111)",
+                Refused,
+            ),
+            (
+                "dns error: failed to lookup address information: Name or service not known",
+                NameNotResolved,
+            ),
+            (
+                "error trying to connect: error:0A00010B:SSL routines:ssl3_get_record:wrong version number",
+                Tls,
+            ),
+            ("the certificate was not trusted", Tls),
+            (
+                "tcp connect error: No route to host (os error 113)",
+                Unreachable,
+            ),
+            ("operation timed out", Unreachable),
+            ("Invalid packet id: 60", Protocol),
+            ("something else entirely", Other),
+        ];
+        for (text, want) in cases {
+            assert_eq!(classify_failure(text), want, "{text}");
+        }
     }
 
     #[test]

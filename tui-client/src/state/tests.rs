@@ -2,7 +2,12 @@
 //! keys and network events. The clock is injected with `Input::Tick`.
 
 use super::*;
-use chat_shared::{ErrorCode, PresenceSummary, RoomCount, SentAck};
+use chat_shared::{
+    AckError, ChatError, ConnectRefusal, DmRequest, ErrorCode, JoinAck, PresenceSnapshot,
+    PresenceSummary, RoomCount, RoomMessage, RoomMessageRequest, RoomRequest, SentAck, ServerEvent,
+    TextRequest, TypingRequest, TypingTarget,
+};
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use serde_json::json;
 
 const T0: u64 = 1_763_800_000_000; // a wall-clock instant, in ms
@@ -245,7 +250,7 @@ fn own_messages_show_pending_then_sent_without_duplicate_echo() {
             action: false,
         })
     );
-    let e = s.conv(&general()).unwrap().entries.last().unwrap().clone();
+    let e = s.conv(&general()).unwrap().entries.back().unwrap().clone();
     assert_eq!(e.kind, EntryKind::Own(Delivery::Pending));
     // The echo comes before the ack: one line, now sent.
     server(
@@ -295,7 +300,7 @@ fn refused_and_timed_out_messages_show_failed_with_the_code() {
     let mut s = in_general();
     let fx = enter_line(&mut s, "spam");
     let (req, _) = requests(&fx).pop().unwrap();
-    let err = ChatError::new(ErrorCode::RateLimited, "slow down", "room:message");
+    let err = ChatError::new(ErrorCode::NotMember, "join first", "room:message");
     net(
         &mut s,
         NetEvent::Ack {
@@ -304,13 +309,13 @@ fn refused_and_timed_out_messages_show_failed_with_the_code() {
         },
     );
     server(&mut s, "chat:error", serde_json::to_value(&err).unwrap());
-    let e = s.conv(&general()).unwrap().entries.last().unwrap().clone();
+    let e = s.conv(&general()).unwrap().entries.back().unwrap().clone();
     assert_eq!(
         e.kind,
-        EntryKind::Own(Delivery::Failed("rate_limited".into()))
+        EntryKind::Own(Delivery::Failed("not_member".into()))
     );
     assert_eq!(s.toasts.len(), 1);
-    assert!(s.toasts[0].text.starts_with("rate_limited: slow down"));
+    assert!(s.toasts[0].text.starts_with("not_member: join first"));
 
     let fx = enter_line(&mut s, "lost");
     let (req, _) = requests(&fx).pop().unwrap();
@@ -321,7 +326,7 @@ fn refused_and_timed_out_messages_show_failed_with_the_code() {
             result: Err(AckError::Timeout),
         },
     );
-    let e = s.conv(&general()).unwrap().entries.last().unwrap().clone();
+    let e = s.conv(&general()).unwrap().entries.back().unwrap().clone();
     assert_eq!(e.kind, EntryKind::Own(Delivery::Failed("timeout".into())));
     // It did get through after all (the ack was lost with the connection):
     // its echo or replay turns that line into a sent one, not a second line.
@@ -333,7 +338,7 @@ fn refused_and_timed_out_messages_show_failed_with_the_code() {
     let c = s.conv(&general()).unwrap();
     assert_eq!(c.entries.iter().filter(|e| e.text == "lost").count(), 1);
     assert_eq!(
-        c.entries.last().unwrap().kind,
+        c.entries.back().unwrap().kind,
         EntryKind::Own(Delivery::Sent)
     );
 }
@@ -353,7 +358,7 @@ fn outbox_holds_messages_until_the_session_is_back_and_sends_them_in_order() {
     assert!(requests(&enter_line(&mut s, "two")).is_empty());
     assert!(requests(&enter_line(&mut s, "/msg bob three")).is_empty());
     assert_eq!(s.outbox_len(), 3);
-    let e = s.conv(&general()).unwrap().entries.last().unwrap().clone();
+    let e = s.conv(&general()).unwrap().entries.back().unwrap().clone();
     assert_eq!(e.kind, EntryKind::Own(Delivery::Queued));
 
     // Back: one at a time, each after the previous ack, in the order typed.
@@ -405,7 +410,7 @@ fn outbox_holds_messages_until_the_session_is_back_and_sends_them_in_order() {
         ]
     );
     assert_eq!(s.outbox_len(), 0);
-    let e = s.conv(&general()).unwrap().entries.last().unwrap().clone();
+    let e = s.conv(&general()).unwrap().entries.back().unwrap().clone();
     assert_eq!(e.kind, EntryKind::Own(Delivery::Sent));
 }
 

@@ -14,7 +14,7 @@ use serde_json::json;
 use tokio::time::Instant;
 
 use super::*;
-use crate::net::{AckReply, NetCommand, NetEvent};
+use crate::msg::{AckReply, NetCommand, NetEvent};
 use crate::state::{Effect, Input, State, update};
 
 /// 2025-11-22 08:26:40 UTC.
@@ -28,8 +28,7 @@ fn render(state: &mut State, w: u16, h: u16) -> Terminal<TestBackend> {
         .draw(|f| report = Some(draw(f, state)))
         .expect("draw");
     if let Some(r) = report {
-        state.max_scroll = r.max_scroll;
-        state.page = r.page;
+        after_draw(state, &r);
     }
     terminal
 }
@@ -142,7 +141,7 @@ fn busy() -> State {
         }),
     );
     let fx = line(&mut s, "sent but refused");
-    let err = chat_shared::ChatError::new(ErrorCode::RateLimited, "slow down", "room:message");
+    let err = chat_shared::ChatError::new(ErrorCode::NotMember, "join first", "room:message");
     net(
         &mut s,
         NetEvent::Ack {
@@ -278,19 +277,58 @@ fn scrolled_up_shows_older_lines_and_a_marker() {
 #[test]
 fn wide_characters_take_two_columns_when_wrapping() {
     let style = ratatui::style::Style::new();
-    let cells: Vec<(char, _)> = "日本語日本語".chars().map(|c| (c, style)).collect();
-    let lines = wrap_cells(&cells, 8, 0);
-    let text: Vec<String> = lines
+    let wrap = |text: &str, width: usize, indent: usize| -> Vec<String> {
+        wrap_cells(&Cell::plain(text, style), width, indent)
+            .iter()
+            .map(|l| l.iter().map(|c| c.ch).collect())
+            .collect()
+    };
+    assert_eq!(wrap("日本語日本語", 8, 0), vec!["日本語日", "本語"]);
+    assert_eq!(wrap("ab cd ef", 5, 2), vec!["ab cd", "  ef"]);
+    // A family emoji (five chars) and a flag (two) are two columns each and
+    // never split.
+    assert_eq!(wrap("👨‍👩‍👧🇫🇷👨‍👩‍👧", 4, 0), vec!["👨‍👩‍👧🇫🇷", "👨‍👩‍👧"]);
+}
+
+#[test]
+fn urls_are_not_split_when_they_fit_and_are_reported_for_osc_8() {
+    let style = ratatui::style::Style::new();
+    let url = "https://example.org/a/b?q=1";
+    let text = format!("see {url} now");
+    let lines: Vec<String> = wrap_cells(&Cell::plain(&text, style), 30, 2)
         .iter()
-        .map(|l| l.iter().map(|(c, _)| *c).collect())
+        .map(|l| {
+            l.iter()
+                .map(|c| c.ch)
+                .collect::<String>()
+                .trim_end()
+                .to_owned()
+        })
         .collect();
-    assert_eq!(text, vec!["日本語日", "本語"]);
-    let cells: Vec<(char, _)> = "ab cd ef".chars().map(|c| (c, style)).collect();
-    let text: Vec<String> = wrap_cells(&cells, 5, 2)
-        .iter()
-        .map(|l| l.iter().map(|(c, _)| *c).collect())
-        .collect();
-    assert_eq!(text, vec!["ab cd", "  ef"]);
+    assert_eq!(
+        lines,
+        vec!["see".to_owned(), format!("  {url}"), "  now".into()]
+    );
+    assert_eq!(find_urls("(see https://x.org/a.)"), vec![(5, 20)]);
+    assert!(find_urls("http:// nothing").is_empty());
+
+    let mut s = connected();
+    server(
+        &mut s,
+        "global:message",
+        json!({"id": "1", "ts": T0 + DAY, "from": "bob", "text": format!("docs: {url}")}),
+    );
+    let mut terminal = Terminal::new(TestBackend::new(80, 24)).unwrap();
+    let mut report = None;
+    terminal.draw(|f| report = Some(draw(f, &s))).unwrap();
+    let links = report.unwrap().links;
+    assert_eq!(links.len(), 1);
+    assert_eq!(links[0].url, url);
+    assert_eq!(links[0].text, url);
+    let buf = terminal.backend().buffer();
+    let (x, y) = (links[0].x, links[0].y);
+    assert_eq!(buf[(x, y)].symbol(), "h");
+    assert_eq!(buf[(x, y)].fg, s.theme.link);
 }
 
 #[test]
@@ -349,4 +387,251 @@ fn tiny_terminals_do_not_panic() {
     for (w, h) in [(1, 1), (20, 5), (39, 8), (40, 8), (41, 9)] {
         let _ = screen(&mut s, w, h);
     }
+}
+
+fn key_press(s: &mut State, code: KeyCode) {
+    update(s, Input::Key(KeyEvent::new(code, KeyModifiers::NONE)));
+}
+
+#[test]
+fn collapsed_panels_60x20() {
+    let mut s = busy();
+    let screen60 = screen(&mut s, 60, 20);
+    // No side panels: the messages take the width, the title says where
+    // I am and what is unread elsewhere.
+    assert!(!screen60.contains("Conversations"));
+    assert!(screen60.contains("#general (2/3) 1! unread elsewhere"));
+    insta::assert_snapshot!(screen60);
+    // F2 brings them back, F2 again hides them.
+    key_press(&mut s, KeyCode::F(2));
+    assert!(screen(&mut s, 60, 20).contains("Conversations"));
+    key_press(&mut s, KeyCode::F(2));
+    assert!(!screen(&mut s, 60, 20).contains("Conversations"));
+    // From 80 columns on they show by default.
+    let mut s = busy();
+    assert!(screen(&mut s, 80, 24).contains("Conversations"));
+}
+
+#[test]
+fn new_messages_line_80x24() {
+    let mut s = busy();
+    line(&mut s, "/msg dave");
+    for (i, text) in ["while you were away", "and more"].iter().enumerate() {
+        server(
+            &mut s,
+            "room:message",
+            json!({"id": (20 + i).to_string(), "ts": T0 + DAY, "from": "carol", "room": "#general", "text": text}),
+        );
+    }
+    update(
+        &mut s,
+        Input::Key(KeyEvent::new(KeyCode::Char('2'), KeyModifiers::ALT)),
+    );
+    let shown = screen(&mut s, 80, 24);
+    let rows: Vec<&str> = shown.lines().collect();
+    let marker = rows
+        .iter()
+        .position(|r| r.contains("new messages"))
+        .expect("a new-messages line");
+    assert!(rows[marker + 1].contains("carol: while you were away"));
+    assert!(rows[marker - 1].contains("not_member)"), "{shown}");
+    insta::assert_snapshot!(shown);
+}
+
+#[test]
+fn search_highlights_80x24() {
+    let mut s = busy();
+    line(&mut s, "/search WRAP");
+    let t = render(&mut s, 80, 24);
+    assert!(t.backend().to_string().contains("search \"WRAP\": 1/1"));
+    let buf = t.backend().buffer();
+    let (x, y) = (0..24)
+        .flat_map(|y| (0..76).map(move |x| (x, y)))
+        .find(|&(x, y)| (0..4).map(|k| buf[(x + k, y)].symbol()).collect::<String>() == "wrap")
+        .expect("the match on screen");
+    assert_eq!(
+        buf[(x, y)].bg,
+        Color::LightRed,
+        "the current match stands out"
+    );
+    assert_ne!(buf[(x.saturating_sub(2), y)].bg, Color::LightRed);
+    insta::assert_snapshot!(t.backend().to_string());
+}
+
+#[test]
+fn disconnected_presence_is_greyed_as_last_known() {
+    let mut s = busy();
+    let live = render(&mut s, 80, 24);
+    let find = |buf: &ratatui::buffer::Buffer| {
+        (0..24)
+            .flat_map(|y| (60..75).map(move |x| (x, y)))
+            .find(|&(x, y)| (0..5).map(|k| buf[(x + k, y)].symbol()).collect::<String>() == "carol")
+            .expect("carol listed")
+    };
+    let buf = live.backend().buffer();
+    let (x, y) = find(buf);
+    assert_eq!(buf[(x, y)].fg, nick_colour("carol"));
+    net(
+        &mut s,
+        NetEvent::Connecting {
+            attempt: 1,
+            last_contact: None,
+        },
+    );
+    let t = render(&mut s, 80, 24);
+    let buf = t.backend().buffer();
+    let (x, y) = find(buf);
+    assert_eq!(buf[(x, y)].fg, Color::DarkGray);
+    assert!(t.backend().to_string().contains("Last known"));
+}
+
+#[test]
+fn mentions_actions_and_history_edges_are_drawn() {
+    let mut s = busy();
+    server(
+        &mut s,
+        "room:message",
+        json!({"id": "30", "ts": T0 + DAY, "from": "bob", "room": "#general", "text": "alice: ping", }),
+    );
+    server(
+        &mut s,
+        "room:message",
+        json!({"id": "31", "ts": T0 + DAY, "from": "carol", "room": "#general", "text": "waves", "action": true}),
+    );
+    let t = render(&mut s, 80, 24);
+    let shown = t.backend().to_string();
+    assert!(shown.contains("▶ bob: alice: ping"), "{shown}");
+    assert!(shown.contains("* carol waves"));
+    let buf = t.backend().buffer();
+    let (x, y) = (0..24)
+        .flat_map(|y| (0..70).map(move |x| (x, y)))
+        .find(|&(x, y)| {
+            buf[(x, y)].symbol() == "p"
+                && buf[(x + 1, y)].symbol() == "i"
+                && buf[(x + 2, y)].symbol() == "n"
+        })
+        .expect("the mention on screen");
+    assert_eq!(buf[(x, y)].fg, Color::LightYellow);
+
+    // Scrolled to the top: "loading…" while a page is on its way, then
+    // "beginning of history" once the server has no more.
+    // (Everything fits the screen: Home already is the top, and asks.)
+    let fx = update(
+        &mut s,
+        Input::Key(KeyEvent::new(KeyCode::Home, KeyModifiers::NONE)),
+    );
+    assert!(screen(&mut s, 80, 24).contains("loading older messages…"));
+    net(
+        &mut s,
+        NetEvent::Ack {
+            req: last_request(&fx),
+            result: Ok(AckReply::History(chat_shared::HistoryAck {
+                messages: vec![],
+                more: false,
+            })),
+        },
+    );
+    assert!(screen(&mut s, 80, 24).contains("beginning of history"));
+}
+
+#[test]
+fn input_line_measures_graphemes_and_shows_questions() {
+    let mut s = connected();
+    update(&mut s, Input::Paste("hi 👨‍👩‍👧 x".into()));
+    let t = render(&mut s, 40, 10);
+    // "> hi " is 5 columns, the family 2, " x" 2: the cursor is at 9.
+    assert_eq!(t.backend().cursor_position(), Position::new(9, 8));
+    line(&mut s, "");
+    s.page = 1;
+    update(&mut s, Input::Paste("a\nb\nc".into()));
+    key_press(&mut s, KeyCode::Enter);
+    assert!(screen(&mut s, 40, 10).contains("? send these 3 lines? (y/n)"));
+}
+
+#[test]
+fn a_line_that_changes_state_is_measured_again() {
+    // At 60 columns without panels the pane is 60 wide; "(sending…)" makes
+    // this line wrap, its sent form fits on one row.
+    let mut s = connected();
+    let fx = line(&mut s, "/join #general");
+    net(
+        &mut s,
+        NetEvent::Ack {
+            req: last_request(&fx),
+            result: Ok(AckReply::Joined(JoinAck {
+                room: "#general".into(),
+                members: vec!["alice".into()],
+                history: vec![],
+            })),
+        },
+    );
+    for i in 0..30 {
+        server(
+            &mut s,
+            "room:message",
+            json!({"id": format!("{}", 100 + i), "ts": T0 + DAY, "from": "bob", "room": "#general", "text": format!("filler {i}")}),
+        );
+    }
+    let text = "x".repeat(40);
+    let fx = line(&mut s, &text);
+    let before = screen(&mut s, 60, 20);
+    let rows: Vec<&str> = before.lines().collect();
+    assert!(
+        rows[16].contains("(sending…)") || rows[15].contains(&text),
+        "{before}"
+    );
+    net(
+        &mut s,
+        NetEvent::Ack {
+            req: last_request(&fx),
+            result: Ok(AckReply::Sent(chat_shared::SentAck {
+                id: "200".into(),
+                ts: T0 + DAY,
+                queued: None,
+            })),
+        },
+    );
+    let after = screen(&mut s, 60, 20);
+    let rows: Vec<&str> = after.lines().collect();
+    // The message pane's last row (row 16; typing, input and status below)
+    // is the line itself, not a blank left by its old height.
+    assert!(rows[16].contains(&format!("alice: {text}")), "{after}");
+    assert!(!after.contains("sending"));
+    // And the scroll range counts it at its new height: one row.
+    let all = conversation_lines(&s, s.active_conv(), 60).len();
+    assert_eq!(s.max_scroll, all - 16);
+}
+
+#[test]
+fn the_cap_waits_while_scrolled_up() {
+    let mut s = connected();
+    s.max_lines = 100;
+    for i in 1..=150u32 {
+        server(
+            &mut s,
+            "global:message",
+            json!({"id": i.to_string(), "ts": T0, "from": "bob", "text": format!("m{i}")}),
+        );
+    }
+    assert_eq!(s.active_conv().entries.len(), 100);
+    let id = s.active.clone();
+    s.convs.iter_mut().find(|c| c.id == id).unwrap().scroll = 30;
+    for i in 151..=200u32 {
+        server(
+            &mut s,
+            "global:message",
+            json!({"id": i.to_string(), "ts": T0, "from": "bob", "text": format!("m{i}")}),
+        );
+    }
+    // Nothing dropped under the reader (up to twice the cap)…
+    assert_eq!(s.active_conv().entries.len(), 150);
+    assert_eq!(s.active_conv().entries[0].text, "m51");
+    // …and back at the bottom, the cap applies again.
+    s.convs.iter_mut().find(|c| c.id == id).unwrap().scroll = 0;
+    server(
+        &mut s,
+        "global:message",
+        json!({"id": "201", "ts": T0, "from": "bob", "text": "m201"}),
+    );
+    assert_eq!(s.active_conv().entries.len(), 100);
 }

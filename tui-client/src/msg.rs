@@ -1,0 +1,143 @@
+//! The vocabulary between the app, the state and the network task: what the
+//! state is fed ([`Input`]), what it asks for ([`Effect`]), what goes to the
+//! network task ([`NetCommand`]) and what comes back ([`NetEvent`],
+//! [`AckReply`]). Both `state` and `net` import from here and never from
+//! each other.
+
+use chat_shared::{
+    AckError, ClientEvent, ConnectRefusal, HistoryAck, JoinAck, LeaveAck, PresenceSnapshot,
+    RoomListAck, SentAck, ServerEvent,
+};
+use crossterm::event::KeyEvent;
+use tokio::time::Instant;
+
+/// What the app asks of the network task.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NetCommand {
+    /// An acked request; the answer comes back as [`NetEvent::Ack`] with
+    /// the same `req`.
+    Request { req: u64, event: ClientEvent },
+    /// Sent without an ack and not retried (typing signals).
+    Volatile(ClientEvent),
+    /// Connect as this username from the next attempt on (after the server
+    /// said the name was taken); the next attempt starts at once.
+    Rename(String),
+    /// Leave cleanly (a planned disconnect ends the session at once).
+    Shutdown,
+}
+
+/// A typed ack body.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AckReply {
+    Joined(JoinAck),
+    Left(LeaveAck),
+    Sent(SentAck),
+    Rooms(RoomListAck),
+    Presence(PresenceSnapshot),
+    History(HistoryAck),
+    Done,
+}
+
+/// Why a connection attempt failed before the server could say anything.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConnectFailure {
+    /// Nothing listens there (connection refused).
+    Refused,
+    /// No route to the host, or it does not answer in time.
+    Unreachable,
+    /// The host name does not resolve.
+    NameNotResolved,
+    /// The TLS handshake failed (certificate not trusted, wrong host name…).
+    Tls,
+    /// Something answered, but not a Socket.IO server of this contract.
+    Protocol,
+    /// Anything else, with the library's text.
+    Other,
+}
+
+impl ConnectFailure {
+    /// What the status bar says.
+    pub fn describe(&self) -> &'static str {
+        match self {
+            ConnectFailure::Refused => "connection refused: is the server running on that port?",
+            ConnectFailure::Unreachable => "host unreachable or not answering",
+            ConnectFailure::NameNotResolved => "host name not found",
+            ConnectFailure::Tls => "TLS failure (certificate not trusted? try --ca-file)",
+            ConnectFailure::Protocol => "not a chat server at that address",
+            ConnectFailure::Other => "cannot connect",
+        }
+    }
+}
+
+/// What the network task tells the app.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NetEvent {
+    /// A connection attempt starts (1, 2, … since the last session or start).
+    Connecting {
+        attempt: u32,
+        last_contact: Option<Instant>,
+    },
+    /// The last attempt failed before a Socket.IO exchange, and why.
+    Failed {
+        failure: ConnectFailure,
+    },
+    /// The server refused the connection; `retrying` says whether this task
+    /// keeps trying (a taken name may free up, a full server may empty).
+    Refused {
+        refusal: ConnectRefusal,
+        retrying: bool,
+    },
+    Server(ServerEvent),
+    Ack {
+        req: u64,
+        result: Result<AckReply, AckError>,
+    },
+    /// A fresh snapshot of who is online (asked for by the network task).
+    Presence(PresenceSnapshot),
+}
+
+/// What the state is fed.
+#[derive(Debug, Clone)]
+pub enum Input {
+    Key(KeyEvent),
+    /// Bracketed paste: inserted, never sent by itself.
+    Paste(String),
+    /// Mouse wheel: positive scrolls up (older), negative down.
+    Wheel(i32),
+    /// The clock moved: monotonic time and wall-clock milliseconds.
+    Tick {
+        now: Instant,
+        wall_ms: u64,
+    },
+    Net(NetEvent),
+}
+
+/// How the terminal is told about something that needs the user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notification {
+    /// Ring the terminal bell.
+    pub bell: bool,
+    /// Raise a desktop notification (OSC 777 and OSC 9).
+    pub desktop: bool,
+    pub title: String,
+    pub body: String,
+}
+
+/// What the state asks the outside world to do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    Net(NetCommand),
+    Notify(Notification),
+    /// Switch the terminal's mouse capture on or off.
+    MouseCapture(bool),
+    Quit,
+}
+
+/// Ids are opaque strings assigned in delivery order. This server makes them
+/// decimal: compare them as numbers when both parse, and not at all otherwise.
+pub fn id_order(a: &str, b: &str) -> Option<std::cmp::Ordering> {
+    match (a.parse::<u128>(), b.parse::<u128>()) {
+        (Ok(x), Ok(y)) => Some(x.cmp(&y)),
+        _ => None,
+    }
+}

@@ -1,0 +1,168 @@
+//! What an input line does once Enter is pressed: plain text goes to the
+//! active conversation, slash commands act (`/join`, `/me`, `/close`,
+//! `/search`…). A text longer than the message pane asks first; while the
+//! server refuses my name as taken, a line is the next name to try.
+
+use chat_shared::{ClientEvent, RoomRequest, canonical_room, is_valid_username};
+
+use super::editor::{Confirm, quit};
+use super::outbox::{Target, send_text};
+use super::{ConvId, Effect, Request, State, search, session};
+use crate::commands::{self, Command};
+
+pub(super) fn submit(state: &mut State, fx: &mut Vec<Effect>) {
+    let line = std::mem::take(&mut state.input);
+    state.cursor = 0;
+    state.history_pos = None;
+    state.draft.clear();
+    if line.trim().is_empty() {
+        return;
+    }
+    if state.history.last() != Some(&line) {
+        state.history.push(line.clone());
+    }
+    state.stop_typing(fx);
+    if state.name_taken() && !line.starts_with('/') {
+        session::rename(state, &line, fx);
+        return;
+    }
+    let lines = line.lines().count();
+    if lines > state.page.max(1) && !line.starts_with('/') {
+        state.confirm = Some(Confirm::LongText { line, lines });
+        return;
+    }
+    run_line(state, &line, fx);
+}
+
+fn active_target(state: &State) -> Target {
+    match &state.active {
+        ConvId::Room(r) => Target::Room(r.clone()),
+        ConvId::Dm(u) => Target::Dm(u.clone()),
+        ConvId::Feed => Target::Global,
+    }
+}
+
+pub(super) fn run_line(state: &mut State, line: &str, fx: &mut Vec<Effect>) {
+    match commands::parse(line) {
+        Command::Say(text) => {
+            let target = active_target(state);
+            let conv = state.active.clone();
+            send_text(state, conv, target, &text, false, fx);
+        }
+        Command::Me(text) => {
+            let target = active_target(state);
+            let conv = state.active.clone();
+            send_text(state, conv, target, &text, true, fx);
+        }
+        Command::Join(room) => match canonical_room(&room) {
+            Some(room) => {
+                let ev = ClientEvent::RoomJoin(RoomRequest { room: room.clone() });
+                if state.live {
+                    fx.push(state.request(
+                        Request::Join {
+                            switch: true,
+                            rejoin: false,
+                        },
+                        ev,
+                    ));
+                } else {
+                    state.toast(format!("not connected: /join {room} later"));
+                }
+            }
+            None => state.toast(format!(
+                "invalid_room: {room:?} is not a room name (# then 1-32 of a-z 0-9 _ -)"
+            )),
+        },
+        Command::Leave(None) if matches!(state.active, ConvId::Dm(_)) => {
+            let id = state.active.clone();
+            state.close_conv(&id, fx);
+        }
+        Command::Leave(room) => {
+            let room = match room {
+                Some(r) => canonical_room(&r),
+                None => match &state.active {
+                    ConvId::Room(r) => Some(r.clone()),
+                    _ => None,
+                },
+            };
+            match room {
+                Some(room) if state.live => {
+                    let ev = ClientEvent::RoomLeave(RoomRequest { room: room.clone() });
+                    fx.push(state.request(Request::Leave(room), ev));
+                }
+                Some(_) => state.toast("not connected: /leave later"),
+                None => {
+                    state.toast("usage: /leave [#room] (the active conversation is not a room)")
+                }
+            }
+        }
+        Command::Close => match state.active.clone() {
+            id @ ConvId::Dm(_) => state.close_conv(&id, fx),
+            ConvId::Room(r) => {
+                state.toast(format!("/close is for direct conversations: /leave {r}"))
+            }
+            ConvId::Feed => state.toast("the feed cannot be closed"),
+        },
+        Command::Clear => {
+            let id = state.active.clone();
+            if let Some(c) = state.conv_mut(&id) {
+                c.entries.retain(|e| e.id.is_none() && e.local != 0);
+                c.rebuild_index();
+                c.scroll = 0;
+                c.unread_marker = None;
+            }
+            state.search = None;
+        }
+        Command::Search(query) => search::start(state, &query),
+        Command::Nick(name) => session::rename(state, &name, fx),
+        Command::Msg { to, text } => {
+            if !is_valid_username(&to) {
+                state.toast(format!("invalid_username: {to:?} is not a username"));
+                return;
+            }
+            if state.is_me(&to) {
+                state.toast("invalid_target: that is you");
+                return;
+            }
+            let conv = state.dm_conv(&to);
+            state.switch_to(conv.clone(), fx);
+            if !text.trim().is_empty() {
+                let peer = match &conv {
+                    ConvId::Dm(u) => u.clone(),
+                    _ => to,
+                };
+                send_text(state, conv, Target::Dm(peer), &text, false, fx);
+            }
+        }
+        Command::All(text) => send_text(state, ConvId::Feed, Target::Global, &text, false, fx),
+        Command::Bcast(text) => send_text(state, ConvId::Feed, Target::Broadcast, &text, false, fx),
+        Command::Rooms => {
+            if state.live {
+                fx.push(state.request(Request::Rooms, ClientEvent::RoomList));
+            } else {
+                state.toast("not connected");
+            }
+        }
+        Command::Who => {
+            if state.live {
+                fx.push(state.request(Request::Who, ClientEvent::PresenceGet));
+            } else {
+                state.toast("not connected");
+            }
+        }
+        Command::Help => {
+            let conv = state.active.clone();
+            state.system(&conv, "commands:");
+            for (_, usage, what) in commands::COMMANDS {
+                state.system(&conv, format!("  {usage:<18} {what}"));
+            }
+            state.system(&conv, "keys:");
+            for (key, what) in commands::KEYS {
+                state.system(&conv, format!("  {key:<18} {what}"));
+            }
+        }
+        Command::Quit => quit(state, fx),
+        Command::Usage(u) => state.toast(format!("usage: {u}")),
+        Command::Unknown(c) => state.toast(format!("unknown command {c} (try /help)")),
+    }
+}

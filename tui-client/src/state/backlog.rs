@@ -1,0 +1,92 @@
+//! Older history: scrolling above the oldest loaded line asks the server for
+//! the page before it (`history`), shows "loading…" meanwhile, and
+//! "beginning of history" once the server says there is nothing older.
+
+use chat_shared::{
+    AckError, ClientEvent, HistoryMessage, HistoryRequest, HistoryTarget, sanitize_for_display,
+};
+
+use super::conversations::mentions;
+use super::{Backlog, ConvId, Effect, Entry, EntryKind, Request, State};
+use crate::msg::AckReply;
+
+/// Messages asked for per page.
+pub const PAGE: u64 = 100;
+
+/// Asks for the page of history before the active conversation's oldest
+/// line, unless one is on its way or there is nothing older.
+pub(super) fn fetch_older(state: &mut State, fx: &mut Vec<Effect>) {
+    if !state.live {
+        return;
+    }
+    let conv = state.active.clone();
+    let target = match &conv {
+        ConvId::Room(r) => HistoryTarget::Room(r.clone()),
+        ConvId::Dm(u) => HistoryTarget::With(u.clone()),
+        // The feed has no history on the server.
+        ConvId::Feed => return,
+    };
+    let Some(c) = state.conv_mut(&conv) else {
+        return;
+    };
+    if c.backlog != Backlog::Unknown {
+        return;
+    }
+    c.backlog = Backlog::Loading;
+    let before = c.oldest_id().map(str::to_owned);
+    let ev = ClientEvent::History(HistoryRequest {
+        target,
+        before,
+        limit: Some(PAGE),
+    });
+    fx.push(state.request(Request::History(conv), ev));
+}
+
+/// A page of history arrived (or did not).
+pub(super) fn page(state: &mut State, conv: ConvId, result: Result<AckReply, AckError>) {
+    let epoch = state.epoch;
+    match result {
+        Ok(AckReply::History(h)) => {
+            let mut older = Vec::with_capacity(h.messages.len());
+            for m in h.messages {
+                let (id, ts, from, text, action) = match m {
+                    HistoryMessage::Room(m) => (m.id, m.ts, m.from, m.text, m.action),
+                    HistoryMessage::Dm(m) => (m.id, m.ts, m.from, m.text, m.action),
+                };
+                let mine = state.is_me(&from);
+                let seq = state.next_seq();
+                older.push(Entry {
+                    id: Some(id),
+                    ts,
+                    mention: !mine && mentions(&text, &state.me),
+                    from: sanitize_for_display(&from),
+                    text: sanitize_for_display(&text),
+                    kind: if mine {
+                        EntryKind::Own(super::Delivery::Sent)
+                    } else {
+                        EntryKind::Chat
+                    },
+                    broadcast: false,
+                    action: action == Some(true),
+                    local: 0,
+                    epoch,
+                    seq,
+                    wrapped: Default::default(),
+                });
+            }
+            if let Some(c) = state.conv_mut(&conv) {
+                c.prepend(older);
+                c.backlog = if h.more {
+                    Backlog::Unknown
+                } else {
+                    Backlog::Complete
+                };
+            }
+        }
+        Ok(_) | Err(_) => {
+            if let Some(c) = state.conv_mut(&conv) {
+                c.backlog = Backlog::Unknown;
+            }
+        }
+    }
+}

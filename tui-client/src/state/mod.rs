@@ -1,0 +1,333 @@
+//! The application state and the pure `update(&mut State, Input) -> Vec<Effect>`.
+//!
+//! Pure: no terminal, no socket, no clock of its own. Time comes in with
+//! [`Input::Tick`] (the caller's monotonic `Instant` and wall-clock
+//! milliseconds), network happenings come in as [`NetEvent`]s, and every
+//! request to the network goes out as an [`Effect`]. This is what the unit
+//! tests drive, and what the headless client of the end-to-end tests reads.
+//!
+//! One file per concern:
+//! - [`conversations`]: rooms, DMs and the feed; lines in id order without
+//!   duplicates, unread counts, mentions, the "new messages" marker, the cap.
+//! - [`outbox`]: own messages, sent in order, paced by the rate limit.
+//! - [`session`]: the connection, the `session` event, acks, a taken name.
+//! - [`editor`]: the input line and the keys.
+//! - [`actions`]: what a line does on Enter (slash commands).
+//! - [`presence`], [`typing`]: who is online, in a room, typing.
+//! - [`notify`]: the bell and desktop notifications for DMs and mentions.
+//! - [`backlog`]: older history fetched by scrolling up.
+//! - [`search`]: `/search` and Ctrl-R.
+
+pub mod actions;
+pub mod backlog;
+pub mod conversations;
+pub mod editor;
+pub mod notify;
+pub mod outbox;
+pub mod presence;
+pub mod search;
+pub mod session;
+pub mod typing;
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::time::Duration;
+
+use chat_shared::ClientEvent;
+use tokio::time::Instant;
+
+pub use self::conversations::{
+    Backlog, ConvId, Conversation, Delivery, Entry, EntryKind, mentions,
+};
+pub use self::editor::Confirm;
+pub use self::notify::NotifySettings;
+pub use self::search::Search;
+pub use self::session::Conn;
+pub use self::typing::{TYPING_RESEND, TYPING_TTL};
+pub use crate::msg::{AckReply, ConnectFailure, Effect, Input, NetCommand, NetEvent, id_order};
+
+use self::editor::Completion;
+use self::outbox::Outgoing;
+
+/// How long an error toast stays up.
+pub const TOAST_TTL: Duration = Duration::from_secs(6);
+/// The most toasts stacked at once (older ones are dropped).
+pub const TOASTS_MAX: usize = 4;
+/// How long "recovered (n missed)" stays in the status bar.
+pub const RECOVERED_SHOWN: Duration = Duration::from_secs(10);
+/// Lines scrolled per mouse-wheel notch.
+pub const WHEEL_LINES: usize = 3;
+/// Below this many columns the side panels are hidden unless F2 asks.
+pub const NARROW: u16 = 80;
+/// The most lines a conversation keeps in memory by default; older ones are
+/// dropped and fetched again with `history` when scrolled to.
+pub const DEFAULT_MAX_LINES: usize = 10_000;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Toast {
+    pub text: String,
+    pub until: Instant,
+}
+
+/// What an outstanding request was for.
+#[derive(Debug, Clone)]
+enum Request {
+    Join { switch: bool, rejoin: bool },
+    Leave(String),
+    Message(Outgoing),
+    History(ConvId),
+    Rooms,
+    Who,
+    Refresh,
+}
+
+/// The whole client state.
+#[derive(Debug)]
+pub struct State {
+    /// My username (the server's display form once the session says so).
+    pub me: String,
+    pub server: String,
+    pub conn: Conn,
+    /// True between a `session` event and the next connection loss: requests
+    /// go out only then; otherwise own messages wait in the outbox.
+    pub live: bool,
+    /// Whether a session was ever established (connecting vs reconnecting).
+    pub had_session: bool,
+    /// Why the last connection attempt failed, if it did before the server
+    /// could say anything.
+    pub last_failure: Option<ConnectFailure>,
+    /// The server refused my username as taken (until the next session).
+    name_taken: bool,
+    /// `(missed, truncated, shown until)` after a recovered session.
+    pub recovered: Option<(u64, bool, Instant)>,
+    pub convs: Vec<Conversation>,
+    pub active: ConvId,
+    /// Bumped by every fresh (not recovered) session after the first: ids
+    /// are only comparable within one epoch, since a fresh session may be a
+    /// restarted server that numbers messages from the start again.
+    pub epoch: u32,
+    pub online: u64,
+    pub users: BTreeSet<String>,
+    /// Rooms known from `/rooms` and snapshots, for completion.
+    pub known_rooms: BTreeSet<String>,
+    /// Rooms to join once the first session is up (from the configuration).
+    pub autojoin: Vec<String>,
+    pub toasts: Vec<Toast>,
+    pub input: String,
+    /// Cursor position in chars (always on a grapheme boundary).
+    pub cursor: usize,
+    pub history: Vec<String>,
+    history_pos: Option<usize>,
+    draft: String,
+    completion: Option<Completion>,
+    /// A question waiting for y/n.
+    pub confirm: Option<Confirm>,
+    pub search: Option<Search>,
+    /// The conversation I last told I am typing in, and when.
+    typing_sent: Option<(ConvId, Instant)>,
+    /// Own messages not yet sent, oldest first. They go out one at a time,
+    /// each after the previous one's ack: the server handles events
+    /// concurrently, so two sent back to back may be numbered out of order.
+    outbox: VecDeque<Outgoing>,
+    /// The request of the own message on its way, if any.
+    in_flight: Option<u64>,
+    /// Set by a `rate_limited` refusal: nothing goes out before then.
+    outbox_paused_until: Option<Instant>,
+    /// Room re-joins after a fresh session: the outbox waits for them, or
+    /// its messages could reach a room before I am back in it.
+    rejoins: usize,
+    requests: HashMap<u64, Request>,
+    next_req: u64,
+    next_local: u64,
+    next_seq: u64,
+    pub notify: NotifySettings,
+    last_notified: Option<Instant>,
+    /// The most lines a conversation keeps in memory.
+    pub max_lines: usize,
+    /// The conversations and online panels: `None` shows them from
+    /// [`NARROW`] columns on; F2 forces them on or off.
+    pub panels: Option<bool>,
+    /// The screen's width at the last draw.
+    pub screen_width: u16,
+    /// Whether the last draw reached the oldest loaded line of the active
+    /// conversation (its `max_scroll` is then the top).
+    pub view_at_top: bool,
+    pub mouse_capture: bool,
+    /// How times are shown (chrono `strftime`).
+    pub time_format: String,
+    pub theme: crate::theme::Theme,
+    pub now: Instant,
+    pub wall_ms: u64,
+    /// Seconds east of UTC for showing times (local time in the app, 0 in tests).
+    pub utc_offset_secs: i32,
+    /// Lines per PgUp/PgDn, and the largest useful scroll: set from the last draw.
+    pub page: usize,
+    pub max_scroll: usize,
+    /// Something visible changed since the last draw.
+    pub dirty: bool,
+    pub quit: bool,
+}
+
+impl State {
+    pub fn new(me: &str, server: &str, now: Instant, wall_ms: u64) -> State {
+        State {
+            me: me.to_owned(),
+            server: server.to_owned(),
+            conn: Conn::Connecting { attempt: 1 },
+            live: false,
+            had_session: false,
+            last_failure: None,
+            name_taken: false,
+            recovered: None,
+            convs: vec![Conversation::new(ConvId::Feed)],
+            active: ConvId::Feed,
+            epoch: 0,
+            online: 0,
+            users: BTreeSet::new(),
+            known_rooms: BTreeSet::new(),
+            autojoin: Vec::new(),
+            toasts: Vec::new(),
+            input: String::new(),
+            cursor: 0,
+            history: Vec::new(),
+            history_pos: None,
+            draft: String::new(),
+            completion: None,
+            confirm: None,
+            search: None,
+            typing_sent: None,
+            outbox: VecDeque::new(),
+            in_flight: None,
+            outbox_paused_until: None,
+            rejoins: 0,
+            requests: HashMap::new(),
+            next_req: 1,
+            next_local: 1,
+            next_seq: 0,
+            notify: NotifySettings::default(),
+            last_notified: None,
+            max_lines: DEFAULT_MAX_LINES,
+            panels: None,
+            screen_width: NARROW,
+            view_at_top: true,
+            mouse_capture: true,
+            time_format: "%H:%M".to_owned(),
+            theme: crate::theme::Theme::default(),
+            now,
+            wall_ms,
+            utc_offset_secs: 0,
+            page: 10,
+            max_scroll: usize::MAX,
+            dirty: true,
+            quit: false,
+        }
+    }
+
+    fn toast(&mut self, text: impl Into<String>) {
+        self.toasts.push(Toast {
+            text: text.into(),
+            until: self.now + TOAST_TTL,
+        });
+        if self.toasts.len() > TOASTS_MAX {
+            let extra = self.toasts.len() - TOASTS_MAX;
+            self.toasts.drain(..extra);
+        }
+    }
+
+    fn system(&mut self, conv: &ConvId, text: impl Into<String>) {
+        let entry = Entry {
+            id: None,
+            ts: self.wall_ms,
+            from: String::new(),
+            text: text.into(),
+            kind: EntryKind::System,
+            broadcast: false,
+            action: false,
+            mention: false,
+            local: 0,
+            epoch: self.epoch,
+            seq: self.next_seq(),
+            wrapped: Default::default(),
+        };
+        self.ensure_conv(conv).push(entry);
+    }
+
+    fn request(&mut self, req: Request, event: ClientEvent) -> Effect {
+        let id = self.next_req;
+        self.next_req += 1;
+        self.requests.insert(id, req);
+        Effect::Net(NetCommand::Request { req: id, event })
+    }
+}
+
+/// Applies one input to the state and returns what must be done outside.
+pub fn update(state: &mut State, input: Input) -> Vec<Effect> {
+    let mut fx = Vec::new();
+    match input {
+        Input::Tick { now, wall_ms } => tick(state, now, wall_ms, &mut fx),
+        Input::Key(key) => {
+            state.dirty = true;
+            editor::key_input(state, key, &mut fx);
+        }
+        Input::Paste(text) => {
+            state.dirty = true;
+            state.completion = None;
+            // Carriage returns from terminals become newlines; the text is
+            // inserted, never sent: only Enter sends.
+            let text = text.replace("\r\n", "\n").replace('\r', "\n");
+            editor::insert_str(state, &text);
+            typing::after_edit(state, &mut fx);
+        }
+        Input::Wheel(delta) => {
+            state.dirty = true;
+            let lines = delta.unsigned_abs() as usize * WHEEL_LINES;
+            conversations::scroll(state, delta > 0, lines, &mut fx);
+        }
+        Input::Net(ev) => {
+            state.dirty = true;
+            session::net_event(state, ev, &mut fx);
+        }
+    }
+    fx
+}
+
+fn tick(state: &mut State, now: Instant, wall_ms: u64, fx: &mut Vec<Effect>) {
+    let before_secs = |s: &State| match &s.conn {
+        Conn::Reconnecting {
+            last_contact: Some(at),
+            ..
+        } => Some(s.now.saturating_duration_since(*at).as_secs()),
+        _ => None,
+    };
+    let shown_before = before_secs(state);
+    state.now = now;
+    state.wall_ms = wall_ms;
+    if before_secs(state) != shown_before {
+        state.dirty = true;
+    }
+    if typing::expire(state) {
+        state.dirty = true;
+    }
+    let n = state.toasts.len();
+    state.toasts.retain(|t| t.until > now);
+    if state.toasts.len() != n {
+        state.dirty = true;
+    }
+    if let Some((_, _, until)) = state.recovered
+        && until <= now
+    {
+        state.recovered = None;
+        state.dirty = true;
+    }
+    if state.outbox_paused_until.is_some_and(|until| until <= now) {
+        let before = fx.len();
+        outbox::pump(state, fx);
+        if fx.len() != before {
+            state.dirty = true;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+mod tests_daily;

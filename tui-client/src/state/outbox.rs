@@ -1,0 +1,254 @@
+//! The outbox: own messages shown at once, sent one at a time in order,
+//! kept while there is no session, and paced by the server's rate limit: a
+//! message refused `rate_limited` (or `unavailable`) goes back to the head
+//! of the queue and is sent again after `retryAfterMs`, so no line is lost.
+
+use std::time::Duration;
+
+use chat_shared::{
+    AckError, ChatError, ClientEvent, DEFAULT_MAX_TEXT, DmRequest, ErrorCode, RoomMessageRequest,
+    SentAck, TextRequest, check_text, sanitize_for_display,
+};
+
+use super::{ConvId, Delivery, Effect, Entry, EntryKind, Request, State};
+use crate::msg::NetCommand;
+
+/// The wait after a `rate_limited` or `unavailable` refusal that does not
+/// say how long to wait.
+pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// Where an own message goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Target {
+    Room(String),
+    Dm(String),
+    Global,
+    Broadcast,
+}
+
+#[derive(Debug, Clone)]
+pub(super) struct Outgoing {
+    pub local: u64,
+    pub conv: ConvId,
+    pub target: Target,
+    pub text: String,
+    pub action: bool,
+}
+
+impl State {
+    /// Own messages not sent yet, in the order they will go.
+    pub fn outbox_len(&self) -> usize {
+        self.outbox.len()
+    }
+
+    /// Own messages not acknowledged yet: waiting, or on their way.
+    pub fn unsent_len(&self) -> usize {
+        self.outbox.len() + usize::from(self.in_flight.is_some())
+    }
+
+    /// Own messages waiting for the session to come back (shown as queued).
+    pub fn queued_len(&self) -> usize {
+        if self.live { 0 } else { self.outbox.len() }
+    }
+
+    /// When the outbox may send again after a rate-limit refusal.
+    pub fn paused_until(&self) -> Option<tokio::time::Instant> {
+        self.outbox_paused_until
+    }
+}
+
+/// Shows an own message at once and sends it, or queues it while there is no
+/// session.
+pub(super) fn send_text(
+    state: &mut State,
+    conv: ConvId,
+    target: Target,
+    text: &str,
+    action: bool,
+    fx: &mut Vec<Effect>,
+) {
+    let text = match check_text(text, DEFAULT_MAX_TEXT) {
+        Ok(t) => t.to_owned(),
+        Err(e) => {
+            state.toast(format!("{}: {e}", e.code()));
+            return;
+        }
+    };
+    let local = state.next_local;
+    state.next_local += 1;
+    let out = Outgoing {
+        local,
+        conv: conv.clone(),
+        target: target.clone(),
+        text: text.clone(),
+        action,
+    };
+    let seq = state.next_seq();
+    let entry = Entry {
+        id: None,
+        ts: state.wall_ms,
+        from: state.me.clone(),
+        text: sanitize_for_display(&text),
+        kind: EntryKind::Own(if state.live && state.outbox_paused_until.is_none() {
+            Delivery::Pending
+        } else {
+            Delivery::Queued
+        }),
+        broadcast: target == Target::Broadcast,
+        action,
+        mention: false,
+        local,
+        epoch: state.epoch,
+        seq,
+        wrapped: Default::default(),
+    };
+    let c = state.ensure_conv(&conv);
+    c.push(entry);
+    c.scroll = 0;
+    state.outbox.push_back(out);
+    pump(state, fx);
+}
+
+/// Sends the next own message if the session is up, nothing is on its way
+/// and the server's rate limit allows it.
+pub(super) fn pump(state: &mut State, fx: &mut Vec<Effect>) {
+    if !state.live || state.in_flight.is_some() || state.rejoins > 0 {
+        return;
+    }
+    if let Some(until) = state.outbox_paused_until {
+        if state.now < until {
+            return;
+        }
+        state.outbox_paused_until = None;
+    }
+    if let Some(out) = state.outbox.pop_front() {
+        set_delivery(state, &out.conv.clone(), out.local, Delivery::Pending);
+        let effect = send_outgoing(state, out);
+        if let Effect::Net(NetCommand::Request { req, .. }) = &effect {
+            state.in_flight = Some(*req);
+        }
+        fx.push(effect);
+    }
+}
+
+fn send_outgoing(state: &mut State, out: Outgoing) -> Effect {
+    let text = out.text.clone();
+    let action = out.action;
+    let ev = match &out.target {
+        Target::Room(room) => ClientEvent::RoomMessage(RoomMessageRequest {
+            room: room.clone(),
+            text,
+            action,
+        }),
+        Target::Dm(to) => ClientEvent::DmMessage(DmRequest {
+            to: to.clone(),
+            text,
+            action,
+        }),
+        Target::Global => ClientEvent::GlobalMessage(TextRequest { text, action }),
+        Target::Broadcast => ClientEvent::BroadcastMessage(TextRequest { text, action }),
+    };
+    state.request(Request::Message(out), ev)
+}
+
+pub(super) fn set_delivery(state: &mut State, conv: &ConvId, local: u64, d: Delivery) {
+    if local == 0 {
+        return;
+    }
+    if let Some(c) = state.conv_mut(conv)
+        && let Some(e) = c.entries.iter_mut().rev().find(|e| e.local == local)
+    {
+        e.set_kind(EntryKind::Own(d));
+    }
+}
+
+/// Marks every waiting message as queued (the connection is gone).
+pub(super) fn mark_queued(state: &mut State) {
+    let waiting: Vec<(ConvId, u64)> = state
+        .outbox
+        .iter()
+        .map(|o| (o.conv.clone(), o.local))
+        .collect();
+    for (conv, local) in waiting {
+        set_delivery(state, &conv, local, Delivery::Queued);
+    }
+}
+
+/// Puts `out` back in the outbox at its place (by local sequence number).
+fn requeue(state: &mut State, out: Outgoing) {
+    set_delivery(state, &out.conv, out.local, Delivery::Queued);
+    let pos = state
+        .outbox
+        .iter()
+        .position(|o| o.local > out.local)
+        .unwrap_or(state.outbox.len());
+    state.outbox.insert(pos, out);
+}
+
+/// How long the server asks to wait before trying again, if it is a
+/// refusal worth retrying.
+pub fn retry_after(err: &ChatError) -> Option<Duration> {
+    if !matches!(err.code, ErrorCode::RateLimited | ErrorCode::Unavailable) {
+        return None;
+    }
+    let ms = err
+        .context
+        .get("retryAfterMs")
+        .and_then(serde_json::Value::as_u64);
+    Some(ms.map(Duration::from_millis).unwrap_or(DEFAULT_RETRY_AFTER))
+}
+
+/// What the ack of an own message does to its line.
+pub(super) fn message_acked(state: &mut State, out: Outgoing, result: Result<SentAck, AckError>) {
+    match result {
+        Ok(sent) => {
+            let conv = out.conv.clone();
+            let epoch = state.epoch;
+            let Some(c) = state.conv_mut(&conv) else {
+                return;
+            };
+            // The echo may have arrived first as a line of its own: keep one.
+            if c.has_id_in_epoch(&sent.id, epoch)
+                && let Some(dup) = c.entries.iter().rposition(|e| {
+                    e.id.as_deref() == Some(&sent.id) && e.epoch == epoch && e.local == 0
+                })
+            {
+                c.remove(dup);
+            }
+            let taken = c.has_id_in_epoch(&sent.id, epoch);
+            if let Some(pos) = c.entries.iter().rposition(|e| e.local == out.local)
+                && let Some(mut e) = c.remove(pos)
+            {
+                if e.id.is_none() && !taken {
+                    e.id = Some(sent.id);
+                    e.ts = sent.ts;
+                    e.epoch = epoch;
+                }
+                e.set_kind(EntryKind::Own(Delivery::Sent));
+                c.insert_ordered(e);
+            }
+        }
+        // The connection went away under it: back in the outbox, in order.
+        Err(AckError::NotSent(_)) => requeue(state, out),
+        Err(AckError::Refused(err)) if retry_after(&err).is_some() => {
+            let wait = retry_after(&err).unwrap_or(DEFAULT_RETRY_AFTER);
+            let until = state.now + wait;
+            state.outbox_paused_until = Some(
+                state
+                    .outbox_paused_until
+                    .map_or(until, |old| old.max(until)),
+            );
+            requeue(state, out);
+            mark_queued(state);
+        }
+        Err(e) => {
+            let code = match e {
+                AckError::Refused(err) => err.code.to_string(),
+                AckError::Timeout => "timeout".to_owned(),
+                AckError::Malformed(_) => "bad_ack".to_owned(),
+                AckError::NotSent(_) => "not_sent".to_owned(),
+            };
+            set_delivery(state, &out.conv, out.local, Delivery::Failed(code));
+        }
+    }
+}

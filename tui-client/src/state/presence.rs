@@ -1,0 +1,98 @@
+//! Presence: who is online and who is in each room, kept live from
+//! `presence` events and snapshots. While the connection is down the lists
+//! stay as last known (the view greys them), never cleared.
+
+use chat_shared::{
+    ClientEvent, Presence, PresenceKind, PresenceSnapshot, canonical_room, is_valid_username,
+};
+
+use super::{ConvId, Effect, Request, State};
+
+pub(super) fn presence(state: &mut State, p: Presence, fx: &mut Vec<Effect>) {
+    state.online = p.online;
+    let room = p.room.as_deref().and_then(canonical_room).map(ConvId::Room);
+    let user = p
+        .user
+        .as_deref()
+        .filter(|u| is_valid_username(u))
+        .map(str::to_owned);
+    match (p.event, user) {
+        (PresenceKind::Connect, Some(u)) => {
+            state.users.insert(u);
+        }
+        (PresenceKind::Disconnect, Some(u)) => {
+            state.users.remove(&u);
+        }
+        (PresenceKind::Join, Some(u)) => {
+            state.users.insert(u.clone());
+            if let Some(c) = room.as_ref().and_then(|r| state.conv_mut(r)) {
+                c.members.insert(u);
+                c.member_count = p.members;
+            }
+        }
+        (PresenceKind::Leave, Some(u)) => {
+            if let Some(c) = room.as_ref().and_then(|r| state.conv_mut(r)) {
+                c.members.remove(&u);
+                c.member_count = p.members;
+            }
+        }
+        (PresenceKind::Summary, _) => {
+            let Some(s) = p.summary else { return };
+            let complete = s.joined.is_some() && s.left.is_some();
+            let joined = s.joined.unwrap_or_default();
+            let left = s.left.unwrap_or_default();
+            match room.as_ref() {
+                Some(r) => {
+                    if let Some(c) = state.conv_mut(r) {
+                        c.members
+                            .extend(joined.iter().filter(|u| is_valid_username(u)).cloned());
+                        for u in &left {
+                            c.members.remove(u);
+                        }
+                        c.member_count = p.members;
+                    }
+                    state
+                        .users
+                        .extend(joined.into_iter().filter(|u| is_valid_username(u)));
+                }
+                None => {
+                    state
+                        .users
+                        .extend(joined.into_iter().filter(|u| is_valid_username(u)));
+                    for u in &left {
+                        state.users.remove(u);
+                    }
+                }
+            }
+            if !complete && state.live {
+                fx.push(state.request(Request::Refresh, ClientEvent::PresenceGet));
+            }
+        }
+        _ => {}
+    }
+}
+
+pub(super) fn apply_snapshot(state: &mut State, snap: &PresenceSnapshot) {
+    state.online = snap.online;
+    state.users = snap
+        .users
+        .iter()
+        .filter(|u| is_valid_username(u))
+        .cloned()
+        .collect();
+    for rc in &snap.rooms {
+        if let Some(room) = canonical_room(&rc.room) {
+            if let Some(c) = state.conv_mut(&ConvId::Room(room.clone())) {
+                c.member_count = Some(rc.members);
+            }
+            state.known_rooms.insert(room);
+        }
+    }
+}
+
+impl State {
+    /// Whether the presence lists are live (false: last known, greyed).
+    pub fn presence_live(&self) -> bool {
+        self.live
+    }
+}

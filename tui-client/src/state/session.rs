@@ -1,0 +1,320 @@
+//! The session: the connection as the status bar tells it, what the network
+//! task reports (attempts, failures, refusals, acks, server events), the
+//! `session` event (recovered or fresh, re-joins after a fresh one), and a
+//! taken username that the user replaces without quitting.
+
+use chat_shared::{
+    AckError, ChatError, ClientEvent, ConnectRefusal, ErrorCode, RoomRequest, ServerEvent,
+    SessionInfo, canonical_room, is_valid_username, sanitize_for_display,
+};
+use tokio::time::Instant;
+
+use super::conversations::{dm_message, feed_message, joined, room_message};
+use super::{ConvId, Effect, RECOVERED_SHOWN, Request, State, backlog, outbox, presence, typing};
+use crate::msg::{AckReply, ConnectFailure, NetCommand, NetEvent};
+
+/// The connection as the status bar tells it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Conn {
+    Connecting {
+        attempt: u32,
+    },
+    Connected,
+    Reconnecting {
+        attempt: u32,
+        last_contact: Option<Instant>,
+    },
+    Refused {
+        reason: String,
+        retrying: bool,
+    },
+}
+
+impl State {
+    /// The status bar's text, as the user reads it.
+    pub fn status_text(&self) -> String {
+        let why = match &self.last_failure {
+            Some(f) if !self.live => format!(": {}", f.describe()),
+            _ => String::new(),
+        };
+        match &self.conn {
+            Conn::Connecting { attempt } if *attempt <= 1 => {
+                format!("connecting to {}…", self.server)
+            }
+            Conn::Connecting { attempt } => {
+                format!("connecting to {} (attempt {attempt}){why}", self.server)
+            }
+            Conn::Connected => match self.recovered {
+                Some((missed, truncated, until)) if until > self.now => format!(
+                    "connected as {} · recovered ({missed} missed{})",
+                    self.me,
+                    if truncated { ", some lost" } else { "" }
+                ),
+                _ => format!("connected as {}", self.me),
+            },
+            Conn::Reconnecting {
+                attempt,
+                last_contact,
+            } => match last_contact {
+                Some(at) => format!(
+                    "reconnecting (attempt {attempt}, last contact {} s ago){why}",
+                    self.now.saturating_duration_since(*at).as_secs()
+                ),
+                None => format!("reconnecting (attempt {attempt}){why}"),
+            },
+            Conn::Refused { reason, retrying } => {
+                format!(
+                    "refused ({reason}){}",
+                    if *retrying { ", retrying" } else { "" }
+                )
+            }
+        }
+    }
+
+    /// Whether the server refused my username as taken: the next line typed
+    /// is taken as another name to try.
+    pub fn name_taken(&self) -> bool {
+        !self.live && self.name_taken
+    }
+}
+
+/// Tries `name` instead of the taken username.
+pub(super) fn rename(state: &mut State, name: &str, fx: &mut Vec<Effect>) {
+    let name = name.trim().trim_start_matches('@');
+    if !is_valid_username(name) {
+        state.toast(format!(
+            "invalid_username: {name:?} is not a username (1-32 of A-Z a-z 0-9 _ . -)"
+        ));
+        return;
+    }
+    if state.had_session && state.live {
+        state.toast("you are connected: a new name needs a new connection (restart with --user)");
+        return;
+    }
+    state.me = name.to_owned();
+    state.name_taken = false;
+    state.conn = Conn::Connecting { attempt: 1 };
+    fx.push(Effect::Net(NetCommand::Rename(name.to_owned())));
+}
+
+pub(super) fn net_event(state: &mut State, ev: NetEvent, fx: &mut Vec<Effect>) {
+    match ev {
+        NetEvent::Connecting {
+            attempt,
+            last_contact,
+        } => {
+            state.live = false;
+            outbox::mark_queued(state);
+            if attempt <= 1 {
+                state.last_failure = None;
+            }
+            state.conn = if state.had_session {
+                Conn::Reconnecting {
+                    attempt,
+                    last_contact,
+                }
+            } else {
+                Conn::Connecting { attempt }
+            };
+        }
+        NetEvent::Failed { failure } => {
+            state.live = false;
+            if state.last_failure.as_ref() != Some(&failure) && failure != ConnectFailure::Other {
+                state.toast(failure.describe());
+            }
+            state.last_failure = Some(failure);
+        }
+        NetEvent::Refused { refusal, retrying } => {
+            state.live = false;
+            refused(state, &refusal, retrying);
+        }
+        NetEvent::Server(ev) => server_event(state, ev, fx),
+        NetEvent::Ack { req, result } => ack(state, req, result, fx),
+        NetEvent::Presence(snapshot) => presence::apply_snapshot(state, &snapshot),
+    }
+}
+
+fn refused(state: &mut State, refusal: &ConnectRefusal, retrying: bool) {
+    state.conn = Conn::Refused {
+        reason: refusal.to_string(),
+        retrying,
+    };
+    if refusal.code == ErrorCode::UsernameTaken {
+        state.name_taken = true;
+        state.toast(format!(
+            "{} is taken: type another name and press Enter (or wait: it may free up)",
+            state.me
+        ));
+    } else {
+        state.toast(format!("connection refused: {refusal}"));
+    }
+}
+
+fn server_event(state: &mut State, ev: ServerEvent, fx: &mut Vec<Effect>) {
+    match ev {
+        ServerEvent::Session(s) => session(state, s, fx),
+        ServerEvent::RoomMessage(m) => room_message(state, m, fx),
+        ServerEvent::DmMessage(m) => dm_message(state, m, false, fx),
+        ServerEvent::GlobalMessage(m) => feed_message(state, m, false, fx),
+        ServerEvent::BroadcastMessage(m) => feed_message(state, m, true, fx),
+        ServerEvent::Typing(t) => typing::typing(state, t),
+        ServerEvent::Presence(p) => presence::presence(state, p, fx),
+        ServerEvent::Error(e) => chat_error(state, &e),
+        // Admin events never come on /chat; nothing to show.
+        ServerEvent::AdminSnapshot(_) | ServerEvent::AdminEvent(_) | ServerEvent::AdminStats(_) => {
+        }
+    }
+}
+
+fn session(state: &mut State, s: SessionInfo, fx: &mut Vec<Effect>) {
+    state.me = s.username.clone();
+    state.live = true;
+    state.name_taken = false;
+    state.last_failure = None;
+    state.conn = Conn::Connected;
+    let rooms_before = state.rooms();
+    if s.recovered {
+        state.recovered = Some((s.missed, s.truncated, state.now + RECOVERED_SHOWN));
+    } else {
+        state.recovered = None;
+    }
+    for room in &s.rooms {
+        if let Some(room) = canonical_room(room) {
+            state.ensure_conv(&ConvId::Room(room));
+        }
+    }
+    if !s.recovered && state.had_session {
+        state.epoch += 1;
+        // A fresh session after a loss: the server forgot my rooms; join
+        // them again (the history in the acks fills what it can).
+        for room in rooms_before {
+            if !s.rooms.contains(&room) {
+                let ev = ClientEvent::RoomJoin(RoomRequest { room });
+                state.rejoins += 1;
+                fx.push(state.request(
+                    Request::Join {
+                        switch: false,
+                        rejoin: true,
+                    },
+                    ev,
+                ));
+            }
+        }
+        state.toast("session not recovered: messages sent meanwhile may be missing");
+    }
+    if !state.had_session {
+        // The rooms of the configuration, joined once per run.
+        let auto: Vec<String> = state
+            .autojoin
+            .drain(..)
+            .filter_map(|r| canonical_room(&r))
+            .collect();
+        let first = auto.first().cloned();
+        for room in auto {
+            if state.conv(&ConvId::Room(room.clone())).is_some() {
+                continue;
+            }
+            let switch = Some(&room) == first.as_ref();
+            let ev = ClientEvent::RoomJoin(RoomRequest { room });
+            fx.push(state.request(
+                Request::Join {
+                    switch,
+                    rejoin: false,
+                },
+                ev,
+            ));
+        }
+    }
+    state.had_session = true;
+    // Whatever was on its way went with the old connection; its ack (or
+    // timeout) still settles that line. The outbox goes out in order, after
+    // any re-joins.
+    state.in_flight = None;
+    fx.push(state.request(Request::Refresh, ClientEvent::PresenceGet));
+    outbox::pump(state, fx);
+}
+
+fn chat_error(state: &mut State, e: &ChatError) {
+    // The outbox retries what the rate limit refused: nothing to tell.
+    let message_event = matches!(
+        e.event(),
+        Some("room:message" | "dm:message" | "global:message" | "broadcast:message")
+    );
+    if message_event && outbox::retry_after(e).is_some() {
+        return;
+    }
+    let mut text = format!("{}: {}", e.code, sanitize_for_display(&e.message));
+    if let Some(ev) = e.event() {
+        text.push_str(&format!(" ({})", sanitize_for_display(ev)));
+    }
+    state.toast(text);
+}
+
+fn ack(state: &mut State, req: u64, result: Result<AckReply, AckError>, fx: &mut Vec<Effect>) {
+    let Some(request) = state.requests.remove(&req) else {
+        return;
+    };
+    if state.in_flight == Some(req) {
+        state.in_flight = None;
+    }
+    if let Request::Join { rejoin: true, .. } = request {
+        state.rejoins = state.rejoins.saturating_sub(1);
+    }
+    ack_result(state, request, result, fx);
+    outbox::pump(state, fx);
+}
+
+fn ack_result(
+    state: &mut State,
+    request: Request,
+    result: Result<AckReply, AckError>,
+    fx: &mut Vec<Effect>,
+) {
+    match (request, result) {
+        (Request::Message(out), Ok(AckReply::Sent(sent))) => {
+            outbox::message_acked(state, out, Ok(sent))
+        }
+        (Request::Message(out), Err(e)) => outbox::message_acked(state, out, Err(e)),
+        (Request::Message(out), Ok(_)) => outbox::message_acked(
+            state,
+            out,
+            Err(AckError::Malformed("not a message ack".into())),
+        ),
+        (Request::Join { switch, .. }, Ok(AckReply::Joined(j))) => joined(state, j, switch, fx),
+        (Request::Leave(room), Ok(_)) => state.close_conv(&ConvId::Room(room), fx),
+        (Request::History(conv), result) => backlog::page(state, conv, result),
+        (Request::Rooms, Ok(AckReply::Rooms(list))) => {
+            let conv = state.active.clone();
+            if list.rooms.is_empty() {
+                state.system(&conv, "no rooms yet: /join #name makes one");
+            } else {
+                let names: Vec<String> = list
+                    .rooms
+                    .iter()
+                    .map(|r| format!("{} ({})", sanitize_for_display(&r.room), r.members))
+                    .collect();
+                state.system(&conv, format!("rooms: {}", names.join(", ")));
+            }
+            for r in &list.rooms {
+                if let Some(room) = canonical_room(&r.room) {
+                    state.known_rooms.insert(room);
+                }
+            }
+        }
+        (Request::Who, Ok(AckReply::Presence(snap))) => {
+            presence::apply_snapshot(state, &snap);
+            let conv = state.active.clone();
+            let names: Vec<String> = state.users.iter().cloned().collect();
+            state.system(
+                &conv,
+                format!("online ({}): {}", snap.online, names.join(", ")),
+            );
+        }
+        (Request::Refresh, Ok(AckReply::Presence(snap))) => presence::apply_snapshot(state, &snap),
+        // Refusals also arrive as chat:error, which makes the toast.
+        (_, Err(AckError::Refused(_))) => {}
+        (Request::Refresh, Err(_)) => {}
+        (_, Err(e)) => state.toast(format!("request failed: {e}")),
+        (_, Ok(_)) => {}
+    }
+}
