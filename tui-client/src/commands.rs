@@ -29,6 +29,10 @@ pub enum Command {
     Search(String),
     /// `/nick name`: try another username after mine was taken.
     Nick(String),
+    /// `/register`: make the name I use an account (asks for a password).
+    Register,
+    /// `/passwd`: change my account's password.
+    Passwd,
     Rooms,
     Who,
     Help,
@@ -40,7 +44,7 @@ pub enum Command {
 }
 
 /// Every command with its usage and what it does, for `/help` and Tab.
-pub const COMMANDS: [(&str, &str, &str); 14] = [
+pub const COMMANDS: [(&str, &str, &str); 16] = [
     ("/join", "/join #room", "join a room and switch to it"),
     (
         "/leave",
@@ -75,6 +79,12 @@ pub const COMMANDS: [(&str, &str, &str); 14] = [
         "/nick name",
         "try another name when yours is taken",
     ),
+    (
+        "/register",
+        "/register",
+        "make my name an account (asks for a password; keeps the session)",
+    ),
+    ("/passwd", "/passwd", "change my account's password"),
     ("/rooms", "/rooms", "list the server's rooms"),
     ("/who", "/who", "list who is online"),
     ("/help", "/help", "show keys and commands"),
@@ -164,6 +174,8 @@ pub fn parse(line: &str) -> Command {
             Some(name) => Command::Nick(name.to_owned()),
             None => Command::Usage(usage("/nick")),
         },
+        "/register" => Command::Register,
+        "/passwd" => Command::Passwd,
         "/rooms" => Command::Rooms,
         "/who" => Command::Who,
         "/help" | "/?" => Command::Help,

@@ -69,6 +69,13 @@ struct Args {
     /// declared dead and rebuilt, in ms.
     #[arg(long, env = "CHAT_TUI_LIVENESS_TIMEOUT_MS", default_value_t = 5_000)]
     liveness_timeout_ms: u64,
+    /// Read the account's password from this file (its first line).
+    #[arg(long, env = "CHAT_TUI_PASSWORD_FILE")]
+    password_file: Option<PathBuf>,
+    /// Create an account for --user (asks for its password twice, unless
+    /// --password-file or CHAT_PASSWORD gives it).
+    #[arg(long)]
+    register: bool,
     /// The longest wait between two connection attempts, in ms.
     #[arg(long, env = "CHAT_TUI_BACKOFF_MAX_MS", default_value_t = 10_000)]
     backoff_max_ms: u64,
@@ -174,8 +181,31 @@ async fn main() -> std::process::ExitCode {
             Err(e) => return fail(format!("cannot open log file {}: {e}", path.display())),
         }
     }
+    // The password, before the screen opens: a file, CHAT_PASSWORD, or (for
+    // a new account) the terminal. Without one the client connects as is
+    // and asks on its input line if the server says the name needs one.
+    let password = match chat_tui::password::initial(
+        args.password_file.as_deref(),
+        std::env::var("CHAT_PASSWORD").ok(),
+    ) {
+        Ok(p) => p,
+        Err(e) => return fail(e),
+    };
+    let password = match (args.register, password) {
+        (true, Some(p)) => match chat_tui::password::check_new(&p) {
+            Ok(()) => Some(p),
+            Err(e) => return fail(e),
+        },
+        (true, None) => match chat_tui::password::prompt_new(&user) {
+            Ok(p) => Some(p),
+            Err(e) => return fail(e),
+        },
+        (false, p) => p,
+    };
     let ms = std::time::Duration::from_millis;
     let net = chat_tui::NetConfig {
+        password,
+        register: args.register,
         ack_timeout: ms(args.ack_timeout_ms.max(1)),
         liveness_interval: ms(args.liveness_interval_ms.max(1)),
         liveness_timeout: ms(args.liveness_timeout_ms.max(1)),

@@ -22,6 +22,14 @@ pub enum NetCommand {
     /// Connect as this username from the next attempt on (after the server
     /// said the name was taken); the next attempt starts at once.
     Rename(String),
+    /// Log in with this password from the next attempt on (the server asked
+    /// for it); the next attempt starts at once.
+    Login(crate::password::Password),
+    /// Create an account for my name with this password: connect again with
+    /// `register: true` and my session, which the new connection takes over.
+    Register(crate::password::Password),
+    /// The password changed: fresh logins from now on use this one.
+    SetPassword(crate::password::Password),
     /// Leave cleanly (a planned disconnect ends the session at once).
     Shutdown,
 }

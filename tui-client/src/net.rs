@@ -44,6 +44,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, timeout};
 
 use crate::msg::{AckReply, ConnectFailure, NetCommand, NetEvent, id_order};
+use crate::password::Password;
 
 /// Timings of the network task.
 #[derive(Debug, Clone)]
@@ -51,6 +52,11 @@ pub struct NetConfig {
     /// Like `http://127.0.0.1:3000`.
     pub url: String,
     pub username: String,
+    /// Sent as `auth.password` (an account's name needs it).
+    pub password: Option<Password>,
+    /// Sent as `auth.register: true` until a session is established: the
+    /// account is created once, then this is a plain login.
+    pub register: bool,
     /// How long to wait for an ack.
     pub ack_timeout: Duration,
     /// How long an attempt may take up to `Event::Connect`.
@@ -72,6 +78,8 @@ impl NetConfig {
         NetConfig {
             url: url.to_owned(),
             username: username.to_owned(),
+            password: None,
+            register: false,
             ack_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(10),
             liveness_interval: Duration::from_secs(5),
@@ -125,6 +133,11 @@ enum Outcome {
     },
     /// The user chose another name while connecting.
     Renamed(String),
+    /// Try again at once (a password was given).
+    Retry,
+    /// Claim the name (`/register`) on a new connection that takes this
+    /// session over; the old client is kept until the server closes it.
+    Claim(Password, Client),
 }
 
 /// What a reconnect must present to resume.
@@ -133,6 +146,8 @@ struct Resume {
     session: Option<String>,
     offset: Option<String>,
     last_contact: Option<Instant>,
+    /// A `session` event arrived on the last connection.
+    established: bool,
 }
 
 /// Tells why a connection attempt failed from the library's error text (its
@@ -204,16 +219,46 @@ async fn run(
 ) {
     let mut resume = Resume::default();
     let mut attempt = 0u32;
+    // A `/register` in progress: the password this client had before it.
+    let mut claiming: Option<Option<Password>> = None;
     loop {
         attempt += 1;
         let _ = events.send(NetEvent::Connecting {
             attempt,
             last_contact: resume.last_contact,
         });
-        let outcome = connect_once(&config, &mut resume, &mut cmds, &events).await;
+        resume.established = false;
+        let outcome = connect_once(&mut config, &mut resume, &mut cmds, &events).await;
+        if resume.established {
+            // The account exists now: from here on it is a plain login.
+            config.register = false;
+            claiming = None;
+        }
         let wait = match outcome {
             Outcome::Quit => return,
             Outcome::Refused(refusal) => {
+                if let Some(before) = claiming.take() {
+                    // The claim was refused: the session is still mine; go
+                    // back to it as I was.
+                    config.register = false;
+                    config.password = before;
+                    let _ = events.send(NetEvent::Refused {
+                        refusal,
+                        retrying: true,
+                    });
+                    attempt = 0;
+                    continue;
+                }
+                let refusal = if config.register && refusal.code == ErrorCode::UsernameTaken {
+                    // Registering a name that has an account: maybe mine.
+                    config.register = false;
+                    ConnectRefusal::new(
+                        ErrorCode::AuthRequired,
+                        format!("{}: log in with its password instead", refusal.message),
+                    )
+                } else {
+                    refusal
+                };
                 let retrying = matches!(
                     refusal.code,
                     ErrorCode::UsernameTaken | ErrorCode::ServerFull
@@ -227,8 +272,15 @@ async fn run(
                     resume.session = None;
                     resume.offset = None;
                 } else if !retrying {
-                    idle_until_shutdown(&mut cmds, &events).await;
-                    return;
+                    // Stop: only the user can fix this (a password, a name).
+                    match wait_for_fix(&mut cmds, &events).await {
+                        None => return,
+                        Some(fix) => {
+                            apply_fix(&mut config, &mut resume, fix);
+                            attempt = 0;
+                            continue;
+                        }
+                    }
                 }
                 config.backoff_max
             }
@@ -243,6 +295,22 @@ async fn run(
                 attempt = 0;
                 continue;
             }
+            Outcome::Retry => {
+                attempt = 0;
+                continue;
+            }
+            Outcome::Claim(password, old) => {
+                claiming = Some(config.password.replace(password));
+                config.register = true;
+                // Kept open (not disconnected, which would end the session)
+                // until the server closes it for the new connection.
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_secs(30)).await;
+                    drop(old);
+                });
+                attempt = 0;
+                continue;
+            }
         };
         let until = Instant::now() + wait;
         loop {
@@ -250,15 +318,47 @@ async fn run(
                 _ = tokio::time::sleep_until(until) => break,
                 cmd = cmds.recv() => match cmd {
                     None | Some(NetCommand::Shutdown) => return,
-                    Some(NetCommand::Rename(name)) => {
-                        rename(&mut config, &mut resume, name);
+                    Some(cmd @ (NetCommand::Rename(_) | NetCommand::Login(_) | NetCommand::Register(_))) => {
+                        apply_fix(&mut config, &mut resume, cmd);
                         attempt = 0;
                         break;
                     }
+                    Some(NetCommand::SetPassword(p)) => config.password = Some(p),
                     Some(cmd) => refuse_offline(cmd, &events),
                 },
             }
         }
+    }
+}
+
+/// Waits for a command that may fix a refusal (a name, a password), or
+/// `None` at shutdown; refuses requests meanwhile.
+async fn wait_for_fix(
+    cmds: &mut mpsc::UnboundedReceiver<NetCommand>,
+    events: &mpsc::UnboundedSender<NetEvent>,
+) -> Option<NetCommand> {
+    while let Some(cmd) = cmds.recv().await {
+        match cmd {
+            NetCommand::Shutdown => return None,
+            NetCommand::Rename(_) | NetCommand::Login(_) | NetCommand::Register(_) => {
+                return Some(cmd);
+            }
+            other => refuse_offline(other, events),
+        }
+    }
+    None
+}
+
+/// Applies a new name or password to the next attempts.
+fn apply_fix(config: &mut NetConfig, resume: &mut Resume, fix: NetCommand) {
+    match fix {
+        NetCommand::Rename(name) => rename(config, resume, name),
+        NetCommand::Login(p) | NetCommand::SetPassword(p) => config.password = Some(p),
+        NetCommand::Register(p) => {
+            config.password = Some(p);
+            config.register = true;
+        }
+        _ => {}
     }
 }
 
@@ -295,9 +395,10 @@ async fn idle_until_shutdown(
 fn build(config: &NetConfig, resume: &Resume, raw: mpsc::UnboundedSender<Raw>) -> ClientBuilder {
     let auth = Auth {
         username: config.username.clone(),
+        password: config.password.as_ref().map(|p| p.expose().to_owned()),
+        register: config.register.then_some(true),
         session: resume.session.clone(),
         offset: resume.offset.clone(),
-        ..Default::default()
     };
     let auth = serde_json::to_value(&auth).unwrap_or(Value::Null);
     let (on_connect, on_close, on_error, on_any) = (raw.clone(), raw.clone(), raw.clone(), raw);
@@ -424,7 +525,7 @@ fn message_id(ev: &ServerEvent) -> Option<&str> {
 }
 
 async fn connect_once(
-    config: &NetConfig,
+    config: &mut NetConfig,
     resume: &mut Resume,
     cmds: &mut mpsc::UnboundedReceiver<NetCommand>,
     events: &mpsc::UnboundedSender<NetEvent>,
@@ -481,6 +582,18 @@ async fn connect_once(
                     discard(client);
                     return Outcome::Renamed(name);
                 }
+                Some(NetCommand::Login(p)) => {
+                    config.password = Some(p);
+                    discard(client);
+                    return Outcome::Retry;
+                }
+                Some(NetCommand::Register(p)) => {
+                    config.password = Some(p);
+                    config.register = true;
+                    discard(client);
+                    return Outcome::Retry;
+                }
+                Some(NetCommand::SetPassword(p)) => config.password = Some(p),
                 Some(cmd) => refuse_offline(cmd, events),
             },
         }
@@ -516,6 +629,7 @@ async fn connect_once(
                     let replaced = matches!(&ev, ServerEvent::Error(e) if e.code == ErrorCode::SessionReplaced);
                     if let ServerEvent::Session(s) = &ev {
                         resume.session = Some(s.session.clone());
+                        resume.established = true;
                         live = true;
                     }
                     let _ = events.send(NetEvent::Server(ev));
@@ -552,6 +666,21 @@ async fn connect_once(
                     if !live {
                         break Outcome::Renamed(name);
                     }
+                }
+                Some(NetCommand::SetPassword(p)) => config.password = Some(p),
+                Some(NetCommand::Login(p)) => {
+                    config.password = Some(p);
+                    if !live {
+                        break Outcome::Retry;
+                    }
+                }
+                Some(NetCommand::Register(p)) => {
+                    if live {
+                        break Outcome::Claim(p, client.clone());
+                    }
+                    config.password = Some(p);
+                    config.register = true;
+                    break Outcome::Retry;
                 }
                 Some(NetCommand::Volatile(ev)) => {
                     if !live {
@@ -615,7 +744,12 @@ async fn connect_once(
             }
         }
     };
-    discard(client);
+    match &outcome {
+        // No planned disconnect: that would end the session being claimed.
+        // The server closes the old connection once the new one takes over.
+        Outcome::Claim(..) => {}
+        _ => discard(client),
+    }
     outcome
 }
 

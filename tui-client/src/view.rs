@@ -509,6 +509,11 @@ fn entry_rows(e: &Entry, width: usize, look: &EntryLook) -> Vec<Row> {
             match kind {
                 EntryKind::Own(Delivery::Pending) => push_str(&mut cells, " (sending…)", dim),
                 EntryKind::Own(Delivery::Queued) => push_str(&mut cells, " (queued)", dim),
+                EntryKind::Own(Delivery::Held(to)) => push_str(
+                    &mut cells,
+                    &format!(" (queued for {})", sanitize_for_display(to)),
+                    dim,
+                ),
                 EntryKind::Own(Delivery::Failed(code)) => push_str(
                     &mut cells,
                     &format!(" (failed: {code})"),
@@ -939,19 +944,23 @@ fn draw_input(frame: &mut Frame, state: &State, area: Rect) -> Option<Position> 
         frame.render_widget(Paragraph::new(Line::styled(text, style)), area);
         return None;
     }
-    let prompt = if state.name_taken() {
-        "new name> "
-    } else {
-        "> "
+    let prompt = match &state.secret {
+        Some(secret) => secret.prompt(&state.me),
+        None if state.name_taken() => "new name> ".to_owned(),
+        None => "> ".to_owned(),
     };
-    let width = (area.width as usize).saturating_sub(prompt.len() + 1);
+    let prompt_w = UnicodeWidthStr::width(prompt.as_str());
+    let width = (area.width as usize).saturating_sub(prompt_w + 1);
     // Grapheme clusters with their width and the char index they start at:
     // a flag or a family emoji is one cluster of two columns.
     let mut shown: Vec<(String, usize, usize)> = Vec::new();
     let mut chars = 0;
     for g in state.input.graphemes(true) {
         let n = g.chars().count();
-        let (g, w) = if g.contains('\n') {
+        // A password shows as one dot a character.
+        let (g, w) = if state.secret.is_some() {
+            ("•".to_owned(), 1)
+        } else if g.contains('\n') {
             ("↵".to_owned(), 1)
         } else {
             (g.to_owned(), UnicodeWidthStr::width(g))
@@ -982,7 +991,7 @@ fn draw_input(frame: &mut Frame, state: &State, area: Rect) -> Option<Position> 
     let line = Line::from(vec![
         Span::styled(
             prompt,
-            Style::new().fg(if state.name_taken() {
+            Style::new().fg(if state.name_taken() || state.secret.is_some() {
                 Color::Yellow
             } else {
                 Color::Cyan
@@ -991,7 +1000,7 @@ fn draw_input(frame: &mut Frame, state: &State, area: Rect) -> Option<Position> 
         Span::raw(text),
     ]);
     frame.render_widget(Paragraph::new(line), area);
-    let x = area.x + (prompt.len() + col(start, cursor)) as u16;
+    let x = area.x + (prompt_w + col(start, cursor)) as u16;
     let at = Position::new(x.min(area.right().saturating_sub(1)), area.y);
     frame.set_cursor_position(at);
     Some(at)

@@ -7,7 +7,7 @@ use chat_shared::{ClientEvent, RoomRequest, canonical_room, is_valid_username};
 
 use super::editor::{Confirm, quit};
 use super::outbox::{Target, send_text};
-use super::{ConvId, Effect, Request, State, search, session};
+use super::{ConvId, Effect, Request, State, account, search, session};
 use crate::commands::{self, Command};
 
 pub(super) fn submit(state: &mut State, fx: &mut Vec<Effect>) {
@@ -15,6 +15,11 @@ pub(super) fn submit(state: &mut State, fx: &mut Vec<Effect>) {
     state.cursor = 0;
     state.history_pos = None;
     state.draft.clear();
+    // A password: never kept in the input history, never a message.
+    if state.secret.is_some() {
+        account::submit(state, line, fx);
+        return;
+    }
     if line.trim().is_empty() {
         return;
     }
@@ -115,6 +120,8 @@ pub(super) fn run_line(state: &mut State, line: &str, fx: &mut Vec<Effect>) {
         }
         Command::Search(query) => search::start(state, &query),
         Command::Nick(name) => session::rename(state, &name, fx),
+        Command::Register => account::start_register(state),
+        Command::Passwd => account::start_passwd(state),
         Command::Msg { to, text } => {
             if !is_valid_username(&to) {
                 state.toast(format!("invalid_username: {to:?} is not a username"));

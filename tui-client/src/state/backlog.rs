@@ -16,10 +16,15 @@ pub const PAGE: u64 = 100;
 /// Asks for the page of history before the active conversation's oldest
 /// line, unless one is on its way or there is nothing older.
 pub(super) fn fetch_older(state: &mut State, fx: &mut Vec<Effect>) {
+    let conv = state.active.clone();
+    fetch_older_of(state, conv, fx);
+}
+
+/// [`fetch_older`] for any conversation.
+pub(super) fn fetch_older_of(state: &mut State, conv: ConvId, fx: &mut Vec<Effect>) {
     if !state.live {
         return;
     }
-    let conv = state.active.clone();
     let target = match &conv {
         ConvId::Room(r) => HistoryTarget::Room(r.clone()),
         ConvId::Dm(u) => HistoryTarget::With(u.clone()),

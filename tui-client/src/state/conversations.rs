@@ -46,6 +46,9 @@ pub enum Delivery {
     Pending,
     /// Acked (or echoed) by the server.
     Sent,
+    /// Acked with `queued: true`: the server keeps it for this user, who is
+    /// offline, until they connect.
+    Held(String),
     /// Refused or timed out: the error code.
     Failed(String),
 }

@@ -95,6 +95,7 @@ pub(super) fn key_input(state: &mut State, key: KeyEvent, fx: &mut Vec<Effect>) 
         KeyCode::Esc => {
             state.toasts.clear();
             state.search = None;
+            super::account::cancel(state);
         }
         KeyCode::Enter => actions::submit(state, fx),
         KeyCode::Tab => complete(state),

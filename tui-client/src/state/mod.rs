@@ -11,6 +11,8 @@
 //!   duplicates, unread counts, mentions, the "new messages" marker, the cap.
 //! - [`outbox`]: own messages, sent in order, paced by the rate limit.
 //! - [`session`]: the connection, the `session` event, acks, a taken name.
+//! - [`account`]: passwords on the input line, `/register`, `/passwd`, DMs
+//!   kept for an offline account.
 //! - [`editor`]: the input line and the keys.
 //! - [`actions`]: what a line does on Enter (slash commands).
 //! - [`presence`], [`typing`]: who is online, in a room, typing.
@@ -18,6 +20,7 @@
 //! - [`backlog`]: older history fetched by scrolling up.
 //! - [`search`]: `/search` and Ctrl-R.
 
+pub mod account;
 pub mod actions;
 pub mod backlog;
 pub mod conversations;
@@ -71,13 +74,18 @@ pub struct Toast {
 /// What an outstanding request was for.
 #[derive(Debug, Clone)]
 enum Request {
-    Join { switch: bool, rejoin: bool },
+    Join {
+        switch: bool,
+        rejoin: bool,
+    },
     Leave(String),
     Message(Outgoing),
     History(ConvId),
     Rooms,
     Who,
     Refresh,
+    /// `account:password`, with the new password for the network task.
+    Passwd(crate::password::Password),
 }
 
 /// The whole client state.
@@ -121,6 +129,8 @@ pub struct State {
     completion: Option<Completion>,
     /// A question waiting for y/n.
     pub confirm: Option<Confirm>,
+    /// The input line asks for a password (masked; see [`account`]).
+    pub secret: Option<account::Secret>,
     pub search: Option<Search>,
     /// The conversation I last told I am typing in, and when.
     typing_sent: Option<(ConvId, Instant)>,
@@ -193,6 +203,7 @@ impl State {
             draft: String::new(),
             completion: None,
             confirm: None,
+            secret: None,
             search: None,
             typing_sent: None,
             outbox: VecDeque::new(),
@@ -329,5 +340,7 @@ fn tick(state: &mut State, now: Instant, wall_ms: u64, fx: &mut Vec<Effect>) {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_account;
 #[cfg(test)]
 mod tests_daily;

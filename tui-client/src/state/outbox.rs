@@ -162,6 +162,22 @@ pub(super) fn set_delivery(state: &mut State, conv: &ConvId, local: u64, d: Deli
     }
 }
 
+/// Sets the delivery of every own line of `conv` whose delivery `pick`s.
+pub(super) fn set_delivery_where(
+    state: &mut State,
+    conv: &ConvId,
+    pick: impl Fn(&Delivery) -> bool,
+    d: Delivery,
+) {
+    if let Some(c) = state.conv_mut(conv) {
+        for e in c.entries.iter_mut() {
+            if matches!(&e.kind, EntryKind::Own(old) if pick(old)) {
+                e.set_kind(EntryKind::Own(d.clone()));
+            }
+        }
+    }
+}
+
 /// Marks every waiting message as queued (the connection is gone).
 pub(super) fn mark_queued(state: &mut State) {
     let waiting: Vec<(ConvId, u64)> = state
@@ -203,6 +219,10 @@ pub(super) fn message_acked(state: &mut State, out: Outgoing, result: Result<Sen
     match result {
         Ok(sent) => {
             let conv = out.conv.clone();
+            let delivery = match (&conv, sent.queued) {
+                (ConvId::Dm(to), Some(true)) => Delivery::Held(to.clone()),
+                _ => Delivery::Sent,
+            };
             let epoch = state.epoch;
             let Some(c) = state.conv_mut(&conv) else {
                 return;
@@ -224,7 +244,7 @@ pub(super) fn message_acked(state: &mut State, out: Outgoing, result: Result<Sen
                     e.ts = sent.ts;
                     e.epoch = epoch;
                 }
-                e.set_kind(EntryKind::Own(Delivery::Sent));
+                e.set_kind(EntryKind::Own(delivery));
                 c.insert_ordered(e);
             }
         }

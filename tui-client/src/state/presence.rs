@@ -18,6 +18,7 @@ pub(super) fn presence(state: &mut State, p: Presence, fx: &mut Vec<Effect>) {
         .map(str::to_owned);
     match (p.event, user) {
         (PresenceKind::Connect, Some(u)) => {
+            super::account::user_back(state, &u);
             state.users.insert(u);
         }
         (PresenceKind::Disconnect, Some(u)) => {

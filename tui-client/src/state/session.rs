@@ -10,7 +10,9 @@ use chat_shared::{
 use tokio::time::Instant;
 
 use super::conversations::{dm_message, feed_message, joined, room_message};
-use super::{ConvId, Effect, RECOVERED_SHOWN, Request, State, backlog, outbox, presence, typing};
+use super::{
+    ConvId, Effect, RECOVERED_SHOWN, Request, State, account, backlog, outbox, presence, typing,
+};
 use crate::msg::{AckReply, ConnectFailure, NetCommand, NetEvent};
 
 /// The connection as the status bar tells it.
@@ -139,6 +141,9 @@ fn refused(state: &mut State, refusal: &ConnectRefusal, retrying: bool) {
         reason: refusal.to_string(),
         retrying,
     };
+    if account::refused(state, refusal) {
+        return;
+    }
     if refusal.code == ErrorCode::UsernameTaken {
         state.name_taken = true;
         state.toast(format!(
@@ -180,7 +185,14 @@ fn session(state: &mut State, s: SessionInfo, fx: &mut Vec<Effect>) {
     }
     for room in &s.rooms {
         if let Some(room) = canonical_room(room) {
-            state.ensure_conv(&ConvId::Room(room));
+            let conv = ConvId::Room(room);
+            let new = state.conv(&conv).is_none();
+            state.ensure_conv(&conv);
+            // A fresh session of an account starts in its remembered rooms:
+            // show what was said there lately.
+            if new && !s.recovered {
+                backlog::fetch_older_of(state, conv, fx);
+            }
         }
     }
     if !s.recovered && state.had_session {
@@ -311,6 +323,7 @@ fn ack_result(
             );
         }
         (Request::Refresh, Ok(AckReply::Presence(snap))) => presence::apply_snapshot(state, &snap),
+        (Request::Passwd(new), Ok(_)) => account::password_changed(state, new, fx),
         // Refusals also arrive as chat:error, which makes the toast.
         (_, Err(AckError::Refused(_))) => {}
         (Request::Refresh, Err(_)) => {}

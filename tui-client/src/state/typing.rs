@@ -75,7 +75,11 @@ pub(super) fn typing(state: &mut State, t: TypingNotice) {
 /// [`TYPING_RESEND`]), or that I stopped when the line is empty again.
 pub(super) fn after_edit(state: &mut State, fx: &mut Vec<Effect>) {
     state.history_pos = None;
-    if state.input.trim().is_empty() || state.input.starts_with('/') || state.name_taken() {
+    if state.input.trim().is_empty()
+        || state.input.starts_with('/')
+        || state.name_taken()
+        || state.asking_secret()
+    {
         state.stop_typing(fx);
         return;
     }

@@ -635,3 +635,29 @@ fn the_cap_waits_while_scrolled_up() {
     );
     assert_eq!(s.active_conv().entries.len(), 100);
 }
+
+/// A password typed on the input line shows as dots, behind a prompt that
+/// says what it is for.
+#[tokio::test]
+async fn a_password_on_the_input_line_is_masked() {
+    let mut s = State::new("alice", "http://127.0.0.1:3000", Instant::now(), T0 + DAY);
+    net(
+        &mut s,
+        NetEvent::Refused {
+            refusal: chat_shared::ConnectRefusal::new(
+                chat_shared::ErrorCode::AuthRequired,
+                "alice has an account: its password is needed",
+            ),
+            retrying: false,
+        },
+    );
+    for c in "hunter22".chars() {
+        update(
+            &mut s,
+            Input::Key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE)),
+        );
+    }
+    let text = screen(&mut s, 80, 24);
+    assert!(text.contains("password for alice> ••••••••"), "{text}");
+    assert!(!text.contains("hunter22"), "{text}");
+}
