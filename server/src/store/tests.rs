@@ -40,6 +40,21 @@ fn sqlite() -> Backend {
     }
 }
 
+/// A Redis store on a redis-server of its own (`None`: not installed, the
+/// case is skipped). Reopening makes a new `RedisStore` on the same Redis.
+fn redis() -> Option<Backend> {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Arc::new(redis::LocalRedis::for_test(dir.path(), false)?);
+    let url = server.url();
+    Some(Backend {
+        open: Box::new(move || {
+            let _keep = &server;
+            Arc::new(RedisStore::open(&url, "test-node").unwrap())
+        }),
+        _dir: Some(dir),
+    })
+}
+
 /// Runs each named case on every backend.
 macro_rules! on_every_store {
     ($($case:ident),* $(,)?) => {
@@ -53,6 +68,14 @@ macro_rules! on_every_store {
             $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $case() {
                 super::$case(super::sqlite()).await
+            })*
+        }
+        mod redis_store {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                if let Some(b) = super::redis() {
+                    super::$case(b).await
+                }
             })*
         }
     };

@@ -1,0 +1,220 @@
+//! Several nodes on one Redis (`--redis-url`), as this node's sockets see
+//! them: every message is delivered from the cluster's feed (in id order,
+//! once), a session held by another node is taken over (its old socket
+//! there is told `session_replaced`), usernames are claimed cluster-wide,
+//! and `presence:get` and `room:list` count every node. Without a cluster
+//! each of these is the single node's behaviour.
+
+use super::*;
+use crate::cluster::{Cluster, Feed, FeedEvent};
+use crate::state::Target;
+use crate::store::redis::HEARTBEAT_INTERVAL;
+use chat_shared::{RoomCount, username_key};
+
+impl ChatService {
+    /// Starts delivering the cluster's messages after the id `after`, and
+    /// the node's heartbeat. Does nothing without a cluster. Both tasks
+    /// end once the store is closed.
+    pub fn follow_cluster(&self, after: u64) {
+        let Some(cluster) = self.cluster.clone() else {
+            return;
+        };
+        let mut feed = Feed::start(cluster.redis.clone(), after);
+        let svc = self.clone();
+        tokio::spawn(async move {
+            while let Some(ev) = feed.recv().await {
+                match ev {
+                    FeedEvent::Message(m) => svc.deliver_numbered(&cluster, &m).await,
+                    FeedEvent::Claimed { token } => {
+                        if let Some(sid) = svc.state.release(&token) {
+                            tracing::info!("session taken over by another node");
+                            svc.replace(sid);
+                        }
+                    }
+                }
+                if cluster.redis.is_closed() {
+                    return;
+                }
+            }
+        });
+        let svc = self.clone();
+        tokio::spawn(async move { svc.heartbeat().await });
+    }
+
+    /// Delivers one message of the feed to this node's sockets.
+    async fn deliver_numbered(&self, cluster: &Cluster, msg: &Arc<MessageRecord>) {
+        let guard = self.delivery.hold().await;
+        self.state.record_numbered(msg);
+        self.emit_live(msg, None);
+        drop(guard);
+        cluster.delivered(msg.id);
+    }
+
+    /// How long a name stays taken after its node's last heartbeat: as
+    /// long as its session's recovery window, so that a dead node's users
+    /// find their names when they resume elsewhere.
+    fn name_ttl(&self) -> Duration {
+        self.state.config.recovery_window + HEARTBEAT_INTERVAL * 3
+    }
+
+    async fn heartbeat(&self) {
+        let Some(cluster) = self.cluster.clone() else {
+            return;
+        };
+        let mut tick = tokio::time::interval(HEARTBEAT_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut failing = false;
+        loop {
+            tick.tick().await;
+            if cluster.redis.is_closed() {
+                cluster.leave().await;
+                return;
+            }
+            let names = self.state.held_names();
+            let presence = self.state.node_presence();
+            match cluster.beat(&names, &presence, self.name_ttl()).await {
+                Ok(()) => failing = false,
+                Err(e) if !failing => {
+                    failing = true;
+                    tracing::warn!("cluster heartbeat: {e}");
+                }
+                Err(_) => {}
+            }
+        }
+    }
+
+    /// The cluster's side of a handshake, around [`login_here`]
+    /// (`Self::login_here`): a session this node does not know is looked
+    /// up in Redis and taken over, and a new name is claimed across nodes.
+    pub(super) async fn login(
+        &self,
+        auth: &Auth,
+        sid: Sid,
+    ) -> Result<crate::state::Admission, ConnectRefusal> {
+        let Some(cluster) = self.cluster.clone() else {
+            return self.login_here(auth, sid).await;
+        };
+        let key = username_key(&auth.username);
+        let down = |e: crate::store::StoreError| {
+            tracing::warn!("cluster: {e}");
+            ConnectRefusal::new(
+                ErrorCode::Unavailable,
+                "the server cannot reach its store: try again",
+            )
+        };
+        if let Some(token) = auth.session.as_deref()
+            && self.state.session_owner(token).is_none()
+            && let Some(rec) = cluster.redis.session(token).await.map_err(down)?
+        {
+            if username_key(&rec.username) != key {
+                return Err(ConnectRefusal::new(
+                    ErrorCode::InvalidSession,
+                    "that session belongs to another username",
+                ));
+            }
+            // Ours from now on: the node that held it lets it go, and
+            // tells its socket there, if any.
+            if let Some(rec) = cluster.redis.claim_session(token).await.map_err(down)?
+                && self.state.adopt(&rec)
+            {
+                cluster
+                    .take_name(&rec.username, self.name_ttl())
+                    .await
+                    .map_err(down)?;
+                cluster.announce_claim(token).await.map_err(down)?;
+            }
+        }
+        let held_here = self.state.name_held(&key);
+        if !held_here
+            && !cluster
+                .claim_name(&auth.username, self.name_ttl())
+                .await
+                .map_err(down)?
+        {
+            return Err(ConnectRefusal::new(
+                ErrorCode::UsernameTaken,
+                format!("{} is in use", auth.username),
+            ));
+        }
+        let admitted = self.login_here(auth, sid).await;
+        if admitted.is_err() && !held_here && !self.state.name_held(&key) {
+            cluster.release_name(&key).await;
+        }
+        admitted
+    }
+
+    /// A DM target on another node: a user whose name some node holds.
+    pub(super) async fn remote_target(&self, to: &str) -> Option<Target> {
+        let cluster = self.cluster.as_ref()?;
+        let key = username_key(to);
+        match cluster.holder(&key).await {
+            Ok(Some(username)) => Some(Target {
+                key,
+                username,
+                sid: None,
+                live: true,
+            }),
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!("cluster: {e}");
+                None
+            }
+        }
+    }
+
+    /// `room:list`: every node's rooms.
+    pub(super) async fn room_list(&self) -> Vec<RoomCount> {
+        match self.cluster_presence().await {
+            Some(p) => p.rooms,
+            None => self.state.room_list(),
+        }
+    }
+
+    /// `presence:get`: every node's users and rooms.
+    pub(super) async fn presence_snapshot(&self) -> PresenceSnapshot {
+        self.cluster_presence()
+            .await
+            .unwrap_or_else(|| self.state.presence_snapshot())
+    }
+
+    /// The cluster's presence: this node's as it is now, the others' as
+    /// of their last heartbeat. `None` without a cluster (or when Redis
+    /// cannot say: then this node's own).
+    async fn cluster_presence(&self) -> Option<PresenceSnapshot> {
+        let cluster = self.cluster.as_ref()?;
+        let nodes = match cluster.presence().await {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!("cluster presence: {e}");
+                return None;
+            }
+        };
+        let here = self.state.node_presence();
+        let mut users: BTreeMap<String, String> = BTreeMap::new();
+        let mut rooms: BTreeMap<String, u64> = BTreeMap::new();
+        let mine = cluster.node();
+        for (node, p) in nodes
+            .into_iter()
+            .filter(|(node, _)| node != mine)
+            .chain(std::iter::once((mine.to_owned(), here)))
+        {
+            let _ = node;
+            for u in p.users {
+                users.insert(username_key(&u), u);
+            }
+            for (room, n) in p.rooms {
+                *rooms.entry(room).or_default() += n;
+            }
+        }
+        Some(PresenceSnapshot {
+            online: users.len() as u64,
+            users: users.into_values().collect(),
+            rooms: rooms
+                .into_iter()
+                .map(|(room, members)| RoomCount { room, members })
+                .collect(),
+        })
+    }
+}
+
+use std::collections::BTreeMap;
