@@ -284,6 +284,9 @@ impl Feed {
 async fn follow(redis: RedisStore, tx: mpsc::Sender<FeedEvent>, mut last: u64) {
     let mut backoff = Duration::from_millis(100);
     loop {
+        if redis.is_closed() {
+            return;
+        }
         match subscribed(&redis, &tx, &mut last, &mut backoff).await {
             Ok(()) => return,
             Err(e) => {
@@ -316,6 +319,9 @@ async fn subscribed(
     }
     *backoff = Duration::from_millis(100);
     while let Some(msg) = stream.next().await {
+        if redis.is_closed() {
+            return Ok(());
+        }
         let Ok(payload) = msg.get_payload::<String>() else {
             continue;
         };

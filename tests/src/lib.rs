@@ -127,6 +127,16 @@ impl TestServer {
         }
     }
 
+    /// [`TestServer::config`] for node `node` of a cluster on the Redis at
+    /// `redis_url`.
+    pub fn clustered(redis_url: &str, node: &str) -> Config {
+        Config {
+            redis_url: Some(redis_url.to_owned()),
+            node_id: Some(node.to_owned()),
+            ..TestServer::config()
+        }
+    }
+
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }

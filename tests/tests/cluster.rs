@@ -1,0 +1,348 @@
+//! Several nodes on one Redis are one server (PROTOCOL.md, "Several
+//! nodes"): each test starts its own `redis-server` on a free port and two
+//! in-process nodes sharing it, with clients spread over both.
+//!
+//! Skipped, with the reason printed, when `redis-server` is not installed
+//! and `CI` is unset; under CI a missing Redis fails the test.
+
+use std::time::Duration;
+
+use chat_e2e::{TestClient, TestServer, WAIT, ok};
+use chat_server::store::redis::LocalRedis;
+use serde_json::{Value, json};
+use tempfile::TempDir;
+
+/// A Redis and two nodes, A and B, on it.
+struct Cluster {
+    a: TestServer,
+    b: TestServer,
+    _redis: LocalRedis,
+    _dir: TempDir,
+}
+
+async fn cluster() -> Option<Cluster> {
+    let dir = tempfile::tempdir().unwrap();
+    let redis = LocalRedis::for_test(dir.path(), false)?;
+    // No rate limit: the tests send faster than a person types.
+    let config = |node: &str| chat_server::Config {
+        rate: 0.0,
+        ..TestServer::clustered(&redis.url(), node)
+    };
+    let a = TestServer::start(config("node-a")).await;
+    let b = TestServer::start(config("node-b")).await;
+    Some(Cluster {
+        a,
+        b,
+        _redis: redis,
+        _dir: dir,
+    })
+}
+
+/// Polls `f` until it returns `Some`, for at most [`WAIT`].
+async fn eventually<T, F: std::future::Future<Output = Option<T>>>(
+    what: &str,
+    mut f: impl FnMut() -> F,
+) -> T {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: not within {WAIT:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn texts(events: &[(String, Value)], event: &str) -> Vec<String> {
+    events
+        .iter()
+        .filter(|(n, _)| n == event)
+        .map(|(_, v)| v["text"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+fn id(v: &Value) -> u64 {
+    v["id"].as_str().unwrap().parse().unwrap()
+}
+
+/// Room, DM, global and broadcast messages reach their recipients on the
+/// other node, each once, and every client sees the one cluster order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_reach_every_node_once_and_in_one_order() {
+    let Some(c) = cluster().await else { return };
+    let mut alice = TestClient::chat(&c.a.url(), "alice").await;
+    let mut bob = TestClient::chat(&c.b.url(), "bob").await;
+    let mut carol = TestClient::chat(&c.b.url(), "carol").await;
+    for u in [&alice, &bob, &carol] {
+        ok(u.ack("room:join", json!({"room": "#r"})).await);
+    }
+    // Senders on both nodes, interleaved.
+    let mut sent = Vec::new();
+    for i in 0..6 {
+        let (who, from) = if i % 2 == 0 {
+            (&alice, "a")
+        } else {
+            (&bob, "b")
+        };
+        let text = format!("{from}{i}");
+        let ack = ok(who
+            .ack("room:message", json!({"room": "#r", "text": text}))
+            .await);
+        sent.push((id(&ack), text));
+    }
+    let ids: Vec<u64> = sent.iter().map(|(i, _)| *i).collect();
+    assert!(
+        ids.windows(2).all(|w| w[0] < w[1]),
+        "one increasing order across nodes: {ids:?}"
+    );
+    let want: Vec<String> = sent.iter().map(|(_, t)| t.clone()).collect();
+    for u in [&mut alice, &mut bob, &mut carol] {
+        let mut got = Vec::new();
+        for _ in 0..6 {
+            let m = u.next("room:message").await;
+            got.push(m["text"].as_str().unwrap().to_owned());
+        }
+        assert_eq!(got, want, "every member, on either node, in id order");
+    }
+
+    // A DM to a user on the other node, both ways.
+    let ack = ok(alice
+        .ack("dm:message", json!({"to": "bob", "text": "hi bob"}))
+        .await);
+    assert_eq!(ack.get("queued"), None, "bob is online: not queued");
+    let dm = bob.next("dm:message").await;
+    assert_eq!(
+        (dm["from"].as_str(), dm["text"].as_str()),
+        (Some("alice"), Some("hi bob"))
+    );
+    ok(carol
+        .ack("dm:message", json!({"to": "alice", "text": "hi alice"}))
+        .await);
+    assert_eq!(alice.next("dm:message").await["text"], "hi alice");
+
+    // Global: everyone, the sender included. Broadcast: everyone else.
+    ok(carol.ack("global:message", json!({"text": "g1"})).await);
+    ok(alice.ack("broadcast:message", json!({"text": "b1"})).await);
+    ok(carol.ack("global:message", json!({"text": "g2"})).await);
+    for u in [&mut alice, &mut bob, &mut carol] {
+        assert_eq!(u.next("global:message").await["text"], "g1");
+        assert_eq!(u.next("global:message").await["text"], "g2");
+    }
+    assert_eq!(bob.next("broadcast:message").await["text"], "b1");
+    assert_eq!(carol.next("broadcast:message").await["text"], "b1");
+    // alice has g2, sent after her broadcast: had it come back, it would
+    // be here by now.
+    assert!(texts(&alice.seen(), "broadcast:message").is_empty());
+    assert_eq!(texts(&bob.seen(), "dm:message").len(), 0, "no DM twice");
+    assert_eq!(alice.count("room:message"), 0, "no room message twice");
+}
+
+/// A username is one per cluster: taken on A, refused on B (in any case),
+/// free on B once its owner has left A.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_username_taken_on_one_node_is_refused_on_the_other() {
+    let Some(c) = cluster().await else { return };
+    let alice = TestClient::chat(&c.a.url(), "Alice").await;
+    let refused = TestClient::connect(&c.b.url(), json!({"username": "aLiCe"}))
+        .await
+        .err()
+        .expect("the name is taken on node A");
+    assert!(refused.starts_with("username_taken"), "{refused}");
+    alice.disconnect().await;
+    let again = eventually("the name is free again", || async {
+        TestClient::connect(&c.b.url(), json!({"username": "alice"}))
+            .await
+            .ok()
+    })
+    .await;
+    assert_eq!(again.session.as_ref().unwrap()["recovered"], false);
+}
+
+/// `presence:get` and `room:list` count the users of every node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_counts_every_node() {
+    let Some(c) = cluster().await else { return };
+    let alice = TestClient::chat(&c.a.url(), "alice").await;
+    let bob = TestClient::chat(&c.b.url(), "bob").await;
+    let carol = TestClient::chat(&c.b.url(), "carol").await;
+    ok(alice.ack("room:join", json!({"room": "#r"})).await);
+    ok(bob.ack("room:join", json!({"room": "#r"})).await);
+    ok(carol.ack("room:join", json!({"room": "#other"})).await);
+    let snapshot = eventually("every node's users", || async {
+        let p = ok(alice.ack("presence:get", json!({})).await);
+        (p["online"] == 3).then_some(p)
+    })
+    .await;
+    assert_eq!(snapshot["users"], json!(["alice", "bob", "carol"]));
+    assert_eq!(
+        snapshot["rooms"],
+        json!([{"room": "#other", "members": 1}, {"room": "#r", "members": 2}])
+    );
+    let list = ok(bob.ack("room:list", json!({})).await);
+    assert_eq!(
+        list["rooms"],
+        json!([{"room": "#other", "members": 1}, {"room": "#r", "members": 2}])
+    );
+    // bob leaves: node A's answer drops him too.
+    bob.disconnect().await;
+    eventually("bob gone from node A's count", || async {
+        let p = ok(alice.ack("presence:get", json!({})).await);
+        (p["online"] == 2 && p["users"] == json!(["alice", "carol"])).then_some(())
+    })
+    .await;
+}
+
+/// A session resumed on B while its socket on A is still open: the socket
+/// on A is told `session_replaced` and closed, and the session (rooms,
+/// messages) goes on on B.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_taken_over_on_another_node() {
+    let Some(c) = cluster().await else { return };
+    let mut old = TestClient::chat(&c.a.url(), "alice").await;
+    let bob = TestClient::chat(&c.a.url(), "bob").await;
+    ok(old.ack("room:join", json!({"room": "#r"})).await);
+    ok(bob.ack("room:join", json!({"room": "#r"})).await);
+    ok(bob
+        .ack("room:message", json!({"room": "#r", "text": "one"}))
+        .await);
+    let one = old.next("room:message").await;
+
+    let auth = json!({"username": "alice", "session": old.token(), "offset": one["id"]});
+    let mut new = TestClient::connect(&c.b.url(), auth).await.unwrap();
+    let session = new.session.clone().unwrap();
+    assert_eq!(session["recovered"], true);
+    assert_eq!(session["rooms"], json!(["#r"]));
+    assert_eq!(session["missed"], 0);
+    let err = old.next("chat:error").await;
+    assert_eq!(err["code"], "session_replaced");
+
+    ok(bob
+        .ack("room:message", json!({"room": "#r", "text": "two"}))
+        .await);
+    assert_eq!(new.next("room:message").await["text"], "two");
+    // The name is still alice's, on both nodes.
+    for url in [c.a.url(), c.b.url()] {
+        let refused = TestClient::connect(&url, json!({"username": "alice"}))
+            .await
+            .err()
+            .expect("alice is live on B");
+        assert!(refused.starts_with("username_taken"), "{refused}");
+    }
+    assert_eq!(
+        old.count("room:message"),
+        0,
+        "the replaced socket gets nothing more"
+    );
+}
+
+/// Node A stops while messages flow; its users come back through node B
+/// with their sessions and get every message exactly once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_stopped_mid_traffic_loses_nothing() {
+    let Some(c) = cluster().await else { return };
+    let Cluster { a, b, .. } = &c;
+    let mut alice = TestClient::chat(&a.url(), "alice").await;
+    let mut bob = TestClient::chat(&a.url(), "bob").await;
+    let carol = TestClient::chat(&b.url(), "carol").await;
+    for u in [&alice, &bob, &carol] {
+        ok(u.ack("room:join", json!({"room": "#r"})).await);
+    }
+    ok(carol
+        .ack("dm:message", json!({"to": "alice", "text": "dm before"}))
+        .await);
+
+    // carol sends 40 messages; node A stops after the 10th.
+    let sender = tokio::spawn(async move {
+        let mut ids = Vec::new();
+        for i in 0..40 {
+            let ack = carol
+                .ack(
+                    "room:message",
+                    json!({"room": "#r", "text": format!("m{i}")}),
+                )
+                .await;
+            ids.push(id(&ok(ack)));
+            if i == 25 {
+                ok(carol
+                    .ack(
+                        "dm:message",
+                        json!({"to": "alice", "text": "dm while away"}),
+                    )
+                    .await);
+            }
+        }
+        (carol, ids)
+    });
+    eventually("alice has 10 of them", || {
+        let n = alice.count("room:message");
+        async move { (n >= 10).then_some(()) }
+    })
+    .await;
+    let Cluster { a, b, _redis, _dir } = c;
+    a.stop().await.unwrap();
+    let (_carol, sent) = sender.await.unwrap();
+    let want: Vec<String> = (0..40).map(|i| format!("m{i}")).collect();
+
+    for user in [&mut alice, &mut bob] {
+        // What reached the client before its node went, then a resume on
+        // B from the last id it got.
+        let seen = user.seen();
+        let live: Vec<Value> = seen
+            .iter()
+            .filter(|(n, _)| n == "room:message")
+            .map(|(_, v)| v.clone())
+            .collect();
+        let mut dms = texts(&seen, "dm:message");
+        // The offset is the last message of any kind the client got.
+        let offset = seen
+            .iter()
+            .filter(|(n, _)| n.ends_with(":message"))
+            .map(|(_, v)| v["id"].clone())
+            .next_back()
+            .unwrap_or(Value::Null);
+        let token = user.token();
+        let username = user.session.as_ref().unwrap()["username"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let auth = json!({"username": username, "session": token, "offset": offset});
+        let mut back = TestClient::connect(&b.url(), auth)
+            .await
+            .unwrap_or_else(|e| panic!("{username} cannot resume on B: {e}"));
+        let session = back.session.clone().unwrap();
+        assert_eq!(session["recovered"], true, "{username}: {session}");
+        assert_eq!(session["truncated"], false);
+        let mut got: Vec<String> = live
+            .iter()
+            .map(|m| m["text"].as_str().unwrap().to_owned())
+            .collect();
+        let mut ids: Vec<u64> = live.iter().map(id).collect();
+        while got.len() < 40 {
+            let m = back.next("room:message").await;
+            assert_eq!(m["replayed"], true);
+            ids.push(id(&m));
+            got.push(m["text"].as_str().unwrap().to_owned());
+        }
+        assert_eq!(got, want, "{username}: every message once, in order");
+        assert_eq!(ids, sent, "{username}: with their ids");
+        if username == "alice" {
+            if dms.len() < 2 {
+                let dm = back.next("dm:message").await;
+                assert_eq!(dm["replayed"], true);
+                dms.push(dm["text"].as_str().unwrap().to_owned());
+            }
+            assert_eq!(dms, ["dm before", "dm while away"], "each DM once");
+        }
+        let p = ok(back.ack("presence:get", json!({})).await);
+        assert!(p["users"].as_array().unwrap().contains(&json!(username)));
+        assert_eq!(back.count("room:message"), 0, "{username}: nothing twice");
+    }
+    let refused = TestClient::connect(&b.url(), json!({"username": "bob"}))
+        .await
+        .err()
+        .expect("bob's name stays his");
+    assert!(refused.starts_with("username_taken"), "{refused}");
+}
