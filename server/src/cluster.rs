@@ -351,6 +351,7 @@ async fn subscribed(
             return Ok(());
         }
         *last = m.id;
+        redis.saw(m.id);
         if tx.send(FeedEvent::Message(m)).await.is_err() {
             return Ok(());
         }
@@ -371,6 +372,7 @@ async fn catch_up(
         let n = batch.len();
         for m in batch {
             *last = m.id;
+            redis.saw(m.id);
             if tx.send(FeedEvent::Message(m)).await.is_err() {
                 return Ok(false);
             }

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use chat_e2e::{TestClient, TestServer, WAIT, ok};
+use chat_e2e::{Proxy, TestClient, TestServer, WAIT, err_code, ok};
 use chat_server::store::redis::LocalRedis;
 use serde_json::{Value, json};
 use tempfile::TempDir;
@@ -16,13 +16,19 @@ use tempfile::TempDir;
 struct Cluster {
     a: TestServer,
     b: TestServer,
-    _redis: LocalRedis,
+    redis: LocalRedis,
     _dir: TempDir,
 }
 
 async fn cluster() -> Option<Cluster> {
+    cluster_on(false).await
+}
+
+/// [`cluster`] on a Redis that keeps an append-only file (`aof`), synced
+/// at every write, or keeps nothing across its restart.
+async fn cluster_on(aof: bool) -> Option<Cluster> {
     let dir = tempfile::tempdir().unwrap();
-    let redis = LocalRedis::for_test(dir.path(), false)?;
+    let redis = LocalRedis::for_test(dir.path(), aof)?;
     // No rate limit: the tests send faster than a person types.
     let config = |node: &str| chat_server::Config {
         rate: 0.0,
@@ -33,7 +39,7 @@ async fn cluster() -> Option<Cluster> {
     Some(Cluster {
         a,
         b,
-        _redis: redis,
+        redis,
         _dir: dir,
     })
 }
@@ -171,21 +177,24 @@ async fn presence_counts_every_node() {
     ok(alice.ack("room:join", json!({"room": "#r"})).await);
     ok(bob.ack("room:join", json!({"room": "#r"})).await);
     ok(carol.ack("room:join", json!({"room": "#other"})).await);
-    let snapshot = eventually("every node's users", || async {
-        let p = ok(alice.ack("presence:get", json!({})).await);
-        (p["online"] == 3).then_some(p)
-    })
-    .await;
-    assert_eq!(snapshot["users"], json!(["alice", "bob", "carol"]));
-    assert_eq!(
-        snapshot["rooms"],
-        json!([{"room": "#other", "members": 1}, {"room": "#r", "members": 2}])
-    );
-    let list = ok(bob.ack("room:list", json!({})).await);
-    assert_eq!(
-        list["rooms"],
-        json!([{"room": "#other", "members": 1}, {"room": "#r", "members": 2}])
-    );
+    // Each node publishes its share with its heartbeat: the other node's
+    // answer catches up within a beat or two.
+    let rooms = json!([{"room": "#other", "members": 1}, {"room": "#r", "members": 2}]);
+    for asker in [&alice, &bob] {
+        eventually("every node's users and rooms", || async {
+            let p = ok(asker.ack("presence:get", json!({})).await);
+            (p["online"] == 3
+                && p["users"] == json!(["alice", "bob", "carol"])
+                && p["rooms"] == rooms)
+                .then_some(())
+        })
+        .await;
+        eventually("every node's rooms", || async {
+            let list = ok(asker.ack("room:list", json!({})).await);
+            (list["rooms"] == rooms).then_some(())
+        })
+        .await;
+    }
     // bob leaves: node A's answer drops him too.
     bob.disconnect().await;
     eventually("bob gone from node A's count", || async {
@@ -281,7 +290,12 @@ async fn a_node_stopped_mid_traffic_loses_nothing() {
         async move { (n >= 10).then_some(()) }
     })
     .await;
-    let Cluster { a, b, _redis, _dir } = c;
+    let Cluster {
+        a,
+        b,
+        redis: _redis,
+        _dir,
+    } = c;
     a.stop().await.unwrap();
     let (_carol, sent) = sender.await.unwrap();
     let want: Vec<String> = (0..40).map(|i| format!("m{i}")).collect();
@@ -345,4 +359,94 @@ async fn a_node_stopped_mid_traffic_loses_nothing() {
         .err()
         .expect("bob's name stays his");
     assert!(refused.starts_with("username_taken"), "{refused}");
+}
+
+/// Sends a room message until it is taken: while Redis is away every
+/// attempt is refused `unavailable` (and nothing of it delivered).
+async fn send_until_taken(who: &TestClient, text: &str) -> Value {
+    eventually("the message is taken", || async {
+        let ack = who
+            .ack("room:message", json!({"room": "#r", "text": text}))
+            .await;
+        if ack["ok"] == true {
+            return Some(ack);
+        }
+        assert_eq!(err_code(&ack), "unavailable", "{ack}");
+        None
+    })
+    .await
+}
+
+/// Redis restarts under two running nodes, with its append-only file: the
+/// nodes keep their sockets, take writes again once it is back, and lose
+/// nothing that was acknowledged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_restarted_under_running_nodes_loses_nothing() {
+    let Some(mut c) = cluster_on(true).await else {
+        return;
+    };
+    let mut alice = TestClient::chat(&c.a.url(), "alice").await;
+    let bob = TestClient::chat(&c.b.url(), "bob").await;
+    ok(alice.ack("room:join", json!({"room": "#r"})).await);
+    ok(bob.ack("room:join", json!({"room": "#r"})).await);
+    let one = id(&send_until_taken(&bob, "one").await);
+
+    c.redis.restart().unwrap();
+    let two = id(&send_until_taken(&bob, "two").await);
+    assert!(two > one);
+    let got: Vec<String> = [
+        alice.next("room:message").await,
+        alice.next("room:message").await,
+    ]
+    .iter()
+    .map(|m| m["text"].as_str().unwrap().to_owned())
+    .collect();
+    assert_eq!(got, ["one", "two"]);
+
+    let carol = TestClient::chat(&c.a.url(), "carol").await;
+    let joined = ok(carol.ack("room:join", json!({"room": "#r"})).await);
+    let history: Vec<&str> = joined["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        history,
+        ["one", "two"],
+        "both acknowledged messages were kept"
+    );
+    assert_eq!(alice.count("room:message"), 0, "nothing twice");
+}
+
+/// Redis restarts empty (no persistence) under running nodes: ids go on
+/// above every id handed out, and a client resuming from before the loss
+/// is told `truncated` instead of finding a silent gap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_that_lost_its_data_makes_replays_truncated() {
+    let Some(mut c) = cluster().await else { return };
+    let proxy = Proxy::start(c.a.addr).await;
+    let mut alice = TestClient::chat(&proxy.url(), "alice").await;
+    let bob = TestClient::chat(&c.b.url(), "bob").await;
+    ok(alice.ack("room:join", json!({"room": "#r"})).await);
+    ok(bob.ack("room:join", json!({"room": "#r"})).await);
+    let one = send_until_taken(&bob, "one").await;
+    assert_eq!(alice.next("room:message").await["text"], "one");
+    let token = alice.token();
+    proxy.cut();
+
+    c.redis.restart().unwrap();
+    let two = send_until_taken(&bob, "two").await;
+    assert!(id(&two) > id(&one), "no id handed out twice");
+
+    let auth = json!({"username": "alice", "session": token, "offset": one["id"]});
+    let mut back = TestClient::connect(&c.a.url(), auth).await.unwrap();
+    let session = back.session.clone().unwrap();
+    assert_eq!(session["recovered"], true);
+    assert_eq!(session["truncated"], true, "{session}");
+    let m = back.next("room:message").await;
+    assert_eq!(
+        (m["text"].as_str(), &m["replayed"]),
+        (Some("two"), &json!(true))
+    );
 }

@@ -8,6 +8,7 @@
 use super::*;
 use crate::cluster::{Cluster, Feed, FeedEvent};
 use crate::state::Target;
+use crate::store::SessionRecord;
 use crate::store::redis::HEARTBEAT_INTERVAL;
 use chat_shared::{RoomCount, username_key};
 
@@ -70,6 +71,8 @@ impl ChatService {
                 cluster.leave().await;
                 return;
             }
+            // Messages Redis lost (it restarted empty) count as pruned.
+            self.state.set_pruned_upto(cluster.redis.lost_upto());
             let names = self.state.held_names();
             let presence = self.state.node_presence();
             match cluster.beat(&names, &presence, self.name_ttl()).await {
@@ -114,7 +117,9 @@ impl ChatService {
             }
             // Ours from now on: the node that held it lets it go, and
             // tells its socket there, if any.
-            if let Some(rec) = cluster.redis.claim_session(token).await.map_err(down)?
+            if let Some((mut rec, owner)) =
+                cluster.redis.claim_session(token).await.map_err(down)?
+                && self.window_from_a_dead_node(&mut rec, &owner).await
                 && self.state.adopt(&rec)
             {
                 cluster
@@ -141,6 +146,30 @@ impl ChatService {
             cluster.release_name(&key).await;
         }
         admitted
+    }
+
+    /// A session that was live on a node that has stopped beating lost
+    /// its socket when the node died: its window runs from the node's last
+    /// heartbeat. False when that window is over (the session has ended).
+    async fn window_from_a_dead_node(&self, rec: &mut SessionRecord, owner: &str) -> bool {
+        let Some(cluster) = &self.cluster else {
+            return true;
+        };
+        if rec.window_ends_at.is_some() || owner == cluster.node() || owner.is_empty() {
+            return true;
+        }
+        let now = crate::state::now_ms();
+        let dead_after = (HEARTBEAT_INTERVAL * 3).as_millis() as u64;
+        match cluster.redis.last_alive(owner).await {
+            Ok(Some(alive)) if now.saturating_sub(alive) > dead_after => {
+                let window = self.state.config.recovery_window.as_millis() as u64;
+                let ends = alive.saturating_add(window);
+                rec.window_ends_at = Some(ends);
+                ends > now
+            }
+            // Alive (a half-open socket there), or unknown: a window from now.
+            _ => true,
+        }
     }
 
     /// A DM target on another node: a user whose name some node holds.

@@ -85,21 +85,26 @@ return id
 "#;
 
 const START: &str = r#"
--- KEYS: epoch, head, pruned. ARGV: a fresh epoch, the node's known head.
--- Returns {epoch, head, pruned, 1 if the epoch is new}.
+-- KEYS: epoch, head, pruned. ARGV: a fresh epoch, the id to raise the
+-- head to if the data was lost (0: this node has seen no id), the epoch
+-- this node worked in ('' at start). Returns {epoch, head, pruned, 1 if
+-- the epoch is new}. Without an epoch (a new or emptied Redis) the fresh
+-- one is set; when it is not the one this node knew, Redis lost its data
+-- meanwhile and the head and the pruned mark are raised, so that no id is
+-- handed out twice and replays of what was lost say `truncated`.
 local epoch = redis.call('GET', KEYS[1])
 local fresh = 0
 if not epoch then
   epoch = ARGV[1]
   fresh = 1
   redis.call('SET', KEYS[1], epoch)
-  local known = tonumber(ARGV[2])
-  if known > 0 then
-    local head = tonumber(redis.call('GET', KEYS[2]) or '0')
-    if known > head then redis.call('SET', KEYS[2], ARGV[2]) end
-    local pruned = tonumber(redis.call('GET', KEYS[3]) or '0')
-    if known > pruned then redis.call('SET', KEYS[3], ARGV[2]) end
-  end
+end
+local raise = tonumber(ARGV[2])
+if raise > 0 and epoch ~= ARGV[3] then
+  local head = tonumber(redis.call('GET', KEYS[2]) or '0')
+  if raise > head then redis.call('SET', KEYS[2], ARGV[2]) end
+  local pruned = tonumber(redis.call('GET', KEYS[3]) or '0')
+  if raise > pruned then redis.call('SET', KEYS[3], ARGV[2]) end
 end
 return {epoch, tonumber(redis.call('GET', KEYS[2]) or '0'),
         tonumber(redis.call('GET', KEYS[3]) or '0'), fresh}
@@ -132,11 +137,13 @@ return 1
 "#;
 
 const CLAIM_SESSION: &str = r#"
--- KEYS: session. ARGV: node. The record, now held by the node.
+-- KEYS: session. ARGV: node. {record, the node that held it}; the
+-- session is the node's from now on.
 local rec = redis.call('HGET', KEYS[1], 'rec')
 if not rec then return false end
+local owner = redis.call('HGET', KEYS[1], 'node') or ''
 redis.call('HSET', KEYS[1], 'node', ARGV[1])
-return rec
+return {rec, owner}
 "#;
 
 const CREATE_ACCOUNT: &str = r#"
@@ -447,8 +454,15 @@ impl RedisStore {
         redis::Client::open(self.url.as_str()).map_err(unavailable)
     }
 
-    /// The highest id whose message a Redis that lost its data took with
-    /// it (0: none was lost while this node ran).
+    /// Notes that this node has seen (and may have delivered) the id
+    /// `id`: a Redis that lost its data is taken up again above it.
+    pub fn saw(&self, id: u64) {
+        self.inner.known_head.fetch_max(id, Ordering::Relaxed);
+    }
+
+    /// Up to where messages count as removed after Redis lost its data
+    /// while this node ran (0: it did not): a replay from before it is
+    /// `truncated`.
     pub fn lost_upto(&self) -> u64 {
         self.inner.lost_upto.load(Ordering::Relaxed)
     }
@@ -561,11 +575,15 @@ impl RedisStore {
     }
 
     /// Takes the session `token` over for this node: it is the node's to
-    /// change from now on. `None` if there is no such session.
-    pub async fn claim_session(&self, token: &str) -> Result<Option<SessionRecord>, StoreError> {
+    /// change from now on. The record and the node that held it; `None`
+    /// if there is no such session.
+    pub async fn claim_session(
+        &self,
+        token: &str,
+    ) -> Result<Option<(SessionRecord, String)>, StoreError> {
         let node = self.inner.node.clone();
         let k = key(&["session", token]);
-        let raw: Option<String> = self
+        let raw: Option<(String, String)> = self
             .write(async |con| {
                 scripts()
                     .claim_session
@@ -575,9 +593,16 @@ impl RedisStore {
                     .await
             })
             .await?;
-        Ok(raw
-            .and_then(|r| serde_json::from_str::<StoredSession>(&r).ok())
-            .map(Into::into))
+        Ok(raw.and_then(|(r, owner)| {
+            let rec = serde_json::from_str::<StoredSession>(&r).ok()?;
+            Some((rec.into(), owner))
+        }))
+    }
+
+    /// The last heartbeat of `node` (wall-clock ms), if it ever beat.
+    pub async fn last_alive(&self, node: &str) -> Result<Option<u64>, StoreError> {
+        self.read(async |con| con.get(key(&["alive", node])).await)
+            .await
     }
 
     /// The messages with `after < id <= upto` (`None`: no upper bound),
@@ -653,6 +678,12 @@ impl RedisStore {
             0
         };
         let fresh_epoch = random_epoch();
+        let previous = self
+            .inner
+            .epoch
+            .lock()
+            .map(|e| e.clone())
+            .unwrap_or_default();
         let (epoch, head, pruned, fresh): (String, u64, u64, u8) = self
             .read(async |con| {
                 scripts()
@@ -662,6 +693,7 @@ impl RedisStore {
                     .key(key(&["pruned"]))
                     .arg(fresh_epoch)
                     .arg(raise)
+                    .arg(previous)
                     .invoke_async(con)
                     .await
             })
@@ -710,12 +742,11 @@ async fn heartbeat(inner: Weak<Inner>) {
                     url: String::new(),
                 };
                 match store.take_up().await {
-                    Ok((_, head, _, _)) => {
-                        let lost = inner.known_head.load(Ordering::Relaxed).min(head);
-                        inner.lost_upto.fetch_max(lost, Ordering::Relaxed);
+                    Ok((_, head, pruned, _)) => {
+                        inner.lost_upto.fetch_max(pruned, Ordering::Relaxed);
                         tracing::warn!(
                             head,
-                            "redis had lost its data (no epoch): taken up again; ids continue above {head}, older messages count as lost"
+                            "redis lost its data (its epoch changed): taken up again; ids continue above {head}, older messages count as lost"
                         );
                         inner.healthy.store(true, Ordering::Relaxed);
                     }
