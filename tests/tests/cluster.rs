@@ -450,3 +450,22 @@ async fn a_redis_that_lost_its_data_makes_replays_truncated() {
         (Some("two"), &json!(true))
     );
 }
+
+/// A node whose Redis cannot be reached does not start: it says which
+/// Redis and why (the binary exits non-zero with this message).
+#[tokio::test]
+async fn a_node_without_its_redis_refuses_to_start() {
+    // A port nothing listens on: bound, then let go.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("redis://127.0.0.1:{port}/");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let config = TestServer::clustered(&url, "node-a");
+    let started = chat_server::serve(listener, config, std::future::pending()).await;
+    let err = started.expect_err("no Redis: no server").to_string();
+    assert!(err.contains(&url), "{err}");
+    assert!(err.contains("cannot reach Redis"), "{err}");
+}
