@@ -9,7 +9,9 @@
 //!   loop every message once, in id order. The sender's node delivers its
 //!   own messages from the feed too: there is one delivery path.
 //! - Control messages on `chat:control`: "node X claimed session T", so
-//!   that the node holding T's old socket tells it `session_replaced`.
+//!   that the node holding T's old socket tells it `session_replaced`;
+//!   "node X evicted name K" when a password login there took the name
+//!   from a session held elsewhere, which then ends.
 //! - Usernames: `chat:name:<key>` holds the node whose user has the name,
 //!   taken with `SET NX` and refreshed by the node's heartbeat, so a dead
 //!   node's names come free after the recovery window.
@@ -55,6 +57,11 @@ pub enum FeedEvent {
     /// Another node took the session with this token over.
     Claimed {
         token: String,
+    },
+    /// A password login on another node took the name `key` from
+    /// whichever session held it.
+    Evicted {
+        key: String,
     },
 }
 
@@ -169,6 +176,17 @@ impl Cluster {
         let mut con = self.redis.connection();
         let _: i64 = con
             .publish(CONTROL_CHANNEL, format!("claimed {} {token}", self.node()))
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    /// Tells the other nodes that a password login here took the name
+    /// `key`: the session holding it elsewhere ends.
+    pub async fn announce_eviction(&self, key: &str) -> Result<(), StoreError> {
+        let mut con = self.redis.connection();
+        let _: i64 = con
+            .publish(CONTROL_CHANNEL, format!("evicted {} {key}", self.node()))
             .await
             .map_err(unavailable)?;
         Ok(())
@@ -327,16 +345,20 @@ async fn subscribed(
         };
         if msg.get_channel_name() == CONTROL_CHANNEL {
             let mut words = payload.split(' ');
-            if let (Some("claimed"), Some(node), Some(token)) =
-                (words.next(), words.next(), words.next())
-                && node != redis.node()
-            {
-                let claimed = FeedEvent::Claimed {
+            let event = match (words.next(), words.next(), words.next()) {
+                (_, Some(node), _) if node == redis.node() => None,
+                (Some("claimed"), Some(_), Some(token)) => Some(FeedEvent::Claimed {
                     token: token.to_owned(),
-                };
-                if tx.send(claimed).await.is_err() {
-                    return Ok(());
-                }
+                }),
+                (Some("evicted"), Some(_), Some(key)) => Some(FeedEvent::Evicted {
+                    key: key.to_owned(),
+                }),
+                _ => None,
+            };
+            if let Some(event) = event
+                && tx.send(event).await.is_err()
+            {
+                return Ok(());
             }
             continue;
         }

@@ -1085,6 +1085,16 @@ impl ChatState {
         old.sid
     }
 
+    /// Ends the session holding `key` here (a password login on another
+    /// node took the name), as a password login here would. Returns its
+    /// live socket, to be told.
+    pub fn evict(&self, key: &str) -> Option<Sid> {
+        let mut inner = self.lock();
+        let sid = inner.users.get(key)?.sid;
+        Self::end_session(&mut inner, key, |op| self.persist(op));
+        sid
+    }
+
     /// The users this node holds (live or in their window): their
     /// names stay taken across the cluster.
     pub fn held_names(&self) -> Vec<String> {

@@ -427,7 +427,9 @@ async fn a_redis_that_lost_its_data_makes_replays_truncated() {
     let Some(mut c) = cluster().await else { return };
     let proxy = Proxy::start(c.a.addr).await;
     let mut alice = TestClient::chat(&proxy.url(), "alice").await;
-    let bob = TestClient::chat(&c.b.url(), "bob").await;
+    // On alice's node: once it takes a message again, it has seen the
+    // loss (until then its writes are refused).
+    let bob = TestClient::chat(&c.a.url(), "bob").await;
     ok(alice.ack("room:join", json!({"room": "#r"})).await);
     ok(bob.ack("room:join", json!({"room": "#r"})).await);
     let one = send_until_taken(&bob, "one").await;
@@ -468,4 +470,38 @@ async fn a_node_without_its_redis_refuses_to_start() {
     let err = started.expect_err("no Redis: no server").to_string();
     assert!(err.contains(&url), "{err}");
     assert!(err.contains("cannot reach Redis"), "{err}");
+}
+
+/// An account's password takes its name from the session holding it on
+/// another node, as on one node: that socket is told `session_replaced`.
+/// Without the password the name stays refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_account_password_takes_its_name_from_another_node() {
+    let Some(c) = cluster().await else { return };
+    let auth = json!({"username": "alice", "password": "correct horse", "register": true});
+    let mut on_a = TestClient::connect(&c.a.url(), auth).await.unwrap();
+    let guest = TestClient::connect(&c.b.url(), json!({"username": "alice"}))
+        .await
+        .err()
+        .expect("an account's name, live on A");
+    assert!(
+        guest.starts_with("auth_required") || guest.starts_with("username_taken"),
+        "{guest}"
+    );
+    let wrong = json!({"username": "alice", "password": "wrong horse"});
+    let refused = TestClient::connect(&c.b.url(), wrong).await.err().unwrap();
+    assert!(refused.starts_with("bad_credentials"), "{refused}");
+
+    let login = json!({"username": "alice", "password": "correct horse"});
+    let on_b = TestClient::connect(&c.b.url(), login).await.unwrap();
+    assert_eq!(on_b.session.as_ref().unwrap()["username"], "alice");
+    assert_eq!(on_a.next("chat:error").await["code"], "session_replaced");
+    // The name is the new session's, on both nodes.
+    let again = TestClient::connect(&c.a.url(), json!({"username": "alice"}))
+        .await
+        .err()
+        .unwrap();
+    assert!(again.starts_with("auth_required"), "{again}");
+    let p = ok(on_b.ack("presence:get", json!({})).await);
+    assert_eq!(p["users"], json!(["alice"]));
 }

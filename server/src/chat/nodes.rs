@@ -32,6 +32,12 @@ impl ChatService {
                             svc.replace(sid);
                         }
                     }
+                    FeedEvent::Evicted { key } => {
+                        if let Some(sid) = svc.state.evict(&key) {
+                            tracing::info!(user = %key, "name taken by a password login on another node");
+                            svc.replace(sid);
+                        }
+                    }
                 }
                 if cluster.redis.is_closed() {
                     return;
@@ -98,6 +104,9 @@ impl ChatService {
             return self.login_here(auth, sid).await;
         };
         let key = username_key(&auth.username);
+        // What Redis lost (it came back empty) counts as pruned: a replay
+        // from before it says `truncated`.
+        self.state.set_pruned_upto(cluster.redis.lost_upto());
         let down = |e: crate::store::StoreError| {
             tracing::warn!("cluster: {e}");
             ConnectRefusal::new(
@@ -130,18 +139,37 @@ impl ChatService {
             }
         }
         let held_here = self.state.name_held(&key);
-        if !held_here
-            && !cluster
+        let claimed = held_here
+            || cluster
                 .claim_name(&auth.username, self.name_ttl())
                 .await
-                .map_err(down)?
-        {
-            return Err(ConnectRefusal::new(
-                ErrorCode::UsernameTaken,
-                format!("{} is in use", auth.username),
-            ));
-        }
+                .map_err(down)?;
         let admitted = self.login_here(auth, sid).await;
+        if !claimed {
+            // Another node's session holds the name. Only the account's
+            // password takes it from there, as it does on one node; the
+            // refusals (a password needed, a wrong one) are the same too.
+            return match admitted {
+                Ok(adm) if adm.account && !adm.recovered => {
+                    cluster
+                        .take_name(&adm.username, self.name_ttl())
+                        .await
+                        .map_err(down)?;
+                    cluster.announce_eviction(&key).await.map_err(down)?;
+                    Ok(adm)
+                }
+                Ok(adm) => {
+                    // An admission the name's holder elsewhere forbids:
+                    // undo it here.
+                    self.state.abandon(&adm.key, sid, !adm.recovered);
+                    Err(ConnectRefusal::new(
+                        ErrorCode::UsernameTaken,
+                        format!("{} is in use", auth.username),
+                    ))
+                }
+                Err(e) => Err(e),
+            };
+        }
         if admitted.is_err() && !held_here && !self.state.name_held(&key) {
             cluster.release_name(&key).await;
         }
