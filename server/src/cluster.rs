@@ -11,7 +11,9 @@
 //! - Control messages on `chat:control`: "node X claimed session T", so
 //!   that the node holding T's old socket tells it `session_replaced`;
 //!   "node X evicted name K" when a password login there took the name
-//!   from a session held elsewhere, which then ends.
+//!   from a session held elsewhere, which then ends; presence changes and
+//!   typing indicators, which each node hands its own sockets (presence
+//!   through its own storm guard).
 //! - Usernames: `chat:name:<key>` holds the node whose user has the name,
 //!   taken with `SET NX` and refreshed by the node's heartbeat, so a dead
 //!   node's names come free after the recovery window.
@@ -63,6 +65,10 @@ pub enum FeedEvent {
     Evicted {
         key: String,
     },
+    /// A presence change on another node, its counts the cluster's.
+    Presence(chat_shared::Presence),
+    /// A typing indicator from a user on another node.
+    Typing(chat_shared::TypingNotice),
 }
 
 /// This node's link to the others. See the module doc.
@@ -70,6 +76,8 @@ pub struct Cluster {
     pub redis: RedisStore,
     /// The id up to which this node has delivered (for acks).
     delivered: watch::Sender<u64>,
+    /// Control messages to publish, in order (presence, typing).
+    outbox: mpsc::UnboundedSender<String>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -88,10 +96,60 @@ pub struct NodePresence {
 }
 
 impl Cluster {
+    /// Must run inside a tokio runtime (it starts the publisher of
+    /// control messages).
     pub fn new(redis: RedisStore, head: u64) -> Self {
+        let (outbox, mut rx) = mpsc::unbounded_channel::<String>();
+        let mut con = redis.connection();
+        tokio::spawn(async move {
+            while let Some(msg) = rx.recv().await {
+                // Presence and typing are best effort: a Redis blip loses
+                // some, as a dropped volatile packet would.
+                let sent: redis::RedisResult<i64> = con.publish(CONTROL_CHANNEL, msg).await;
+                if let Err(e) = sent {
+                    tracing::debug!("control message: {e}");
+                }
+            }
+        });
         Cluster {
             redis,
             delivered: watch::Sender::new(head),
+            outbox,
+        }
+    }
+
+    /// Adds the other nodes' share (as of their last heartbeat) to a
+    /// presence change's counts. Left as it is if Redis cannot say.
+    pub async fn count_others(&self, p: &mut chat_shared::Presence) {
+        let nodes = match self.presence().await {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::debug!("cluster presence: {e}");
+                return;
+            }
+        };
+        for (node, share) in nodes {
+            if node == self.node() {
+                continue;
+            }
+            p.online += share.users.len() as u64;
+            if let (Some(members), Some(room)) = (p.members.as_mut(), p.room.as_ref()) {
+                *members += share.rooms.get(room).copied().unwrap_or(0);
+            }
+        }
+    }
+
+    /// Sends a presence change made here to the other nodes' sockets.
+    pub fn forward_presence(&self, p: &chat_shared::Presence) {
+        if let Ok(json) = serde_json::to_string(p) {
+            let _ = self.outbox.send(format!("presence {} {json}", self.node()));
+        }
+    }
+
+    /// Sends a typing indicator to the other nodes' sockets.
+    pub fn forward_typing(&self, t: &chat_shared::TypingNotice) {
+        if let Ok(json) = serde_json::to_string(t) {
+            let _ = self.outbox.send(format!("typing {} {json}", self.node()));
         }
     }
 
@@ -344,7 +402,7 @@ async fn subscribed(
             continue;
         };
         if msg.get_channel_name() == CONTROL_CHANNEL {
-            let mut words = payload.split(' ');
+            let mut words = payload.splitn(3, ' ');
             let event = match (words.next(), words.next(), words.next()) {
                 (_, Some(node), _) if node == redis.node() => None,
                 (Some("claimed"), Some(_), Some(token)) => Some(FeedEvent::Claimed {
@@ -353,6 +411,12 @@ async fn subscribed(
                 (Some("evicted"), Some(_), Some(key)) => Some(FeedEvent::Evicted {
                     key: key.to_owned(),
                 }),
+                (Some("presence"), Some(_), Some(json)) => {
+                    serde_json::from_str(json).ok().map(FeedEvent::Presence)
+                }
+                (Some("typing"), Some(_), Some(json)) => {
+                    serde_json::from_str(json).ok().map(FeedEvent::Typing)
+                }
                 _ => None,
             };
             if let Some(event) = event

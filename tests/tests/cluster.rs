@@ -505,3 +505,64 @@ async fn an_account_password_takes_its_name_from_another_node() {
     let p = ok(on_b.ack("presence:get", json!({})).await);
     assert_eq!(p["users"], json!(["alice"]));
 }
+
+/// Presence changes and typing indicators cross nodes: a join, a leave
+/// and a disconnect on B are seen on A, and typing reaches the room and
+/// the user on the other node. Counts are the cluster's once the nodes
+/// have exchanged a heartbeat.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_events_and_typing_cross_nodes() {
+    let Some(c) = cluster().await else { return };
+    let mut alice = TestClient::chat(&c.a.url(), "alice").await;
+    let carol = TestClient::chat(&c.a.url(), "carol").await;
+    ok(alice.ack("room:join", json!({"room": "#r"})).await);
+    ok(carol.ack("room:join", json!({"room": "#r"})).await);
+    let mut bob = TestClient::chat(&c.b.url(), "bob").await;
+    let connect = alice
+        .next_where("presence", |p| {
+            p["event"] == "connect" && p["user"] == "bob"
+        })
+        .await;
+    assert!(connect["online"].as_u64().unwrap() >= 1, "{connect}");
+    // Node A publishes its share (two members of #r) with its heartbeat.
+    eventually("B counts A's users", || async {
+        let p = ok(bob.ack("presence:get", json!({})).await);
+        (p["online"] == 3 && p["rooms"] == json!([{"room": "#r", "members": 2}])).then_some(())
+    })
+    .await;
+    ok(bob.ack("room:join", json!({"room": "#r"})).await);
+    let join = alice
+        .next_where("presence", |p| p["event"] == "join" && p["user"] == "bob")
+        .await;
+    assert_eq!(
+        (&join["room"], &join["members"], &join["online"]),
+        (&json!("#r"), &json!(3), &json!(3)),
+        "{join}"
+    );
+
+    ok(alice
+        .ack("typing", json!({"room": "#r", "typing": true}))
+        .await);
+    let t = bob.next("typing").await;
+    assert_eq!(
+        (t["from"].as_str(), t["room"].as_str()),
+        (Some("alice"), Some("#r"))
+    );
+    ok(bob
+        .ack("typing", json!({"to": "alice", "typing": true}))
+        .await);
+    let t = alice.next_where("typing", |t| t["from"] == "bob").await;
+    assert_eq!(t["to"], "alice");
+
+    ok(bob.ack("room:leave", json!({"room": "#r"})).await);
+    let leave = alice
+        .next_where("presence", |p| p["event"] == "leave" && p["user"] == "bob")
+        .await;
+    assert_eq!(leave["members"], 2, "{leave}");
+    bob.disconnect().await;
+    alice
+        .next_where("presence", |p| {
+            p["event"] == "disconnect" && p["user"] == "bob"
+        })
+        .await;
+}

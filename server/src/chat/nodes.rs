@@ -32,6 +32,11 @@ impl ChatService {
                             svc.replace(sid);
                         }
                     }
+                    FeedEvent::Presence(p) => {
+                        let scope = p.room.clone().unwrap_or_default();
+                        svc.presence_here(&scope, p).await;
+                    }
+                    FeedEvent::Typing(t) => svc.typing_here(&t).await,
                     FeedEvent::Evicted { key } => {
                         if let Some(sid) = svc.state.evict(&key) {
                             tracing::info!(user = %key, "name taken by a password login on another node");
@@ -198,6 +203,21 @@ impl ChatService {
             // Alive (a half-open socket there), or unknown: a window from now.
             _ => true,
         }
+    }
+
+    /// A typing indicator from another node, to this node's sockets: the
+    /// room's members here, or the user if this node holds it.
+    async fn typing_here(&self, t: &TypingNotice) {
+        let Some(ns) = self.ns() else { return };
+        let op = match (&t.room, &t.to) {
+            (Some(room), _) => ns.to(room.clone()),
+            (None, Some(to)) => match self.state.target(to).and_then(|u| u.sid) {
+                Some(sid) => ns.to(sid),
+                None => return,
+            },
+            (None, None) => return,
+        };
+        let _ = op.volatile().emit(names::TYPING, t).await;
     }
 
     /// A DM target on another node: a user whose name some node holds.
