@@ -566,3 +566,124 @@ async fn presence_events_and_typing_cross_nodes() {
         })
         .await;
 }
+
+/// Connects `name` to `url`, retrying while the server comes up.
+async fn connect_when_up(url: &str, name: &str) -> TestClient {
+    eventually("the node is up", || async {
+        TestClient::connect(url, json!({"username": name}))
+            .await
+            .ok()
+    })
+    .await
+}
+
+/// The real binary as node A, killed with SIGKILL while a user on node B
+/// sends: A's users resume on B and get every message once, in order;
+/// nothing A acknowledged is lost; a user of A who does not come back
+/// stops counting as online within a few heartbeats.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_node_loses_nothing_it_acknowledged() {
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    let Some(redis) = LocalRedis::for_test(dir.path(), false) else {
+        return;
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut node_a = Command::new(chat_e2e::workspace_binary("chat-server", "chat-server"))
+        .args(["--bind", &format!("127.0.0.1:{port}"), "--rate", "0"])
+        .args(["--redis-url", &redis.url(), "--node-id", "node-a"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn chat-server");
+    let b = TestServer::start(chat_server::Config {
+        rate: 0.0,
+        ..TestServer::clustered(&redis.url(), "node-b")
+    })
+    .await;
+    let url_a = format!("http://127.0.0.1:{port}");
+    let mut alice = connect_when_up(&url_a, "alice").await;
+    let dave = TestClient::chat(&url_a, "dave").await;
+    let carol = TestClient::chat(&b.url(), "carol").await;
+    for u in [&alice, &dave, &carol] {
+        ok(u.ack("room:join", json!({"room": "#r"})).await);
+    }
+    // alice's own messages, acknowledged by A before it dies.
+    let mut mine = Vec::new();
+    for i in 0..5 {
+        let ack = ok(alice
+            .ack(
+                "room:message",
+                json!({"room": "#r", "text": format!("a{i}")}),
+            )
+            .await);
+        mine.push(id(&ack));
+    }
+    // Node A has published its users (dave among them) by now.
+    eventually("B counts dave", || async {
+        let p = ok(carol.ack("presence:get", json!({})).await);
+        (p["users"] == json!(["alice", "carol", "dave"])).then_some(())
+    })
+    .await;
+    let sender = tokio::spawn(async move {
+        let mut sent = Vec::new();
+        for i in 0..30 {
+            let ack = carol
+                .ack(
+                    "room:message",
+                    json!({"room": "#r", "text": format!("c{i}")}),
+                )
+                .await;
+            sent.push(id(&ok(ack)));
+        }
+        (carol, sent)
+    });
+    eventually("alice has some of carol's", || {
+        let n = alice.count("room:message");
+        async move { (n >= 10).then_some(()) }
+    })
+    .await;
+    node_a.kill().expect("SIGKILL");
+    let _ = node_a.wait();
+    let (carol, sent) = sender.await.unwrap();
+
+    let seen = alice.seen();
+    let live: Vec<&Value> = seen
+        .iter()
+        .filter(|(n, _)| n == "room:message")
+        .map(|(_, v)| v)
+        .collect();
+    let offset = live.last().unwrap()["id"].clone();
+    let auth = json!({"username": "alice", "session": alice.token(), "offset": offset});
+    let mut back = TestClient::connect(&b.url(), auth).await.unwrap();
+    assert_eq!(back.session.as_ref().unwrap()["recovered"], true);
+    let mut got: Vec<u64> = live.iter().map(|m| id(m)).collect();
+    while got.len() < 5 + 30 {
+        got.push(id(&back.next("room:message").await));
+    }
+    let want: Vec<u64> = mine.iter().copied().chain(sent).collect();
+    assert_eq!(got, want, "every message once, in the cluster's order");
+    assert_eq!(back.count("room:message"), 0, "nothing twice");
+
+    let joined = ok(carol.ack("room:join", json!({"room": "#r"})).await);
+    let history: Vec<Value> = joined["history"].as_array().unwrap().clone();
+    for m in &mine {
+        assert!(
+            history.iter().any(|h| id(h) == *m),
+            "acknowledged by the dead node, then lost: {m}"
+        );
+    }
+    // dave's node is gone and dave does not come back: within a few
+    // heartbeats he no longer counts.
+    eventually("dave stops counting", || async {
+        let p = ok(back.ack("presence:get", json!({})).await);
+        (p["users"] == json!(["alice", "carol"])).then_some(())
+    })
+    .await;
+    let _ = dave;
+}
