@@ -60,6 +60,10 @@ pub const LIVE_SESSION_TTL: Duration = Duration::from_secs(3600);
 /// How long one Redis request may take before it counts as failed.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Messages one run of the retention script removes at most: Redis runs
+/// nothing else meanwhile.
+const PRUNE_BATCH: u64 = 1000;
+
 /// Ids skipped when a Redis that lost its data is taken up again: more than
 /// one node can have handed out meanwhile.
 const ID_GAP_AFTER_LOSS: u64 = 1 << 20;
@@ -167,24 +171,29 @@ return 1
 "#;
 
 const PRUNE: &str = r#"
--- KEYS: log, pruned. ARGV: the cutoff ts. Removes the oldest messages
--- while they are older than the cutoff, from the log and their indexes.
+-- KEYS: log, pruned. ARGV: the cutoff ts, the most to remove. Removes the
+-- oldest messages while they are older than the cutoff, from the log and
+-- their indexes. Returns {pruned, how many were removed}: the caller runs
+-- it again while it removed its most, so Redis is never held long.
 local cutoff = tonumber(ARGV[1])
+local most = tonumber(ARGV[2])
 local pruned = tonumber(redis.call('GET', KEYS[2]) or '0')
+local removed = 0
 local done = false
-while not done do
+while not done and removed < most do
   local batch = redis.call('ZRANGE', KEYS[1], 0, 255)
   if #batch == 0 then break end
   for _, m in ipairs(batch) do
     local d = cjson.decode(m)
-    if d.ts >= cutoff then done = true break end
+    if d.ts >= cutoff or removed >= most then done = true break end
     redis.call('ZREM', KEYS[1], m)
     for _, k in ipairs(d.ix) do redis.call('ZREM', k, m) end
     if d.id > pruned then pruned = d.id end
+    removed = removed + 1
   end
 end
 redis.call('SET', KEYS[2], string.format('%d', pruned))
-return pruned
+return {pruned, removed}
 "#;
 
 /// The scripts, loaded once (each is sent by its hash, and in full only
@@ -776,12 +785,18 @@ impl Store for RedisStore {
         let tokens: Vec<String> = self
             .read(async |con| con.smembers(key(&["sessions"])).await)
             .await?;
+        let mut pipe = redis::pipe();
+        for token in &tokens {
+            pipe.hget(key(&["session", token]), "rec");
+        }
+        let recs: Vec<Option<String>> = if tokens.is_empty() {
+            Vec::new()
+        } else {
+            self.read(async |con| pipe.query_async(con).await).await?
+        };
         let mut sessions = Vec::new();
         let mut gone = Vec::new();
-        for token in tokens {
-            let rec: Option<String> = self
-                .read(async |con| con.hget(key(&["session", &token]), "rec").await)
-                .await?;
+        for (token, rec) in tokens.into_iter().zip(recs) {
             match rec.and_then(|r| serde_json::from_str::<StoredSession>(&r).ok()) {
                 Some(s) if s.window_ends_at.is_none_or(|end| end > now) => {
                     sessions.push(SessionRecord::from(s));
@@ -953,6 +968,9 @@ impl Store for RedisStore {
             .read(async |con| con.smembers(key(&["accounts"])).await)
             .await?;
         keys.sort();
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut pipe = redis::pipe();
         for k in &keys {
             pipe.hgetall(key(&["account", k]));
@@ -1029,16 +1047,23 @@ impl Store for RedisStore {
     }
 
     async fn prune(&self, older_than_ts: u64) -> Result<u64, StoreError> {
-        self.write(async |con| {
-            scripts()
-                .prune
-                .key(key(&["log"]))
-                .key(key(&["pruned"]))
-                .arg(older_than_ts)
-                .invoke_async(con)
-                .await
-        })
-        .await
+        loop {
+            let (pruned, removed): (u64, u64) = self
+                .write(async |con| {
+                    scripts()
+                        .prune
+                        .key(key(&["log"]))
+                        .key(key(&["pruned"]))
+                        .arg(older_than_ts)
+                        .arg(PRUNE_BATCH)
+                        .invoke_async(con)
+                        .await
+                })
+                .await?;
+            if removed < PRUNE_BATCH {
+                return Ok(pruned);
+            }
+        }
     }
 
     fn as_redis(&self) -> Option<RedisStore> {

@@ -985,3 +985,28 @@ async fn redis_that_lost_its_data_is_taken_up_above_every_id() {
     );
     assert_eq!(startup.head, next.id);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_prunes_in_batches_and_starts_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(server) = redis::LocalRedis::for_test(dir.path(), false) else {
+        return;
+    };
+    let store: Arc<dyn Store> = Arc::new(RedisStore::open(&server.url(), "a").unwrap());
+    let startup = store.startup().await.unwrap();
+    assert!(startup.sessions.is_empty());
+    assert!(store.accounts().await.unwrap().is_empty());
+    // More than one run of the retention script removes.
+    append_all(
+        &store,
+        (1..=2500).map(|i| {
+            let mut m = (*room(i, "alice", "#a")).clone();
+            m.ts = i;
+            Arc::new(m)
+        }),
+    )
+    .await;
+    assert_eq!(store.prune(2401).await.unwrap(), 2400);
+    let (left, more) = store.room_history("#a", None, 500).await.unwrap();
+    assert_eq!((ids(&left), more), ((2401..=2500).collect(), false));
+}
