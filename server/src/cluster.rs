@@ -92,7 +92,8 @@ impl std::fmt::Debug for Cluster {
 #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct NodePresence {
     pub users: Vec<String>,
-    pub rooms: BTreeMap<String, u64>,
+    /// Room → its live members here (display names).
+    pub rooms: BTreeMap<String, Vec<String>>,
 }
 
 impl Cluster {
@@ -134,7 +135,7 @@ impl Cluster {
             }
             p.online += share.users.len() as u64;
             if let (Some(members), Some(room)) = (p.members.as_mut(), p.room.as_ref()) {
-                *members += share.rooms.get(room).copied().unwrap_or(0);
+                *members += share.rooms.get(room).map_or(0, |m| m.len() as u64);
             }
         }
     }

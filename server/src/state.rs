@@ -1117,8 +1117,8 @@ impl ChatState {
                 .collect(),
             rooms: inner
                 .live
-                .iter()
-                .map(|(room, set)| (room.clone(), set.len() as u64))
+                .keys()
+                .map(|room| (room.clone(), Self::member_names(&inner, room)))
                 .collect(),
         }
     }

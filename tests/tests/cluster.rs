@@ -530,7 +530,12 @@ async fn presence_events_and_typing_cross_nodes() {
         (p["online"] == 3 && p["rooms"] == json!([{"room": "#r", "members": 2}])).then_some(())
     })
     .await;
-    ok(bob.ack("room:join", json!({"room": "#r"})).await);
+    let ack = ok(bob.ack("room:join", json!({"room": "#r"})).await);
+    assert_eq!(
+        ack["members"],
+        json!(["alice", "bob", "carol"]),
+        "members on both nodes"
+    );
     let join = alice
         .next_where("presence", |p| p["event"] == "join" && p["user"] == "bob")
         .await;
