@@ -30,7 +30,7 @@ use futures_util::StreamExt;
 use redis::AsyncCommands;
 use tokio::sync::{mpsc, watch};
 
-use crate::store::redis::{HEARTBEAT_INTERVAL, MESSAGES_CHANNEL, decode};
+use crate::store::redis::{HEARTBEAT_INTERVAL, LIVE_SESSION_TTL, MESSAGES_CHANNEL, decode};
 use crate::store::{MessageRecord, RedisStore, StoreError};
 
 /// The channel of control messages between nodes.
@@ -283,6 +283,24 @@ impl Cluster {
             .await
             .map_err(unavailable)?;
         Ok(())
+    }
+
+    /// Pushes back the expiry of live sessions' records (see
+    /// [`LIVE_SESSION_TTL`]).
+    pub async fn keep_sessions(&self, tokens: &[String]) -> Result<(), StoreError> {
+        if tokens.is_empty() {
+            return Ok(());
+        }
+        let mut con = self.redis.connection();
+        let mut pipe = redis::pipe();
+        for t in tokens {
+            pipe.pexpire(
+                format!("chat:session:{t}"),
+                LIVE_SESSION_TTL.as_millis() as i64,
+            )
+            .ignore();
+        }
+        pipe.query_async::<()>(&mut con).await.map_err(unavailable)
     }
 
     /// Every live node's presence (a node whose heartbeat stopped is left

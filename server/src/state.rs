@@ -1105,6 +1105,16 @@ impl ChatState {
             .collect()
     }
 
+    /// The tokens of the sessions that have a live socket here.
+    pub fn live_tokens(&self) -> Vec<String> {
+        self.lock()
+            .users
+            .values()
+            .filter(|u| u.sid.is_some())
+            .map(|u| u.token.clone())
+            .collect()
+    }
+
     /// This node's live users and room member counts.
     pub fn node_presence(&self) -> crate::cluster::NodePresence {
         let inner = self.lock();

@@ -2,14 +2,17 @@
 //! them: every message is delivered from the cluster's feed (in id order,
 //! once), a session held by another node is taken over (its old socket
 //! there is told `session_replaced`), usernames are claimed cluster-wide,
-//! and `presence:get` and `room:list` count every node. Without a cluster
-//! each of these is the single node's behaviour.
+//! `presence:get`, `room:list` and `room:join` count every node, and
+//! presence changes and typing reach the other nodes' sockets. Without a
+//! cluster each of these is the single node's behaviour.
+
+use std::collections::BTreeMap;
 
 use super::*;
 use crate::cluster::{Cluster, Feed, FeedEvent};
 use crate::state::Target;
 use crate::store::SessionRecord;
-use crate::store::redis::HEARTBEAT_INTERVAL;
+use crate::store::redis::{HEARTBEAT_INTERVAL, LIVE_SESSION_TTL};
 use chat_shared::{RoomCount, username_key};
 
 impl ChatService {
@@ -76,8 +79,18 @@ impl ChatService {
         let mut tick = tokio::time::interval(HEARTBEAT_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut failing = false;
+        // Live sessions' records are kept a few times per their TTL.
+        let keep_every =
+            (LIVE_SESSION_TTL.as_secs() / 4 / HEARTBEAT_INTERVAL.as_secs().max(1)).max(1);
+        let mut beats = 0u64;
         loop {
             tick.tick().await;
+            beats += 1;
+            if beats % keep_every == 0
+                && let Err(e) = cluster.keep_sessions(&self.state.live_tokens()).await
+            {
+                tracing::warn!("cluster: keeping live sessions: {e}");
+            }
             if cluster.redis.is_closed() {
                 cluster.leave().await;
                 return;
@@ -297,12 +310,11 @@ impl ChatService {
         let mut users: BTreeMap<String, String> = BTreeMap::new();
         let mut rooms: BTreeMap<String, u64> = BTreeMap::new();
         let mine = cluster.node();
-        for (node, p) in nodes
+        let others = nodes
             .into_iter()
             .filter(|(node, _)| node != mine)
-            .chain(std::iter::once((mine.to_owned(), here)))
-        {
-            let _ = node;
+            .map(|(_, p)| p);
+        for p in others.chain(std::iter::once(here)) {
             for u in p.users {
                 users.insert(username_key(&u), u);
             }
@@ -320,5 +332,3 @@ impl ChatService {
         })
     }
 }
-
-use std::collections::BTreeMap;

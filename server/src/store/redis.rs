@@ -22,8 +22,8 @@
 //!   holds it. A node only changes or deletes sessions it holds (or new
 //!   ones), so a node that lost a session to another cannot overwrite it.
 //!   `sessions`: the set of tokens. A session in its window expires with
-//!   it; a live one after [`LIVE_SESSION_TTL`], which its node's heartbeat
-//!   keeps pushing back, so a dead node's sessions do not stay forever.
+//!   it; a live one after [`LIVE_SESSION_TTL`], which its node keeps
+//!   pushing back, so a dead node's sessions do not stay forever.
 //! - `account:<key>`: a hash `{username, hash, rooms, seen, created}`;
 //!   `accounts`: the set of keys.
 //! - `alive:<node>`: the node's last heartbeat (wall-clock ms).
@@ -52,9 +52,10 @@ pub const MESSAGES_CHANNEL: &str = "chat:messages";
 /// heartbeat.
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
 
-/// How long a live session's record outlives its node's last heartbeat.
-/// A node that dies stops pushing it back, and its sessions go after this
-/// (the sessions' own recovery window is shorter: see the README).
+/// How long a live session's record lasts unless pushed back: its node
+/// does that every quarter of it. A node that dies stops, and its sessions'
+/// records go within this (their recovery window, counted from the node's
+/// last heartbeat, is shorter).
 pub const LIVE_SESSION_TTL: Duration = Duration::from_secs(3600);
 
 /// How long one Redis request may take before it counts as failed.

@@ -1010,3 +1010,47 @@ async fn redis_prunes_in_batches_and_starts_empty() {
     let (left, more) = store.room_history("#a", None, 500).await.unwrap();
     assert_eq!((ids(&left), more), ((2401..=2500).collect(), false));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_live_sessions_are_kept_and_windows_expire() {
+    use ::redis::AsyncCommands;
+    let dir = tempfile::tempdir().unwrap();
+    let Some(server) = redis::LocalRedis::for_test(dir.path(), false) else {
+        return;
+    };
+    let store = RedisStore::open(&server.url(), "a").unwrap();
+    store.startup().await.unwrap();
+    let live = session("live", &[], None);
+    store.put_session(&live).await.unwrap().await.unwrap();
+    let away = session("away", &[], Some(now_ms() + 60_000));
+    store.put_session(&away).await.unwrap().await.unwrap();
+    let mut con = store.connection();
+    let ttl = |con: &mut ::redis::aio::ConnectionManager, token: &'static str| {
+        let mut con = con.clone();
+        async move {
+            let ms: i64 = con.pttl(format!("chat:session:{token}")).await.unwrap();
+            ms
+        }
+    };
+    assert!(
+        ttl(&mut con, "away").await <= 60_000,
+        "a window ends with it"
+    );
+    // Almost expired, then kept by its node.
+    let _: () = con.pexpire("chat:session:live", 1000).await.unwrap();
+    let cluster = crate::cluster::Cluster::new(store.clone(), 0);
+    cluster.keep_sessions(&["live".to_string()]).await.unwrap();
+    let kept = ttl(&mut con, "live").await;
+    assert!(kept > 3_000_000, "pushed back by an hour: {kept} ms");
+    // Another node's writes to a session it does not hold change nothing.
+    let other = RedisStore::open(&server.url(), "b").unwrap();
+    other.startup().await.unwrap();
+    other.delete_session("live").await.unwrap().await.unwrap();
+    assert!(store.session("live").await.unwrap().is_some());
+    assert_eq!(other.claim_session("live").await.unwrap().unwrap().1, "a");
+    other.delete_session("live").await.unwrap().await.unwrap();
+    assert!(
+        store.session("live").await.unwrap().is_none(),
+        "its holder now"
+    );
+}
