@@ -86,7 +86,7 @@ impl ChatService {
         loop {
             tick.tick().await;
             beats += 1;
-            if beats % keep_every == 0
+            if beats.is_multiple_of(keep_every)
                 && let Err(e) = cluster.keep_sessions(&self.state.live_tokens()).await
             {
                 tracing::warn!("cluster: keeping live sessions: {e}");
