@@ -692,3 +692,51 @@ async fn a_killed_node_loses_nothing_it_acknowledged() {
     .await;
     let _ = dave;
 }
+
+/// Senders on both nodes at once: every client, on either node, gets every
+/// message once, in the same order, which is the order of their ids.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_senders_on_both_nodes_give_one_order() {
+    let Some(c) = cluster().await else { return };
+    let mut readers = Vec::new();
+    for (i, url) in [c.a.url(), c.b.url(), c.a.url(), c.b.url()]
+        .iter()
+        .enumerate()
+    {
+        let r = TestClient::chat(url, &format!("reader{i}")).await;
+        ok(r.ack("room:join", json!({"room": "#r"})).await);
+        readers.push(r);
+    }
+    let mut senders = Vec::new();
+    for (i, url) in [c.a.url(), c.b.url(), c.a.url(), c.b.url()]
+        .iter()
+        .enumerate()
+    {
+        let s = TestClient::chat(url, &format!("sender{i}")).await;
+        ok(s.ack("room:join", json!({"room": "#r"})).await);
+        senders.push(tokio::spawn(async move {
+            for n in 0..25 {
+                ok(s.ack(
+                    "room:message",
+                    json!({"room": "#r", "text": format!("s{i}-{n}")}),
+                )
+                .await);
+            }
+            s
+        }));
+    }
+    for s in senders {
+        s.await.unwrap();
+    }
+    let mut orders = Vec::new();
+    for r in &mut readers {
+        let mut ids = Vec::new();
+        while ids.len() < 100 {
+            ids.push(id(&r.next("room:message").await));
+        }
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "in id order: {ids:?}");
+        assert_eq!(r.count("room:message"), 0, "nothing twice");
+        orders.push(ids);
+    }
+    assert!(orders.windows(2).all(|w| w[0] == w[1]), "one order for all");
+}

@@ -132,6 +132,12 @@ impl ChatService {
                 "the server cannot reach its store: try again",
             )
         };
+        if let Some(offset) = auth.offset.as_deref().and_then(|o| o.parse::<u64>().ok()) {
+            // A client resuming from another node may have seen messages
+            // this node's feed has not delivered yet: wait (a bounded time)
+            // for them, so that its offset is one this node knows.
+            cluster.wait_delivered(offset).await;
+        }
         if let Some(token) = auth.session.as_deref()
             && self.state.session_owner(token).is_none()
             && let Some(rec) = cluster.redis.session(token).await.map_err(down)?
