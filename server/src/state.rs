@@ -61,7 +61,8 @@ struct User {
     connected_at: u64,
     /// The log head when the session began: nothing older is replayed.
     since: u64,
-    /// Bumped at every disconnect: an expiry timer only ends the absence
+    /// A new number (unique in the process, never 0) at every disconnect
+    /// and resume: an expiry timer only ends the absence
     /// it was started for.
     absence: u64,
     /// Wall-clock ms when the recovery window ends; `None` while live.
@@ -239,6 +240,8 @@ pub struct ChatState {
     /// The highest id retention has removed: a replay from before it is
     /// truncated.
     pruned_upto: AtomicU64,
+    /// The last absence number handed out (see `User::absence`).
+    absences: AtomicU64,
 }
 
 fn token() -> String {
@@ -259,6 +262,7 @@ impl ChatState {
             admins: AtomicUsize::new(0),
             sessions_out: std::sync::OnceLock::new(),
             pruned_upto: AtomicU64::new(0),
+            absences: AtomicU64::new(0),
         })
     }
 
@@ -331,7 +335,7 @@ impl ChatState {
                 lagging: false,
                 connected_at: 0,
                 since: rec.since,
-                absence: 0,
+                absence: self.next_absence(),
                 window_ends_at: Some(ends),
                 account: rec.account,
                 ready: false,
@@ -345,13 +349,20 @@ impl ChatState {
                 }
             }
             inner.sessions.insert(rec.token.clone(), key.clone());
+            let absence = user.absence;
             inner.users.insert(key.clone(), user);
             let state = Arc::clone(self);
             tokio::spawn(async move {
                 tokio::time::sleep(std::time::Duration::from_millis(ends - now)).await;
-                state.expire(&key, 0);
+                state.expire(&key, absence);
             });
         }
+    }
+
+    /// A number no absence of any user had before: a timer left from an
+    /// earlier session of the same name can never end a later one.
+    fn next_absence(&self) -> u64 {
+        self.absences.fetch_add(1, Ordering::Relaxed) + 1
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -427,7 +438,7 @@ impl ChatState {
                 queued_after: None,
             };
             user.account = admission.account;
-            user.absence += 1;
+            user.absence = self.next_absence();
             user.window_ends_at = None;
             self.persist(SessionOp::Put(user.record()));
             if matches!(login, Login::Registered) {
@@ -579,7 +590,7 @@ impl ChatState {
         }
         user.sid = None;
         user.ready = false;
-        user.absence += 1;
+        user.absence = self.next_absence();
         let delivered = user.account && !user.lagging;
         if delivered {
             // Every DM so far reached the socket: later ones wait for the
@@ -1269,6 +1280,30 @@ mod tests {
             .unwrap();
         assert!(!again.recovered, "an expired token gives a fresh session");
         assert!(again.rooms.is_empty());
+    }
+
+    /// A timer left from an earlier session of the name must not cut a
+    /// later session's window short.
+    #[tokio::test(start_paused = true)]
+    async fn an_old_timer_does_not_end_a_later_session_of_the_name() {
+        let s = state();
+        let first = Sid::new();
+        let a = s.admit(&auth("alice"), first).unwrap();
+        s.disconnect("alice", first, false).unwrap(); // timer for t = 120 s
+        let back = Sid::new();
+        s.admit(&resume("alice", &a.token, None), back).unwrap();
+        s.disconnect("alice", back, true).unwrap(); // planned: the session ends
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        let later = Sid::new();
+        s.admit(&auth("alice"), later).unwrap();
+        s.disconnect("alice", later, false).unwrap(); // its window: until t = 180 s
+        tokio::time::sleep(Duration::from_secs(70)).await; // t = 130 s
+        assert!(
+            s.target("alice").is_some(),
+            "the later session keeps its whole window"
+        );
+        tokio::time::sleep(Duration::from_secs(51)).await;
+        assert!(s.target("alice").is_none(), "and ends with it");
     }
 
     #[tokio::test(start_paused = true)]

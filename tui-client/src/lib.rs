@@ -21,6 +21,7 @@ pub mod app;
 pub mod client;
 pub mod commands;
 pub mod net;
+pub mod password;
 pub mod state;
 pub mod view;
 
