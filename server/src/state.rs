@@ -1064,17 +1064,18 @@ impl ChatState {
             lagging: false,
             connected_at: 0,
             since: rec.since,
-            absence: 0,
+            absence: self.next_absence(),
             window_ends_at: Some(ends),
             account: rec.account,
             ready: false,
         };
+        let absence = user.absence;
         inner.sessions.insert(rec.token.clone(), key.clone());
         inner.users.insert(key.clone(), user);
         let state = Arc::clone(self);
         tokio::spawn(async move {
             tokio::time::sleep(std::time::Duration::from_millis(ends - now)).await;
-            state.expire(&key, 0);
+            state.expire(&key, absence);
         });
         true
     }
@@ -1472,6 +1473,41 @@ mod tests {
             j.history.is_empty(),
             "the room emptied: its history is no longer kept in memory (the store has it)"
         );
+    }
+
+    /// A session taken up from another node: its name is held, it resumes
+    /// with its rooms, another node can take it back, and its window ends
+    /// when the record said.
+    #[tokio::test(start_paused = true)]
+    async fn a_session_from_another_node_is_taken_up_and_let_go() {
+        let s = state();
+        let rec = SessionRecord {
+            token: "t".into(),
+            username: "Alice".into(),
+            since: 0,
+            rooms: [("#a".to_string(), 0)].into(),
+            window_ends_at: Some(now_ms() + 60_000),
+            account: false,
+        };
+        assert!(s.adopt(&rec));
+        assert_eq!(
+            s.admit(&auth("alice"), Sid::new()).unwrap_err().code,
+            ErrorCode::UsernameTaken
+        );
+        let sid = Sid::new();
+        let back = s.admit(&resume("alice", "t", None), sid).unwrap();
+        assert!(back.recovered);
+        assert_eq!(back.rooms, ["#a"]);
+        assert_eq!(s.members("#a"), 1);
+        assert_eq!(s.release("t"), Some(sid), "another node took it");
+        assert!(s.target("alice").is_none());
+        assert_eq!((s.online(), s.members("#a")), (0, 0));
+
+        assert!(s.adopt(&rec));
+        tokio::time::sleep(Duration::from_secs(58)).await;
+        assert!(s.target("alice").is_some(), "inside its window");
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert!(s.target("alice").is_none(), "ended with it");
     }
 
     #[tokio::test]
