@@ -160,6 +160,9 @@ impl TestServer {
 /// anything (a half-open connection).
 pub struct Proxy {
     pub addr: SocketAddr,
+    /// Where new connections go ([`Proxy::retarget`]: a load balancer
+    /// that moves to another node).
+    target: Arc<std::sync::Mutex<SocketAddr>>,
     down: Arc<AtomicBool>,
     frozen: Arc<AtomicBool>,
     conns: Arc<std::sync::Mutex<Vec<JoinHandle<()>>>>,
@@ -173,14 +176,17 @@ impl Proxy {
         let down = Arc::new(AtomicBool::new(false));
         let frozen = Arc::new(AtomicBool::new(false));
         let conns: Arc<std::sync::Mutex<Vec<JoinHandle<()>>>> = Arc::default();
+        let target = Arc::new(std::sync::Mutex::new(target));
         let accept = {
             let (down, frozen, conns) = (down.clone(), frozen.clone(), conns.clone());
+            let to = Arc::clone(&target);
             tokio::spawn(async move {
                 while let Ok((inbound, _)) = listener.accept().await {
                     if down.load(Ordering::SeqCst) {
                         drop(inbound);
                         continue;
                     }
+                    let target = *to.lock().unwrap_or_else(|e| e.into_inner());
                     let frozen = frozen.clone();
                     let task = tokio::spawn(async move {
                         let Ok(outbound) = TcpStream::connect(target).await else {
@@ -196,6 +202,7 @@ impl Proxy {
         };
         Proxy {
             addr,
+            target,
             down,
             frozen,
             conns,
@@ -217,6 +224,11 @@ impl Proxy {
         {
             t.abort();
         }
+    }
+
+    /// Sends new connections to `target` from now on.
+    pub fn retarget(&self, target: SocketAddr) {
+        *self.target.lock().unwrap_or_else(|e| e.into_inner()) = target;
     }
 
     /// While down, new connections are accepted and dropped at once.

@@ -740,3 +740,89 @@ async fn concurrent_senders_on_both_nodes_give_one_order() {
     }
     assert!(orders.windows(2).all(|w| w[0] == w[1]), "one order for all");
 }
+
+/// Three chat-tui clients spread over both nodes chat in a room and by
+/// DM; node A stops, and the load balancer in front of alice sends her
+/// reconnect to node B, where she resumes with nothing missing or twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_tui_users_of_a_stopped_node_come_back_through_the_other() {
+    use chat_tui::state::{ConvId, EntryKind, State};
+    use chat_tui::{Client, NetConfig};
+    let Some(c) = cluster().await else { return };
+    let Cluster { a, b, redis, _dir } = c;
+    let tui = |url: &str, user: &str| {
+        Client::start(NetConfig {
+            liveness_interval: Duration::from_millis(400),
+            liveness_timeout: Duration::from_millis(800),
+            backoff_min: Duration::from_millis(100),
+            backoff_max: Duration::from_millis(500),
+            ..NetConfig::new(url, user)
+        })
+    };
+    let general = ConvId::Room("#general".into());
+    let texts = |s: &State, id: &ConvId| -> Vec<String> {
+        s.conv(id)
+            .map(|c| {
+                c.entries
+                    .iter()
+                    .filter(|e| e.kind != EntryKind::System)
+                    .map(|e| e.text.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    async fn wait(client: &Client, what: &str, f: impl FnMut(&State) -> bool) {
+        assert!(
+            client.wait_for(WAIT, f).await,
+            "timed out waiting for: {what}"
+        );
+    }
+
+    let lb = Proxy::start(a.addr).await;
+    let alice = tui(&lb.url(), "alice");
+    let bob = tui(&b.url(), "bob");
+    let carol = tui(&b.url(), "carol");
+    for (u, name) in [(&alice, "alice"), (&bob, "bob"), (&carol, "carol")] {
+        wait(u, "connected", |s| {
+            s.status_text() == format!("connected as {name}")
+        })
+        .await;
+        u.type_line("/join #general");
+        wait(u, "in #general", |s| s.active == general).await;
+    }
+    alice.type_line("hello from A");
+    for u in [&bob, &carol] {
+        wait(u, "alice's message on B", |s| {
+            texts(s, &general) == ["hello from A"]
+        })
+        .await;
+    }
+    bob.type_line("/msg alice psst");
+    let from_bob = ConvId::Dm("bob".into());
+    wait(&alice, "bob's DM on A", |s| texts(s, &from_bob) == ["psst"]).await;
+
+    // Node A goes; the balancer sends new connections to B.
+    lb.retarget(b.addr);
+    a.stop().await.unwrap();
+    carol.type_line("while alice is away");
+    wait(&carol, "carol's message shown", |s| {
+        texts(s, &general).len() == 2
+    })
+    .await;
+    wait(&alice, "alice resumed on B", |s| {
+        s.status_text().starts_with("connected as alice")
+            && texts(s, &general) == ["hello from A", "while alice is away"]
+    })
+    .await;
+    alice.type_line("back, through B");
+    wait(&bob, "alice's message from B", |s| {
+        texts(s, &general) == ["hello from A", "while alice is away", "back, through B"]
+    })
+    .await;
+    assert_eq!(
+        alice.read(|s| texts(s, &from_bob)),
+        ["psst"],
+        "nothing twice"
+    );
+    drop(redis);
+}
