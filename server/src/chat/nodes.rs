@@ -110,9 +110,10 @@ impl ChatService {
         }
     }
 
-    /// The cluster's side of a handshake, around [`login_here`]
-    /// (`Self::login_here`): a session this node does not know is looked
-    /// up in Redis and taken over, and a new name is claimed across nodes.
+    /// The cluster's side of a handshake, around
+    /// [`login_here`](Self::login_here): a session this node does not know
+    /// is looked up in Redis and taken over, and a new name is claimed
+    /// across nodes.
     pub(super) async fn login(
         &self,
         auth: &Auth,
