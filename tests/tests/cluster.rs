@@ -826,3 +826,39 @@ async fn chat_tui_users_of_a_stopped_node_come_back_through_the_other() {
     );
     drop(redis);
 }
+
+/// While Redis is away, a message is refused `unavailable` and reaches no
+/// one (on either node); the sockets stay connected, and once Redis is
+/// back the next message goes through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_redis_is_away_messages_are_refused_and_reach_no_one() {
+    let Some(mut c) = cluster_on(true).await else {
+        return;
+    };
+    let mut alice = TestClient::chat(&c.a.url(), "alice").await;
+    let bob = TestClient::chat(&c.b.url(), "bob").await;
+    ok(alice.ack("room:join", json!({"room": "#r"})).await);
+    ok(bob.ack("room:join", json!({"room": "#r"})).await);
+    send_until_taken(&bob, "one").await;
+    assert_eq!(alice.next("room:message").await["text"], "one");
+
+    c.redis.kill();
+    let refused = eventually("a refusal", || async {
+        let ack = bob
+            .ack("room:message", json!({"room": "#r", "text": "refused"}))
+            .await;
+        (ack["ok"] == false).then_some(ack)
+    })
+    .await;
+    assert_eq!(err_code(&refused), "unavailable", "{refused}");
+    assert!(refused["error"]["context"]["retryAfterMs"].is_u64());
+    // The sockets are still there: their requests are answered.
+    ok(alice.ack("ping", json!({})).await);
+    ok(bob.ack("ping", json!({})).await);
+
+    c.redis.restart().unwrap();
+    send_until_taken(&bob, "after").await;
+    let next = alice.next("room:message").await;
+    assert_eq!(next["text"], "after", "nothing refused was delivered");
+    assert_eq!(alice.count("room:message"), 0);
+}
