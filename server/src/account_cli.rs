@@ -59,6 +59,12 @@ pub fn stdin_source() -> PasswordSource<std::io::StdinLock<'static>> {
 }
 
 fn open(config: &Config) -> Result<Arc<dyn Store>, String> {
+    if let Some(url) = &config.redis_url {
+        // A cluster's accounts are in its Redis.
+        return crate::store::RedisStore::open(url, "account-cli")
+            .map(|s| Arc::new(s) as Arc<dyn Store>)
+            .map_err(|e| e.to_string());
+    }
     match config.store {
         StoreKind::Memory => Err(
             "accounts live in the on-disk store: run without --store memory (and with the server's --data-dir)"

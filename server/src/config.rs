@@ -233,6 +233,16 @@ pub struct Config {
 
     #[command(subcommand)]
     pub command: Option<Command>,
+
+    /// Run as one node of a cluster that shares this Redis
+    /// (`redis://host:6379/`): messages and their ids, sessions, accounts
+    /// and usernames live there, and `--store` is not used.
+    #[arg(long, env = "CHAT_REDIS_URL", global = true)]
+    pub redis_url: Option<String>,
+
+    /// This node's name in logs and in Redis (default: a random one).
+    #[arg(long, env = "CHAT_NODE_ID")]
+    pub node_id: Option<String>,
 }
 
 impl Default for Config {

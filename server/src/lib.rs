@@ -9,6 +9,8 @@
 //!   `identity` (handshake, connect, disconnect, takeover), `recovery`
 //!   (restore, replay, readers that fall behind), `rooms`, `messaging` (owns
 //!   the delivery order), `history`, `typing`, `presence`.
+//! - [`cluster`]: several nodes on one Redis: the message feed every node
+//!   delivers from, usernames and takeovers across nodes.
 //! - [`admin`]: the read-only `/admin` namespace and its stats.
 //! - [`admin_feed`]: the ordered, lossy queue of `admin:event`s.
 //! - [`presence`]: the per-scope presence storm guard.
@@ -38,6 +40,7 @@ pub mod admin;
 pub mod admin_feed;
 pub mod chat;
 pub mod check;
+pub mod cluster;
 pub mod config;
 pub mod cors;
 pub mod health;
@@ -100,6 +103,16 @@ const PRUNE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(3600)
 pub async fn open_store(
     config: &Config,
 ) -> Result<(Arc<dyn store::Store>, store::Startup), store::StoreError> {
+    if let Some(url) = &config.redis_url {
+        let node = config
+            .node_id
+            .clone()
+            .unwrap_or_else(cluster::random_node_id);
+        let redis = store::RedisStore::open(url, &node)?;
+        let startup = store::Store::startup(&redis).await?;
+        tracing::info!(node = %node, head = startup.head, "store: redis at {url}");
+        return Ok((Arc::new(redis), startup));
+    }
     let store: Arc<dyn store::Store> = match config.store {
         config::StoreKind::Memory => Arc::new(store::MemoryStore::new(MEMORY_STORE_MESSAGES)),
         config::StoreKind::Sqlite => {
@@ -146,7 +159,20 @@ pub fn app(config: Config, store: Arc<dyn store::Store>, startup: &store::Startu
     let state = ChatState::new(config);
     let (sessions_tx, mut sessions_rx) = tokio::sync::mpsc::unbounded_channel();
     state.persist_sessions(sessions_tx);
-    state.restore(startup);
+    let cluster = store
+        .as_redis()
+        .map(|redis| Arc::new(cluster::Cluster::new(redis, startup.head)));
+    if cluster.is_some() {
+        // Several nodes: a session is taken up by whichever node its
+        // client reconnects to, when it does (chat::nodes), not by every
+        // node at start.
+        state.restore(&store::Startup {
+            sessions: Vec::new(),
+            ..startup.clone()
+        });
+    } else {
+        state.restore(startup);
+    }
     {
         // Session changes go to the store in the order they happened.
         let store = Arc::clone(&store);
@@ -193,7 +219,7 @@ pub fn app(config: Config, store: Arc<dyn store::Store>, startup: &store::Startu
     }
     let feed = admin_feed::AdminFeed::start(io.clone(), Arc::clone(&state));
     let transports = Arc::new(transport::Transports::default());
-    chat::register(chat::ChatService {
+    let svc = chat::ChatService {
         state: Arc::clone(&state),
         io: io.clone(),
         admin: feed,
@@ -205,7 +231,10 @@ pub fn app(config: Config, store: Arc<dyn store::Store>, startup: &store::Startu
             state.config.login_lockout,
         )),
         metrics: Arc::clone(&metrics),
-    });
+        cluster,
+    };
+    svc.follow_cluster(startup.head);
+    chat::register(svc);
     admin::register(&io, Arc::clone(&state));
     let on_main_port = metrics_here.then(|| (Arc::clone(&metrics), Arc::clone(&state)));
     let router = ops_routes(store, on_main_port)

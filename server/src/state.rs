@@ -1010,6 +1010,141 @@ impl ChatState {
         msg
     }
 
+    /// Keeps a message that the store numbered (several nodes: it came
+    /// from the cluster's feed, in id order) for replay and room history.
+    /// Call with the delivery order held, like [`record`](Self::record).
+    pub fn record_numbered(&self, msg: &Arc<MessageRecord>) {
+        let mut inner = self.lock();
+        inner.head = inner.head.max(msg.id);
+        if let Destination::Room(room) = &msg.dest {
+            let keep = self.config.history;
+            if keep > 0 && inner.holders.contains_key(room) {
+                let h = inner.history.entry(room.clone()).or_default();
+                if h.len() >= keep {
+                    h.pop_front();
+                }
+                h.push_back(Arc::clone(msg));
+            }
+        }
+        if self.config.replay_buffer > 0 {
+            if inner.log.len() >= self.config.replay_buffer {
+                inner.log.pop_front();
+            }
+            inner.log.push_back(Arc::clone(msg));
+        }
+        self.messages_total.fetch_add(1, Ordering::Relaxed);
+    }
+
+    // ------------------------------------------------------------ cluster
+
+    /// Takes up a session that another node held (its node died, or its
+    /// socket there is half-open): it becomes this node's, inside its
+    /// window (a window from now when it was live there). False when a
+    /// session here holds the name already.
+    pub fn adopt(self: &Arc<Self>, rec: &SessionRecord) -> bool {
+        let now = now_ms();
+        let window = self.config.recovery_window.as_millis() as u64;
+        let ends = rec
+            .window_ends_at
+            .filter(|&end| end > now)
+            .unwrap_or(now.saturating_add(window));
+        let key = username_key(&rec.username);
+        let mut inner = self.lock();
+        if inner.users.contains_key(&key) {
+            return inner.sessions.get(&rec.token) == Some(&key);
+        }
+        for room in rec.rooms.keys() {
+            *inner.holders.entry(room.clone()).or_default() += 1;
+        }
+        let user = User {
+            username: rec.username.clone(),
+            token: rec.token.clone(),
+            rooms: rec.rooms.clone(),
+            sid: None,
+            lagging: false,
+            connected_at: 0,
+            since: rec.since,
+            absence: self.next_absence(),
+            window_ends_at: Some(ends),
+            account: rec.account,
+            ready: false,
+        };
+        let absence = user.absence;
+        inner.sessions.insert(rec.token.clone(), key.clone());
+        inner.users.insert(key.clone(), user);
+        let state = Arc::clone(self);
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(ends - now)).await;
+            state.expire(&key, absence);
+        });
+        true
+    }
+
+    /// Another node took the session `token` over: it is no longer this
+    /// node's (nothing is written: the store's record is the other
+    /// node's now). Returns the socket that held it here, to be told.
+    pub fn release(&self, token: &str) -> Option<Sid> {
+        let mut inner = self.lock();
+        let key = inner.sessions.remove(token)?;
+        let old = inner.users.remove(&key)?;
+        if old.sid.is_some() {
+            inner.online = inner.online.saturating_sub(1);
+        }
+        for room in old.rooms.keys() {
+            Self::drop_live(&mut inner, room, &key);
+            Self::release_room(&mut inner, room);
+        }
+        old.sid
+    }
+
+    /// Ends the session holding `key` here (a password login on another
+    /// node took the name), as a password login here would. Returns its
+    /// live socket, to be told.
+    pub fn evict(&self, key: &str) -> Option<Sid> {
+        let mut inner = self.lock();
+        let sid = inner.users.get(key)?.sid;
+        Self::end_session(&mut inner, key, |op| self.persist(op));
+        sid
+    }
+
+    /// The users this node holds (live or in their window): their
+    /// names stay taken across the cluster.
+    pub fn held_names(&self) -> Vec<String> {
+        self.lock()
+            .users
+            .values()
+            .map(|u| u.username.clone())
+            .collect()
+    }
+
+    /// The tokens of the sessions that have a live socket here.
+    pub fn live_tokens(&self) -> Vec<String> {
+        self.lock()
+            .users
+            .values()
+            .filter(|u| u.sid.is_some())
+            .map(|u| u.token.clone())
+            .collect()
+    }
+
+    /// This node's live users and room member counts.
+    pub fn node_presence(&self) -> crate::cluster::NodePresence {
+        let inner = self.lock();
+        crate::cluster::NodePresence {
+            users: inner
+                .users
+                .values()
+                .filter(|u| u.sid.is_some())
+                .map(|u| u.username.clone())
+                .collect(),
+            rooms: inner
+                .live
+                .keys()
+                .map(|room| (room.clone(), Self::member_names(&inner, room)))
+                .collect(),
+        }
+    }
+
     // ---------------------------------------------------------------- admin
 
     pub fn count_error(&self) {
@@ -1338,6 +1473,41 @@ mod tests {
             j.history.is_empty(),
             "the room emptied: its history is no longer kept in memory (the store has it)"
         );
+    }
+
+    /// A session taken up from another node: its name is held, it resumes
+    /// with its rooms, another node can take it back, and its window ends
+    /// when the record said.
+    #[tokio::test(start_paused = true)]
+    async fn a_session_from_another_node_is_taken_up_and_let_go() {
+        let s = state();
+        let rec = SessionRecord {
+            token: "t".into(),
+            username: "Alice".into(),
+            since: 0,
+            rooms: [("#a".to_string(), 0)].into(),
+            window_ends_at: Some(now_ms() + 60_000),
+            account: false,
+        };
+        assert!(s.adopt(&rec));
+        assert_eq!(
+            s.admit(&auth("alice"), Sid::new()).unwrap_err().code,
+            ErrorCode::UsernameTaken
+        );
+        let sid = Sid::new();
+        let back = s.admit(&resume("alice", "t", None), sid).unwrap();
+        assert!(back.recovered);
+        assert_eq!(back.rooms, ["#a"]);
+        assert_eq!(s.members("#a"), 1);
+        assert_eq!(s.release("t"), Some(sid), "another node took it");
+        assert!(s.target("alice").is_none());
+        assert_eq!((s.online(), s.members("#a")), (0, 0));
+
+        assert!(s.adopt(&rec));
+        tokio::time::sleep(Duration::from_secs(58)).await;
+        assert!(s.target("alice").is_some(), "inside its window");
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert!(s.target("alice").is_none(), "ended with it");
     }
 
     #[tokio::test]

@@ -130,6 +130,16 @@ impl TestServer {
         }
     }
 
+    /// [`TestServer::config`] for node `node` of a cluster on the Redis at
+    /// `redis_url`.
+    pub fn clustered(redis_url: &str, node: &str) -> Config {
+        Config {
+            redis_url: Some(redis_url.to_owned()),
+            node_id: Some(node.to_owned()),
+            ..TestServer::config()
+        }
+    }
+
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
@@ -153,6 +163,9 @@ impl TestServer {
 /// anything (a half-open connection).
 pub struct Proxy {
     pub addr: SocketAddr,
+    /// Where new connections go ([`Proxy::retarget`]: a load balancer
+    /// that moves to another node).
+    target: Arc<std::sync::Mutex<SocketAddr>>,
     down: Arc<AtomicBool>,
     frozen: Arc<AtomicBool>,
     conns: Arc<std::sync::Mutex<Vec<JoinHandle<()>>>>,
@@ -166,14 +179,17 @@ impl Proxy {
         let down = Arc::new(AtomicBool::new(false));
         let frozen = Arc::new(AtomicBool::new(false));
         let conns: Arc<std::sync::Mutex<Vec<JoinHandle<()>>>> = Arc::default();
+        let target = Arc::new(std::sync::Mutex::new(target));
         let accept = {
             let (down, frozen, conns) = (down.clone(), frozen.clone(), conns.clone());
+            let to = Arc::clone(&target);
             tokio::spawn(async move {
                 while let Ok((inbound, _)) = listener.accept().await {
                     if down.load(Ordering::SeqCst) {
                         drop(inbound);
                         continue;
                     }
+                    let target = *to.lock().unwrap_or_else(|e| e.into_inner());
                     let frozen = frozen.clone();
                     let task = tokio::spawn(async move {
                         let Ok(outbound) = TcpStream::connect(target).await else {
@@ -189,6 +205,7 @@ impl Proxy {
         };
         Proxy {
             addr,
+            target,
             down,
             frozen,
             conns,
@@ -210,6 +227,11 @@ impl Proxy {
         {
             t.abort();
         }
+    }
+
+    /// Sends new connections to `target` from now on.
+    pub fn retarget(&self, target: SocketAddr) {
+        *self.target.lock().unwrap_or_else(|e| e.into_inner()) = target;
     }
 
     /// While down, new connections are accepted and dropped at once.

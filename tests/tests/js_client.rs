@@ -50,14 +50,20 @@ fn install() -> Option<()> {
 /// its URL; returns whether it exited 0, and what it printed.
 async fn run_script(script: &str, args: &[&str]) -> (bool, String) {
     let server = TestServer::start(TestServer::config()).await;
+    let result = run_script_on(&server.url(), script, args).await;
+    server.stop().await.unwrap();
+    result
+}
+
+/// Runs `script` against the server at `url`.
+async fn run_script_on(url: &str, script: &str, args: &[&str]) -> (bool, String) {
     let out = tokio::process::Command::new("node")
         .arg(js_dir().join(script))
-        .arg(server.url())
+        .arg(url)
         .args(args)
         .output()
         .await
         .expect("run node");
-    server.stop().await.unwrap();
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -134,4 +140,32 @@ async fn every_first_event_is_answered_over_websocket() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_first_event_is_answered_over_long_polling() {
     first_events_over("polling").await;
+}
+
+/// The contract and accounts scripts against node B of a two-node cluster
+/// on one Redis, while node A runs beside it: to a client, a node of a
+/// cluster is the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_official_js_client_against_a_cluster_node() {
+    if node().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let Some(redis) = chat_server::store::redis::LocalRedis::for_test(dir.path(), false) else {
+        return;
+    };
+    let a = TestServer::start(TestServer::clustered(&redis.url(), "node-a")).await;
+    let b = TestServer::start(TestServer::clustered(&redis.url(), "node-b")).await;
+    for (script, done) in [
+        ("contract.js", "contract over websocket: ok"),
+        ("accounts.js", "accounts over websocket: ok"),
+    ] {
+        let (ok, text) = run_script_on(&b.url(), script, &["websocket", "admin-secret"]).await;
+        assert!(
+            ok && text.contains(done),
+            "{script} against a cluster node:\n{text}"
+        );
+    }
+    b.stop().await.unwrap();
+    a.stop().await.unwrap();
 }

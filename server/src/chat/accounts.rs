@@ -55,7 +55,11 @@ impl ChatService {
     /// Decides who a handshake may be, then admits it. A session token that
     /// resumes its own session needs no password; a name with an account
     /// needs its password; `register: true` creates an account.
-    pub(super) async fn login(&self, auth: &Auth, sid: Sid) -> Result<Admission, ConnectRefusal> {
+    pub(super) async fn login_here(
+        &self,
+        auth: &Auth,
+        sid: Sid,
+    ) -> Result<Admission, ConnectRefusal> {
         let key = username_key(&auth.username);
         let name = &auth.username;
         let resumes = auth

@@ -52,27 +52,21 @@ impl ChatService {
         if !self.store.healthy() {
             return Err(unavailable());
         }
+        if let Some(cluster) = &self.cluster {
+            // Several nodes: Redis numbers the message (one order for the
+            // cluster) and every node, this one included, delivers it
+            // from the feed. The ack waits for both.
+            let msg = cluster
+                .redis
+                .append_new(from, crate::state::now_ms(), dest, text, action)
+                .await
+                .map_err(failed)?;
+            cluster.wait_delivered(msg.id).await;
+            return Ok(msg);
+        }
         let guard = self.delivery.hold().await;
         let msg = self.state.record(from, text, dest, action);
-        if let Some(ns) = self.ns() {
-            let event = msg.event();
-            let recipients = match &msg.dest {
-                Destination::Room(room) => ns.to(room.clone()).sockets(),
-                Destination::Dm { to } => self
-                    .state
-                    .target(to)
-                    .and_then(|t| t.sid)
-                    .and_then(|sid| ns.get_socket(sid))
-                    .into_iter()
-                    .collect(),
-                Destination::Global => ns.to(EVERYONE).sockets(),
-                Destination::Broadcast => match s {
-                    Some(s) => s.to(EVERYONE).sockets(),
-                    None => ns.to(EVERYONE).sockets(),
-                },
-            };
-            self.emit_each(&recipients, event, &*msg);
-        }
+        self.emit_live(&msg, s);
         let queued = std::time::Instant::now();
         let committed = self.store.append(Arc::clone(&msg)).await;
         drop(guard);
@@ -83,6 +77,39 @@ impl ChatService {
         self.metrics.store_write(queued, &committed);
         committed.map_err(failed)?;
         Ok(msg)
+    }
+
+    /// Emits a numbered message to its recipients on this node. Call
+    /// under the delivery order. A broadcast skips `sender`'s socket, or,
+    /// without one (it came from the cluster's feed), every socket of the
+    /// user who sent it.
+    pub(super) fn emit_live(&self, msg: &MessageRecord, sender: Option<&SocketRef>) {
+        let Some(ns) = self.ns() else { return };
+        let recipients = match &msg.dest {
+            Destination::Room(room) => ns.to(room.clone()).sockets(),
+            Destination::Dm { to } => self
+                .state
+                .target(to)
+                .and_then(|t| t.sid)
+                .and_then(|sid| ns.get_socket(sid))
+                .into_iter()
+                .collect(),
+            Destination::Global => ns.to(EVERYONE).sockets(),
+            Destination::Broadcast => match sender {
+                Some(s) => s.to(EVERYONE).sockets(),
+                None => {
+                    let from = chat_shared::username_key(&msg.from);
+                    let mut all = ns.to(EVERYONE).sockets();
+                    all.retain(|r| {
+                        r.extensions
+                            .get::<Arc<SocketCtx>>()
+                            .is_none_or(|c| c.admission.key != from)
+                    });
+                    all
+                }
+            },
+        };
+        self.emit_each(&recipients, msg.event(), msg);
     }
 
     /// Emits one message to each recipient, encoding it once. A recipient
@@ -158,7 +185,11 @@ impl ChatService {
         if !is_valid_username(to) {
             return Err(not_found());
         }
-        let target = match self.state.target(to) {
+        let found = match self.state.target(to) {
+            Some(t) => Some(t),
+            None => self.remote_target(to).await,
+        };
+        let target = match found {
             Some(t) => t,
             None if offline => {
                 let key = chat_shared::username_key(to);

@@ -12,11 +12,14 @@
 //! - [`history`]: `history` pages.
 //! - [`typing`]: typing indicators.
 //! - [`presence`]: presence changes and storm summaries.
+//! - [`nodes`]: several nodes on one Redis: delivery from the cluster's
+//!   feed, sessions and usernames across nodes, cluster-wide presence.
 
 mod accounts;
 mod history;
 mod identity;
 mod messaging;
+mod nodes;
 mod presence;
 mod recovery;
 mod rooms;
@@ -91,6 +94,8 @@ pub struct ChatService {
     /// Password hashing and the guard against guessing.
     pub accounts: Arc<crate::accounts::Accounts>,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// The other nodes, when several share a Redis (`--redis-url`).
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 /// Registers `/chat` on `io`.
@@ -266,9 +271,9 @@ impl ChatService {
             ClientEvent::RoomJoin(r) => self.join(s, ctx, &r.room).await,
             ClientEvent::RoomLeave(r) => self.leave(s, ctx, &r.room).await,
             ClientEvent::RoomList => Ok(Reply::Rooms(RoomListAck {
-                rooms: self.state.room_list(),
+                rooms: self.room_list().await,
             })),
-            ClientEvent::PresenceGet => Ok(Reply::Presence(self.state.presence_snapshot())),
+            ClientEvent::PresenceGet => Ok(Reply::Presence(self.presence_snapshot().await)),
             ClientEvent::RoomMessage(m) => self.room_message(ctx, m).await,
             ClientEvent::DmMessage(m) => self.dm(ctx, m).await,
             ClientEvent::GlobalMessage(m) => {

@@ -6,7 +6,18 @@ use super::*;
 impl ChatService {
     /// Sends a presence change to its scope (`""`: every `/chat` socket;
     /// else that room), or folds it into the scope's summary in a storm.
-    pub(super) async fn presence(&self, scope: &str, p: Presence) {
+    /// With several nodes its counts are the cluster's, and the other
+    /// nodes send it to their sockets too.
+    pub(super) async fn presence(&self, scope: &str, mut p: Presence) {
+        if let Some(cluster) = &self.cluster {
+            cluster.count_others(&mut p).await;
+            cluster.forward_presence(&p);
+        }
+        self.presence_here(scope, p).await;
+    }
+
+    /// [`presence`](Self::presence) to this node's sockets only.
+    pub(super) async fn presence_here(&self, scope: &str, p: Presence) {
         let user = p.user.as_deref().unwrap_or_default();
         match self.state.presence.admit(scope, user, p.arrives()) {
             Decision::Send => self.emit_presence(scope, &p).await,
@@ -28,7 +39,7 @@ impl ChatService {
             return;
         }
         let room = (!scope.is_empty()).then(|| scope.to_owned());
-        let p = Presence {
+        let mut p = Presence {
             event: PresenceKind::Summary,
             user: None,
             members: room.as_ref().map(|r| self.state.members(r)),
@@ -43,6 +54,9 @@ impl ChatService {
                 left_count: folded.left_count,
             }),
         };
+        if let Some(cluster) = &self.cluster {
+            cluster.count_others(&mut p).await;
+        }
         self.emit_presence(scope, &p).await;
     }
 

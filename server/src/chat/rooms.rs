@@ -53,9 +53,10 @@ impl ChatService {
                 })
                 .collect()
         };
+        let members = self.room_members(&room, joined.members).await;
         Ok(Reply::Joined(JoinAck {
             room,
-            members: joined.members,
+            members,
             history,
         }))
     }

@@ -11,6 +11,8 @@
 //!   tests). Nothing survives the process.
 //! - `sqlite.rs`: [`SqliteStore`], the default: one embedded database file,
 //!   one writer thread doing group commit, a small pool of readers.
+//! - `redis.rs`: [`RedisStore`], on a Redis server that several nodes
+//!   share (`--redis-url`): ids come from Redis, one order for the cluster.
 //! - `faulty.rs`: [`FaultyStore`], a wrapper that makes writes fail on
 //!   demand, so tests can inject a full disk through the seam.
 //!
@@ -25,6 +27,7 @@
 
 mod faulty;
 mod memory;
+pub mod redis;
 mod sqlite;
 
 #[cfg(test)]
@@ -32,6 +35,7 @@ mod tests;
 
 pub use faulty::FaultyStore;
 pub use memory::MemoryStore;
+pub use redis::RedisStore;
 pub use sqlite::{HEARTBEAT_INTERVAL, MAX_BATCH, SCHEMA_VERSION, SqliteStore, WRITE_QUEUE_BOUND};
 
 use std::collections::BTreeMap;
@@ -451,6 +455,13 @@ pub trait Store: Send + Sync + 'static {
 
     /// False after a write failed, true again once one succeeds.
     fn healthy(&self) -> bool;
+
+    /// The Redis store, when this is one: several nodes share it, it
+    /// numbers messages itself ([`RedisStore::append_new`]) and every node
+    /// delivers them from its feed. Memory and SQLite: `None`.
+    fn as_redis(&self) -> Option<RedisStore> {
+        None
+    }
 
     /// Flushes every queued write, records the exact head and the
     /// clean-shutdown marker, and stops. Writes after this fail.

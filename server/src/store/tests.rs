@@ -40,6 +40,21 @@ fn sqlite() -> Backend {
     }
 }
 
+/// A Redis store on a redis-server of its own (`None`: not installed, the
+/// case is skipped). Reopening makes a new `RedisStore` on the same Redis.
+fn redis() -> Option<Backend> {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Arc::new(redis::LocalRedis::for_test(dir.path(), false)?);
+    let url = server.url();
+    Some(Backend {
+        open: Box::new(move || {
+            let _keep = &server;
+            Arc::new(RedisStore::open(&url, "test-node").unwrap())
+        }),
+        _dir: Some(dir),
+    })
+}
+
 /// Runs each named case on every backend.
 macro_rules! on_every_store {
     ($($case:ident),* $(,)?) => {
@@ -53,6 +68,14 @@ macro_rules! on_every_store {
             $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $case() {
                 super::$case(super::sqlite()).await
+            })*
+        }
+        mod redis_store {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                if let Some(b) = super::redis() {
+                    super::$case(b).await
+                }
             })*
         }
     };
@@ -837,4 +860,197 @@ async fn faulty_writes_fail_and_health_follows() {
     assert!(store.healthy());
     let (page, _) = store.room_history("#a", None, 50).await.unwrap();
     assert_eq!(ids(&page), vec![1, 3]);
+}
+
+// ---------------------------------------------------------------- Redis
+
+/// Polls `cond` every 20 ms until it holds, for at most 10 s.
+async fn until(what: &str, cond: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !cond() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: not within 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_numbers_the_messages_of_every_node_in_one_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(server) = redis::LocalRedis::for_test(dir.path(), false) else {
+        return;
+    };
+    let a = RedisStore::open(&server.url(), "a").unwrap();
+    let b = RedisStore::open(&server.url(), "b").unwrap();
+    a.startup().await.unwrap();
+    b.startup().await.unwrap();
+    let send = |store: RedisStore, who: &'static str| {
+        tokio::spawn(async move {
+            let mut ids = Vec::new();
+            for i in 0..100 {
+                let dest = Destination::Room("#a".into());
+                let m = store
+                    .append_new(who, BASE_TS + i, dest, &format!("{who}{i}"), false)
+                    .await
+                    .unwrap();
+                ids.push(m.id);
+            }
+            ids
+        })
+    };
+    let (ta, tb) = (send(a.clone(), "alice"), send(b.clone(), "bob"));
+    let (ia, ib) = (ta.await.unwrap(), tb.await.unwrap());
+    assert!(ia.windows(2).all(|w| w[0] < w[1]));
+    assert!(ib.windows(2).all(|w| w[0] < w[1]));
+    let mut all: Vec<u64> = ia.iter().chain(&ib).copied().collect();
+    all.sort_unstable();
+    assert_eq!(
+        all,
+        (1..=200).collect::<Vec<_>>(),
+        "no id twice, none skipped"
+    );
+    let (page, more) = b.room_history("#a", None, 200).await.unwrap();
+    assert_eq!((ids(&page), more), (all, false));
+    assert_eq!(b.startup().await.unwrap().head, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_health_follows_redis_and_nothing_acknowledged_is_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(mut server) = redis::LocalRedis::for_test(dir.path(), true) else {
+        return;
+    };
+    let store = RedisStore::open(&server.url(), "a").unwrap();
+    store.startup().await.unwrap();
+    let first = store
+        .append_new("alice", BASE_TS, Destination::Global, "before", false)
+        .await
+        .unwrap();
+    assert!(store.healthy());
+
+    server.kill();
+    until("unhealthy while Redis is down", || !store.healthy()).await;
+    let refused = store
+        .append_new("alice", BASE_TS, Destination::Global, "while down", false)
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::Unavailable(_))),
+        "{refused:?}"
+    );
+
+    server.restart().unwrap();
+    until("healthy once Redis is back", || store.healthy()).await;
+    let after = store
+        .append_new("alice", BASE_TS, Destination::Global, "after", false)
+        .await
+        .unwrap();
+    assert_eq!(after.id, first.id + 1, "the same epoch: ids go on");
+    let rooms = BTreeMap::new();
+    let kept = store.replay("bob", &rooms, 0, after.id, 50).await.unwrap();
+    let texts: Vec<&str> = kept.iter().map(|m| m.text.as_str()).collect();
+    assert_eq!(texts, ["before", "after"], "the append-only file kept it");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_that_lost_its_data_is_taken_up_above_every_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(mut server) = redis::LocalRedis::for_test(dir.path(), false) else {
+        return;
+    };
+    let store = RedisStore::open(&server.url(), "a").unwrap();
+    store.startup().await.unwrap();
+    for i in 0..5 {
+        store
+            .append_new("alice", BASE_TS + i, Destination::Global, "x", false)
+            .await
+            .unwrap();
+    }
+    assert_eq!(store.lost_upto(), 0);
+    // No persistence: a restart empties it.
+    server.restart().unwrap();
+    until("the loss is noticed", || store.lost_upto() > 0).await;
+    assert!(store.lost_upto() >= 5);
+    let next = store
+        .append_new("alice", BASE_TS, Destination::Global, "y", false)
+        .await
+        .unwrap();
+    assert!(next.id > store.lost_upto(), "no id handed out twice");
+    let again = RedisStore::open(&server.url(), "b").unwrap();
+    let startup = again.startup().await.unwrap();
+    assert!(
+        startup.pruned_upto >= 5,
+        "replays from before it are truncated"
+    );
+    assert_eq!(startup.head, next.id);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_prunes_in_batches_and_starts_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(server) = redis::LocalRedis::for_test(dir.path(), false) else {
+        return;
+    };
+    let store: Arc<dyn Store> = Arc::new(RedisStore::open(&server.url(), "a").unwrap());
+    let startup = store.startup().await.unwrap();
+    assert!(startup.sessions.is_empty());
+    assert!(store.accounts().await.unwrap().is_empty());
+    // More than one run of the retention script removes.
+    append_all(
+        &store,
+        (1..=2500).map(|i| {
+            let mut m = (*room(i, "alice", "#a")).clone();
+            m.ts = i;
+            Arc::new(m)
+        }),
+    )
+    .await;
+    assert_eq!(store.prune(2401).await.unwrap(), 2400);
+    let (left, more) = store.room_history("#a", None, 500).await.unwrap();
+    assert_eq!((ids(&left), more), ((2401..=2500).collect(), false));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_live_sessions_are_kept_and_windows_expire() {
+    use ::redis::AsyncCommands;
+    let dir = tempfile::tempdir().unwrap();
+    let Some(server) = redis::LocalRedis::for_test(dir.path(), false) else {
+        return;
+    };
+    let store = RedisStore::open(&server.url(), "a").unwrap();
+    store.startup().await.unwrap();
+    let live = session("live", &[], None);
+    store.put_session(&live).await.unwrap().await.unwrap();
+    let away = session("away", &[], Some(now_ms() + 60_000));
+    store.put_session(&away).await.unwrap().await.unwrap();
+    let mut con = store.connection();
+    let ttl = |con: &mut ::redis::aio::ConnectionManager, token: &'static str| {
+        let mut con = con.clone();
+        async move {
+            let ms: i64 = con.pttl(format!("chat:session:{token}")).await.unwrap();
+            ms
+        }
+    };
+    assert!(
+        ttl(&mut con, "away").await <= 60_000,
+        "a window ends with it"
+    );
+    // Almost expired, then kept by its node.
+    let _: () = con.pexpire("chat:session:live", 1000).await.unwrap();
+    let cluster = crate::cluster::Cluster::new(store.clone(), 0);
+    cluster.keep_sessions(&["live".to_string()]).await.unwrap();
+    let kept = ttl(&mut con, "live").await;
+    assert!(kept > 3_000_000, "pushed back by an hour: {kept} ms");
+    // Another node's writes to a session it does not hold change nothing.
+    let other = RedisStore::open(&server.url(), "b").unwrap();
+    other.startup().await.unwrap();
+    other.delete_session("live").await.unwrap().await.unwrap();
+    assert!(store.session("live").await.unwrap().is_some());
+    assert_eq!(other.claim_session("live").await.unwrap().unwrap().1, "a");
+    other.delete_session("live").await.unwrap().await.unwrap();
+    assert!(
+        store.session("live").await.unwrap().is_none(),
+        "its holder now"
+    );
 }

@@ -1,0 +1,1199 @@
+//! [`RedisStore`]: the store on a Redis server that several nodes share
+//! (`--redis-url`). Every write is one round trip (a Lua script or one
+//! command), and its [`Committed`] is resolved when Redis has answered:
+//! what Redis keeps across its own restart depends on its persistence
+//! setting (see the README, "Several nodes").
+//!
+//! Layout (every key starts with `chat:`):
+//! - `epoch`: a random value written once by the first node. A Redis that
+//!   lost its data has none (or another one): the nodes notice, raise the
+//!   id head past every id they have seen, and count everything older as
+//!   pruned, so that replays say `truncated` instead of leaving gaps.
+//! - `head`: the last id handed out; the append script increments it, so
+//!   ids are one order for the whole cluster. `pruned`: the highest id
+//!   retention removed.
+//! - `log`: every message, a sorted set scored by id whose members are the
+//!   message as JSON (`{"id":…,"ts":…,…}`). The same member is added to the
+//!   indexes a read needs: `room:<room>`, `feed` (global and broadcast),
+//!   `dm:<a>:<b>` (the pair's keys in order) and `inbox:<key>` (DMs to a
+//!   user). The member lists its index keys (`ix`) so that retention can
+//!   remove it everywhere.
+//! - `session:<token>`: a hash `{node, rec}`: the session and the node that
+//!   holds it. A node only changes or deletes sessions it holds (or new
+//!   ones), so a node that lost a session to another cannot overwrite it.
+//!   `sessions`: the set of tokens. A session in its window expires with
+//!   it; a live one after [`LIVE_SESSION_TTL`], which its node keeps
+//!   pushing back, so a dead node's sessions do not stay forever.
+//! - `account:<key>`: a hash `{username, hash, rooms, seen, created}`;
+//!   `accounts`: the set of keys.
+//! - `alive:<node>`: the node's last heartbeat (wall-clock ms).
+//! - The channel `chat:messages` carries each message as stored, published
+//!   by the append script itself: subscribers see messages in id order.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use chat_shared::username_key;
+use redis::AsyncCommands;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use serde::{Deserialize, Serialize};
+
+use super::{
+    AccountChange, AccountRecord, Committed, Destination, MessageRecord, Page, SessionRecord,
+    Startup, Store, StoreError, now_ms,
+};
+
+/// The channel every appended message is published on.
+pub const MESSAGES_CHANNEL: &str = "chat:messages";
+
+/// How often a node checks Redis (and its epoch) and refreshes its
+/// heartbeat.
+pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How long a live session's record lasts unless pushed back: its node
+/// does that every quarter of it. A node that dies stops, and its sessions'
+/// records go within this (their recovery window, counted from the node's
+/// last heartbeat, is shorter).
+pub const LIVE_SESSION_TTL: Duration = Duration::from_secs(3600);
+
+/// How long one Redis request may take before it counts as failed.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Messages one run of the retention script removes at most: Redis runs
+/// nothing else meanwhile.
+const PRUNE_BATCH: u64 = 1000;
+
+/// Ids skipped when a Redis that lost its data is taken up again: more than
+/// one node can have handed out meanwhile.
+const ID_GAP_AFTER_LOSS: u64 = 1 << 20;
+
+const APPEND: &str = r#"
+-- KEYS: epoch, head, log, then the message's indexes.
+-- ARGV: the epoch expected, the id (0: the next one), the body without
+-- its id, the channel to publish on.
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return redis.error_reply('EPOCH the store lost its data')
+end
+local id = tonumber(ARGV[2])
+if id == 0 then
+  id = redis.call('INCR', KEYS[2])
+else
+  local head = tonumber(redis.call('GET', KEYS[2]) or '0')
+  if id > head then redis.call('SET', KEYS[2], ARGV[2]) end
+end
+local msg = '{"id":' .. string.format('%d', id) .. ',' .. string.sub(ARGV[3], 2)
+for i = 3, #KEYS do redis.call('ZADD', KEYS[i], id, msg) end
+redis.call('PUBLISH', ARGV[4], msg)
+return id
+"#;
+
+const START: &str = r#"
+-- KEYS: epoch, head, pruned. ARGV: a fresh epoch, the id to raise the
+-- head to if the data was lost (0: this node has seen no id), the epoch
+-- this node worked in ('' at start). Returns {epoch, head, pruned, 1 if
+-- the epoch is new}. Without an epoch (a new or emptied Redis) the fresh
+-- one is set; when it is not the one this node knew, Redis lost its data
+-- meanwhile and the head and the pruned mark are raised, so that no id is
+-- handed out twice and replays of what was lost say `truncated`.
+local epoch = redis.call('GET', KEYS[1])
+local fresh = 0
+if not epoch then
+  epoch = ARGV[1]
+  fresh = 1
+  redis.call('SET', KEYS[1], epoch)
+end
+local raise = tonumber(ARGV[2])
+if raise > 0 and epoch ~= ARGV[3] then
+  local head = tonumber(redis.call('GET', KEYS[2]) or '0')
+  if raise > head then redis.call('SET', KEYS[2], ARGV[2]) end
+  local pruned = tonumber(redis.call('GET', KEYS[3]) or '0')
+  if raise > pruned then redis.call('SET', KEYS[3], ARGV[2]) end
+end
+return {epoch, tonumber(redis.call('GET', KEYS[2]) or '0'),
+        tonumber(redis.call('GET', KEYS[3]) or '0'), fresh}
+"#;
+
+const PUT_SESSION: &str = r#"
+-- KEYS: session, sessions. ARGV: record, node, expiry (ms, absolute), token.
+local owner = redis.call('HGET', KEYS[1], 'node')
+if owner and owner ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], 'node', ARGV[2], 'rec', ARGV[1])
+redis.call('PEXPIREAT', KEYS[1], ARGV[3])
+redis.call('SADD', KEYS[2], ARGV[4])
+return 1
+"#;
+
+const DELETE_SESSION: &str = r#"
+-- KEYS: session, sessions. ARGV: node, token. The session's username is
+-- free again on every node, if this node held it.
+local owner = redis.call('HGET', KEYS[1], 'node')
+if owner and owner ~= ARGV[1] then return 0 end
+local rec = redis.call('HGET', KEYS[1], 'rec')
+if rec then
+  local name = 'chat:name:' .. string.lower(cjson.decode(rec).username)
+  local holder = redis.call('GET', name)
+  if holder and string.match(holder, '^%S+') == ARGV[1] then redis.call('DEL', name) end
+end
+redis.call('DEL', KEYS[1])
+redis.call('SREM', KEYS[2], ARGV[2])
+return 1
+"#;
+
+const CLAIM_SESSION: &str = r#"
+-- KEYS: session. ARGV: node. {record, the node that held it}; the
+-- session is the node's from now on.
+local rec = redis.call('HGET', KEYS[1], 'rec')
+if not rec then return false end
+local owner = redis.call('HGET', KEYS[1], 'node') or ''
+redis.call('HSET', KEYS[1], 'node', ARGV[1])
+return {rec, owner}
+"#;
+
+const CREATE_ACCOUNT: &str = r#"
+-- KEYS: account, accounts. ARGV: key, username, hash, rooms, seen, created.
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'username', ARGV[2], 'hash', ARGV[3], 'rooms', ARGV[4],
+  'seen', ARGV[5], 'created', ARGV[6])
+redis.call('SADD', KEYS[2], ARGV[1])
+return 1
+"#;
+
+const UPDATE_ACCOUNT: &str = r#"
+-- KEYS: account. ARGV: field, value. `seen` is only ever raised.
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if ARGV[1] == 'seen' then
+  local seen = tonumber(redis.call('HGET', KEYS[1], 'seen') or '0')
+  if tonumber(ARGV[2]) <= seen then return 0 end
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return 1
+"#;
+
+const PRUNE: &str = r#"
+-- KEYS: log, pruned. ARGV: the cutoff ts, the most to remove. Removes the
+-- oldest messages while they are older than the cutoff, from the log and
+-- their indexes. Returns {pruned, how many were removed}: the caller runs
+-- it again while it removed its most, so Redis is never held long.
+local cutoff = tonumber(ARGV[1])
+local most = tonumber(ARGV[2])
+local pruned = tonumber(redis.call('GET', KEYS[2]) or '0')
+local removed = 0
+local done = false
+while not done and removed < most do
+  local batch = redis.call('ZRANGE', KEYS[1], 0, 255)
+  if #batch == 0 then break end
+  for _, m in ipairs(batch) do
+    local d = cjson.decode(m)
+    if d.ts >= cutoff or removed >= most then done = true break end
+    redis.call('ZREM', KEYS[1], m)
+    for _, k in ipairs(d.ix) do redis.call('ZREM', k, m) end
+    if d.id > pruned then pruned = d.id end
+    removed = removed + 1
+  end
+end
+redis.call('SET', KEYS[2], string.format('%d', pruned))
+return {pruned, removed}
+"#;
+
+/// The scripts, loaded once (each is sent by its hash, and in full only
+/// when Redis does not know it yet).
+struct Scripts {
+    append: redis::Script,
+    start: redis::Script,
+    put_session: redis::Script,
+    delete_session: redis::Script,
+    claim_session: redis::Script,
+    create_account: redis::Script,
+    update_account: redis::Script,
+    prune: redis::Script,
+}
+
+fn scripts() -> &'static Scripts {
+    static SCRIPTS: std::sync::LazyLock<Scripts> = std::sync::LazyLock::new(|| Scripts {
+        append: redis::Script::new(APPEND),
+        start: redis::Script::new(START),
+        put_session: redis::Script::new(PUT_SESSION),
+        delete_session: redis::Script::new(DELETE_SESSION),
+        claim_session: redis::Script::new(CLAIM_SESSION),
+        create_account: redis::Script::new(CREATE_ACCOUNT),
+        update_account: redis::Script::new(UPDATE_ACCOUNT),
+        prune: redis::Script::new(PRUNE),
+    });
+    &SCRIPTS
+}
+
+/// A message as Redis keeps it. `ix` lists the index keys it is in.
+#[derive(Serialize, Deserialize)]
+struct Stored<'a> {
+    #[serde(default, skip_serializing)]
+    id: u64,
+    ts: u64,
+    #[serde(borrow)]
+    from: std::borrow::Cow<'a, str>,
+    kind: Kind,
+    /// The room or the recipient, for rooms and DMs.
+    #[serde(default, borrow)]
+    to: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow)]
+    text: std::borrow::Cow<'a, str>,
+    #[serde(default)]
+    action: bool,
+    #[serde(default)]
+    ix: Vec<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+enum Kind {
+    Room,
+    Dm,
+    Global,
+    Broadcast,
+}
+
+/// A session as Redis keeps it.
+#[derive(Serialize, Deserialize)]
+struct StoredSession {
+    token: String,
+    username: String,
+    since: u64,
+    rooms: BTreeMap<String, u64>,
+    window_ends_at: Option<u64>,
+    account: bool,
+}
+
+impl From<&SessionRecord> for StoredSession {
+    fn from(s: &SessionRecord) -> Self {
+        StoredSession {
+            token: s.token.clone(),
+            username: s.username.clone(),
+            since: s.since,
+            rooms: s.rooms.clone(),
+            window_ends_at: s.window_ends_at,
+            account: s.account,
+        }
+    }
+}
+
+impl From<StoredSession> for SessionRecord {
+    fn from(s: StoredSession) -> Self {
+        SessionRecord {
+            token: s.token,
+            username: s.username,
+            since: s.since,
+            rooms: s.rooms,
+            window_ends_at: s.window_ends_at,
+            account: s.account,
+        }
+    }
+}
+
+fn key(parts: &[&str]) -> String {
+    let mut k = String::from("chat");
+    for p in parts {
+        k.push(':');
+        k.push_str(p);
+    }
+    k
+}
+
+/// The index keys of a message.
+fn indexes(dest: &Destination, from: &str) -> Vec<String> {
+    match dest {
+        Destination::Room(room) => vec![key(&["room", room])],
+        Destination::Dm { to } => {
+            let (a, b) = (username_key(from), username_key(to));
+            let pair = if a <= b {
+                [a, b.clone()]
+            } else {
+                [b.clone(), a]
+            };
+            vec![key(&["dm", &pair[0], &pair[1]]), key(&["inbox", &b])]
+        }
+        Destination::Global | Destination::Broadcast => vec![key(&["feed"])],
+    }
+}
+
+fn dm_pair_key(a: &str, b: &str) -> String {
+    if a <= b {
+        key(&["dm", a, b])
+    } else {
+        key(&["dm", b, a])
+    }
+}
+
+/// The JSON body of `msg` without its id (the append script adds it).
+fn encode(from: &str, ts: u64, dest: &Destination, text: &str, action: bool) -> String {
+    let (kind, to) = match dest {
+        Destination::Room(r) => (Kind::Room, Some(r.as_str().into())),
+        Destination::Dm { to } => (Kind::Dm, Some(to.as_str().into())),
+        Destination::Global => (Kind::Global, None),
+        Destination::Broadcast => (Kind::Broadcast, None),
+    };
+    let body = Stored {
+        id: 0,
+        ts,
+        from: from.into(),
+        kind,
+        to,
+        text: text.into(),
+        action,
+        ix: indexes(dest, from),
+    };
+    // Plain strings and numbers: this cannot fail.
+    serde_json::to_string(&body).unwrap_or_default()
+}
+
+/// Reads a message as stored (and as published).
+pub fn decode(raw: &str) -> Option<Arc<MessageRecord>> {
+    let s: Stored = serde_json::from_str(raw).ok()?;
+    let dest = match (s.kind, s.to) {
+        (Kind::Room, Some(r)) => Destination::Room(r.into_owned()),
+        (Kind::Dm, Some(to)) => Destination::Dm {
+            to: to.into_owned(),
+        },
+        (Kind::Global, _) => Destination::Global,
+        (Kind::Broadcast, _) => Destination::Broadcast,
+        _ => return None,
+    };
+    Some(Arc::new(MessageRecord {
+        id: s.id,
+        ts: s.ts,
+        from: s.from.into_owned(),
+        dest,
+        text: s.text.into_owned(),
+        action: s.action,
+    }))
+}
+
+fn decode_all(raw: Vec<String>) -> Vec<Arc<MessageRecord>> {
+    raw.iter().filter_map(|r| decode(r)).collect()
+}
+
+/// A new epoch: random, so that two Redis lives never share one.
+fn random_epoch() -> String {
+    use rand::RngCore;
+    let mut bytes = [0u8; 12];
+    rand::rng().fill_bytes(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unavailable(e: redis::RedisError) -> StoreError {
+    StoreError::Unavailable(format!("redis: {e}"))
+}
+
+/// Shared by the store and its heartbeat task.
+struct Inner {
+    con: ConnectionManager,
+    node: String,
+    healthy: AtomicBool,
+    closed: AtomicBool,
+    /// The epoch this node works in (empty before `startup`).
+    epoch: Mutex<String>,
+    /// The largest id this node has seen: a Redis that lost its data is
+    /// taken up again above it.
+    known_head: std::sync::atomic::AtomicU64,
+    /// Raised when a lost Redis was taken up again: everything up to it is
+    /// gone.
+    lost_upto: std::sync::atomic::AtomicU64,
+}
+
+/// See the module doc. Cloning is cheap: the clones share one connection.
+#[derive(Clone)]
+pub struct RedisStore {
+    inner: Arc<Inner>,
+    url: String,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("node", &self.inner.node)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisStore {
+    /// A store on the Redis at `url`, as node `node`. Connects lazily:
+    /// [`Store::startup`] is the first request, and fails with a clear
+    /// error if Redis cannot be reached. Must run inside a tokio runtime
+    /// (it starts the heartbeat).
+    pub fn open(url: &str, node: &str) -> Result<Self, StoreError> {
+        let open_error = |reason: String| StoreError::Open {
+            path: url.into(),
+            reason,
+        };
+        let client = redis::Client::open(url).map_err(|e| open_error(e.to_string()))?;
+        let config = ConnectionManagerConfig::new()
+            .set_response_timeout(Some(RESPONSE_TIMEOUT))
+            .set_connection_timeout(Some(RESPONSE_TIMEOUT))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_secs(2));
+        let con = ConnectionManager::new_lazy_with_config(client, config)
+            .map_err(|e| open_error(e.to_string()))?;
+        let inner = Arc::new(Inner {
+            con,
+            node: node.to_owned(),
+            healthy: AtomicBool::new(true),
+            closed: AtomicBool::new(false),
+            epoch: Mutex::new(String::new()),
+            known_head: Default::default(),
+            lost_upto: Default::default(),
+        });
+        tokio::spawn(heartbeat(Arc::downgrade(&inner)));
+        Ok(RedisStore {
+            inner,
+            url: url.to_owned(),
+        })
+    }
+
+    /// This node's name.
+    pub fn node(&self) -> &str {
+        &self.inner.node
+    }
+
+    /// The shared connection (it reconnects by itself).
+    pub fn connection(&self) -> ConnectionManager {
+        self.inner.con.clone()
+    }
+
+    /// A client for the same Redis (pub/sub needs its own connection).
+    pub fn client(&self) -> Result<redis::Client, StoreError> {
+        redis::Client::open(self.url.as_str()).map_err(unavailable)
+    }
+
+    /// Notes that this node has seen (and may have delivered) the id
+    /// `id`: a Redis that lost its data is taken up again above it.
+    pub fn saw(&self, id: u64) {
+        self.inner.known_head.fetch_max(id, Ordering::Relaxed);
+    }
+
+    /// Up to where messages count as removed after Redis lost its data
+    /// while this node ran (0: it did not): a replay from before it is
+    /// `truncated`.
+    pub fn lost_upto(&self) -> u64 {
+        self.inner.lost_upto.load(Ordering::Relaxed)
+    }
+
+    /// Appends a message that the store numbers: the next id of the
+    /// cluster, in one round trip that also publishes it on
+    /// [`MESSAGES_CHANNEL`]. Returns the message with its id.
+    pub async fn append_new(
+        &self,
+        from: &str,
+        ts: u64,
+        dest: Destination,
+        text: &str,
+        action: bool,
+    ) -> Result<Arc<MessageRecord>, StoreError> {
+        let body = encode(from, ts, &dest, text, action);
+        let id = self.run_append(0, &body, &dest, from).await?;
+        Ok(Arc::new(MessageRecord {
+            id,
+            ts,
+            from: from.to_owned(),
+            dest,
+            text: text.to_owned(),
+            action,
+        }))
+    }
+
+    async fn run_append(
+        &self,
+        id: u64,
+        body: &str,
+        dest: &Destination,
+        from: &str,
+    ) -> Result<u64, StoreError> {
+        self.writable()?;
+        let epoch = self
+            .inner
+            .epoch
+            .lock()
+            .map(|e| e.clone())
+            .unwrap_or_default();
+        let mut inv = scripts().append.prepare_invoke();
+        inv.key(key(&["epoch"]))
+            .key(key(&["head"]))
+            .key(key(&["log"]));
+        for ix in indexes(dest, from) {
+            inv.key(ix);
+        }
+        inv.arg(epoch).arg(id).arg(body).arg(MESSAGES_CHANNEL);
+        let mut con = self.inner.con.clone();
+        let result: redis::RedisResult<u64> = inv.invoke_async(&mut con).await;
+        match result {
+            Ok(id) => {
+                self.inner.known_head.fetch_max(id, Ordering::Relaxed);
+                self.inner.healthy.store(true, Ordering::Relaxed);
+                Ok(id)
+            }
+            Err(e) => {
+                self.inner.healthy.store(false, Ordering::Relaxed);
+                if e.code() == Some("EPOCH") {
+                    // The heartbeat takes the new Redis up; until then
+                    // writes are refused.
+                    tracing::warn!("redis lost its data: taking it up again");
+                }
+                Err(unavailable(e))
+            }
+        }
+    }
+
+    fn writable(&self) -> Result<(), StoreError> {
+        if self.inner.closed.load(Ordering::Relaxed) {
+            return Err(StoreError::Unavailable("the store is closed".into()));
+        }
+        Ok(())
+    }
+
+    /// Runs a write and keeps `healthy` in step with its outcome.
+    async fn write<T: redis::FromRedisValue>(
+        &self,
+        f: impl AsyncFnOnce(&mut ConnectionManager) -> redis::RedisResult<T>,
+    ) -> Result<T, StoreError> {
+        self.writable()?;
+        let mut con = self.inner.con.clone();
+        let result = f(&mut con).await;
+        self.inner.healthy.store(result.is_ok(), Ordering::Relaxed);
+        result.map_err(unavailable)
+    }
+
+    async fn read<T: redis::FromRedisValue>(
+        &self,
+        f: impl AsyncFnOnce(&mut ConnectionManager) -> redis::RedisResult<T>,
+    ) -> Result<T, StoreError> {
+        let mut con = self.inner.con.clone();
+        f(&mut con).await.map_err(unavailable)
+    }
+
+    /// The session `token`, whichever node holds it.
+    pub async fn session(&self, token: &str) -> Result<Option<SessionRecord>, StoreError> {
+        let raw: Option<String> = self
+            .read(async |con| con.hget(key(&["session", token]), "rec").await)
+            .await?;
+        Ok(raw
+            .and_then(|r| serde_json::from_str::<StoredSession>(&r).ok())
+            .map(Into::into))
+    }
+
+    /// Whether [`close`](Store::close) was called.
+    pub fn is_closed(&self) -> bool {
+        self.inner.closed.load(Ordering::Relaxed)
+    }
+
+    /// Takes the session `token` over for this node: it is the node's to
+    /// change from now on. The record and the node that held it; `None`
+    /// if there is no such session.
+    pub async fn claim_session(
+        &self,
+        token: &str,
+    ) -> Result<Option<(SessionRecord, String)>, StoreError> {
+        let node = self.inner.node.clone();
+        let k = key(&["session", token]);
+        let raw: Option<(String, String)> = self
+            .write(async |con| {
+                scripts()
+                    .claim_session
+                    .key(k)
+                    .arg(node)
+                    .invoke_async(con)
+                    .await
+            })
+            .await?;
+        Ok(raw.and_then(|(r, owner)| {
+            let rec = serde_json::from_str::<StoredSession>(&r).ok()?;
+            Some((rec.into(), owner))
+        }))
+    }
+
+    /// The last heartbeat of `node` (wall-clock ms), if it ever beat.
+    pub async fn last_alive(&self, node: &str) -> Result<Option<u64>, StoreError> {
+        self.read(async |con| con.get(key(&["alive", node])).await)
+            .await
+    }
+
+    /// The messages with `after < id <= upto` (`None`: no upper bound),
+    /// oldest first, at most `limit` (the oldest): what a subscriber
+    /// missed.
+    pub async fn range(
+        &self,
+        after: u64,
+        upto: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<Arc<MessageRecord>>, StoreError> {
+        let upto = upto.map_or_else(|| "+inf".to_owned(), |u| u.to_string());
+        let raw: Vec<String> = self
+            .read(async |con| {
+                redis::cmd("ZRANGE")
+                    .arg(key(&["log"]))
+                    .arg(format!("({after}"))
+                    .arg(upto)
+                    .arg("BYSCORE")
+                    .arg("LIMIT")
+                    .arg(0)
+                    .arg(limit)
+                    .query_async(con)
+                    .await
+            })
+            .await?;
+        Ok(decode_all(raw))
+    }
+
+    /// The newest `limit` members of `key` with `lo < score < hi` (`hi`
+    /// `None`: no upper bound; `inclusive_hi`: `<=`), newest first.
+    fn newest_cmd(
+        key: &str,
+        lo: u64,
+        hi: Option<u64>,
+        inclusive_hi: bool,
+        limit: usize,
+    ) -> redis::Cmd {
+        let hi = match hi {
+            None => "+inf".to_owned(),
+            Some(h) if inclusive_hi => h.to_string(),
+            Some(h) => format!("({h}"),
+        };
+        let mut cmd = redis::cmd("ZRANGE");
+        cmd.arg(key)
+            .arg(hi)
+            .arg(format!("({lo}"))
+            .arg("BYSCORE")
+            .arg("REV")
+            .arg("LIMIT")
+            .arg(0)
+            .arg(limit);
+        cmd
+    }
+
+    async fn page(&self, cmd: redis::Cmd, limit: usize) -> Result<Page, StoreError> {
+        let raw: Vec<String> = self.read(async |con| cmd.query_async(con).await).await?;
+        let mut msgs = decode_all(raw);
+        let more = msgs.len() > limit;
+        msgs.truncate(limit);
+        msgs.reverse();
+        Ok((msgs, more))
+    }
+
+    /// Starts a new epoch if Redis has none (a new or emptied Redis),
+    /// raising the head above what this node has seen. Returns whether
+    /// the epoch is new.
+    async fn take_up(&self) -> Result<(String, u64, u64, bool), StoreError> {
+        let known = self.inner.known_head.load(Ordering::Relaxed);
+        let raise = if known > 0 {
+            known.saturating_add(ID_GAP_AFTER_LOSS)
+        } else {
+            0
+        };
+        let fresh_epoch = random_epoch();
+        let previous = self
+            .inner
+            .epoch
+            .lock()
+            .map(|e| e.clone())
+            .unwrap_or_default();
+        let (epoch, head, pruned, fresh): (String, u64, u64, u8) = self
+            .read(async |con| {
+                scripts()
+                    .start
+                    .key(key(&["epoch"]))
+                    .key(key(&["head"]))
+                    .key(key(&["pruned"]))
+                    .arg(fresh_epoch)
+                    .arg(raise)
+                    .arg(previous)
+                    .invoke_async(con)
+                    .await
+            })
+            .await?;
+        if let Ok(mut e) = self.inner.epoch.lock() {
+            e.clone_from(&epoch);
+        }
+        self.inner.known_head.fetch_max(head, Ordering::Relaxed);
+        Ok((epoch, head, pruned, fresh == 1))
+    }
+}
+
+/// Checks Redis every [`HEARTBEAT_INTERVAL`]: health follows whether it
+/// answers, the node's `alive` key is refreshed, and a Redis that lost its
+/// epoch is taken up again. Ends with the store.
+async fn heartbeat(inner: Weak<Inner>) {
+    let mut tick = tokio::time::interval(HEARTBEAT_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(inner) = inner.upgrade() else { return };
+        if inner.closed.load(Ordering::Relaxed) {
+            return;
+        }
+        let expected = inner.epoch.lock().map(|e| e.clone()).unwrap_or_default();
+        if expected.is_empty() {
+            continue; // before startup
+        }
+        let mut con = inner.con.clone();
+        let alive = key(&["alive", &inner.node]);
+        let epoch: redis::RedisResult<Option<String>> = redis::pipe()
+            .set_ex(&alive, now_ms(), 24 * 3600)
+            .ignore()
+            .get(key(&["epoch"]))
+            .query_async::<(Option<String>,)>(&mut con)
+            .await
+            .map(|(e,)| e);
+        match epoch {
+            Ok(Some(e)) if e == expected => {
+                inner.healthy.store(true, Ordering::Relaxed);
+            }
+            Ok(_) => {
+                inner.healthy.store(false, Ordering::Relaxed);
+                let store = RedisStore {
+                    inner: Arc::clone(&inner),
+                    url: String::new(),
+                };
+                match store.take_up().await {
+                    Ok((_, head, pruned, _)) => {
+                        inner.lost_upto.fetch_max(pruned, Ordering::Relaxed);
+                        tracing::warn!(
+                            head,
+                            "redis lost its data (its epoch changed): taken up again; ids continue above {head}, older messages count as lost"
+                        );
+                        inner.healthy.store(true, Ordering::Relaxed);
+                    }
+                    Err(e) => tracing::warn!("redis: {e}"),
+                }
+            }
+            Err(e) => {
+                if inner.healthy.swap(false, Ordering::Relaxed) {
+                    tracing::warn!("redis unreachable: {e}");
+                }
+            }
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for RedisStore {
+    async fn startup(&self) -> Result<Startup, StoreError> {
+        let (_, head, pruned, fresh) = self.take_up().await.map_err(|e| StoreError::Open {
+            path: self.url.clone().into(),
+            reason: format!("cannot reach Redis: {e}"),
+        })?;
+        if fresh && head > 0 {
+            tracing::warn!("redis had no epoch but ids up to {head}: its data was lost in part");
+        }
+        let now = now_ms();
+        let tokens: Vec<String> = self
+            .read(async |con| con.smembers(key(&["sessions"])).await)
+            .await?;
+        let mut pipe = redis::pipe();
+        for token in &tokens {
+            pipe.hget(key(&["session", token]), "rec");
+        }
+        let recs: Vec<Option<String>> = if tokens.is_empty() {
+            Vec::new()
+        } else {
+            self.read(async |con| pipe.query_async(con).await).await?
+        };
+        let mut sessions = Vec::new();
+        let mut gone = Vec::new();
+        for (token, rec) in tokens.into_iter().zip(recs) {
+            match rec.and_then(|r| serde_json::from_str::<StoredSession>(&r).ok()) {
+                Some(s) if s.window_ends_at.is_none_or(|end| end > now) => {
+                    sessions.push(SessionRecord::from(s));
+                }
+                _ => gone.push(token),
+            }
+        }
+        if !gone.is_empty() {
+            let _: () = self
+                .read(async |con| con.srem(key(&["sessions"]), gone).await)
+                .await?;
+        }
+        sessions.sort_by(|a, b| a.token.cmp(&b.token));
+        let last_alive: Option<u64> = self
+            .read(async |con| con.get(key(&["alive", &self.inner.node])).await)
+            .await?;
+        self.inner.healthy.store(true, Ordering::Relaxed);
+        Ok(Startup {
+            head,
+            sessions,
+            pruned_upto: pruned,
+            last_alive_ms: last_alive,
+        })
+    }
+
+    async fn append(&self, msg: Arc<MessageRecord>) -> Result<Committed, StoreError> {
+        let body = encode(&msg.from, msg.ts, &msg.dest, &msg.text, msg.action);
+        let result = self.run_append(msg.id, &body, &msg.dest, &msg.from).await;
+        Ok(Committed::ready(result.map(|_| ())))
+    }
+
+    async fn put_session(&self, session: &SessionRecord) -> Result<Committed, StoreError> {
+        let rec = serde_json::to_string(&StoredSession::from(session)).unwrap_or_default();
+        let expires = session
+            .window_ends_at
+            .unwrap_or_else(|| now_ms() + LIVE_SESSION_TTL.as_millis() as u64);
+        let node = self.inner.node.clone();
+        let token = session.token.clone();
+        let result = self
+            .write(async |con| {
+                scripts()
+                    .put_session
+                    .key(key(&["session", &token]))
+                    .key(key(&["sessions"]))
+                    .arg(rec)
+                    .arg(node)
+                    .arg(expires)
+                    .arg(&token)
+                    .invoke_async::<i64>(con)
+                    .await
+            })
+            .await;
+        Ok(Committed::ready(result.map(|_| ())))
+    }
+
+    async fn delete_session(&self, token: &str) -> Result<Committed, StoreError> {
+        let node = self.inner.node.clone();
+        let result = self
+            .write(async |con| {
+                scripts()
+                    .delete_session
+                    .key(key(&["session", token]))
+                    .key(key(&["sessions"]))
+                    .arg(node)
+                    .arg(token)
+                    .invoke_async::<i64>(con)
+                    .await
+            })
+            .await;
+        Ok(Committed::ready(result.map(|_| ())))
+    }
+
+    async fn replay(
+        &self,
+        user_key: &str,
+        rooms: &BTreeMap<String, u64>,
+        after: u64,
+        upto: u64,
+        limit: usize,
+    ) -> Result<Vec<Arc<MessageRecord>>, StoreError> {
+        if limit == 0 || upto <= after {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for (room, &joined) in rooms {
+            pipe.add_command(Self::newest_cmd(
+                &key(&["room", room]),
+                after.max(joined),
+                Some(upto),
+                true,
+                limit,
+            ));
+        }
+        pipe.add_command(Self::newest_cmd(
+            &key(&["inbox", user_key]),
+            after,
+            Some(upto),
+            true,
+            limit,
+        ));
+        // Some of the feed may be the user's own broadcasts, which it does
+        // not get back: read further.
+        pipe.add_command(Self::newest_cmd(
+            &key(&["feed"]),
+            after,
+            Some(upto),
+            true,
+            limit * 2,
+        ));
+        let raw: Vec<Vec<String>> = self.read(async |con| pipe.query_async(con).await).await?;
+        let mut all: Vec<Arc<MessageRecord>> = raw
+            .into_iter()
+            .flat_map(decode_all)
+            .filter(|m| m.is_for(user_key, rooms, after))
+            .collect();
+        all.sort_by_key(|m| m.id);
+        all.dedup_by_key(|m| m.id);
+        if all.len() > limit {
+            all.drain(..all.len() - limit);
+        }
+        Ok(all)
+    }
+
+    async fn room_history(
+        &self,
+        room: &str,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Page, StoreError> {
+        let cmd = Self::newest_cmd(&key(&["room", room]), 0, before, false, limit + 1);
+        self.page(cmd, limit).await
+    }
+
+    async fn dm_history(
+        &self,
+        a_key: &str,
+        b_key: &str,
+        before: Option<u64>,
+        after: u64,
+        limit: usize,
+    ) -> Result<Page, StoreError> {
+        let cmd = Self::newest_cmd(&dm_pair_key(a_key, b_key), after, before, false, limit + 1);
+        self.page(cmd, limit).await
+    }
+
+    async fn queued_dms(
+        &self,
+        user_key: &str,
+        after: u64,
+        upto: u64,
+        limit: usize,
+    ) -> Result<Vec<Arc<MessageRecord>>, StoreError> {
+        if limit == 0 || upto <= after {
+            return Ok(Vec::new());
+        }
+        let cmd = Self::newest_cmd(&key(&["inbox", user_key]), after, Some(upto), true, limit);
+        Ok(self.page(cmd, limit).await?.0)
+    }
+
+    async fn account(&self, k: &str) -> Result<Option<AccountRecord>, StoreError> {
+        let fields: BTreeMap<String, String> = self
+            .read(async |con| con.hgetall(key(&["account", k])).await)
+            .await?;
+        Ok(account_from(fields))
+    }
+
+    async fn accounts(&self) -> Result<Vec<AccountRecord>, StoreError> {
+        let mut keys: Vec<String> = self
+            .read(async |con| con.smembers(key(&["accounts"])).await)
+            .await?;
+        keys.sort();
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for k in &keys {
+            pipe.hgetall(key(&["account", k]));
+        }
+        let all: Vec<BTreeMap<String, String>> =
+            self.read(async |con| pipe.query_async(con).await).await?;
+        Ok(all.into_iter().filter_map(account_from).collect())
+    }
+
+    async fn create_account(&self, account: &AccountRecord) -> Result<Committed, StoreError> {
+        let k = username_key(&account.username);
+        let rooms = serde_json::to_string(&account.rooms).unwrap_or_default();
+        let created: redis::RedisResult<i64> = {
+            let mut con = self.inner.con.clone();
+            self.writable()?;
+            scripts()
+                .create_account
+                .key(key(&["account", &k]))
+                .key(key(&["accounts"]))
+                .arg(&k)
+                .arg(&account.username)
+                .arg(&account.hash)
+                .arg(rooms)
+                .arg(account.seen)
+                .arg(account.created_ms)
+                .invoke_async(&mut con)
+                .await
+        };
+        self.inner.healthy.store(created.is_ok(), Ordering::Relaxed);
+        Ok(Committed::ready(match created {
+            Ok(1) => Ok(()),
+            Ok(_) => Err(StoreError::AccountExists(account.username.clone())),
+            Err(e) => Err(unavailable(e)),
+        }))
+    }
+
+    async fn update_account(
+        &self,
+        k: &str,
+        change: AccountChange,
+    ) -> Result<Committed, StoreError> {
+        let (field, value) = match change {
+            AccountChange::Password(hash) => ("hash", hash),
+            AccountChange::Rooms(rooms) => {
+                ("rooms", serde_json::to_string(&rooms).unwrap_or_default())
+            }
+            AccountChange::Seen(seen) => ("seen", seen.to_string()),
+        };
+        let result = self
+            .write(async |con| {
+                scripts()
+                    .update_account
+                    .key(key(&["account", k]))
+                    .arg(field)
+                    .arg(value)
+                    .invoke_async::<i64>(con)
+                    .await
+            })
+            .await;
+        Ok(Committed::ready(result.map(|_| ())))
+    }
+
+    async fn delete_account(&self, k: &str) -> Result<Committed, StoreError> {
+        let result = self
+            .write(async |con| {
+                redis::pipe()
+                    .del(key(&["account", k]))
+                    .srem(key(&["accounts"]), k)
+                    .query_async::<()>(con)
+                    .await
+            })
+            .await;
+        Ok(Committed::ready(result))
+    }
+
+    async fn prune(&self, older_than_ts: u64) -> Result<u64, StoreError> {
+        loop {
+            let (pruned, removed): (u64, u64) = self
+                .write(async |con| {
+                    scripts()
+                        .prune
+                        .key(key(&["log"]))
+                        .key(key(&["pruned"]))
+                        .arg(older_than_ts)
+                        .arg(PRUNE_BATCH)
+                        .invoke_async(con)
+                        .await
+                })
+                .await?;
+            if removed < PRUNE_BATCH {
+                return Ok(pruned);
+            }
+        }
+    }
+
+    fn as_redis(&self) -> Option<RedisStore> {
+        Some(self.clone())
+    }
+
+    fn healthy(&self) -> bool {
+        self.inner.healthy.load(Ordering::Relaxed) && !self.inner.closed.load(Ordering::Relaxed)
+    }
+
+    async fn close(&self) {
+        self.inner.closed.store(true, Ordering::Relaxed);
+    }
+}
+
+fn account_from(mut f: BTreeMap<String, String>) -> Option<AccountRecord> {
+    let num = |v: Option<String>| v.and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
+    Some(AccountRecord {
+        username: f.remove("username")?,
+        hash: f.remove("hash")?,
+        rooms: f
+            .remove("rooms")
+            .and_then(|r| serde_json::from_str(&r).ok())
+            .unwrap_or_default(),
+        seen: num(f.remove("seen")),
+        created_ms: num(f.remove("created")),
+    })
+}
+
+/// A throwaway `redis-server` on a free local port, for tests and
+/// benchmarks: no snapshots, and append-only persistence only when asked.
+/// Killed when dropped.
+#[derive(Debug)]
+pub struct LocalRedis {
+    child: Option<std::process::Child>,
+    port: u16,
+    dir: std::path::PathBuf,
+    aof: bool,
+}
+
+impl LocalRedis {
+    /// Starts one for a test. `None` (with the reason printed) when
+    /// `redis-server` is not installed, unless the `CI` environment
+    /// variable is set: under CI a missing Redis is a failure.
+    pub fn for_test(dir: &std::path::Path, aof: bool) -> Option<LocalRedis> {
+        match LocalRedis::start(dir, aof) {
+            Ok(r) => Some(r),
+            Err(e)
+                if std::env::var_os("CI").is_none() && e.kind() == std::io::ErrorKind::NotFound =>
+            {
+                eprintln!("skipped: redis-server is not installed ({e}); CI installs it");
+                None
+            }
+            Err(e) => panic!("cannot start redis-server: {e}"),
+        }
+    }
+
+    /// Starts `redis-server` in `dir` (its AOF goes there when `aof`).
+    pub fn start(dir: &std::path::Path, aof: bool) -> std::io::Result<LocalRedis> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let mut r = LocalRedis {
+            child: None,
+            port,
+            dir: dir.to_owned(),
+            aof,
+        };
+        r.spawn()?;
+        Ok(r)
+    }
+
+    fn spawn(&mut self) -> std::io::Result<()> {
+        let child = std::process::Command::new("redis-server")
+            .arg("--port")
+            .arg(self.port.to_string())
+            .args(["--bind", "127.0.0.1", "--save", ""])
+            .args(["--appendonly", if self.aof { "yes" } else { "no" }])
+            .args(["--appendfsync", "always"])
+            .arg("--dir")
+            .arg(&self.dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()?;
+        self.child = Some(child);
+        // Ready once it answers a PING (polled, with a deadline).
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            if self.answers() {
+                return Ok(());
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(std::io::Error::other("redis-server did not start"));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn answers(&self) -> bool {
+        use std::io::{Read, Write};
+        let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.port)) else {
+            return false;
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
+        let mut buf = [0u8; 7];
+        s.write_all(b"PING\r\n").is_ok() && s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// Kills it (SIGKILL: whatever was not persisted is lost).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Kills it and starts it again on the same port and directory.
+    pub fn restart(&mut self) -> std::io::Result<()> {
+        self.kill();
+        self.spawn()
+    }
+}
+
+impl Drop for LocalRedis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
