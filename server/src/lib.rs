@@ -8,7 +8,12 @@
 //! - [`chat`]: the `/chat` namespace, one file per capability:
 //!   `identity` (handshake, connect, disconnect, takeover), `recovery`
 //!   (restore, replay, readers that fall behind), `rooms`, `messaging` (owns
-//!   the delivery order), `history`, `typing`, `presence`.
+//!   the delivery order), `history`, `typing`, `presence`, `accounts`
+//!   (logins, registration, `account:password`), `nodes` (what comes from
+//!   the other nodes of a cluster).
+//! - [`accounts`]: password hashing on threads of its own, bounded, and
+//!   the lock after wrong passwords.
+//! - [`account_cli`]: `chat-server account add|passwd|remove|list`.
 //! - [`cluster`]: several nodes on one Redis: the message feed every node
 //!   delivers from, usernames and takeovers across nodes.
 //! - [`admin`]: the read-only `/admin` namespace and its stats.
@@ -16,7 +21,8 @@
 //! - [`presence`]: the per-scope presence storm guard.
 //! - [`rate_limit`]: the per-socket token bucket.
 //! - [`sequencer`]: keeps each socket's events in arrival order.
-//! - [`store`]: the durable state behind one seam (memory or SQLite).
+//! - [`store`]: the durable state behind one seam (memory, SQLite or
+//!   Redis).
 //! - [`lean_request`]: trims what each connection keeps of its request.
 //! - [`listener`]: the accept loop (header-read timeout, descriptor
 //!   exhaustion, a kill switch per connection).
