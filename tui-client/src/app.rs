@@ -160,12 +160,22 @@ pub fn restore_terminal() {
 }
 
 fn setup_terminal(mouse: bool) -> io::Result<Terminal<CrosstermBackend<Stdout>>> {
-    // Restore first, then let the default hook print the panic message on a
-    // usable terminal.
+    // A panic of the app itself (the main thread) ends it: restore the
+    // terminal first, then let the default hook print the message on a
+    // usable terminal. A panic in a task on a worker thread does not end the
+    // app (tokio catches it): one in the Socket.IO library's reader (its
+    // random ack ids can collide, see the library notes) only ends that
+    // connection, which the liveness check notices and replaces. Printing
+    // it would scribble over the screen and restoring the terminal would
+    // break the app that goes on, so it goes to the log file only.
     let previous = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
-        restore_terminal();
-        previous(info);
+        if std::thread::current().name() == Some("main") {
+            restore_terminal();
+            previous(info);
+        } else {
+            tracing::error!("a task panicked (the app goes on): {info}");
+        }
     }));
     enable_raw_mode()?;
     execute!(io::stdout(), EnterAlternateScreen, EnableBracketedPaste)?;
