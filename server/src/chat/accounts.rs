@@ -71,6 +71,14 @@ impl ChatService {
         if resumes && !register {
             return self.state.admit_as(auth, sid, Login::Guest);
         }
+        // A locked name is refused before anything else is looked at: a
+        // flood of guesses costs a map lookup each, not a read of the store.
+        if auth.password.is_some()
+            && !register
+            && let Some(wait) = self.accounts.guesses.locked_for(&key)
+        {
+            return Err(locked(name, wait));
+        }
         let account = self.store.account(&key).await.map_err(store_down)?;
         if register {
             return self.register(auth, sid, &key, resumes, account).await;
