@@ -862,3 +862,65 @@ async fn while_redis_is_away_messages_are_refused_and_reach_no_one() {
     assert_eq!(next["text"], "after", "nothing refused was delivered");
     assert_eq!(alice.count("room:message"), 0);
 }
+
+/// chat-tui given both nodes (`--server A --server B`): when A stops, it
+/// goes to B by itself and resumes its session there, rooms and missed
+/// messages included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_tui_given_both_nodes_fails_over_by_itself() {
+    use chat_tui::state::{ConvId, EntryKind, State};
+    use chat_tui::{Client, NetConfig};
+    let Some(c) = cluster().await else { return };
+    let Cluster { a, b, redis, _dir } = c;
+    let config = |url: &str, fallbacks: Vec<String>, user: &str| NetConfig {
+        liveness_interval: Duration::from_millis(400),
+        liveness_timeout: Duration::from_millis(800),
+        backoff_min: Duration::from_millis(100),
+        backoff_max: Duration::from_millis(500),
+        fallbacks,
+        ..NetConfig::new(url, user)
+    };
+    let general = ConvId::Room("#general".into());
+    let texts = |s: &State, id: &ConvId| -> Vec<String> {
+        s.conv(id)
+            .map(|c| {
+                c.entries
+                    .iter()
+                    .filter(|e| e.kind != EntryKind::System)
+                    .map(|e| e.text.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    async fn wait(client: &Client, what: &str, f: impl FnMut(&State) -> bool) {
+        assert!(
+            client.wait_for(WAIT, f).await,
+            "timed out waiting for: {what}: {}",
+            client.read(|s| s.status_text())
+        );
+    }
+    let dana = Client::start(config(&a.url(), vec![b.url()], "dana"));
+    let erin = Client::start(config(&b.url(), vec![], "erin"));
+    for (u, name) in [(&dana, "dana"), (&erin, "erin")] {
+        wait(u, "connected", |s| {
+            s.status_text() == format!("connected as {name}")
+        })
+        .await;
+        u.type_line("/join #general");
+        wait(u, "in #general", |s| s.active == general).await;
+    }
+    // Node A stops; erin (on B) speaks while dana is on her way over.
+    a.stop().await.unwrap();
+    erin.type_line("said while A was gone");
+    wait(&dana, "dana resumed on B with what she missed", |s| {
+        s.status_text().starts_with("connected as dana")
+            && texts(s, &general) == ["said while A was gone"]
+    })
+    .await;
+    dana.type_line("hello from B");
+    wait(&erin, "dana's message, sent through B", |s| {
+        texts(s, &general) == ["said while A was gone", "hello from B"]
+    })
+    .await;
+    drop(redis);
+}

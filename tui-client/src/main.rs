@@ -20,9 +20,12 @@ struct Args {
     #[arg(long, env = "CHAT_USER")]
     user: Option<String>,
     /// The server: a URL, host:port, or a name from [servers] in the
-    /// configuration file (default http://127.0.0.1:3000).
-    #[arg(long, env = "CHAT_SERVER")]
-    server: Option<String>,
+    /// configuration file (default http://127.0.0.1:3000). Give it several
+    /// times (or comma-separated in CHAT_SERVER) for the nodes of a
+    /// cluster: when the one in use cannot be reached, the client tries the
+    /// next and resumes its session there.
+    #[arg(long, env = "CHAT_SERVER", value_delimiter = ',')]
+    server: Vec<String>,
     /// The configuration file (default: config.toml in the user's config
     /// directory, like ~/.config/chat-tui/config.toml).
     #[arg(long, env = "CHAT_TUI_CONFIG")]
@@ -128,8 +131,17 @@ async fn main() -> std::process::ExitCode {
             None => (config::FileConfig::default(), None),
         },
     };
+    // The other nodes of a cluster, tried in turn when one cannot be reached.
+    let mut fallbacks = Vec::new();
+    for extra in args.server.iter().skip(1) {
+        let addr = file.servers.get(extra).cloned().unwrap_or(extra.clone());
+        match config::parse_server_url(&addr) {
+            Ok(url) => fallbacks.push(url),
+            Err(e) => return fail(e),
+        }
+    }
     let over = Overrides {
-        server: args.server.clone(),
+        server: args.server.first().cloned(),
         user: args.user.clone(),
         rooms: args.rooms.clone(),
         time_format: args.time_format.clone(),
@@ -211,6 +223,7 @@ async fn main() -> std::process::ExitCode {
         liveness_timeout: ms(args.liveness_timeout_ms.max(1)),
         backoff_max: ms(args.backoff_max_ms.max(1)),
         tls,
+        fallbacks,
         ..chat_tui::NetConfig::new(&settings.server, &user)
     };
     let options = chat_tui::app::AppOptions {

@@ -51,6 +51,10 @@ use crate::password::Password;
 pub struct NetConfig {
     /// Like `http://127.0.0.1:3000`.
     pub url: String,
+    /// Other nodes of the same cluster: when an attempt on one fails, the
+    /// next one is tried (in turn, back to `url`), and the session resumes
+    /// there.
+    pub fallbacks: Vec<String>,
     pub username: String,
     /// Sent as `auth.password` (an account's name needs it).
     pub password: Option<Password>,
@@ -77,6 +81,7 @@ impl NetConfig {
     pub fn new(url: &str, username: &str) -> NetConfig {
         NetConfig {
             url: url.to_owned(),
+            fallbacks: Vec::new(),
             username: username.to_owned(),
             password: None,
             register: false,
@@ -219,6 +224,12 @@ async fn run(
 ) {
     let mut resume = Resume::default();
     let mut attempt = 0u32;
+    let servers: Vec<String> = std::iter::once(config.url.clone())
+        .chain(config.fallbacks.iter().cloned())
+        .collect();
+    let mut current = 0usize;
+    // Servers that failed in a row: once all have, wait before the next round.
+    let mut failed_in_round = 0usize;
     // A `/register` in progress: the password this client had before it.
     let mut claiming: Option<Option<Password>> = None;
     loop {
@@ -233,6 +244,7 @@ async fn run(
             // The account exists now: from here on it is a plain login.
             config.register = false;
             claiming = None;
+            failed_in_round = 0;
         }
         let wait = match outcome {
             Outcome::Quit => return,
@@ -289,7 +301,21 @@ async fn run(
                 // Right away the first time: the server may simply be fine.
                 Duration::from_millis(100)
             }
-            Outcome::Lost { was_live: false } => config.backoff(attempt),
+            Outcome::Lost { was_live: false } => {
+                if servers.len() > 1 {
+                    // This node cannot be reached: the next one, at once
+                    // while there are others to try in this round.
+                    current = (current + 1) % servers.len();
+                    config.url = servers[current].clone();
+                    tracing::info!(url = %config.url, "trying the next server");
+                    failed_in_round += 1;
+                    if failed_in_round < servers.len() {
+                        continue;
+                    }
+                    failed_in_round = 0;
+                }
+                config.backoff(attempt)
+            }
             Outcome::Renamed(name) => {
                 rename(&mut config, &mut resume, name);
                 attempt = 0;
