@@ -78,6 +78,13 @@ pub struct Config {
     /// a certificate made for the run, the users on wss://.
     #[arg(long)]
     pub chat_server_tls: bool,
+    /// Also run two chat-server nodes on one Redis (launched for the run
+    /// with `--redis-server`), users spread over both, as another target.
+    #[arg(long)]
+    pub chat_server_cluster: bool,
+    /// The `redis-server` executable for `--chat-server-cluster`.
+    #[arg(long, default_value = "redis-server")]
+    pub redis_server: PathBuf,
     /// Launch the Node peer from this directory (`node server.js` there).
     #[arg(long)]
     pub peer_dir: Option<PathBuf>,
@@ -273,6 +280,13 @@ pub fn targets(cfg: &Config) -> Result<Vec<TargetSpec>, Error> {
             tls: true,
         });
     }
+    if let (Some(bin), true) = (&cfg.chat_server_bin, cfg.chat_server_cluster) {
+        out.push(TargetSpec::Cluster {
+            bin: bin.clone(),
+            max_connections: cfg.max_connections,
+            redis: cfg.redis_server.clone(),
+        });
+    }
     for (i, u) in cfg.urls.iter().enumerate() {
         let (name, url) = match u.split_once('=') {
             Some((n, url)) => (n.to_owned(), url),
@@ -339,6 +353,7 @@ pub async fn run(cfg: &Config) -> Result<Vec<ScenarioReport>, Error> {
             let server = spec.start().await?;
             let ctx = Ctx {
                 addr: server.addr,
+                others: server.others.clone(),
                 pid: server.pid,
                 cfg,
                 tag: run_tag(n),

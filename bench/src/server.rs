@@ -33,6 +33,13 @@ pub enum TargetSpec {
     /// The Node peer launched as `node server.js` in its directory with the
     /// rate limit lifted.
     Peer { dir: PathBuf, node: String },
+    /// Two chat-server nodes on one `redis-server` (launched for the run,
+    /// on a free port, nothing persisted), users spread over both.
+    Cluster {
+        bin: PathBuf,
+        max_connections: u64,
+        redis: PathBuf,
+    },
 }
 
 impl TargetSpec {
@@ -43,6 +50,7 @@ impl TargetSpec {
             TargetSpec::ChatServer { memory: false, .. } => "chat-server",
             TargetSpec::ChatServer { memory: true, .. } => "chat-server-memory",
             TargetSpec::Peer { .. } => "peer",
+            TargetSpec::Cluster { .. } => "chat-server-2-nodes",
         }
     }
 
@@ -54,14 +62,24 @@ impl TargetSpec {
     /// Starts the server (or just names the running one) and waits until it
     /// accepts connections.
     pub async fn start(&self) -> std::io::Result<Server> {
+        if let TargetSpec::Cluster {
+            bin,
+            max_connections,
+            redis,
+        } = self
+        {
+            return start_cluster(self.name(), bin, *max_connections, redis).await;
+        }
         let mut data_dir = None;
         let (addr, mut child) = match self {
             TargetSpec::Running { addr, pid, .. } => {
                 return Ok(Server {
                     name: self.name().to_owned(),
                     addr: *addr,
+                    others: Vec::new(),
                     pid: *pid,
                     child: None,
+                    helpers: Vec::new(),
                     data_dir: None,
                 });
             }
@@ -108,6 +126,7 @@ impl TargetSpec {
                     .env("RUST_LOG", "warn");
                 (addr, spawn(cmd, self.name())?)
             }
+            TargetSpec::Cluster { .. } => unreachable!("started above"),
             TargetSpec::Peer { dir, node } => {
                 let addr = free_addr()?;
                 let mut cmd = Command::new(node);
@@ -143,11 +162,90 @@ impl TargetSpec {
         Ok(Server {
             name: self.name().to_owned(),
             addr,
+            others: Vec::new(),
             pid,
             child: Some(child),
+            helpers: Vec::new(),
             data_dir,
         })
     }
+}
+
+/// Waits until `addr` accepts connections (at most 20 s), or `child` exits.
+async fn until_listening(addr: SocketAddr, child: &mut Child, what: &str) -> std::io::Result<()> {
+    let t0 = Instant::now();
+    loop {
+        if TcpStream::connect(addr).await.is_ok() {
+            return Ok(());
+        }
+        if let Some(status) = child.try_wait()? {
+            return Err(std::io::Error::other(format!(
+                "{what} exited at start: {status}"
+            )));
+        }
+        if t0.elapsed() > Duration::from_secs(20) {
+            return Err(std::io::Error::other(format!(
+                "{what} did not listen on {addr} within 20 s"
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// `redis-server` and two chat-server nodes on it.
+async fn start_cluster(
+    name: &str,
+    bin: &std::path::Path,
+    max_connections: u64,
+    redis: &std::path::Path,
+) -> std::io::Result<Server> {
+    let redis_addr = free_addr()?;
+    let dir = std::env::temp_dir().join(format!(
+        "chat-bench-redis-{}-{}",
+        std::process::id(),
+        redis_addr.port()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let mut cmd = Command::new(redis);
+    cmd.arg("--port")
+        .arg(redis_addr.port().to_string())
+        .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .arg("--dir")
+        .arg(&dir);
+    let mut redis_child = spawn(cmd, "redis")?;
+    until_listening(redis_addr, &mut redis_child, "redis-server").await?;
+    let url = format!("redis://{redis_addr}/");
+    let mut nodes = Vec::new();
+    for node in ["node-1", "node-2"] {
+        let addr = free_addr()?;
+        let mut cmd = Command::new(bin);
+        cmd.arg("--redis-url")
+            .arg(&url)
+            .arg("--node-id")
+            .arg(node)
+            .arg("--bind")
+            .arg(addr.to_string())
+            .arg("--rate")
+            .arg("0")
+            .arg("--max-connections")
+            .arg(max_connections.to_string())
+            .env("RUST_LOG", "warn");
+        let mut child = spawn(cmd, node)?;
+        until_listening(addr, &mut child, node).await?;
+        nodes.push((addr, child));
+    }
+    let (second_addr, second) = nodes.pop().expect("two nodes");
+    let (addr, first) = nodes.pop().expect("two nodes");
+    Ok(Server {
+        name: name.to_owned(),
+        addr,
+        others: vec![second_addr],
+        pid: first.id(),
+        child: Some(first),
+        helpers: vec![second, redis_child],
+        data_dir: Some(dir),
+    })
 }
 
 fn spawn(mut cmd: Command, what: &str) -> std::io::Result<Child> {
@@ -171,8 +269,13 @@ fn free_addr() -> std::io::Result<SocketAddr> {
 pub struct Server {
     pub name: String,
     pub addr: SocketAddr,
+    /// The other nodes of a cluster target (users are spread over `addr`
+    /// and these).
+    pub others: Vec<SocketAddr>,
     pub pid: Option<u32>,
     child: Option<Child>,
+    /// More processes of the target (a cluster's second node, its Redis).
+    helpers: Vec<Child>,
     /// A launched chat-server's data directory, removed when it stops.
     data_dir: Option<PathBuf>,
 }
@@ -180,7 +283,7 @@ pub struct Server {
 impl Server {
     /// Stops a launched server (no-op for a running one).
     pub async fn stop(mut self) {
-        if let Some(mut c) = self.child.take() {
+        for mut c in self.child.take().into_iter().chain(self.helpers.drain(..)) {
             let _ = c.kill().await;
             let _ = c.wait().await;
         }

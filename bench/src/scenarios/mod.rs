@@ -28,12 +28,22 @@ use crate::stats;
 /// and a name prefix unique to this run.
 pub struct Ctx<'a> {
     pub addr: SocketAddr,
+    /// The other nodes of a cluster target: users brought up together are
+    /// spread over `addr` and these in turn.
+    pub others: Vec<SocketAddr>,
     pub pid: Option<u32>,
     pub cfg: &'a Config,
     pub tag: String,
 }
 
 impl Ctx<'_> {
+    /// Every node of the target, `addr` first.
+    pub fn addrs(&self) -> Vec<SocketAddr> {
+        std::iter::once(self.addr)
+            .chain(self.others.iter().copied())
+            .collect()
+    }
+
     /// The deadline of one bring-up of many users, from now.
     pub fn deadline(&self) -> Instant {
         Instant::now() + Duration::from_secs_f64(self.cfg.bring_up_secs)
@@ -74,7 +84,7 @@ pub struct Up {
 /// that made it; none starts after `deadline`. The result is in the order
 /// of `specs`.
 pub async fn bring_up(
-    addr: SocketAddr,
+    addrs: &[SocketAddr],
     specs: Vec<Spec>,
     concurrency: usize,
     attempts: u32,
@@ -84,7 +94,10 @@ pub async fn bring_up(
     let sem = Arc::new(Semaphore::new(concurrency.max(1)));
     let tasks: Vec<_> = specs
         .into_iter()
-        .map(|spec| {
+        .enumerate()
+        .map(|(i, spec)| {
+            // Spread over the nodes of the target, in turn.
+            let addr = addrs[i % addrs.len().max(1)];
             let sem = sem.clone();
             let delivered = delivered.clone();
             tokio::spawn(async move {
@@ -208,7 +221,7 @@ pub async fn bring_up_reported(
     failed: Failed<'_>,
 ) -> Vec<Up> {
     let ups = bring_up(
-        ctx.addr,
+        &ctx.addrs(),
         specs,
         ctx.cfg.connect_concurrency,
         attempts,

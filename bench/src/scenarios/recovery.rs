@@ -135,7 +135,7 @@ pub async fn run(ctx: &Ctx<'_>) -> Figures {
         })
         .unzip();
     let ups = bring_up(
-        ctx.addr,
+        &ctx.addrs(),
         specs,
         cfg.storm_concurrency.unwrap_or(n),
         5,
