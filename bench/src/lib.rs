@@ -177,6 +177,11 @@ pub struct Config {
     /// Recovery storm: reconnect handshakes in flight at once (default: all).
     #[arg(long)]
     pub storm_concurrency: Option<usize>,
+    /// Recovery storm against `--chat-server-cluster`: kill the second node
+    /// (SIGKILL) instead of cutting transports; its users reconnect to the
+    /// first node.
+    #[arg(long)]
+    pub storm_kill_node: bool,
     /// Recovery storm: keep the cut sockets open and silent (half-open, the
     /// server must take the session over) instead of closing them.
     #[arg(long)]
@@ -354,6 +359,7 @@ pub async fn run(cfg: &Config) -> Result<Vec<ScenarioReport>, Error> {
             let ctx = Ctx {
                 addr: server.addr,
                 others: server.others.clone(),
+                other_pids: server.other_pids(),
                 pid: server.pid,
                 cfg,
                 tag: run_tag(n),

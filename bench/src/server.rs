@@ -281,6 +281,15 @@ pub struct Server {
 }
 
 impl Server {
+    /// The PIDs of the other nodes (a cluster's second node first).
+    pub fn other_pids(&self) -> Vec<u32> {
+        self.helpers
+            .iter()
+            .take(self.others.len())
+            .filter_map(Child::id)
+            .collect()
+    }
+
     /// Stops a launched server (no-op for a running one).
     pub async fn stop(mut self) {
         for mut c in self.child.take().into_iter().chain(self.helpers.drain(..)) {

@@ -31,6 +31,8 @@ pub struct Ctx<'a> {
     /// The other nodes of a cluster target: users brought up together are
     /// spread over `addr` and these in turn.
     pub others: Vec<SocketAddr>,
+    /// The PIDs of the processes behind `others` (for `--storm-kill-node`).
+    pub other_pids: Vec<u32>,
     pub pid: Option<u32>,
     pub cfg: &'a Config,
     pub tag: String,

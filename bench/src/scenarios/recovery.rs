@@ -8,6 +8,11 @@
 //! of the last message they received. Reports the time until all are back
 //! and whether every message reached every member exactly once (live or
 //! replayed).
+//!
+//! Against a cluster target with `--storm-kill-node`: the anchors are on
+//! the first node and the storm users on both; instead of a cut, the second
+//! node is killed (SIGKILL), and its users (half of the storm) reconnect to
+//! the first, resuming their sessions there.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -43,7 +48,7 @@ pub async fn run(ctx: &Ctx<'_>) -> Figures {
         .collect();
     let room_of_user = |u: usize| if u < rooms { u } else { (u - rooms) % rooms };
     let total = rooms + n;
-    let specs = (0..total)
+    let specs: Vec<Spec> = (0..total)
         .map(|u| {
             let name = if u < rooms {
                 format!("{}a{u}", ctx.tag)
@@ -63,7 +68,23 @@ pub async fn run(ctx: &Ctx<'_>) -> Figures {
         what: "users failed to come up",
         metric: Some("failed connects before the storm".to_owned()),
     };
-    let ups = bring_up_reported(ctx, specs, 2, &delivered, &mut figs, failed).await;
+    let kill = cfg.storm_kill_node && !ctx.others.is_empty();
+    let ups = if kill {
+        // Anchors on the first node (never killed), storm users on both.
+        let mut specs = specs;
+        let storm_specs = specs.split_off(rooms);
+        let deadline = ctx.deadline();
+        let c = cfg.connect_concurrency;
+        let mut ups = bring_up(&[ctx.addr], specs, c, 2, &delivered, deadline).await;
+        ups.extend(bring_up(&ctx.addrs(), storm_specs, c, 2, &delivered, deadline).await);
+        let down = ups.iter().filter(|u| u.handle.is_none()).count();
+        if down > 0 {
+            figs.push("failed connects before the storm", "n", down as f64);
+        }
+        ups
+    } else {
+        bring_up_reported(ctx, specs, 2, &delivered, &mut figs, failed).await
+    };
     let mut handles: Vec<_> = ups.into_iter().map(|u| u.handle).collect();
     let room_of = (0..total)
         .map(|u| handles[u].as_ref().map(|_| room_of_user(u) as u32))
@@ -91,8 +112,23 @@ pub async fn run(ctx: &Ctx<'_>) -> Figures {
     let cpu = CpuMeter::start(ctx.pid);
     tokio::time::sleep(WARMUP).await;
 
-    // The cut: every storm user at once.
-    let storm: Vec<usize> = (rooms..total).filter(|u| handles[*u].is_some()).collect();
+    // The cut: every storm user at once (or, killing a node, its users).
+    let storm: Vec<usize> = (rooms..total)
+        .filter(|u| handles[*u].is_some())
+        .filter(|u| !kill || (u - rooms) % ctx.addrs().len() == 1)
+        .collect();
+    if kill {
+        match ctx.other_pids.first() {
+            Some(pid) => {
+                let killed = std::process::Command::new("kill")
+                    .args(["-9", &pid.to_string()])
+                    .status()
+                    .is_ok_and(|s| s.success());
+                eprintln!("  killed the second node (pid {pid}): {killed}");
+            }
+            None => eprintln!("recovery: no PID for the second node: nothing killed"),
+        }
+    }
     let cut = join_all(storm.iter().map(|u| {
         handles[*u]
             .take()
@@ -134,8 +170,10 @@ pub async fn run(ctx: &Ctx<'_>) -> Figures {
             )
         })
         .unzip();
+    // After a kill, everyone goes to the node that is left.
+    let to: Vec<_> = if kill { vec![ctx.addr] } else { ctx.addrs() };
     let ups = bring_up(
-        &ctx.addrs(),
+        &to,
         specs,
         cfg.storm_concurrency.unwrap_or(n),
         5,
