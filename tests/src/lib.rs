@@ -10,6 +10,7 @@ pub mod certs;
 pub mod http;
 pub mod raw;
 pub mod server_process;
+pub mod tui;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;

@@ -746,7 +746,8 @@ async fn concurrent_senders_on_both_nodes_give_one_order() {
 /// reconnect to node B, where she resumes with nothing missing or twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chat_tui_users_of_a_stopped_node_come_back_through_the_other() {
-    use chat_tui::state::{ConvId, EntryKind, State};
+    use chat_e2e::tui::{texts, wait};
+    use chat_tui::state::ConvId;
     use chat_tui::{Client, NetConfig};
     let Some(c) = cluster().await else { return };
     let Cluster { a, b, redis, _dir } = c;
@@ -760,23 +761,6 @@ async fn chat_tui_users_of_a_stopped_node_come_back_through_the_other() {
         })
     };
     let general = ConvId::Room("#general".into());
-    let texts = |s: &State, id: &ConvId| -> Vec<String> {
-        s.conv(id)
-            .map(|c| {
-                c.entries
-                    .iter()
-                    .filter(|e| e.kind != EntryKind::System)
-                    .map(|e| e.text.clone())
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    async fn wait(client: &Client, what: &str, f: impl FnMut(&State) -> bool) {
-        assert!(
-            client.wait_for(WAIT, f).await,
-            "timed out waiting for: {what}"
-        );
-    }
 
     let lb = Proxy::start(a.addr).await;
     let alice = tui(&lb.url(), "alice");
@@ -868,7 +852,8 @@ async fn while_redis_is_away_messages_are_refused_and_reach_no_one() {
 /// messages included.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chat_tui_given_both_nodes_fails_over_by_itself() {
-    use chat_tui::state::{ConvId, EntryKind, State};
+    use chat_e2e::tui::{texts, wait};
+    use chat_tui::state::ConvId;
     use chat_tui::{Client, NetConfig};
     let Some(c) = cluster().await else { return };
     let Cluster { a, b, redis, _dir } = c;
@@ -881,24 +866,6 @@ async fn chat_tui_given_both_nodes_fails_over_by_itself() {
         ..NetConfig::new(url, user)
     };
     let general = ConvId::Room("#general".into());
-    let texts = |s: &State, id: &ConvId| -> Vec<String> {
-        s.conv(id)
-            .map(|c| {
-                c.entries
-                    .iter()
-                    .filter(|e| e.kind != EntryKind::System)
-                    .map(|e| e.text.clone())
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    async fn wait(client: &Client, what: &str, f: impl FnMut(&State) -> bool) {
-        assert!(
-            client.wait_for(WAIT, f).await,
-            "timed out waiting for: {what}: {}",
-            client.read(|s| s.status_text())
-        );
-    }
     let dana = Client::start(config(&a.url(), vec![b.url()], "dana"));
     let erin = Client::start(config(&b.url(), vec![], "erin"));
     for (u, name) in [(&dana, "dana"), (&erin, "erin")] {

@@ -5,24 +5,11 @@
 //! person cannot take either name; a guest claims its own name with
 //! `/register` without losing its session.
 
-use std::time::Duration;
-
-use chat_e2e::{TestServer, WAIT};
+use chat_e2e::TestServer;
+use chat_e2e::tui::{config, texts, wait};
 use chat_tui::password::Password;
-use chat_tui::state::{ConvId, Delivery, EntryKind, State};
+use chat_tui::state::{ConvId, Delivery, EntryKind};
 use chat_tui::{Client, NetConfig};
-
-fn config(url: &str, user: &str) -> NetConfig {
-    NetConfig {
-        ack_timeout: Duration::from_secs(3),
-        connect_timeout: Duration::from_secs(3),
-        liveness_interval: Duration::from_millis(400),
-        liveness_timeout: Duration::from_millis(800),
-        backoff_min: Duration::from_millis(100),
-        backoff_max: Duration::from_millis(500),
-        ..NetConfig::new(url, user)
-    }
-}
 
 fn registering(url: &str, user: &str, password: &str) -> NetConfig {
     NetConfig {
@@ -30,27 +17,6 @@ fn registering(url: &str, user: &str, password: &str) -> NetConfig {
         register: true,
         ..config(url, user)
     }
-}
-
-fn texts(s: &State, id: &ConvId) -> Vec<String> {
-    s.conv(id)
-        .map(|c| {
-            c.entries
-                .iter()
-                .filter(|e| e.kind != EntryKind::System)
-                .map(|e| e.text.clone())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-async fn wait(client: &Client, what: &str, f: impl FnMut(&State) -> bool) {
-    assert!(
-        client.wait_for(WAIT, f).await,
-        "timed out waiting for: {what}\nstatus: {}\ntoasts: {:?}",
-        client.read(|s| s.status_text()),
-        client.read(|s| s.toasts.iter().map(|t| t.text.clone()).collect::<Vec<_>>()),
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

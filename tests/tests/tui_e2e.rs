@@ -2,53 +2,14 @@
 //! chat-server: what two people would see on their screens, read from each
 //! client's state. Bob's network goes through a proxy that we cut.
 
-use std::time::Duration;
-
-use chat_e2e::{Proxy, TestServer, WAIT};
+use chat_e2e::tui::{config, texts, wait};
+use chat_e2e::{Proxy, TestServer};
+use chat_tui::Client;
 use chat_tui::client::{KeyCode, alt, ctrl, key};
-use chat_tui::state::{Conn, ConvId, Delivery, EntryKind, State};
-use chat_tui::{Client, NetConfig};
-
-/// Short liveness and back-off timings, so a cut shows within a second or two.
-fn config(url: &str, user: &str) -> NetConfig {
-    NetConfig {
-        ack_timeout: Duration::from_secs(3),
-        connect_timeout: Duration::from_secs(3),
-        liveness_interval: Duration::from_millis(400),
-        liveness_timeout: Duration::from_millis(800),
-        backoff_min: Duration::from_millis(100),
-        backoff_max: Duration::from_millis(500),
-        ..NetConfig::new(url, user)
-    }
-}
+use chat_tui::state::{Conn, ConvId, Delivery, EntryKind};
 
 fn general() -> ConvId {
     ConvId::Room("#general".into())
-}
-
-fn texts(s: &State, id: &ConvId) -> Vec<String> {
-    s.conv(id)
-        .map(|c| {
-            c.entries
-                .iter()
-                .filter(|e| e.kind != EntryKind::System)
-                .map(|e| e.text.clone())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-async fn wait(client: &Client, what: &str, f: impl FnMut(&State) -> bool) {
-    assert!(
-        client.wait_for(WAIT, f).await,
-        "timed out waiting for: {what}\nstatus: {}\nconversations: {:?}",
-        client.read(|s| s.status_text()),
-        client.read(|s| s
-            .convs
-            .iter()
-            .map(|c| (c.id.label(), texts(s, &c.id)))
-            .collect::<Vec<_>>()),
-    );
 }
 
 fn typing_keys(client: &Client, text: &str) {
