@@ -339,6 +339,8 @@ fn tick(state: &mut State, now: Instant, wall_ms: u64, fx: &mut Vec<Effect>) {
 }
 
 #[cfg(test)]
+mod testing;
+#[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod tests_account;

@@ -1,50 +1,18 @@
 //! Unit tests of the state: what the user would notice after a sequence of
 //! keys and network events. The clock is injected with `Input::Tick`.
 
+use super::testing::{T0, ctrl, enter_line, key, net, server, type_text};
 use super::*;
 use chat_shared::{
     AckError, ChatError, ConnectRefusal, DmRequest, ErrorCode, JoinAck, PresenceSnapshot,
-    PresenceSummary, RoomCount, RoomMessage, RoomMessageRequest, RoomRequest, SentAck, ServerEvent,
-    TextRequest, TypingRequest, TypingTarget,
+    PresenceSummary, RoomCount, RoomMessage, RoomMessageRequest, RoomRequest, SentAck, TextRequest,
+    TypingRequest, TypingTarget,
 };
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use serde_json::json;
 
-const T0: u64 = 1_763_800_000_000; // a wall-clock instant, in ms
-
 fn new_state() -> State {
     State::new("alice", "http://test", Instant::now(), T0)
-}
-
-fn key(code: KeyCode) -> Input {
-    Input::Key(KeyEvent::new(code, KeyModifiers::NONE))
-}
-
-fn ctrl(c: char) -> Input {
-    Input::Key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::CONTROL))
-}
-
-fn type_text(s: &mut State, text: &str) -> Vec<Effect> {
-    let mut fx = Vec::new();
-    for c in text.chars() {
-        fx.extend(update(s, key(KeyCode::Char(c))));
-    }
-    fx
-}
-
-fn enter_line(s: &mut State, text: &str) -> Vec<Effect> {
-    let mut fx = type_text(s, text);
-    fx.extend(update(s, key(KeyCode::Enter)));
-    fx
-}
-
-fn net(s: &mut State, ev: NetEvent) -> Vec<Effect> {
-    update(s, Input::Net(ev))
-}
-
-fn server(s: &mut State, name: &str, v: serde_json::Value) -> Vec<Effect> {
-    let ev = ServerEvent::parse(name, v).expect("test payload follows the contract");
-    net(s, NetEvent::Server(ev))
 }
 
 fn session(s: &mut State, recovered: bool, rooms: &[&str], missed: u64) -> Vec<Effect> {

@@ -2,37 +2,14 @@
 //! line (masked, never in the input history), `/register`, `/passwd`, DMs
 //! kept for an offline account, and remembered rooms on a fresh session.
 
-use chat_shared::{ConnectRefusal, ErrorCode, HistoryTarget, PasswordChange, SentAck, ServerEvent};
-use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use chat_shared::{ConnectRefusal, ErrorCode, HistoryTarget, PasswordChange, SentAck};
+use crossterm::event::KeyCode;
 use serde_json::json;
 use tokio::time::Instant;
 
+use super::testing::{T0, enter_line, key, net, server};
 use super::*;
 use crate::password::Password;
-
-const T0: u64 = 1_763_800_000_000;
-
-fn key(code: KeyCode) -> Input {
-    Input::Key(KeyEvent::new(code, KeyModifiers::NONE))
-}
-
-fn enter_line(s: &mut State, text: &str) -> Vec<Effect> {
-    let mut fx = Vec::new();
-    for c in text.chars() {
-        fx.extend(update(s, key(KeyCode::Char(c))));
-    }
-    fx.extend(update(s, key(KeyCode::Enter)));
-    fx
-}
-
-fn net(s: &mut State, ev: NetEvent) -> Vec<Effect> {
-    update(s, Input::Net(ev))
-}
-
-fn server(s: &mut State, name: &str, v: serde_json::Value) -> Vec<Effect> {
-    let ev = ServerEvent::parse(name, v).expect("contract payload");
-    net(s, NetEvent::Server(ev))
-}
 
 fn session(s: &mut State, rooms: serde_json::Value) -> Vec<Effect> {
     server(

@@ -8,47 +8,15 @@ use std::time::Duration;
 
 use chat_shared::{
     AckError, ChatError, ConnectRefusal, ErrorCode, HistoryAck, HistoryMessage, HistoryTarget,
-    JoinAck, RoomMessage, SentAck, ServerEvent,
+    JoinAck, RoomMessage, SentAck,
 };
-use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use crossterm::event::KeyCode;
 use serde_json::json;
 use tokio::time::Instant;
 
+use super::testing::{T0, ctrl, enter_line, key, net, server, type_text};
 use super::*;
 use crate::msg::Notification;
-
-const T0: u64 = 1_763_800_000_000;
-
-fn key(code: KeyCode) -> Input {
-    Input::Key(KeyEvent::new(code, KeyModifiers::NONE))
-}
-
-fn ctrl(c: char) -> Input {
-    Input::Key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::CONTROL))
-}
-
-fn type_text(s: &mut State, text: &str) -> Vec<Effect> {
-    let mut fx = Vec::new();
-    for c in text.chars() {
-        fx.extend(update(s, key(KeyCode::Char(c))));
-    }
-    fx
-}
-
-fn enter_line(s: &mut State, text: &str) -> Vec<Effect> {
-    let mut fx = type_text(s, text);
-    fx.extend(update(s, key(KeyCode::Enter)));
-    fx
-}
-
-fn net(s: &mut State, ev: NetEvent) -> Vec<Effect> {
-    update(s, Input::Net(ev))
-}
-
-fn server(s: &mut State, name: &str, v: serde_json::Value) -> Vec<Effect> {
-    let ev = ServerEvent::parse(name, v).expect("contract payload");
-    net(s, NetEvent::Server(ev))
-}
 
 fn requests(fx: &[Effect]) -> Vec<(u64, ClientEvent)> {
     fx.iter()
