@@ -324,39 +324,56 @@ impl ChatState {
             if inner.users.contains_key(&key) {
                 continue;
             }
-            for room in rec.rooms.keys() {
-                *inner.holders.entry(room.clone()).or_default() += 1;
-            }
-            let user = User {
-                username: rec.username.clone(),
-                token: rec.token.clone(),
-                rooms: rec.rooms.clone(),
-                sid: None,
-                lagging: false,
-                connected_at: 0,
-                since: rec.since,
-                absence: self.next_absence(),
-                window_ends_at: Some(ends),
-                account: rec.account,
-                ready: false,
-            };
+            let record = self.take_up(&mut inner, &key, rec, ends, now);
             if rec.window_ends_at.is_none() {
                 // Live when the last process ended: its window is new, and
                 // what it had been sent is as far as the ids then went.
-                self.persist(SessionOp::Put(user.record()));
+                self.persist(SessionOp::Put(record));
                 if rec.account {
                     self.persist_account(&mut inner, &key, AccountChange::Seen(startup.head));
                 }
             }
-            inner.sessions.insert(rec.token.clone(), key.clone());
-            let absence = user.absence;
-            inner.users.insert(key.clone(), user);
-            let state = Arc::clone(self);
-            tokio::spawn(async move {
-                tokio::time::sleep(std::time::Duration::from_millis(ends - now)).await;
-                state.expire(&key, absence);
-            });
         }
+    }
+
+    /// Makes `rec` a session of this process, away (no socket) until `ends`
+    /// (wall-clock ms), when a timer ends it unless a socket came back.
+    /// Returns the record as it now stands.
+    fn take_up(
+        self: &Arc<Self>,
+        inner: &mut Inner,
+        key: &str,
+        rec: &SessionRecord,
+        ends: u64,
+        now: u64,
+    ) -> SessionRecord {
+        for room in rec.rooms.keys() {
+            *inner.holders.entry(room.clone()).or_default() += 1;
+        }
+        let user = User {
+            username: rec.username.clone(),
+            token: rec.token.clone(),
+            rooms: rec.rooms.clone(),
+            sid: None,
+            lagging: false,
+            connected_at: 0,
+            since: rec.since,
+            absence: self.next_absence(),
+            window_ends_at: Some(ends),
+            account: rec.account,
+            ready: false,
+        };
+        let record = user.record();
+        let absence = user.absence;
+        inner.sessions.insert(rec.token.clone(), key.to_owned());
+        inner.users.insert(key.to_owned(), user);
+        let state = Arc::clone(self);
+        let key = key.to_owned();
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(ends.saturating_sub(now))).await;
+            state.expire(&key, absence);
+        });
+        record
     }
 
     /// A number no absence of any user had before: a timer left from an
@@ -1053,30 +1070,7 @@ impl ChatState {
         if inner.users.contains_key(&key) {
             return inner.sessions.get(&rec.token) == Some(&key);
         }
-        for room in rec.rooms.keys() {
-            *inner.holders.entry(room.clone()).or_default() += 1;
-        }
-        let user = User {
-            username: rec.username.clone(),
-            token: rec.token.clone(),
-            rooms: rec.rooms.clone(),
-            sid: None,
-            lagging: false,
-            connected_at: 0,
-            since: rec.since,
-            absence: self.next_absence(),
-            window_ends_at: Some(ends),
-            account: rec.account,
-            ready: false,
-        };
-        let absence = user.absence;
-        inner.sessions.insert(rec.token.clone(), key.clone());
-        inner.users.insert(key.clone(), user);
-        let state = Arc::clone(self);
-        tokio::spawn(async move {
-            tokio::time::sleep(std::time::Duration::from_millis(ends - now)).await;
-            state.expire(&key, absence);
-        });
+        self.take_up(&mut inner, &key, rec, ends, now);
         true
     }
 

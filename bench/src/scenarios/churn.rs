@@ -8,10 +8,9 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
-use super::{CONNECT_TIMEOUT, CpuMeter, Ctx, push_latency};
-use crate::client::{self, UserState};
+use super::{CpuMeter, Ctx, Cycles, push_latency};
+use crate::client::UserState;
 use crate::report::Figures;
-use crate::stats;
 
 /// Upper bound of cycles per worker, whatever the duration.
 const MAX_CYCLES_PER_WORKER: u64 = 1_000_000;
@@ -29,56 +28,33 @@ pub async fn run(ctx: &Ctx<'_>) -> Figures {
             let tag = ctx.tag.clone();
             let delivered = delivered.clone();
             tokio::spawn(async move {
-                let mut h = stats::histogram();
-                let (mut ok, mut failed, mut first_err) = (0u64, 0u64, None);
+                let mut cycles = Cycles::default();
                 let mut i = 0u64;
                 while Instant::now() < deadline && i < MAX_CYCLES_PER_WORKER {
                     i += 1;
                     let mut st = UserState::new(format!("{tag}c{w}x{i}"));
-                    match client::connect(addr, &mut st, false, &delivered, CONNECT_TIMEOUT).await {
-                        Ok((ws, took)) => {
-                            stats::record(&mut h, took.as_micros() as u64);
-                            match client::leave(ws).await {
-                                Ok(()) => ok += 1,
-                                Err(e) => {
-                                    failed += 1;
-                                    first_err.get_or_insert(e);
-                                }
-                            }
-                        }
-                        Err(e) => {
-                            failed += 1;
-                            first_err.get_or_insert(e.0);
-                        }
-                    }
+                    cycles.run_one(addr, &mut st, &delivered).await;
                 }
-                (h, ok, failed, first_err)
+                cycles
             })
         })
         .collect();
-    let mut h = stats::histogram();
-    let (mut ok, mut failed, mut first_err) = (0u64, 0u64, None);
+    let mut all = Cycles::default();
     for w in workers {
-        let (wh, o, f, e) = w.await.expect("churn worker panicked");
-        h.add(&wh).expect("same histogram bounds");
-        ok += o;
-        failed += f;
-        if first_err.is_none() {
-            first_err = e;
-        }
+        all.merge(w.await.expect("churn worker panicked"));
     }
     let elapsed = t0.elapsed().as_secs_f64();
-    if let Some(e) = first_err {
-        eprintln!("churn: {failed} cycles failed, first: {e}");
+    if let Some(e) = &all.first_err {
+        eprintln!("churn: {} cycles failed, first: {e}", all.failed);
     }
     figs.push(
         "connect+disconnect cycles/s",
         "cycles/s",
-        ok as f64 / elapsed,
+        all.ok as f64 / elapsed,
     );
-    figs.push("cycles completed", "n", ok as f64);
-    figs.push("cycles failed", "n", failed as f64);
-    push_latency(&mut figs, "connect ", &h);
+    figs.push("cycles completed", "n", all.ok as f64);
+    figs.push("cycles failed", "n", all.failed as f64);
+    push_latency(&mut figs, "connect ", &all.connect);
     cpu.finish(&mut figs, "");
     figs
 }

@@ -25,12 +25,11 @@ use futures_util::future::join_all;
 use tokio::sync::Semaphore;
 
 use super::{
-    CONNECT_TIMEOUT, CpuMeter, Ctx, Failed, Plan, Spec, bring_up_reported, ladder, leave_all,
-    push_latency,
+    CONNECT_TIMEOUT, CpuMeter, Ctx, Cycles, Failed, Plan, Spec, bring_up_reported, ladder,
+    leave_all, push_latency,
 };
 use crate::client::{self, UserState};
 use crate::report::Figures;
-use crate::stats;
 
 fn password(i: usize) -> String {
     format!("bench password {i:06}")
@@ -89,8 +88,7 @@ pub async fn run(ctx: &Ctx<'_>) -> Figures {
         let (names, delivered) = (names.clone(), delivered.clone());
         let addr = ctx.addr;
         async move {
-            let mut h = stats::histogram();
-            let (mut ok, mut failed, mut first_err) = (0u64, 0u64, None);
+            let mut cycles = Cycles::default();
             // Each worker logs in its own accounts, in turn.
             let mine: Vec<usize> = (w..names.len()).step_by(workers).collect();
             let mut k = 0;
@@ -99,46 +97,28 @@ pub async fn run(ctx: &Ctx<'_>) -> Figures {
                 k += 1;
                 let mut st = UserState::new(names[i].clone());
                 st.password = Some(password(i));
-                match client::connect(addr, &mut st, false, &delivered, CONNECT_TIMEOUT).await {
-                    Ok((ws, took)) => {
-                        stats::record(&mut h, took.as_micros() as u64);
-                        match client::leave(ws).await {
-                            Ok(()) => ok += 1,
-                            Err(e) => {
-                                failed += 1;
-                                first_err.get_or_insert(e);
-                            }
-                        }
-                    }
-                    Err(e) => {
-                        failed += 1;
-                        first_err.get_or_insert(e.0);
-                    }
-                }
+                cycles.run_one(addr, &mut st, &delivered).await;
             }
-            (h, ok, failed, first_err)
+            cycles
         }
     }))
     .await;
     let elapsed = t0.elapsed().as_secs_f64().max(1e-3);
-    let mut h = stats::histogram();
-    let (mut ok, mut failed) = (0u64, 0u64);
-    for (wh, o, f, e) in loops {
-        h.add(&wh).expect("same histogram bounds");
-        ok += o;
-        failed += f;
-        if let Some(e) = e {
-            eprintln!("login: a login failed: {e}");
-        }
+    let mut all = Cycles::default();
+    for cycles in loops {
+        all.merge(cycles);
+    }
+    if let Some(e) = &all.first_err {
+        eprintln!("login: {} logins failed, first: {e}", all.failed);
     }
     cpu.finish(&mut figs, "logins: ");
     figs.push(
         "logins/s with a password (peer: guest connects)",
         "n/s",
-        ok as f64 / elapsed,
+        all.ok as f64 / elapsed,
     );
-    figs.push("logins failed", "n", failed as f64);
-    push_latency(&mut figs, "login connect ", &h);
+    figs.push("logins failed", "n", all.failed as f64);
+    push_latency(&mut figs, "login connect ", &all.connect);
 
     // 3. Chatting users, without and then with a wrong-password flood.
     let size = cfg.login_room_size.max(1);

@@ -514,6 +514,60 @@ pub async fn drain(
     last_change
 }
 
+/// Connect-and-leave cycles: their connect times (TCP to `session`), how
+/// many completed, how many failed, and the first failure.
+pub struct Cycles {
+    pub connect: Histogram<u64>,
+    pub ok: u64,
+    pub failed: u64,
+    pub first_err: Option<String>,
+}
+
+impl Default for Cycles {
+    fn default() -> Self {
+        Cycles {
+            connect: stats::histogram(),
+            ok: 0,
+            failed: 0,
+            first_err: None,
+        }
+    }
+}
+
+impl Cycles {
+    /// One cycle: connects `st` to `addr` (up to its `session` event), then
+    /// leaves (a planned disconnect).
+    pub async fn run_one(&mut self, addr: SocketAddr, st: &mut UserState, delivered: &AtomicU64) {
+        match client::connect(addr, st, false, delivered, CONNECT_TIMEOUT).await {
+            Ok((ws, took)) => {
+                stats::record(&mut self.connect, took.as_micros() as u64);
+                match client::leave(ws).await {
+                    Ok(()) => self.ok += 1,
+                    Err(e) => self.fail(e),
+                }
+            }
+            Err(e) => self.fail(e.0),
+        }
+    }
+
+    fn fail(&mut self, e: String) {
+        self.failed += 1;
+        self.first_err.get_or_insert(e);
+    }
+
+    /// Adds another worker's cycles.
+    pub fn merge(&mut self, other: Cycles) {
+        self.connect
+            .add(&other.connect)
+            .expect("same histogram bounds");
+        self.ok += other.ok;
+        self.failed += other.failed;
+        if self.first_err.is_none() {
+            self.first_err = other.first_err;
+        }
+    }
+}
+
 /// CPU use of a process between two readings, in % of one core.
 pub struct CpuMeter {
     pid: Option<u32>,
