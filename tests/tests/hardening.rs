@@ -212,9 +212,10 @@ async fn a_post_of_a_thousand_requests_gets_a_thousand_answers() {
         if status != 200 {
             // An answer that could not be queued ends the transport: the
             // client finds out (and resumes) rather than waiting for ever.
+            // How many answers it read before depends on how soon its
+            // first GET came (on a busy machine the queue can fill first).
             let (again, _) = http(server.addr, "GET", &path, b"").await;
             assert_eq!(again, 400, "a dropped answer left the socket open");
-            assert!(!answered.is_empty());
             return;
         }
         for p in packets(&body) {
