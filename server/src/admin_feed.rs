@@ -41,6 +41,12 @@ impl AdminFeed {
         AdminFeed { state, tx }
     }
 
+    /// Whether an `/admin` socket is connected: callers on the message
+    /// path skip building events nobody would get.
+    pub fn active(&self) -> bool {
+        self.state.admins() > 0
+    }
+
     pub fn send(&self, ev: AdminEvent) {
         if self.state.admins() > 0 && self.tx.try_send(ev).is_err() {
             tracing::debug!("admin feed full: event dropped");

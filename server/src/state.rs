@@ -232,8 +232,6 @@ pub struct ChatState {
     inner: Mutex<Inner>,
     pub presence: PresenceGate,
     started: std::time::Instant,
-    messages_total: AtomicU64,
-    errors_total: AtomicU64,
     admins: AtomicUsize,
     /// Where session changes go to be stored (none in unit tests).
     sessions_out: std::sync::OnceLock<mpsc::UnboundedSender<SessionOp>>,
@@ -257,8 +255,6 @@ impl ChatState {
             config,
             inner: Mutex::new(Inner::default()),
             started: std::time::Instant::now(),
-            messages_total: AtomicU64::new(0),
-            errors_total: AtomicU64::new(0),
             admins: AtomicUsize::new(0),
             sessions_out: std::sync::OnceLock::new(),
             pruned_upto: AtomicU64::new(0),
@@ -1023,7 +1019,6 @@ impl ChatState {
             }
             inner.log.push_back(Arc::clone(&msg));
         }
-        self.messages_total.fetch_add(1, Ordering::Relaxed);
         msg
     }
 
@@ -1049,7 +1044,6 @@ impl ChatState {
             }
             inner.log.push_back(Arc::clone(msg));
         }
-        self.messages_total.fetch_add(1, Ordering::Relaxed);
     }
 
     // ------------------------------------------------------------ cluster
@@ -1140,18 +1134,6 @@ impl ChatState {
     }
 
     // ---------------------------------------------------------------- admin
-
-    pub fn count_error(&self) {
-        self.errors_total.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub fn messages_total(&self) -> u64 {
-        self.messages_total.load(Ordering::Relaxed)
-    }
-
-    pub fn errors_total(&self) -> u64 {
-        self.errors_total.load(Ordering::Relaxed)
-    }
 
     pub fn uptime_ms(&self) -> u64 {
         self.started.elapsed().as_millis() as u64

@@ -146,6 +146,9 @@ impl ChatService {
     }
 
     pub(super) fn message_event(&self, ctx: &SocketCtx, msg: &MessageRecord, bytes: usize) {
+        if !self.admin.active() {
+            return;
+        }
         let mut ev = admin_event(AdminEventType::Message);
         ev.user = Some(ctx.admission.username.clone());
         ev.kind = Some(msg.kind());

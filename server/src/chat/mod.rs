@@ -236,7 +236,6 @@ impl ChatService {
     /// waits (a bounded time) for room in the sender's queue: a client that
     /// floods requests gets every refusal, paced by how fast it reads.
     async fn refuse(&self, s: &SocketRef, ctx: &SocketCtx, ack: AckSender, err: ChatError) {
-        self.state.count_error();
         self.metrics.error(err.code);
         tracing::debug!(user = %ctx.admission.username, code = %err.code, "refused: {}", err.message);
         if !emit_paced(s, names::CHAT_ERROR, &err).await {
