@@ -7,7 +7,9 @@
 //! commits once, then resolves each write's [`Committed`]. With
 //! `synchronous=FULL` a commit costs an fsync (a few ms on a disk, about
 //! 270 a second here), so one commit per message would cap the whole
-//! server at that rate; grouped, the same fsync carries hundreds.
+//! server at that rate; grouped, the same fsync carries hundreds. Commits
+//! also start at most every [`COMMIT_SPACING`], so that a fast fsync does
+//! not turn a busy queue into many small commits.
 //!
 //! Reads run on a small pool of read-only connections inside
 //! `spawn_blocking`. In WAL mode they never wait for the writer and see
@@ -57,6 +59,18 @@ pub const WRITE_QUEUE_BOUND: usize = 4096;
 /// longer fsync-bound (measured: 16 a commit ~4 000 msg/s, 256 ~36 000/s),
 /// and a bigger batch only makes the first write in it wait longer.
 pub const MAX_BATCH: usize = 512;
+
+/// The least time from one commit's start to the next. Where an fsync is
+/// cheap (a VM's disk, an SSD with a write cache) the writer would
+/// otherwise commit as soon as anything is queued: about 930 commits a
+/// second of ~32 DMs each at 30 000 DMs/s, each commit rewriting every
+/// index leaf its few rows touch and paying an fsync. Spaced, the same
+/// load commits ~250 times a second in batches of ~120: server CPU at
+/// 30 000 DMs/s went from 96 % to 82 % of a core and the best sustained DM
+/// rate from 45 000 to 50 000/s (BENCHMARKS.md). A lone write that comes
+/// after a quiet moment commits at once; where the fsync itself takes
+/// longer than this, the spacing never adds a wait.
+const COMMIT_SPACING: Duration = Duration::from_millis(4);
 
 /// The page cache of the writer's connection, in KiB.
 const WRITER_CACHE_KIB: i64 = 16 * 1024;
@@ -303,6 +317,7 @@ impl SqliteStore {
             head: 0,
             started: false,
             last_beat: Instant::now(),
+            last_commit: Instant::now(),
         };
         std::thread::Builder::new()
             .name("chat-store-writer".into())
@@ -606,6 +621,8 @@ struct Writer {
     /// previous process's last beat, which startup must read first.
     started: bool,
     last_beat: Instant,
+    /// When the last group commit began.
+    last_commit: Instant,
 }
 
 impl Writer {
@@ -632,6 +649,10 @@ impl Writer {
             };
             // Group commit: whatever is already queued joins the first
             // write, up to a control op (which runs alone, after them).
+            // Commits start at most every COMMIT_SPACING: a write that
+            // comes sooner after the last one waits for the rest of it,
+            // gathering what arrives meanwhile.
+            let spaced = self.last_commit + COMMIT_SPACING;
             let mut writes = Vec::new();
             let mut control = None;
             let mut next = Some(first);
@@ -640,7 +661,13 @@ impl Writer {
                     Op::Write(write, done) => {
                         writes.push((write, done));
                         if writes.len() < MAX_BATCH {
-                            next = self.rx.try_recv().ok();
+                            next = match self.rx.try_recv() {
+                                Ok(op) => Some(op),
+                                Err(_) => self
+                                    .rx
+                                    .recv_timeout(spaced.saturating_duration_since(Instant::now()))
+                                    .ok(),
+                            };
                         }
                     }
                     op => control = Some(op),
@@ -648,6 +675,7 @@ impl Writer {
             }
             let taken = writes.len() + usize::from(control.is_some());
             if !writes.is_empty() {
+                self.last_commit = Instant::now();
                 self.commit(writes);
             }
             let closed = match control {
