@@ -17,6 +17,15 @@
 //!   a session token resumes without any password, so an attacker can keep
 //!   a name's owner from logging in anew for at most that cap at a time,
 //!   never out of a session they hold.
+//! - Guessing from one place: the same rules count failed logins per
+//!   client address (`--login-address-limit`, 20 a minute by default):
+//!   wrong passwords, and tries at a name that is locked or has no
+//!   account. A locked address gets `rate_limited` for its password logins
+//!   and `429` for its new connections (`crate::client_addr`), so a flood
+//!   from one address costs neither hashes nor whole handshakes once it is
+//!   locked. Sessions already open from it, and every other address, go
+//!   on. Behind a reverse proxy the address is the one it forwards
+//!   (`--trusted-proxy`).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -96,18 +105,76 @@ impl Record {
 
 /// Wrong passwords per username (by key), and the locks they earn. See the
 /// module doc. Works on tokio's clock, so tests run it on a paused one.
+///
+/// The same rules serve client addresses ([`Guesses::per_address`]), with
+/// a higher limit and one difference: a right password does not clear an
+/// address's record (an attacker logging into an account of their own
+/// between guesses must not reset the count).
 #[derive(Debug)]
 pub struct Guesses {
     lockout: Duration,
+    /// Failures within [`FAILURE_WINDOW`] that lock the key.
+    limit: usize,
+    /// Whether a right password clears the key's record.
+    forgive: bool,
     records: Mutex<HashMap<String, Record>>,
 }
 
 impl Guesses {
-    /// `lockout` is the first lock's length.
+    /// Usernames: [`MAX_FAILURES`] wrong passwords lock one; `lockout` is
+    /// the first lock's length.
     pub fn new(lockout: Duration) -> Self {
         Guesses {
             lockout,
+            limit: MAX_FAILURES,
+            forgive: true,
             records: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Client addresses: `limit` failed logins within a minute lock one.
+    pub fn per_address(limit: usize, lockout: Duration) -> Self {
+        Guesses {
+            lockout,
+            limit: limit.max(1),
+            forgive: false,
+            records: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Counts a failed login that needed no check (a locked name, a name
+    /// without an account): returns how long `key` is now locked, if it is.
+    pub fn strike(&self, key: &str) -> Option<Duration> {
+        let now = Instant::now();
+        let mut records = self.records(now);
+        let r = records.entry(key.to_owned()).or_default();
+        r.forget_old(now);
+        if r.locked_until.is_none() {
+            self.failed(r, now);
+        }
+        r.locked_until.map(|t| t.saturating_duration_since(now))
+    }
+
+    /// The records, with the idle ones dropped once there are many.
+    fn records(&self, now: Instant) -> std::sync::MutexGuard<'_, HashMap<String, Record>> {
+        let mut records = self.records.lock().unwrap_or_else(PoisonError::into_inner);
+        if records.len() > 10_000 {
+            records.retain(|_, r| {
+                r.forget_old(now);
+                !r.idle()
+            });
+        }
+        records
+    }
+
+    /// Records one failure in `r`, locking it when that is one too many.
+    fn failed(&self, r: &mut Record, now: Instant) {
+        r.failures.push(now);
+        r.last_failure = Some(now);
+        if r.strikes > 0 || r.failures.len() >= self.limit {
+            r.strikes += 1;
+            r.locked_until = Some(now + self.lock_len(r.strikes));
+            r.failures.clear();
         }
     }
 
@@ -123,20 +190,14 @@ impl Guesses {
     /// password is not even looked at.
     pub fn begin(self: &Arc<Self>, key: &str) -> Result<Attempt, Duration> {
         let now = Instant::now();
-        let mut records = self.records.lock().unwrap_or_else(PoisonError::into_inner);
-        if records.len() > 10_000 {
-            records.retain(|_, r| {
-                r.forget_old(now);
-                !r.idle()
-            });
-        }
+        let mut records = self.records(now);
         let r = records.entry(key.to_owned()).or_default();
         r.forget_old(now);
         if let Some(until) = r.locked_until {
             return Err(until - now);
         }
         // Under suspicion after a lock: one guess at a time.
-        let allowed = if r.strikes > 0 { 1 } else { MAX_FAILURES };
+        let allowed = if r.strikes > 0 { 1 } else { self.limit };
         if r.failures.len() + r.in_flight >= allowed {
             return Err(Duration::from_secs(1));
         }
@@ -156,6 +217,7 @@ impl Guesses {
         };
         r.in_flight = r.in_flight.saturating_sub(1);
         match outcome {
+            Some(true) if !self.forgive => {}
             Some(true) => {
                 if r.in_flight == 0 {
                     records.remove(key);
@@ -166,15 +228,7 @@ impl Guesses {
                     };
                 }
             }
-            Some(false) => {
-                r.failures.push(now);
-                r.last_failure = Some(now);
-                if r.strikes > 0 || r.failures.len() >= MAX_FAILURES {
-                    r.strikes += 1;
-                    r.locked_until = Some(now + self.lock_len(r.strikes));
-                    r.failures.clear();
-                }
-            }
+            Some(false) => self.failed(r, now),
             None => {
                 if r.idle() {
                     records.remove(key);
@@ -241,6 +295,9 @@ pub struct Accounts {
     waiting: AtomicUsize,
     jobs: Mutex<std::sync::mpsc::Sender<Job>>,
     pub guesses: Arc<Guesses>,
+    /// Failed logins per client address (`--login-address-limit`; `None`
+    /// when it is 0).
+    pub addresses: Option<Arc<Guesses>>,
 }
 
 impl std::fmt::Debug for Accounts {
@@ -274,8 +331,9 @@ impl Drop for Waiting<'_> {
 
 impl Accounts {
     /// `workers` hashes at once (at least one); `lockout` is the first
-    /// lock's length.
-    pub fn new(workers: usize, lockout: Duration) -> Self {
+    /// lock's length; `address_limit` failed logins from one address within
+    /// a minute lock the address (0: no limit per address).
+    pub fn new(workers: usize, lockout: Duration, address_limit: usize) -> Self {
         let workers = workers.max(1);
         let (jobs, rx) = std::sync::mpsc::channel::<Job>();
         let rx = Arc::new(Mutex::new(rx));
@@ -303,6 +361,8 @@ impl Accounts {
             waiting: AtomicUsize::new(0),
             jobs: Mutex::new(jobs),
             guesses: Arc::new(Guesses::new(lockout)),
+            addresses: (address_limit > 0)
+                .then(|| Arc::new(Guesses::per_address(address_limit, lockout))),
         }
     }
 
@@ -460,9 +520,30 @@ mod tests {
         assert!(g.begin("alice").is_ok());
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn an_address_locks_at_its_limit_and_a_right_password_does_not_reset_it() {
+        let g = Arc::new(Guesses::per_address(4, LOCK));
+        let ip = "198.51.100.1";
+        assert_eq!(wrong(&g, ip), None);
+        // The attacker's own account, in between: the count goes on.
+        g.begin(ip).unwrap().succeed();
+        assert_eq!(g.strike(ip), None, "a try at a locked name counts");
+        assert_eq!(wrong(&g, ip), None);
+        assert_eq!(g.strike(ip), Some(LOCK), "the fourth failure locks it");
+        assert_eq!(g.begin(ip).unwrap_err(), LOCK);
+        assert_eq!(g.locked_for("198.51.100.2"), None, "other addresses go on");
+        // Strikes while locked do not lengthen the lock.
+        tokio::time::advance(Duration::from_secs(10)).await;
+        assert_eq!(g.strike(ip), Some(LOCK - Duration::from_secs(10)));
+        tokio::time::advance(LOCK).await;
+        assert_eq!(g.locked_for(ip), None);
+        // Still under suspicion: the next failure locks it again, longer.
+        assert_eq!(wrong(&g, ip), Some(2 * LOCK));
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn hashing_is_bounded_and_refuses_beyond_the_waiting_room() {
-        let accounts = Arc::new(Accounts::new(1, LOCK));
+        let accounts = Arc::new(Accounts::new(1, LOCK, 0));
         let hash = accounts.hash("a good password".into()).await.unwrap();
         let mut tasks = Vec::new();
         for i in 0..(MAX_WAITING + 40) {

@@ -199,6 +199,24 @@ pub struct Config {
     #[arg(long, env = "CHAT_LOGIN_LOCKOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub login_lockout: Duration,
 
+    /// Failed logins (wrong passwords, or tries at a locked name) from one
+    /// client address within a minute that lock the address: its password
+    /// logins and new connections are refused for --login-lockout (doubling
+    /// while it goes on). 0: no limit per address.
+    #[arg(long, env = "CHAT_LOGIN_ADDRESS_LIMIT", default_value_t = 20)]
+    pub login_address_limit: usize,
+
+    /// A reverse proxy whose `X-Forwarded-For` names the client (its last
+    /// entry); repeat for more (comma-separated in the environment). Other
+    /// peers are the client themselves.
+    #[arg(
+        long = "trusted-proxy",
+        env = "CHAT_TRUSTED_PROXY",
+        value_delimiter = ',',
+        default_value = "127.0.0.1,::1"
+    )]
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+
     // Running on a host: logs, TLS, metrics, browsers, the start-up check.
     /// Log lines on stderr: `text`, or `json` (one object a line) for log
     /// collectors. `RUST_LOG` sets the level.

@@ -23,6 +23,8 @@
 //! - [`sequencer`]: keeps each socket's events in arrival order.
 //! - [`store`]: the durable state behind one seam (memory, SQLite or
 //!   Redis).
+//! - [`client_addr`]: the client's address (through trusted proxies), and
+//!   the gate that turns away addresses locked for failed logins.
 //! - [`lean_request`]: trims what each connection keeps of its request.
 //! - [`listener`]: the accept loop (header-read timeout, descriptor
 //!   exhaustion, a kill switch per connection).
@@ -46,6 +48,7 @@ pub mod admin;
 pub mod admin_feed;
 pub mod chat;
 pub mod check;
+pub mod client_addr;
 pub mod cluster;
 pub mod config;
 pub mod cors;
@@ -223,6 +226,15 @@ pub fn app(config: Config, store: Arc<dyn store::Store>, startup: &store::Startu
             }
         });
     }
+    let accounts = Arc::new(accounts::Accounts::new(
+        hashing_workers(),
+        state.config.login_lockout,
+        state.config.login_address_limit,
+    ));
+    let gate = Arc::new(client_addr::Gate {
+        trusted: state.config.trusted_proxies.clone(),
+        addresses: accounts.addresses.clone(),
+    });
     let feed = admin_feed::AdminFeed::start(io.clone(), Arc::clone(&state));
     let transports = Arc::new(transport::Transports::default());
     let svc = chat::ChatService {
@@ -232,10 +244,7 @@ pub fn app(config: Config, store: Arc<dyn store::Store>, startup: &store::Startu
         transports: Arc::clone(&transports),
         store: Arc::clone(&store),
         delivery: Arc::default(),
-        accounts: Arc::new(accounts::Accounts::new(
-            hashing_workers(),
-            state.config.login_lockout,
-        )),
+        accounts: Arc::clone(&accounts),
         metrics: Arc::clone(&metrics),
         cluster,
     };
@@ -248,6 +257,10 @@ pub fn app(config: Config, store: Arc<dyn store::Store>, startup: &store::Startu
         .layer(axum::middleware::map_request_with_state(
             transports,
             lean_request::lean,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            gate,
+            client_addr::gate,
         ))
         .layer(axum::middleware::from_fn_with_state(cors, cors::guard));
     App {

@@ -195,7 +195,7 @@ pub async fn serve(
             () = &mut shutdown => break,
             a = listener.accept() => a,
         };
-        let (tcp, _peer) = match accepted {
+        let (tcp, peer) = match accepted {
             Ok(a) => a,
             Err(e) if is_connection_error(&e) => continue,
             Err(e) => {
@@ -219,6 +219,8 @@ pub async fn serve(
         let router = router.clone();
         let svc = hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
             req.extensions_mut().insert(handle.clone());
+            req.extensions_mut()
+                .insert(crate::client_addr::PeerAddr(peer.ip().to_canonical()));
             router.clone().oneshot(req.map(axum::body::Body::new))
         });
         let tls = tls.clone();

@@ -306,6 +306,9 @@ pub struct Opts {
     pub polling: bool,
     /// The TLS client for `https://` URLs (the system's roots otherwise).
     pub tls: Option<native_tls::TlsConnector>,
+    /// Extra headers on the opening request (e.g. `X-Forwarded-For`, as a
+    /// reverse proxy on the loopback would add).
+    pub headers: Vec<(String, String)>,
 }
 
 impl Default for Opts {
@@ -314,6 +317,7 @@ impl Default for Opts {
             namespace: "/chat".into(),
             polling: false,
             tls: None,
+            headers: Vec::new(),
         }
     }
 }
@@ -349,6 +353,9 @@ impl TestClient {
         let mut builder = ClientBuilder::new(url);
         if let Some(tls) = opts.tls.clone() {
             builder = builder.tls_config(tls);
+        }
+        for (name, value) in &opts.headers {
+            builder = builder.opening_header(name.as_str(), value.as_str());
         }
         let client = builder
             .namespace(opts.namespace.clone())

@@ -8,7 +8,7 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chat_e2e::{TestClient, TestServer, err_code, ok, workspace_binary};
+use chat_e2e::{Opts, TestClient, TestServer, err_code, ok, workspace_binary};
 use chat_server::Config;
 use chat_server::config::{AuthMode, Registration};
 use chat_server::store::{AccountRecord, MemoryStore, Store};
@@ -214,7 +214,13 @@ async fn wrong_passwords_lock_the_name_for_a_while() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_of_wrong_passwords_lets_no_guess_through() {
-    let server = TestServer::start(TestServer::config()).await;
+    // The name's own lock, alone: the limit per address (which would turn
+    // most of this flood away before its handshake) has a test below.
+    let config = Config {
+        login_address_limit: 0,
+        ..TestServer::config()
+    };
+    let server = TestServer::start(config).await;
     let url = server.url();
     TestClient::connect(&url, register("alice", PASSWORD))
         .await
@@ -265,6 +271,74 @@ async fn a_flood_of_wrong_passwords_lets_no_guess_through() {
         codes.get("rate_limited").copied().unwrap_or(0) >= 190,
         "the rest were refused unchecked: {codes:?}"
     );
+}
+
+/// Connects from `addr`, as the reverse proxy on the loopback (trusted by
+/// default) says with `X-Forwarded-For`.
+async fn connect_from(url: &str, addr: &str, auth: Value) -> Result<TestClient, String> {
+    let opts = Opts {
+        headers: vec![("X-Forwarded-For".into(), format!("10.0.0.1, {addr}"))],
+        ..Opts::default()
+    };
+    TestClient::connect_with(url, auth, opts).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_address_that_keeps_failing_is_turned_away_and_no_one_else_is() {
+    let config = Config {
+        login_address_limit: 6,
+        ..TestServer::config()
+    };
+    let server = TestServer::start(config).await;
+    let url = server.url();
+    const ATTACKER: &str = "198.51.100.1";
+    const NEIGHBOUR: &str = "198.51.100.2";
+    for name in ["ann", "ben", "cat"] {
+        TestClient::connect(&url, register(name, PASSWORD))
+            .await
+            .unwrap()
+            .disconnect()
+            .await;
+    }
+    // A guest already chatting from the attacker's address.
+    let guest = connect_from(&url, ATTACKER, json!({"username": "guest"}))
+        .await
+        .unwrap();
+    // Two guesses at each of three names: no name reaches its own lock
+    // (5), but the address reaches its limit (6).
+    for name in ["ann", "ben", "cat"] {
+        for i in 0..2 {
+            let m =
+                refused(connect_from(&url, ATTACKER, login(name, &format!("guess {i} xx"))).await);
+            assert_eq!(code(&m), "bad_credentials", "{m}");
+        }
+    }
+    // The address is locked: even a right password is not looked at …
+    let m = refused(connect_from(&url, ATTACKER, login("ann", PASSWORD)).await);
+    assert!(m.starts_with("transport"), "{m}");
+    // … and a new handshake is turned away before it starts, with the wait.
+    let fwd = format!("10.0.0.1, {ATTACKER}");
+    let res = chat_e2e::http::request(
+        server.addr,
+        "GET",
+        "/socket.io/?EIO=4&transport=polling",
+        &[("X-Forwarded-For", fwd.as_str())],
+    )
+    .await
+    .unwrap();
+    assert_eq!(res.status, 429, "{res:?}");
+    assert!(res.header("retry-after").is_some(), "{res:?}");
+    let body: Value = serde_json::from_str(&res.body).unwrap();
+    assert_eq!(body["code"], "rate_limited", "{body}");
+    // The session already open from that address goes on.
+    ok(guest.ack("room:join", json!({"room": "#lobby"})).await);
+    // Another address is not affected, and the names were never locked.
+    let ann = connect_from(&url, NEIGHBOUR, login("ann", PASSWORD))
+        .await
+        .expect("ann from her own address");
+    assert_eq!(ann.session.as_ref().unwrap()["username"], "ann");
+    let m = refused(connect_from(&url, NEIGHBOUR, login("ben", "not it at all")).await);
+    assert_eq!(code(&m), "bad_credentials", "{m}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

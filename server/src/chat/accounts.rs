@@ -19,6 +19,15 @@ fn locked(name: &str, wait: Duration) -> ConnectRefusal {
     )
 }
 
+/// `rate_limited` for an address locked for failed logins.
+fn address_locked(wait: Duration) -> ConnectRefusal {
+    let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+    ConnectRefusal::new(
+        ErrorCode::RateLimited,
+        format!("too many failed logins from this address: try again in {secs} s"),
+    )
+}
+
 fn busy() -> ConnectRefusal {
     ConnectRefusal::new(
         ErrorCode::RateLimited,
@@ -59,6 +68,7 @@ impl ChatService {
         &self,
         auth: &Auth,
         sid: Sid,
+        from: Option<std::net::IpAddr>,
     ) -> Result<Admission, ConnectRefusal> {
         let key = username_key(&auth.username);
         let name = &auth.username;
@@ -71,13 +81,33 @@ impl ChatService {
         if resumes && !register {
             return self.state.admit_as(auth, sid, Login::Guest);
         }
-        // A locked name is refused before anything else is looked at: a
-        // flood of guesses costs a map lookup each, not a read of the store.
+        // The address's record of failed logins, for password logins.
+        let address = from
+            .filter(|_| auth.password.is_some() && !register)
+            .and_then(|ip| Some((self.accounts.addresses.clone()?, ip.to_string())));
+        // Counts a failed login against the address. The refusal stays
+        // what it was; a lock it earns applies from the next try.
+        let strike = |refusal: ConnectRefusal| {
+            if let Some((addresses, ip)) = &address
+                && addresses.strike(ip).is_some()
+            {
+                tracing::warn!(address = %ip, "address locked for failed logins");
+            }
+            refusal
+        };
+        // A locked address or name is refused before anything else is
+        // looked at: a flood of guesses costs a map lookup each, not a read
+        // of the store.
+        if let Some((addresses, ip)) = &address
+            && let Some(wait) = addresses.locked_for(ip)
+        {
+            return Err(address_locked(wait));
+        }
         if auth.password.is_some()
             && !register
             && let Some(wait) = self.accounts.guesses.locked_for(&key)
         {
-            return Err(locked(name, wait));
+            return Err(strike(locked(name, wait)));
         }
         let account = self.store.account(&key).await.map_err(store_down)?;
         if register {
@@ -91,12 +121,12 @@ impl ChatService {
                 ));
             }
             if auth.password.is_some() {
-                return Err(ConnectRefusal::new(
+                return Err(strike(ConnectRefusal::new(
                     ErrorCode::BadCredentials,
                     format!(
                         "{name} has no account: connect without a password as a guest, or register"
                     ),
-                ));
+                )));
             }
             return self.state.admit_as(auth, sid, Login::Guest);
         };
@@ -110,7 +140,18 @@ impl ChatService {
             .accounts
             .guesses
             .begin(&key)
-            .map_err(|wait| locked(name, wait))?;
+            .map_err(|wait| strike(locked(name, wait)))?;
+        // The address's checks in flight count against its limit too, and
+        // a try refused for that counts as a failed one: a burst of
+        // guesses locks its address without waiting for the hashes.
+        let from_attempt = match &address {
+            Some((addresses, ip)) => Some(
+                addresses
+                    .begin(ip)
+                    .map_err(|wait| strike(address_locked(wait)))?,
+            ),
+            None => None,
+        };
         let right = self
             .accounts
             .verify(password, account.hash.clone())
@@ -119,12 +160,20 @@ impl ChatService {
         if !right {
             let now_locked = attempt.fail();
             tracing::info!(user = %key, locked = now_locked.is_some(), "wrong password");
+            if let (Some(a), Some((_, ip))) = (from_attempt, &address)
+                && a.fail().is_some()
+            {
+                tracing::warn!(address = %ip, "address locked for failed logins");
+            }
             return Err(ConnectRefusal::new(
                 ErrorCode::BadCredentials,
                 format!("wrong password for {name}"),
             ));
         }
         attempt.succeed();
+        if let Some(a) = from_attempt {
+            a.succeed();
+        }
         let login = Login::Account {
             username: account.username,
             rooms: account.rooms,

@@ -103,7 +103,14 @@ impl ChatService {
             .and_then(Value::as_str)
             .map(str::to_owned);
         let result = match parse_auth(auth) {
-            Ok(a) => self.login(&a, s.id).await.map(|adm| (a, adm)),
+            Ok(a) => {
+                let from = s
+                    .req_parts()
+                    .extensions
+                    .get::<crate::client_addr::ClientAddr>()
+                    .map(|c| c.0);
+                self.login(&a, s.id, from).await.map(|adm| (a, adm))
+            }
             Err(refusal) => Err(refusal),
         };
         let (auth, admission) = match result {

@@ -118,9 +118,10 @@ impl ChatService {
         &self,
         auth: &Auth,
         sid: Sid,
+        from: Option<std::net::IpAddr>,
     ) -> Result<crate::state::Admission, ConnectRefusal> {
         let Some(cluster) = self.cluster.clone() else {
-            return self.login_here(auth, sid).await;
+            return self.login_here(auth, sid, from).await;
         };
         let key = username_key(&auth.username);
         // What Redis lost (it came back empty) counts as pruned: a replay
@@ -169,7 +170,7 @@ impl ChatService {
                 .claim_name(&auth.username, self.name_ttl())
                 .await
                 .map_err(down)?;
-        let admitted = self.login_here(auth, sid).await;
+        let admitted = self.login_here(auth, sid, from).await;
         if !claimed {
             // Another node's session holds the name. Only the account's
             // password takes it from there, as it does on one node; the
