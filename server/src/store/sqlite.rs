@@ -69,8 +69,13 @@ pub const MAX_BATCH: usize = 512;
 /// 30 000 DMs/s went from 96 % to 82 % of a core and the best sustained DM
 /// rate from 45 000 to 50 000/s (BENCHMARKS.md). A lone write that comes
 /// after a quiet moment commits at once; where the fsync itself takes
-/// longer than this, the spacing never adds a wait.
+/// longer than this, the spacing never adds a wait. It applies only after
+/// a commit of at least [`SPACE_FROM`] writes: a light load (one or two
+/// writes a commit) keeps sub-millisecond acks.
 const COMMIT_SPACING: Duration = Duration::from_millis(4);
+
+/// The batch size from which the next commit is spaced.
+const SPACE_FROM: usize = 8;
 
 /// The page cache of the writer's connection, in KiB.
 const WRITER_CACHE_KIB: i64 = 16 * 1024;
@@ -318,6 +323,7 @@ impl SqliteStore {
             started: false,
             last_beat: Instant::now(),
             last_commit: Instant::now(),
+            last_batch: 0,
         };
         std::thread::Builder::new()
             .name("chat-store-writer".into())
@@ -621,8 +627,9 @@ struct Writer {
     /// previous process's last beat, which startup must read first.
     started: bool,
     last_beat: Instant,
-    /// When the last group commit began.
+    /// When the last group commit began, and how many writes it took.
     last_commit: Instant,
+    last_batch: usize,
 }
 
 impl Writer {
@@ -652,7 +659,11 @@ impl Writer {
             // Commits start at most every COMMIT_SPACING: a write that
             // comes sooner after the last one waits for the rest of it,
             // gathering what arrives meanwhile.
-            let spaced = self.last_commit + COMMIT_SPACING;
+            let spaced = if self.last_batch >= SPACE_FROM {
+                self.last_commit + COMMIT_SPACING
+            } else {
+                self.last_commit
+            };
             let mut writes = Vec::new();
             let mut control = None;
             let mut next = Some(first);
@@ -676,6 +687,7 @@ impl Writer {
             let taken = writes.len() + usize::from(control.is_some());
             if !writes.is_empty() {
                 self.last_commit = Instant::now();
+                self.last_batch = writes.len();
                 self.commit(writes);
             }
             let closed = match control {
