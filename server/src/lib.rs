@@ -247,8 +247,10 @@ pub fn app(config: Config, store: Arc<dyn store::Store>, startup: &store::Startu
         accounts: Arc::clone(&accounts),
         metrics: Arc::clone(&metrics),
         cluster,
+        account_watch: Arc::default(),
     };
     svc.follow_cluster(startup.head);
+    svc.watch_accounts();
     chat::register(svc);
     admin::register(&io, Arc::clone(&state));
     let on_main_port = metrics_here.then(|| (Arc::clone(&metrics), Arc::clone(&state)));

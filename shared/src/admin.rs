@@ -56,8 +56,9 @@ pub enum AdminEventType {
     Leave,
     Message,
     Error,
-    /// An account was created (`reason: "created"`). An extension of the
-    /// contract's list: monitoring sees registrations.
+    /// An account was created or removed (`reason: "created"` or
+    /// `"removed"`). An extension of the contract's list: monitoring sees
+    /// registrations, and what the `account` commands do.
     Account,
 }
 

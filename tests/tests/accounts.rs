@@ -560,8 +560,17 @@ async fn the_account_commands_work_on_the_servers_data_dir() {
         .expect("the new password, changed while running")
         .disconnect()
         .await;
+    // The admin feed hears of accounts the commands make and remove.
+    let mut admin = TestClient::admin(&url, "admin-secret").await.unwrap();
     let (ok_, out, _) = account_command(d, &["account", "add", "carol"], "carol password\n");
     assert!(ok_, "{out}");
+    let ev = admin
+        .next_where("admin:event", |e| e["type"] == "account")
+        .await;
+    assert_eq!(
+        (&ev["user"], &ev["reason"]),
+        (&json!("carol"), &json!("created"))
+    );
     let (ok_, out, _) = account_command(d, &["account", "list"], "");
     assert!(ok_);
     let names: Vec<&str> = out.lines().filter_map(|l| l.split('\t').next()).collect();
@@ -569,6 +578,13 @@ async fn the_account_commands_work_on_the_servers_data_dir() {
     assert!(!out.contains("argon2"), "no hashes in the list");
     let (ok_, out, _) = account_command(d, &["account", "remove", "carol"], "");
     assert!(ok_ && out.contains("account carol removed"), "{out}");
+    let ev = admin
+        .next_where("admin:event", |e| e["type"] == "account")
+        .await;
+    assert_eq!(
+        (&ev["user"], &ev["reason"]),
+        (&json!("carol"), &json!("removed"))
+    );
     TestClient::chat(&url, "carol").await;
     let (ok_, _, err) = account_command(d, &["account", "remove", "carol"], "");
     assert!(!ok_ && err.contains("has no account"), "{err}");

@@ -60,7 +60,100 @@ fn weak(e: chat_shared::PasswordError) -> ConnectRefusal {
     ConnectRefusal::new(ErrorCode::WeakPassword, e.to_string())
 }
 
+/// How often the account list is compared with the last one while an
+/// `/admin` socket is connected.
+const ACCOUNT_WATCH: Duration = Duration::from_secs(5);
+
+/// The accounts `/admin` was last told of, and the creations this node
+/// announces itself (so that the comparison does not announce them twice).
+#[derive(Debug, Default)]
+pub struct AccountWatch {
+    inner: Mutex<WatchState>,
+}
+
+#[derive(Debug, Default)]
+struct WatchState {
+    /// Key → display name, as of the last comparison (`None` before the
+    /// first).
+    known: Option<std::collections::HashMap<String, String>>,
+    announced: std::collections::HashSet<String>,
+}
+
+impl AccountWatch {
+    fn lock(&self) -> std::sync::MutexGuard<'_, WatchState> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn account_event(name: &str, reason: &str) -> chat_shared::AdminEvent {
+    let mut ev = admin_event(AdminEventType::Account);
+    ev.user = Some(name.to_owned());
+    ev.reason = Some(reason.into());
+    ev
+}
+
 impl ChatService {
+    /// Tells `/admin` of accounts created or removed elsewhere: by the
+    /// `chat-server account` commands (another process on the same store)
+    /// or, in a cluster, on another node. Every [`ACCOUNT_WATCH`] while an
+    /// admin is connected, the account list is compared with the last one
+    /// (read at start-up).
+    pub fn watch_accounts(&self) {
+        let svc = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(ACCOUNT_WATCH);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            loop {
+                tick.tick().await;
+                svc.compare_accounts().await;
+            }
+        });
+    }
+
+    async fn compare_accounts(&self) {
+        // The list is read at start-up, then only while someone watches:
+        // what changed meanwhile is told when an admin is next connected.
+        let started = self.account_watch.lock().known.is_some();
+        if started && !self.admin.active() {
+            return;
+        }
+        let accounts = match self.store.accounts().await {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::debug!("account watch: {e}");
+                return;
+            }
+        };
+        let now: std::collections::HashMap<String, String> = accounts
+            .into_iter()
+            .map(|a| (username_key(&a.username), a.username))
+            .collect();
+        let mut w = self.account_watch.lock();
+        if let Some(before) = &w.known {
+            let mut events = Vec::new();
+            for (key, name) in &now {
+                if !before.contains_key(key) && !w.announced.contains(key) {
+                    events.push(account_event(name, "created"));
+                }
+            }
+            for (key, name) in before {
+                if !now.contains_key(key) {
+                    events.push(account_event(name, "removed"));
+                }
+            }
+            for ev in events {
+                self.admin.send(ev);
+            }
+        }
+        // Announced creations are forgotten once seen in the list (or, if
+        // they failed and never show up, when there are too many).
+        w.announced.retain(|k| !now.contains_key(k));
+        if w.announced.len() > 1024 {
+            w.announced.clear();
+        }
+        w.known = Some(now);
+    }
+
     /// Decides who a handshake may be, then admits it. A session token that
     /// resumes its own session needs no password; a name with an account
     /// needs its password; `register: true` creates an account.
@@ -226,6 +319,9 @@ impl ChatService {
             seen: 0,
             created_ms: crate::state::now_ms(),
         };
+        // Noted before the store has it, so that a comparison of the
+        // account list cannot see it first and announce it too.
+        self.account_watch.lock().announced.insert(key.to_owned());
         let created = match self.store.create_account(&account).await {
             Ok(committed) => committed.await,
             Err(e) => Err(e),
@@ -241,10 +337,7 @@ impl ChatService {
             Err(e) => return Err(store_down(e)),
         }
         tracing::info!(user = %key, "account created");
-        let mut ev = admin_event(AdminEventType::Account);
-        ev.user = Some(name.clone());
-        ev.reason = Some("created".into());
-        self.admin.send(ev);
+        self.admin.send(account_event(name, "created"));
         self.state.admit_as(auth, sid, Login::Registered)
     }
 

@@ -96,6 +96,9 @@ pub struct ChatService {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// The other nodes, when several share a Redis (`--redis-url`).
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
+    /// What `/admin` knows of the accounts (see
+    /// [`watch_accounts`](Self::watch_accounts)).
+    pub account_watch: Arc<accounts::AccountWatch>,
 }
 
 /// Registers `/chat` on `io`.
