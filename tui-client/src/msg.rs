@@ -59,6 +59,9 @@ pub enum ConnectFailure {
     Tls,
     /// Something answered, but not a Socket.IO server of this contract.
     Protocol,
+    /// The server answered the handshake with an error object instead of
+    /// a session (HTTP 429: too many failed logins from this address).
+    TurnedAway,
     /// Anything else, with the library's text.
     Other,
 }
@@ -72,6 +75,9 @@ impl ConnectFailure {
             ConnectFailure::NameNotResolved => "host name not found",
             ConnectFailure::Tls => "TLS failure (certificate not trusted? try --ca-file)",
             ConnectFailure::Protocol => "not a chat server at that address",
+            ConnectFailure::TurnedAway => {
+                "the server turned the connection away (too many failed logins from here?): retrying"
+            }
             ConnectFailure::Other => "cannot connect",
         }
     }

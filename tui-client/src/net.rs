@@ -160,7 +160,11 @@ struct Resume {
 pub fn classify_failure(text: &str) -> ConnectFailure {
     let t = text.to_ascii_lowercase();
     let has = |words: &[&str]| words.iter().any(|w| t.contains(w));
-    if has(&[
+    // A JSON object where the handshake's first packet should be (`{` is
+    // 123): the server refused the handshake with an error body.
+    if has(&["429", "too many requests", "invalidpacketid(123)"]) {
+        ConnectFailure::TurnedAway
+    } else if has(&[
         "connection refused",
         "os error 111",
         "os error 61",
@@ -830,6 +834,15 @@ mod tests {
             ),
             ("operation timed out", Unreachable),
             ("Invalid packet id: 60", Protocol),
+            (
+                "Error with websocket connection: HTTP error: 429 Too Many Requests",
+                TurnedAway,
+            ),
+            ("Network request returned with status code: 429", TurnedAway),
+            (
+                "EngineIO Error IncompleteResponseFromEngineIo(InvalidPacketId(123))",
+                TurnedAway,
+            ),
             ("something else entirely", Other),
         ];
         for (text, want) in cases {
