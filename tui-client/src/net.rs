@@ -180,6 +180,9 @@ pub fn classify_failure(text: &str) -> ConnectFailure {
         "temporary failure in name resolution",
     ]) {
         ConnectFailure::NameNotResolved
+    } else if has(&["illegal handshake", "invalid handshake"]) {
+        // Engine.IO's handshake, not TLS's: something else answered.
+        ConnectFailure::Protocol
     } else if has(&["certificate", "tls", "ssl", "handshake"]) {
         ConnectFailure::Tls
     } else if has(&[
@@ -834,6 +837,7 @@ mod tests {
             ),
             ("operation timed out", Unreachable),
             ("Invalid packet id: 60", Protocol),
+            ("Got illegal handshake response: {}", Protocol),
             (
                 "Error with websocket connection: HTTP error: 429 Too Many Requests",
                 TurnedAway,

@@ -74,6 +74,13 @@ pub(super) fn send_text(
             return;
         }
     };
+    // Before the first session nothing is queued: a line typed then (a
+    // password typed while no prompt was up, say) must not go out as a
+    // message once a login succeeds. The line stays in the input history.
+    if !state.had_session {
+        state.toast("not connected yet: nothing sent (the status bar says why)");
+        return;
+    }
     let local = state.next_local;
     state.next_local += 1;
     let out = Outgoing {

@@ -1100,3 +1100,27 @@ fn a_restarted_server_numbering_from_one_again_loses_nothing() {
         vec!["before the restart", "also before", "after the restart"]
     );
 }
+
+#[test]
+fn nothing_typed_before_the_first_session_goes_out_later() {
+    let mut s = new_state();
+    // No session yet (the server asks for a password, or turns us away):
+    // a line typed into the input is not queued as a message.
+    assert!(requests(&enter_line(&mut s, "my secret password")).is_empty());
+    assert_eq!(s.outbox_len(), 0);
+    let fx = session(&mut s, false, &[], 0);
+    assert!(
+        !format!("{:?}", requests(&fx)).contains("secret"),
+        "nothing typed before goes out: {fx:?}"
+    );
+    // Once there has been a session, lines typed while it is away wait.
+    net(
+        &mut s,
+        NetEvent::Connecting {
+            attempt: 1,
+            last_contact: None,
+        },
+    );
+    enter_line(&mut s, "typed while reconnecting");
+    assert_eq!(s.queued_len(), 1);
+}
