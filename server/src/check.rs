@@ -47,6 +47,24 @@ pub async fn check(config: &Config) -> Result<Vec<String>, String> {
     if config.admin_token.as_deref().is_none_or(str::is_empty) {
         report.push("no --admin-token: /admin refuses every connect".into());
     }
+    let proxies: Vec<String> = config
+        .trusted_proxies
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    let from = if proxies.is_empty() {
+        "the TCP peer".to_owned()
+    } else {
+        format!("X-Forwarded-For when the peer is {}", proxies.join(" or "))
+    };
+    match config.login_address_limit {
+        0 => report.push(format!(
+            "failed logins: no limit per address (client address: {from})"
+        )),
+        n => report.push(format!(
+            "failed logins: {n} a minute lock an address (client address: {from})"
+        )),
+    }
     if !config.cors_origins.is_empty() {
         report.push(format!(
             "browsers may connect from: {}",

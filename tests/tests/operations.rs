@@ -475,6 +475,11 @@ fn check_validates_tls_files_and_the_store_then_exits() {
     assert!(ok, "{out}{err}");
     assert!(out.contains("would serve https://127.0.0.1:3000"), "{out}");
     assert!(out.contains("configuration ok"), "{out}");
+    // Where the limit on failed logins takes the client's address from.
+    assert!(
+        out.contains("X-Forwarded-For when the peer is 127.0.0.1 or ::1"),
+        "{out}"
+    );
 
     // A missing file, a file that is not PEM, a key of another certificate:
     // each refused, naming the file.
