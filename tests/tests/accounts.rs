@@ -359,6 +359,24 @@ async fn dms_to_an_offline_account_wait_for_it_across_a_restart() {
     alice.disconnect().await;
 
     let bob = TestClient::chat(&url, "bob").await;
+    // The DMs must find alice gone, not still closing her connection.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let snap = ok(bob.ack("presence:get", json!({})).await);
+        if !snap["users"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|u| u == "alice")
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "alice never left: {snap}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let mut ids = Vec::new();
     for text in ["are you there?", "call me tomorrow", "bring the keys"] {
         let ack = ok(bob

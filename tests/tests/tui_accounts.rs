@@ -39,7 +39,12 @@ async fn two_people_register_one_comes_back_the_next_day_to_a_kept_dm() {
         s.conv(&ConvId::Room("#team".into())).is_some()
     })
     .await;
+    // Ben's DM must find ann gone, not still closing her connection (a
+    // DM to a socket still there is delivered, not kept): wait until the
+    // server has told ben she left.
+    wait(&ben, "ben sees ann online", |s| s.users.contains("ann")).await;
     ann.quit().await;
+    wait(&ben, "ben sees ann leave", |s| !s.users.contains("ann")).await;
 
     let ann_dm = ConvId::Dm("ann".into());
     ben.type_line("/msg ann the keys are under the mat");
