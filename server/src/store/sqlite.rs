@@ -68,8 +68,8 @@ pub const MAX_BATCH: usize = 512;
 /// load commits ~250 times a second in batches of ~120: server CPU at
 /// 30 000 DMs/s went from 96 % to 80-86 % of a core (BENCHMARKS.md). The
 /// writer sleeps the spacing out rather than waiting on the queue, so that
-/// senders do not wake it once per write (10 561 futex calls in 3 s at
-/// 35 000 DMs/s before, 164 after). A lone write that comes
+/// senders do not wake it once per write (futex calls in 3 s at 35-40 000
+/// DMs/s: 10 561 before, 164 after). A lone write that comes
 /// after a quiet moment commits at once; where the fsync itself takes
 /// longer than this, the spacing never adds a wait. It applies only after
 /// a commit of at least [`SPACE_FROM`] writes: a light load (one or two
