@@ -117,13 +117,7 @@ impl TargetSpec {
                     cmd.arg("--tls-cert").arg(cert).arg("--tls-key").arg(key);
                     crate::client::use_tls(addr, connector);
                 }
-                cmd.arg("--bind")
-                    .arg(addr.to_string())
-                    .arg("--rate")
-                    .arg("0")
-                    .arg("--max-connections")
-                    .arg(max_connections.to_string())
-                    .env("RUST_LOG", "warn");
+                bench_flags(&mut cmd, addr, *max_connections);
                 (addr, spawn(cmd, self.name())?)
             }
             TargetSpec::Cluster { .. } => unreachable!("started above"),
@@ -220,17 +214,8 @@ async fn start_cluster(
     for node in ["node-1", "node-2"] {
         let addr = free_addr()?;
         let mut cmd = Command::new(bin);
-        cmd.arg("--redis-url")
-            .arg(&url)
-            .arg("--node-id")
-            .arg(node)
-            .arg("--bind")
-            .arg(addr.to_string())
-            .arg("--rate")
-            .arg("0")
-            .arg("--max-connections")
-            .arg(max_connections.to_string())
-            .env("RUST_LOG", "warn");
+        cmd.arg("--redis-url").arg(&url).arg("--node-id").arg(node);
+        bench_flags(&mut cmd, addr, max_connections);
         let mut child = spawn(cmd, node)?;
         until_listening(addr, &mut child, node).await?;
         nodes.push((addr, child));
@@ -256,6 +241,18 @@ fn spawn(mut cmd: Command, what: &str) -> std::io::Result<Child> {
         .stderr(log)
         .kill_on_drop(true);
     cmd.spawn()
+}
+
+/// What every chat-server the bench launches runs with: its address, no
+/// rate limit, room for every simulated user, and quiet logs.
+fn bench_flags(cmd: &mut Command, addr: SocketAddr, max_connections: u64) {
+    cmd.arg("--bind")
+        .arg(addr.to_string())
+        .arg("--rate")
+        .arg("0")
+        .arg("--max-connections")
+        .arg(max_connections.to_string())
+        .env("RUST_LOG", "warn");
 }
 
 /// A free port on 127.0.0.1 (bound then released).

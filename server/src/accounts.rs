@@ -51,6 +51,20 @@ pub const LOCKOUT_CAP_FACTOR: u32 = 10;
 /// longer) until this long after its last wrong password.
 pub const SUSPICION: Duration = Duration::from_secs(15 * 60);
 
+/// A wait in whole seconds, at least one, as refusals state it.
+pub fn whole_secs(wait: Duration) -> u64 {
+    wait.as_secs_f64().ceil().max(1.0) as u64
+}
+
+/// What an address locked for failed logins is told, wherever it is
+/// turned away (its login, or its next handshake).
+pub fn address_locked_message(wait: Duration) -> String {
+    format!(
+        "too many failed logins from this address: try again in {} s",
+        whole_secs(wait)
+    )
+}
+
 /// Logins that may wait for a hashing turn; more are refused at once.
 pub const MAX_WAITING: usize = 64;
 

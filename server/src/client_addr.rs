@@ -77,10 +77,10 @@ pub async fn gate(State(gate): State<Arc<Gate>>, mut req: Request, next: Next) -
         && opens_session(&req)
         && let Some(wait) = addresses.locked_for(&client.to_string())
     {
-        let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+        let secs = crate::accounts::whole_secs(wait);
         let body = serde_json::json!({
             "code": "rate_limited",
-            "message": format!("too many failed logins from this address: try again in {secs} s"),
+            "message": crate::accounts::address_locked_message(wait),
             "retryAfterMs": secs * 1000,
         });
         let mut res = (StatusCode::TOO_MANY_REQUESTS, axum::Json(body)).into_response();

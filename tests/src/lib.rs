@@ -8,6 +8,7 @@
 
 pub mod certs;
 pub mod http;
+pub mod js;
 pub mod raw;
 pub mod server_process;
 pub mod tui;

@@ -2,49 +2,8 @@
 //! client (tests/js, from npm) runs every event of the contract against a
 //! real server, over WebSocket and over HTTP long-polling.
 
-use std::path::PathBuf;
-use std::process::Command;
-
 use chat_e2e::TestServer;
-
-fn js_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("js")
-}
-
-/// `node` and the client library, installed with `npm ci` if missing (once
-/// for both tests). `None` (the test says why) only outside CI and without Node.
-fn node() -> Option<()> {
-    static READY: std::sync::OnceLock<Option<()>> = std::sync::OnceLock::new();
-    *READY.get_or_init(install)
-}
-
-fn install() -> Option<()> {
-    let has_node = Command::new("node")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !has_node {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must have node to run the JavaScript client test"
-        );
-        eprintln!("SKIPPED: node is not installed; the JavaScript client test did not run");
-        return None;
-    }
-    if !js_dir()
-        .join("node_modules")
-        .join("socket.io-client")
-        .exists()
-    {
-        let status = Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund"])
-            .current_dir(js_dir())
-            .status()
-            .expect("run npm ci in tests/js");
-        assert!(status.success(), "npm ci in tests/js failed");
-    }
-    Some(())
-}
+use chat_e2e::js::{js_dir, node};
 
 /// Runs `script` from tests/js against a fresh server with `args` after
 /// its URL; returns whether it exited 0, and what it printed.

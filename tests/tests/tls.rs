@@ -3,50 +3,17 @@
 //! `https://`, raw HTTPS requests, and the real binary reloading its
 //! certificate on SIGHUP while a client stays connected.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::process::Stdio;
 
 use chat_e2e::certs::TestCa;
 use chat_e2e::http::request_tls;
+use chat_e2e::js::{js_dir, node};
 use chat_e2e::server_process::ServerProcess;
 use chat_e2e::{Opts, TestClient, TestServer, WAIT, ok};
 use chat_server::Config;
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-
-fn js_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("js")
-}
-
-/// Node and the client library (`npm ci` if missing); `None` only outside
-/// CI on a machine without Node (the test says it did not run).
-fn node() -> Option<()> {
-    static READY: std::sync::OnceLock<Option<()>> = std::sync::OnceLock::new();
-    *READY.get_or_init(|| {
-        let has_node = Command::new("node")
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| o.status.success());
-        if !has_node {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "CI must have node to run the TLS client tests"
-            );
-            eprintln!("SKIPPED: node is not installed; the JavaScript TLS tests did not run");
-            return None;
-        }
-        if !js_dir().join("node_modules/socket.io-client").exists() {
-            let status = Command::new("npm")
-                .args(["ci", "--no-audit", "--no-fund"])
-                .current_dir(js_dir())
-                .status()
-                .expect("run npm ci in tests/js");
-            assert!(status.success(), "npm ci in tests/js failed");
-        }
-        Some(())
-    })
-}
 
 fn tls_config(cert: &Path, key: &Path) -> Config {
     Config {

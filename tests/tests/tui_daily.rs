@@ -6,31 +6,12 @@
 
 use std::time::Duration;
 
-use chat_e2e::{TestClient, TestServer, WAIT, ok};
+use chat_e2e::tui::{config, wait};
+use chat_e2e::{TestClient, TestServer, ok};
+use chat_tui::Client;
 use chat_tui::client::{KeyCode, ctrl, key};
-use chat_tui::state::{Backlog, ConvId, Delivery, EntryKind, State};
-use chat_tui::{Client, NetConfig};
+use chat_tui::state::{Backlog, ConvId, Delivery, EntryKind};
 use serde_json::json;
-
-fn config(url: &str, user: &str) -> NetConfig {
-    NetConfig {
-        ack_timeout: Duration::from_secs(3),
-        connect_timeout: Duration::from_secs(3),
-        liveness_interval: Duration::from_millis(400),
-        liveness_timeout: Duration::from_millis(800),
-        backoff_min: Duration::from_millis(100),
-        backoff_max: Duration::from_millis(500),
-        ..NetConfig::new(url, user)
-    }
-}
-
-async fn wait(client: &Client, what: &str, f: impl FnMut(&State) -> bool) {
-    assert!(
-        client.wait_for(WAIT, f).await,
-        "timed out waiting for: {what}\nstatus: {}",
-        client.read(|s| s.status_text()),
-    );
-}
 
 fn room(name: &str) -> ConvId {
     ConvId::Room(name.into())

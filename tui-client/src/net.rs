@@ -162,7 +162,11 @@ pub fn classify_failure(text: &str) -> ConnectFailure {
     let has = |words: &[&str]| words.iter().any(|w| t.contains(w));
     // A JSON object where the handshake's first packet should be (`{` is
     // 123): the server refused the handshake with an error body.
-    if has(&["429", "too many requests", "invalidpacketid(123)"]) {
+    if has(&[
+        "status code: 429",
+        "429 too many requests",
+        "invalidpacketid(123)",
+    ]) {
         ConnectFailure::TurnedAway
     } else if has(&[
         "connection refused",

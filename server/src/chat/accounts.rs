@@ -12,19 +12,20 @@ use chat_shared::{PasswordChange, check_password, username_key};
 
 /// `rate_limited` with the wait, in whole seconds, in the message.
 fn locked(name: &str, wait: Duration) -> ConnectRefusal {
-    let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
     ConnectRefusal::new(
         ErrorCode::RateLimited,
-        format!("too many wrong passwords for {name}: try again in {secs} s"),
+        format!(
+            "too many wrong passwords for {name}: try again in {} s",
+            crate::accounts::whole_secs(wait)
+        ),
     )
 }
 
 /// `rate_limited` for an address locked for failed logins.
 fn address_locked(wait: Duration) -> ConnectRefusal {
-    let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
     ConnectRefusal::new(
         ErrorCode::RateLimited,
-        format!("too many failed logins from this address: try again in {secs} s"),
+        crate::accounts::address_locked_message(wait),
     )
 }
 
@@ -130,19 +131,15 @@ impl ChatService {
             .collect();
         let mut w = self.account_watch.lock();
         if let Some(before) = &w.known {
-            let mut events = Vec::new();
             for (key, name) in &now {
                 if !before.contains_key(key) && !w.announced.contains(key) {
-                    events.push(account_event(name, "created"));
+                    self.admin.send(account_event(name, "created"));
                 }
             }
             for (key, name) in before {
                 if !now.contains_key(key) {
-                    events.push(account_event(name, "removed"));
+                    self.admin.send(account_event(name, "removed"));
                 }
-            }
-            for ev in events {
-                self.admin.send(ev);
             }
         }
         // Announced creations are forgotten once seen in the list (or, if

@@ -764,7 +764,7 @@ async fn sqlite_groups_concurrent_appends_into_few_commits() {
 /// fsync is cheap: 16 writes every 500 µs for 200 ms, which the writer
 /// would otherwise commit a few at a time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_spaces_commits_under_a_busy_stream_only() {
+async fn sqlite_spaces_commits_under_a_busy_stream() {
     let (_dir, path) = sqlite_dir();
     let store = Arc::new(SqliteStore::open(&path).unwrap());
     store.startup().await.unwrap();
