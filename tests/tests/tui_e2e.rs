@@ -301,3 +301,31 @@ async fn the_first_connect_is_retried_until_the_server_is_reachable() {
     drop(proxy);
     server.stop().await.expect("server stops");
 }
+
+/// Many requests at once (here 45 joins typed in a burst) are each answered
+/// with their own ack. rust_socketio picks ack ids at random in 0..999; two
+/// in flight with the same id get each other's answers and end its reader,
+/// so chat-tui sends one request at a time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_requests_gets_every_answer_right() {
+    let server = TestServer::start(chat_server::Config {
+        event_rate: 0.0,
+        ..TestServer::config()
+    })
+    .await;
+    let bob = Client::start(config(&server.url(), "bob"));
+    wait(&bob, "bob connected", |s| {
+        s.status_text() == "connected as bob"
+    })
+    .await;
+    for i in 0..45 {
+        bob.type_line(&format!("/join #r{i}"));
+    }
+    wait(&bob, "every join answered as a join", |s| {
+        (0..45).all(|i| {
+            s.conv(&ConvId::Room(format!("#r{i}")))
+                .is_some_and(|c| c.member_count == Some(1) && c.members.contains("bob"))
+        })
+    })
+    .await;
+}

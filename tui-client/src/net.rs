@@ -30,6 +30,7 @@
 //!   disconnected. The back-off doubles from `backoff_min` up to the cap
 //!   `backoff_max`.
 
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -417,6 +418,17 @@ fn refuse_offline(cmd: NetCommand, events: &mpsc::UnboundedSender<NetEvent>) {
     }
 }
 
+/// Requests still waiting for their turn were never sent: each is
+/// answered as such (own messages go back to the outbox).
+fn refuse_waiting(waiting: VecDeque<(u64, ClientEvent)>, events: &mpsc::UnboundedSender<NetEvent>) {
+    for (req, _) in waiting {
+        let _ = events.send(NetEvent::Ack {
+            req,
+            result: Err(AckError::NotSent("connection lost".into())),
+        });
+    }
+}
+
 async fn idle_until_shutdown(
     cmds: &mut mpsc::UnboundedReceiver<NetCommand>,
     events: &mpsc::UnboundedSender<NetEvent>,
@@ -642,7 +654,44 @@ async fn connect_once(
     let (probe_tx, mut probe_rx) = mpsc::unbounded_channel::<Result<AckReply, AckError>>();
     let mut probe_in_flight = false;
     let mut next_probe = Instant::now() + config.liveness_interval;
+    // Requests go out one at a time: rust_socketio 0.6 picks ack ids at
+    // random in 0..999, and two in flight with the same id get each
+    // other's answers and kill its reader. The turn comes back here.
+    let mut waiting: VecDeque<(u64, ClientEvent)> = VecDeque::new();
+    let mut request_in_flight = false;
+    let (turn_tx, mut turn_rx) = mpsc::unbounded_channel::<()>();
     let outcome = loop {
+        if live
+            && !request_in_flight
+            && let Some((req, event)) = waiting.pop_front()
+        {
+            match emit_acked(&client, &event, config.ack_timeout, raw_tx.clone()).await {
+                Ok(rx) => {
+                    request_in_flight = true;
+                    let events = events.clone();
+                    let turn_tx = turn_tx.clone();
+                    let limit = config.ack_timeout;
+                    tokio::spawn(async move {
+                        let result = wait_ack(rx, limit).await.and_then(|v| typed_ack(&event, v));
+                        let _ = events.send(NetEvent::Ack { req, result });
+                        let _ = turn_tx.send(());
+                    });
+                }
+                Err(e) => {
+                    let _ = events.send(NetEvent::Ack {
+                        req,
+                        result: Err(e),
+                    });
+                    break Outcome::Lost { was_live: live };
+                }
+            }
+        }
+        // The check also waits for its turn while a request is out, unless
+        // nothing has been heard for a whole interval.
+        let probe_at = match resume.last_contact {
+            Some(t) if request_in_flight => next_probe.max(t + config.liveness_interval),
+            _ => next_probe,
+        };
         tokio::select! {
             raw = raw_rx.recv() => match raw {
                 Some(Raw::Event(name, value)) => {
@@ -674,6 +723,7 @@ async fn connect_once(
                         // Another client took this session over: fighting
                         // back would make the two take turns forever.
                         discard(client);
+                        refuse_waiting(std::mem::take(&mut waiting), events);
                         let _ = events.send(NetEvent::Refused {
                             refusal: ConnectRefusal::new(ErrorCode::SessionReplaced, "this session was taken over by another client"),
                             retrying: false,
@@ -733,23 +783,11 @@ async fn connect_once(
                         refuse_offline(NetCommand::Request { req, event }, events);
                         continue;
                     }
-                    match emit_acked(&client, &event, config.ack_timeout, raw_tx.clone()).await {
-                        Ok(rx) => {
-                            let events = events.clone();
-                            let limit = config.ack_timeout;
-                            tokio::spawn(async move {
-                                let result = wait_ack(rx, limit).await.and_then(|v| typed_ack(&event, v));
-                                let _ = events.send(NetEvent::Ack { req, result });
-                            });
-                        }
-                        Err(e) => {
-                            let _ = events.send(NetEvent::Ack { req, result: Err(e) });
-                            break Outcome::Lost { was_live: live };
-                        }
-                    }
+                    waiting.push_back((req, event));
                 }
             },
-            _ = tokio::time::sleep_until(next_probe), if !probe_in_flight => {
+            Some(()) = turn_rx.recv() => request_in_flight = false,
+            _ = tokio::time::sleep_until(probe_at), if !probe_in_flight => {
                 probe_in_flight = true;
                 next_probe = Instant::now() + config.liveness_interval;
                 // `ping` costs the server O(1), unlike `presence:get`.
@@ -781,6 +819,7 @@ async fn connect_once(
             }
         }
     };
+    refuse_waiting(waiting, events);
     match &outcome {
         // No planned disconnect: that would end the session being claimed.
         // The server closes the old connection once the new one takes over.
