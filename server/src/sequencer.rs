@@ -2,7 +2,11 @@
 //! every event handler as its own task, so two messages a client sends back
 //! to back could otherwise be numbered and delivered in either order. The
 //! handler takes a ticket synchronously, while the library still calls it
-//! in packet order, and its task waits for that ticket's turn.
+//! in packet order, and its task waits for that ticket's turn. A message
+//! passes its turn on as soon as it is numbered and queued for the store
+//! (`ChatService::deliver`), not after the commit: its place in the order
+//! is fixed by then, and the client's next event need not wait for the
+//! disk.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;

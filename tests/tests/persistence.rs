@@ -306,3 +306,52 @@ async fn a_store_that_cannot_write_refuses_messages_and_recovers() {
     assert_eq!(got["id"], sent["id"]);
     server.stop().await.unwrap();
 }
+
+/// A slow disk holds a message's ack back, but not the sender's next
+/// requests, and not the message itself: the room gets it at once, and a
+/// ping sent after it is answered before its ack, which comes with the
+/// commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_commit_holds_back_its_ack_and_nothing_else() {
+    let faulty = Arc::new(FaultyStore::new(Arc::new(MemoryStore::new(1000))));
+    let store: Arc<dyn Store> = faulty.clone();
+    let server = TestServer::start_on(TestServer::config(), store).await;
+    let mut alice = ws_open(server.addr, None).await;
+    ws_connect(&mut alice, json!({"username": "alice"}))
+        .await
+        .unwrap();
+    let mut bob = TestClient::chat(&server.url(), "bob").await;
+    let mut seen = Vec::new();
+    raw::ws_emit(&mut alice, "room:join", json!({"room": "#slow"}), Some(1)).await;
+    ok(raw::ws_until_ack(&mut alice, 1, &mut seen).await.unwrap());
+    ok(bob.ack("room:join", json!({"room": "#slow"})).await);
+
+    faulty.hold_commits(true);
+    let message = json!({"room": "#slow", "text": "on a slow disk"});
+    raw::ws_emit(&mut alice, "room:message", message, Some(2)).await;
+    let live = bob.next("room:message").await;
+    assert_eq!(
+        live["text"], "on a slow disk",
+        "delivered before the commit"
+    );
+    raw::ws_emit(&mut alice, "ping", json!({}), Some(3)).await;
+    // The ping's ack comes first: the message's is not among the acks
+    // up to it.
+    let mut acks = Vec::new();
+    loop {
+        let text = ws_text(&mut alice).await.expect("the ping is answered");
+        if let Some((id, body)) = raw::ack(&text) {
+            acks.push(id);
+            if id == 3 {
+                ok(body);
+                break;
+            }
+        }
+    }
+    assert_eq!(acks, vec![3], "the message's ack waits for the commit");
+
+    faulty.hold_commits(false);
+    let sent = ok(raw::ws_until_ack(&mut alice, 2, &mut seen).await.unwrap());
+    assert_eq!(sent["id"], live["id"]);
+    server.stop().await.unwrap();
+}

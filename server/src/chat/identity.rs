@@ -161,9 +161,9 @@ impl ChatService {
                     // Taken here, while the library still calls in packet order.
                     let ticket = ctx.order.ticket();
                     async move {
-                        let _turn = ctx.order.turn(ticket).await;
-                        svc.dispatch(&s, &ctx, &event, data.unwrap_or(Value::Null), ack)
-                            .await
+                        let mut turn = Some(ctx.order.turn(ticket).await);
+                        let data = data.unwrap_or(Value::Null);
+                        svc.dispatch(&s, &ctx, &event, data, ack, &mut turn).await
                     }
                 },
             );

