@@ -28,10 +28,16 @@ fn id(v: &Value) -> u64 {
 
 /// Every message of `room` through `history`, paging back `limit` at a time.
 async fn whole_history(c: &TestClient, room: &str, limit: u64) -> Vec<Value> {
+    whole("room", c, room, limit).await
+}
+
+/// Every message of a conversation (`of` is "room" or "with") through
+/// `history`, paging back `limit` at a time.
+async fn whole(of: &str, c: &TestClient, name: &str, limit: u64) -> Vec<Value> {
     let mut all: Vec<Value> = Vec::new();
     let mut before: Option<String> = None;
     loop {
-        let mut req = json!({"room": room, "limit": limit});
+        let mut req = json!({of: name, "limit": limit});
         if let Some(b) = &before {
             req["before"] = json!(b);
         }
@@ -193,23 +199,35 @@ async fn every_acknowledged_message_survives_a_sigkill() {
     let port = free_port();
     let mut child = start(port);
     let url = format!("http://127.0.0.1:{port}");
+    // carol has an account and is away: DMs to her are kept for her.
+    let carol = json!({"username": "carol", "password": "correct horse", "register": true});
+    let carol = loop {
+        match TestClient::connect(&url, carol.clone()).await {
+            Ok(c) => break c,
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+        }
+    };
+    carol.disconnect().await;
     let alice = connect_when_up(&url, "alice").await;
     ok(alice.ack("room:join", json!({"room": "#crash"})).await);
     let acked = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let dms = Arc::new(std::sync::Mutex::new(Vec::new()));
     let sender = {
-        let acked = Arc::clone(&acked);
+        let (acked, dms) = (Arc::clone(&acked), Arc::clone(&dms));
         tokio::spawn(async move {
             for i in 0.. {
-                let ack = alice
-                    .ack(
-                        "room:message",
-                        json!({"room": "#crash", "text": format!("c{i}")}),
-                    )
-                    .await;
+                let text = format!("c{i}");
+                let (event, body) = if i % 2 == 0 {
+                    ("room:message", json!({"room": "#crash", "text": text}))
+                } else {
+                    ("dm:message", json!({"to": "carol", "text": text}))
+                };
+                let ack = alice.ack(event, body).await;
                 if ack["ok"] != true {
                     break;
                 }
-                acked.lock().unwrap().push(id(&ack));
+                let into = if i % 2 == 0 { &acked } else { &dms };
+                into.lock().unwrap().push(id(&ack));
             }
         })
     };
@@ -220,6 +238,7 @@ async fn every_acknowledged_message_survives_a_sigkill() {
     let _ = child.wait();
     let _ = tokio::time::timeout(chat_e2e::WAIT, sender).await;
     let acked: Vec<u64> = acked.lock().unwrap().clone();
+    let dms: Vec<u64> = dms.lock().unwrap().clone();
 
     let port = free_port();
     let mut child = start(port);
@@ -239,6 +258,19 @@ async fn every_acknowledged_message_survives_a_sigkill() {
     assert!(
         lost.is_empty(),
         "acknowledged, then lost in the crash: {lost:?}"
+    );
+    let carol = json!({"username": "carol", "password": "correct horse"});
+    let carol = TestClient::connect(&url, carol).await.unwrap();
+    let kept: BTreeSet<u64> = whole("with", &carol, "alice", 200)
+        .await
+        .iter()
+        .map(id)
+        .collect();
+    let lost: Vec<u64> = dms.iter().filter(|i| !kept.contains(i)).copied().collect();
+    assert!(
+        dms.len() >= 250 && lost.is_empty(),
+        "DMs acknowledged ({}), then lost in the crash: {lost:?}",
+        dms.len()
     );
     let next = ok(bob
         .ack("room:message", json!({"room": "#crash", "text": "after"}))

@@ -132,9 +132,10 @@ const MIGRATIONS: [Migration; SCHEMA_VERSION as usize] = [v0_to_v1, v1_to_v2, v2
 ///
 /// Each index serves one query shape (checked by a test on the query
 /// plans): `messages_room` a room's history and a replay's rooms,
-/// `messages_dm_to` a replay's DMs (those to one user), `messages_dm_pair`
-/// (dropped in version 2) `dm_history`, `messages_feed` a replay's globals
-/// and broadcasts, `messages_ts` retention.
+/// `messages_dm_to` (replaced by the table `dm_index` in version 3) a
+/// replay's DMs (those to one user), `messages_dm_pair` (dropped in
+/// version 2) `dm_history`, `messages_feed` a replay's globals and
+/// broadcasts, `messages_ts` retention.
 fn v0_to_v1(tx: &Transaction) -> rusqlite::Result<()> {
     tx.execute_batch(
         "CREATE TABLE messages (
