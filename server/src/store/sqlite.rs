@@ -1232,6 +1232,19 @@ fn dms_to(
     tx.finish()
 }
 
+/// [`dms_to`] from anyone, ids in (`after`, `upto`]: a replay's DMs and
+/// those kept for an account.
+fn dms_in(
+    c: &Connection,
+    to: &str,
+    after: u64,
+    upto: u64,
+    limit: usize,
+    out: &mut Vec<MessageRecord>,
+) -> rusqlite::Result<()> {
+    dms_to(c, to, None, after, upto.saturating_add(1), limit, out)
+}
+
 /// Newest first in, a page out: the newest `limit`, oldest first, and
 /// whether more were found.
 fn page(mut newest_first: Vec<MessageRecord>, limit: usize) -> Page {
@@ -1291,15 +1304,7 @@ impl Store for SqliteStore {
                     )?;
                 }
             }
-            dms_to(
-                c,
-                &user_key,
-                None,
-                after,
-                upto.saturating_add(1),
-                limit,
-                &mut found,
-            )?;
+            dms_in(c, &user_key, after, upto, limit, &mut found)?;
             let nobody: Option<&str> = None;
             collect(c, FEED, params!["global", lo, hi, nobody, n], &mut found)?;
             collect(
@@ -1372,15 +1377,7 @@ impl Store for SqliteStore {
         let user_key = user_key.to_owned();
         self.read(move |c| {
             let mut found = Vec::new();
-            dms_to(
-                c,
-                &user_key,
-                None,
-                after,
-                upto.saturating_add(1),
-                limit,
-                &mut found,
-            )?;
+            dms_in(c, &user_key, after, upto, limit, &mut found)?;
             found.reverse();
             Ok(found.into_iter().map(Arc::new).collect())
         })
