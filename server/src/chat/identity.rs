@@ -149,14 +149,16 @@ impl ChatService {
         });
         s.extensions.insert(Arc::clone(&ctx));
         {
-            let svc = self.clone();
+            // One Arc for the socket's handlers: each event then clones one
+            // pointer rather than every handle the service holds.
+            let svc = Arc::new(self.clone());
             let ctx = Arc::clone(&ctx);
             s.on_fallback(
                 move |s: SocketRef,
                       Event(event): Event,
                       TryData(data): TryData<Value>,
                       ack: AckSender| {
-                    let svc = svc.clone();
+                    let svc = Arc::clone(&svc);
                     let ctx = Arc::clone(&ctx);
                     // Taken here, while the library still calls in packet order.
                     let ticket = ctx.order.ticket();
