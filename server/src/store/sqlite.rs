@@ -276,9 +276,107 @@ const FEED: &str = select_messages!(
      AND (?4 IS NULL OR from_key <> ?4) ORDER BY id DESC LIMIT ?5"
 );
 
-const INSERT_MESSAGE: &str = "INSERT INTO messages
-    (id, ts, kind, from_name, from_key, room, to_name, to_key, text, action)
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
+/// Most messages in one `INSERT` (a power of two; see [`insert_messages`]).
+const INSERT_ROWS: usize = 32;
+
+/// `INSERT INTO messages … VALUES` with `rows` rows of parameters.
+fn insert_messages_sql(rows: usize) -> String {
+    let row = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+    format!(
+        "INSERT INTO messages
+         (id, ts, kind, from_name, from_key, room, to_name, to_key, text, action)
+         VALUES {}",
+        vec![row; rows].join(", ")
+    )
+}
+
+/// The statements of [`insert_messages`], one per power of two up to
+/// [`INSERT_ROWS`].
+static INSERT_MESSAGES: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
+    (0..=INSERT_ROWS.ilog2())
+        .map(|k| insert_messages_sql(1 << k))
+        .collect()
+});
+
+/// One message as the columns of `messages`.
+struct MessageRow<'a> {
+    id: i64,
+    ts: i64,
+    kind: &'static str,
+    from: &'a str,
+    from_key: String,
+    room: Option<&'a str>,
+    to_name: Option<&'a str>,
+    to_key: Option<String>,
+    text: &'a str,
+    action: bool,
+}
+
+impl<'a> MessageRow<'a> {
+    fn of(m: &'a MessageRecord) -> Self {
+        let (kind, room, to_name, to_key) = match &m.dest {
+            Destination::Room(room) => ("room", Some(room.as_str()), None, None),
+            Destination::Dm { to } => ("dm", None, Some(to.as_str()), Some(username_key(to))),
+            Destination::Global => ("global", None, None, None),
+            Destination::Broadcast => ("broadcast", None, None, None),
+        };
+        MessageRow {
+            id: to_sql(m.id),
+            ts: to_sql(m.ts),
+            kind,
+            from: &m.from,
+            from_key: username_key(&m.from),
+            room,
+            to_name,
+            to_key,
+            text: &m.text,
+            action: m.action,
+        }
+    }
+
+    fn params(&self) -> [&dyn rusqlite::ToSql; 10] {
+        [
+            &self.id,
+            &self.ts,
+            &self.kind,
+            &self.from,
+            &self.from_key,
+            &self.room,
+            &self.to_name,
+            &self.to_key,
+            &self.text,
+            &self.action,
+        ]
+    }
+}
+
+/// Inserts messages in statements of up to [`INSERT_ROWS`] rows (one
+/// statement's overhead and one cursor over the table's end for many
+/// rows, instead of one each). `dm_indexed` as for [`apply`].
+fn insert_messages(
+    tx: &Transaction,
+    msgs: &[&MessageRecord],
+    dm_indexed: u64,
+) -> rusqlite::Result<()> {
+    let mut rest = msgs;
+    while !rest.is_empty() {
+        // The largest power of two that fits: a handful of statements.
+        let k = rest.len().min(INSERT_ROWS).ilog2();
+        let (chunk, tail) = rest.split_at(1 << k);
+        let rows: Vec<MessageRow> = chunk.iter().map(|m| MessageRow::of(m)).collect();
+        let params: Vec<&dyn rusqlite::ToSql> = rows.iter().flat_map(MessageRow::params).collect();
+        tx.prepare_cached(&INSERT_MESSAGES[k as usize])?
+            .execute(params.as_slice())?;
+        for row in &rows {
+            if let Some(to_key) = row.to_key.as_ref().filter(|_| row.id <= to_sql(dm_indexed)) {
+                tx.prepare_cached("INSERT OR IGNORE INTO dm_index (to_key, id) VALUES (?1, ?2)")?
+                    .execute(params![to_key, row.id])?;
+            }
+        }
+        rest = tail;
+    }
+    Ok(())
+}
 
 /// The SQLite store. See the module doc.
 pub struct SqliteStore {
@@ -591,6 +689,9 @@ fn open_writer(path: &Path) -> Result<Connection, StoreError> {
         .map_err(|e| fail(e.to_string()))?;
     conn.pragma_update(None, "wal_autocheckpoint", CHECKPOINT_PAGES)
         .map_err(|e| fail(e.to_string()))?;
+    // Every statement the writer runs stays prepared (the default cache
+    // of 16 is fewer than it has).
+    conn.set_prepared_statement_cache_capacity(64);
     for (version, step) in MIGRATIONS.iter().enumerate().skip(found as usize) {
         let to = version + 1;
         let migrated = (|| {
@@ -651,30 +752,7 @@ fn raise_meta(tx: &Transaction, key: &str, value: u64) -> rusqlite::Result<()> {
 /// `dm_index` at once, since the next move only takes DMs past it.
 fn apply(tx: &Transaction, write: &Write, dm_indexed: u64) -> rusqlite::Result<Refusal> {
     match write {
-        Write::Append(m) => {
-            let (kind, room, to_name, to_key) = match &m.dest {
-                Destination::Room(room) => ("room", Some(room.as_str()), None, None),
-                Destination::Dm { to } => ("dm", None, Some(to.as_str()), Some(username_key(to))),
-                Destination::Global => ("global", None, None, None),
-                Destination::Broadcast => ("broadcast", None, None, None),
-            };
-            tx.prepare_cached(INSERT_MESSAGE)?.execute(params![
-                to_sql(m.id),
-                to_sql(m.ts),
-                kind,
-                m.from,
-                username_key(&m.from),
-                room,
-                to_name,
-                to_key,
-                m.text,
-                m.action,
-            ])?;
-            if let Some(to_key) = to_key.filter(|_| m.id <= dm_indexed) {
-                tx.prepare_cached("INSERT OR IGNORE INTO dm_index (to_key, id) VALUES (?1, ?2)")?
-                    .execute(params![to_key, to_sql(m.id)])?;
-            }
-        }
+        Write::Append(m) => insert_messages(tx, &[m], dm_indexed)?,
         Write::PutSession(s) => {
             tx.prepare_cached(
                 "INSERT INTO sessions (token, username, since, window_ends_at, account)
@@ -896,9 +974,20 @@ impl Writer {
             });
         let result = in_transaction(&mut self.conn, |tx| {
             let mut refusals = Vec::with_capacity(writes.len());
+            // Runs of messages go in together, in queue order with the
+            // other writes.
+            let mut run: Vec<&MessageRecord> = Vec::new();
             for (write, _) in &writes {
+                if let Write::Append(m) = write {
+                    run.push(m);
+                    refusals.push(None);
+                    continue;
+                }
+                insert_messages(tx, &run, dm_indexed)?;
+                run.clear();
                 refusals.push(apply(tx, write, dm_indexed)?);
             }
+            insert_messages(tx, &run, dm_indexed)?;
             // Every DM committed up to `head` is in `dm_index` once the
             // tail is moved (or when there is none): raise the watermark.
             let moved = dm_tail && head.saturating_sub(dm_indexed) >= tail_ids;

@@ -783,6 +783,59 @@ async fn sqlite_dm_reads_agree_with_memory_across_the_watermark() {
     assert_eq!(stale, 0, "pruned DMs are gone from dm_index");
 }
 
+/// A big batch goes in through multi-row inserts: every column of every
+/// kind of message reads back as it was written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_a_big_batch_reads_back_whole() {
+    let (_dir, path) = sqlite_dir();
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&path).unwrap());
+    store.startup().await.unwrap();
+    let all: Vec<Arc<MessageRecord>> = (1..=101)
+        .map(|id| {
+            let dest = match id % 4 {
+                0 => Destination::Room("#a".into()),
+                1 => Destination::Dm { to: "Ann".into() },
+                2 => Destination::Global,
+                _ => Destination::Broadcast,
+            };
+            Arc::new(MessageRecord {
+                id,
+                ts: BASE_TS + id * 7,
+                from: if id % 2 == 0 { "Bob" } else { "Cé.line" }.into(),
+                dest,
+                text: format!("line {id} \u{1F600} \"quoted\""),
+                action: id % 3 == 0,
+            })
+        })
+        .collect();
+    append_all(&store, all.iter().cloned()).await;
+    let wanted = |keep: &dyn Fn(&MessageRecord) -> bool| -> Vec<MessageRecord> {
+        all.iter()
+            .filter(|m| keep(m))
+            .map(|m| (**m).clone())
+            .collect()
+    };
+    let whole = |got: Vec<Arc<MessageRecord>>| -> Vec<MessageRecord> {
+        got.into_iter().map(|m| (*m).clone()).collect()
+    };
+    let (room, _) = store.room_history("#a", None, 200).await.unwrap();
+    assert_eq!(
+        whole(room),
+        wanted(&|m| matches!(m.dest, Destination::Room(_)))
+    );
+    let dms = store.queued_dms("ann", 0, 101, 200).await.unwrap();
+    assert_eq!(
+        whole(dms),
+        wanted(&|m| matches!(m.dest, Destination::Dm { .. }))
+    );
+    let rooms = BTreeMap::from([("#a".to_string(), 0)]);
+    let feed = store.replay("dan", &rooms, 0, 101, 200).await.unwrap();
+    assert_eq!(
+        whole(feed),
+        wanted(&|m| !matches!(m.dest, Destination::Dm { .. }))
+    );
+}
+
 /// A version 2 database (DMs found through an index on `messages`) opens
 /// with its DMs in `dm_index`, and new DMs join them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
