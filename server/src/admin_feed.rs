@@ -48,7 +48,7 @@ impl AdminFeed {
     }
 
     pub fn send(&self, ev: AdminEvent) {
-        if self.state.admins() > 0 && self.tx.try_send(ev).is_err() {
+        if self.active() && self.tx.try_send(ev).is_err() {
             tracing::debug!("admin feed full: event dropped");
         }
     }

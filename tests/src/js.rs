@@ -18,16 +18,7 @@ pub fn node() -> Option<()> {
 }
 
 fn install() -> Option<()> {
-    let has_node = Command::new("node")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !has_node {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must have node to run the JavaScript client tests"
-        );
-        eprintln!("SKIPPED: node is not installed; the JavaScript client tests did not run");
+    if !crate::installed("node", "--version", "the JavaScript client tests") {
         return None;
     }
     if !js_dir().join("node_modules/socket.io-client").exists() {

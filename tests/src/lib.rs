@@ -31,6 +31,25 @@ use tokio::task::JoinHandle;
 /// The longest any helper waits for something that should happen.
 pub const WAIT: Duration = Duration::from_secs(10);
 
+/// Whether `program` runs (`program version_arg` succeeds). Where it
+/// does not, CI fails the test (`.ci/run` installs every tool a test
+/// needs); elsewhere the caller skips, and this says so. `what` names what
+/// needs the program.
+pub fn installed(program: &str, version_arg: &str, what: &str) -> bool {
+    let runs = std::process::Command::new(program)
+        .arg(version_arg)
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !runs {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must have {program} ({what})"
+        );
+        eprintln!("SKIPPED: {program} is not installed, so {what} did not run");
+    }
+    runs
+}
+
 /// Builds binary `bin` of package `package` with the profile of this test
 /// and returns its path: it sits next to the `deps/` directory the test
 /// runs from.

@@ -75,25 +75,13 @@ impl Drop for Tmux {
     }
 }
 
-fn tmux_installed() -> bool {
-    Command::new("tmux")
-        .arg("-V")
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
 fn chat_tui_binary() -> PathBuf {
     chat_e2e::workspace_binary("chat-tui", "chat-tui")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_users_chat_in_tmux() {
-    if !tmux_installed() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must have tmux (.ci/run installs it)"
-        );
-        println!("SKIPPED two_users_chat_in_tmux: tmux is not installed");
+    if !chat_e2e::installed("tmux", "-V", "two_users_chat_in_tmux") {
         return;
     }
     let bin = chat_tui_binary();

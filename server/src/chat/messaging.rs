@@ -21,10 +21,10 @@ impl DeliveryOrder {
 }
 
 /// A message before it is numbered: what the sender asked for.
-pub(super) struct Draft<'a> {
-    pub text: &'a str,
-    pub dest: Destination,
-    pub action: bool,
+struct Draft<'a> {
+    text: &'a str,
+    dest: Destination,
+    action: bool,
 }
 
 impl ChatService {
@@ -34,7 +34,7 @@ impl ChatService {
     /// committed. Recipients get it at once; the sender's ack waits for
     /// the disk. A store that cannot take writes refuses the message before
     /// anyone gets it.
-    pub(super) async fn deliver(
+    async fn deliver(
         &self,
         event_name: &str,
         from: &str,
@@ -182,10 +182,9 @@ impl ChatService {
         let event = names::ROOM_MESSAGE;
         let room = self.member_room(ctx, event, &m.room)?;
         let text = self.text(ctx, event, &m.text)?;
-        let dest = Destination::Room(room);
         let draft = Draft {
             text,
-            dest,
+            dest: Destination::Room(room),
             action: m.action,
         };
         self.send(ctx, event, draft, None, turn).await
@@ -274,17 +273,21 @@ impl ChatService {
         s: &SocketRef,
         ctx: &SocketCtx,
         event: &str,
-        draft: Draft<'_>,
+        m: &TextRequest,
+        dest: Destination,
         turn: &mut Option<Turn<'_>>,
     ) -> Result<Reply, ChatError> {
-        let text = self.text(ctx, event, draft.text)?;
-        let draft = Draft { text, ..draft };
+        let draft = Draft {
+            text: self.text(ctx, event, &m.text)?,
+            dest,
+            action: m.action,
+        };
         self.send(ctx, event, draft, Some(s), turn).await
     }
 
     /// Delivers a checked message, tells the admin feed, and returns the ack
     /// once the message is stored.
-    pub(super) async fn send(
+    async fn send(
         &self,
         ctx: &SocketCtx,
         event: &str,

@@ -32,8 +32,8 @@ use chat_shared::{
     AckErr, AckOk, Auth, ChatError, ClientEvent, ConnectRefusal, DmRequest, EmptyAck, ErrorCode,
     HistoryAck, HistoryMessage, HistoryRequest, HistoryTarget, JoinAck, LeaveAck, PingAck,
     Presence, PresenceKind, PresenceSnapshot, PresenceSummary, RoomListAck, RoomMessageRequest,
-    SentAck, SessionInfo, TypingNotice, TypingRequest, TypingTarget, canonical_room, check_text,
-    is_valid_username, names,
+    SentAck, SessionInfo, TextRequest, TypingNotice, TypingRequest, TypingTarget, canonical_room,
+    check_text, is_valid_username, names,
 };
 use serde::Serialize;
 use serde_json::Value;
@@ -52,7 +52,6 @@ use crate::transport::Transports;
 use chat_shared::{AdminEventType, CHAT_NS};
 use identity::Release;
 pub use messaging::DeliveryOrder;
-use messaging::Draft;
 
 /// The socket.io room every `/chat` socket joins once it is caught up:
 /// global and broadcast messages go there rather than to the whole
@@ -282,20 +281,11 @@ impl ChatService {
             ClientEvent::RoomMessage(m) => self.room_message(ctx, m, turn).await,
             ClientEvent::DmMessage(m) => self.dm(ctx, m, turn).await,
             ClientEvent::GlobalMessage(m) => {
-                let draft = Draft {
-                    text: &m.text,
-                    dest: Destination::Global,
-                    action: m.action,
-                };
-                self.feed(s, ctx, name, draft, turn).await
+                self.feed(s, ctx, name, &m, Destination::Global, turn).await
             }
             ClientEvent::BroadcastMessage(m) => {
-                let draft = Draft {
-                    text: &m.text,
-                    dest: Destination::Broadcast,
-                    action: m.action,
-                };
-                self.feed(s, ctx, name, draft, turn).await
+                self.feed(s, ctx, name, &m, Destination::Broadcast, turn)
+                    .await
             }
             ClientEvent::Typing(t) => self.typing(s, ctx, t).await,
             ClientEvent::History(h) => self.history(ctx, h).await,

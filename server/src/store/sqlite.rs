@@ -721,8 +721,8 @@ fn in_transaction<T>(
     Ok(value)
 }
 
-fn get_meta(tx: &Connection, key: &str) -> rusqlite::Result<Option<u64>> {
-    tx.prepare_cached("SELECT value FROM meta WHERE key = ?1")?
+fn get_meta(c: &Connection, key: &str) -> rusqlite::Result<Option<u64>> {
+    c.prepare_cached("SELECT value FROM meta WHERE key = ?1")?
         .query_row([key], |r| r.get::<_, i64>(0))
         .optional()
         .map(|v| v.map(from_sql))
@@ -1296,28 +1296,19 @@ fn dms_to(
 ) -> rusqlite::Result<()> {
     let tx = c.unchecked_transaction()?;
     let watermark = get_meta(&tx, META_DM_INDEXED)?.unwrap_or(0);
+    // One part: `sql` over ids in (`lo`, `hi`), at most `n`.
+    let part = |sql, lo: u64, hi: u64, n: usize, out: &mut Vec<MessageRecord>| {
+        if n == 0 || lo.saturating_add(1) >= hi {
+            return Ok(());
+        }
+        let p = params![to, to_sql(lo), to_sql(hi), from, sql_limit(n)];
+        collect(&tx, sql, p, out)
+    };
     let start = out.len();
-    let tail_from = after.max(watermark);
-    if tail_from.saturating_add(1) < below {
-        let range = (to_sql(tail_from), to_sql(below));
-        collect(
-            &tx,
-            DM_TAIL,
-            params![to, range.0, range.1, from, sql_limit(limit)],
-            out,
-        )?;
-    }
+    part(DM_TAIL, after.max(watermark), below, limit, out)?;
     let left = limit.saturating_sub(out.len() - start);
     let indexed_below = below.min(watermark.saturating_add(1));
-    if left > 0 && after.saturating_add(1) < indexed_below {
-        let range = (to_sql(after), to_sql(indexed_below));
-        collect(
-            &tx,
-            DM_INDEXED,
-            params![to, range.0, range.1, from, sql_limit(left)],
-            out,
-        )?;
-    }
+    part(DM_INDEXED, after, indexed_below, left, out)?;
     tx.finish()
 }
 
