@@ -3,6 +3,9 @@
 //! and the guard that lets an admission go when its socket never connects.
 
 use super::*;
+use socketioxide::adapter::LocalAdapter;
+use socketioxide::handler::{FromMessageParts, MessageHandler, Value as PacketValue};
+use socketioxide::socket::Socket;
 
 /// Releases an admission when its socket is dropped. The middleware admits
 /// a user before socketioxide has put the socket in the namespace; if the
@@ -148,28 +151,10 @@ impl ChatService {
             order,
         });
         s.extensions.insert(Arc::clone(&ctx));
-        {
-            // One Arc for the socket's handlers: each event then clones one
-            // pointer rather than every handle the service holds.
-            let svc = Arc::new(self.clone());
-            let ctx = Arc::clone(&ctx);
-            s.on_fallback(
-                move |s: SocketRef,
-                      Event(event): Event,
-                      TryData(data): TryData<Value>,
-                      ack: AckSender| {
-                    let svc = Arc::clone(&svc);
-                    let ctx = Arc::clone(&ctx);
-                    // Taken here, while the library still calls in packet order.
-                    let ticket = ctx.order.ticket();
-                    async move {
-                        let mut turn = Some(ctx.order.turn(ticket).await);
-                        let data = data.unwrap_or(Value::Null);
-                        svc.dispatch(&s, &ctx, &event, data, ack, &mut turn).await
-                    }
-                },
-            );
-        }
+        s.on_fallback(OnEvent {
+            svc: Arc::new(self.clone()),
+            ctx: Arc::clone(&ctx),
+        });
         let svc = self.clone();
         s.on_disconnect(move |s: SocketRef, reason: DisconnectReason| {
             let svc = svc.clone();
@@ -266,5 +251,61 @@ impl ChatService {
         ev.user = Some(dep.username);
         ev.reason = Some(why.into());
         self.admin.send(ev);
+    }
+}
+
+/// The `/chat` socket's handler of every client event. It shares one
+/// service handle among the socket's events (each event then clones one
+/// pointer rather than every handle the service holds), and runs each
+/// through [`run_or_spawn`] rather than as a task of its own.
+struct OnEvent {
+    svc: Arc<ChatService>,
+    ctx: Arc<SocketCtx>,
+}
+
+impl MessageHandler<LocalAdapter, ()> for OnEvent {
+    fn call(&self, s: Arc<Socket<LocalAdapter>>, mut v: PacketValue, ack_id: Option<i64>) {
+        let event = match Event::from_message_parts(&s, &mut v, &ack_id) {
+            Ok(Event(event)) => event,
+            Err(e) => {
+                tracing::debug!(sid = %s.id, "event without a name: {e}");
+                return;
+            }
+        };
+        let Ok(TryData(data)) = TryData::<Value>::from_message_parts(&s, &mut v, &ack_id);
+        let Ok(ack) = AckSender::from_message_parts(&s, &mut v, &ack_id);
+        let s = SocketRef::from(s);
+        let svc = Arc::clone(&self.svc);
+        let ctx = Arc::clone(&self.ctx);
+        // Taken here, while the library still calls in packet order.
+        let ticket = ctx.order.ticket();
+        run_or_spawn(async move {
+            let mut turn = Some(ctx.order.turn(ticket).await);
+            let data = data.unwrap_or(Value::Null);
+            svc.dispatch(&s, &ctx, &event, data, ack, &mut turn).await
+        });
+    }
+}
+
+/// Runs an event's handler as far as it goes without waiting, here, in
+/// the task that read the packet; only a handler that has to wait (for its
+/// turn, a lock, a full queue, a read) becomes a task of its own. Most
+/// events finish on that first step (a message's ack is sent when its
+/// commit is, not by its handler), so they cost no task. A panic in that
+/// step is caught here, as the runtime would catch it in a task.
+fn run_or_spawn(handler: impl Future<Output = ()> + Send + 'static) {
+    let mut handler = Box::pin(handler);
+    // Woken by nothing: a handler still pending is spawned, and the
+    // runtime's first poll of that task registers its real waker.
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    let step = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        handler.as_mut().poll(&mut cx)
+    }));
+    match step {
+        Ok(std::task::Poll::Ready(())) => {}
+        Ok(std::task::Poll::Pending) => {
+            tokio::spawn(handler);
+        }
+        Err(_) => tracing::error!("an event handler panicked"),
     }
 }

@@ -1,7 +1,8 @@
 //! The four message kinds. This file owns the delivery order: a message
 //! is numbered, emitted and queued for the store under the delivery lock
 //! ([`ChatService::deliver`]); then it hands the sender's turn on (see
-//! [`crate::sequencer`]) and its ack waits for the commit.
+//! [`crate::sequencer`]), and its ack goes out when the commit does
+//! ([`ChatService::ack_on_commit`]).
 
 use super::*;
 
@@ -30,35 +31,31 @@ struct Draft<'a> {
 impl ChatService {
     /// Numbers, records and emits a message under the delivery lock, and
     /// queues its write to the store there too (so writes are in id
-    /// order); then waits, with the lock released, until the write has
-    /// committed. Recipients get it at once; the sender's ack waits for
-    /// the disk. A store that cannot take writes refuses the message before
-    /// anyone gets it.
+    /// order). Recipients get it at once; the sender's ack waits for the
+    /// disk (see [`Sending`]). A store that cannot take writes refuses the
+    /// message before anyone gets it.
     async fn deliver(
         &self,
-        event_name: &str,
-        from: &str,
+        ctx: &SocketCtx,
+        event: &'static str,
         draft: Draft<'_>,
         s: Option<&SocketRef>,
         turn: &mut Option<Turn<'_>>,
-    ) -> Result<Arc<MessageRecord>, ChatError> {
+    ) -> Result<Sending, ChatError> {
         let Draft { text, dest, action } = draft;
-        let unavailable = || {
-            ChatError::new(
-                ErrorCode::Unavailable,
-                "the server cannot store messages right now: try again",
-                event_name,
-            )
-            .with("retryAfterMs", 1000)
-        };
-        let failed = |e: crate::store::StoreError| {
-            tracing::warn!("store: {e}");
-            unavailable()
+        let from = &ctx.admission.username;
+        let sending = |msg, committed, queued_at| Sending {
+            msg,
+            committed,
+            queued_at,
+            event,
+            bytes: text.len(),
+            held: false,
         };
         // Refused before anyone gets it; not logged each time (the failed
         // write that made the store unhealthy was).
         if !self.store.healthy() {
-            return Err(unavailable());
+            return Err(unavailable(event));
         }
         if let Some(cluster) = &self.cluster {
             // Several nodes: Redis numbers the message (one order for the
@@ -68,10 +65,10 @@ impl ChatService {
                 .redis
                 .append_new(from, crate::state::now_ms(), dest, text, action)
                 .await
-                .map_err(failed)?;
+                .map_err(|e| store_failed(event, e))?;
             turn.take();
             cluster.wait_delivered(msg.id).await;
-            return Ok(msg);
+            return Ok(sending(msg, crate::store::Committed::ready(Ok(())), None));
         }
         let guard = self.delivery.hold().await;
         let msg = self.state.record(from, text, dest, action);
@@ -82,13 +79,60 @@ impl ChatService {
         // Numbered and queued in order: the sender's next event may go
         // ahead while this one waits for the disk.
         turn.take();
-        let committed = match committed {
-            Ok(c) => c.await,
-            Err(e) => Err(e),
-        };
-        self.metrics.store_write(queued, &committed);
-        committed.map_err(failed)?;
-        Ok(msg)
+        match committed {
+            Ok(c) => Ok(sending(msg, c, Some(queued))),
+            Err(e) => {
+                self.metrics.store_write(queued, &Err(e.clone()));
+                Err(store_failed(event, e))
+            }
+        }
+    }
+
+    /// Sends a message's ack once its write has committed: from whichever
+    /// task resolves the commit, so no task waits for the disk (the
+    /// handler has returned by then). A failed commit gets `unavailable`
+    /// (`chat:error` and the ack) instead.
+    pub(super) fn ack_on_commit(
+        self: &Arc<Self>,
+        s: &SocketRef,
+        ctx: &Arc<SocketCtx>,
+        ack: AckSender,
+        sending: Sending,
+    ) {
+        let (svc, s, ctx) = (Arc::clone(self), s.clone(), Arc::clone(ctx));
+        let Sending {
+            msg,
+            committed,
+            queued_at,
+            event,
+            bytes,
+            held,
+        } = sending;
+        // The failure path waits for room in the sender's queue: it runs
+        // as a task of this runtime, whatever thread resolves the commit.
+        let runtime = tokio::runtime::Handle::current();
+        committed.then(move |result| {
+            if let Some(queued) = queued_at {
+                svc.metrics.store_write(queued, &result);
+            }
+            match result {
+                Ok(()) => {
+                    svc.metrics.message(msg.kind());
+                    svc.message_event(&ctx, &msg, bytes);
+                    let reply = Reply::Sent(SentAck {
+                        id: msg.id.to_string(),
+                        ts: msg.ts,
+                        queued: held.then_some(true),
+                    });
+                    svc.answer(&s, &ctx, ack, &reply);
+                }
+                Err(e) => {
+                    runtime.spawn(async move {
+                        svc.refuse(&s, &ctx, ack, store_failed(event, e)).await;
+                    });
+                }
+            }
+        });
     }
 
     /// Emits a numbered message to its recipients on this node. Call
@@ -178,7 +222,7 @@ impl ChatService {
         ctx: &SocketCtx,
         m: RoomMessageRequest,
         turn: &mut Option<Turn<'_>>,
-    ) -> Result<Reply, ChatError> {
+    ) -> Result<Sending, ChatError> {
         let event = names::ROOM_MESSAGE;
         let room = self.member_room(ctx, event, &m.room)?;
         let text = self.text(ctx, event, &m.text)?;
@@ -187,7 +231,7 @@ impl ChatService {
             dest: Destination::Room(room),
             action: m.action,
         };
-        self.send(ctx, event, draft, None, turn).await
+        self.deliver(ctx, event, draft, None, turn).await
     }
 
     /// A user who is online or inside a recovery window; with `offline`,
@@ -247,7 +291,7 @@ impl ChatService {
         ctx: &SocketCtx,
         m: DmRequest,
         turn: &mut Option<Turn<'_>>,
-    ) -> Result<Reply, ChatError> {
+    ) -> Result<Sending, ChatError> {
         let event = names::DM_MESSAGE;
         let target = self.user_target(ctx, event, &m.to, true).await?;
         let text = self.text(ctx, event, &m.text)?;
@@ -257,14 +301,11 @@ impl ChatService {
             dest: Destination::Dm { to },
             action: m.action,
         };
-        let reply = self.send(ctx, event, draft, None, turn).await?;
+        let sending = self.deliver(ctx, event, draft, None, turn).await?;
         // No socket holds the recipient's session: the DM waits for it.
-        Ok(match reply {
-            Reply::Sent(ack) if !target.live => Reply::Sent(SentAck {
-                queued: Some(true),
-                ..ack
-            }),
-            other => other,
+        Ok(Sending {
+            held: !target.live,
+            ..sending
         })
     }
 
@@ -272,38 +313,46 @@ impl ChatService {
         &self,
         s: &SocketRef,
         ctx: &SocketCtx,
-        event: &str,
+        event: &'static str,
         m: &TextRequest,
         dest: Destination,
         turn: &mut Option<Turn<'_>>,
-    ) -> Result<Reply, ChatError> {
+    ) -> Result<Sending, ChatError> {
         let draft = Draft {
             text: self.text(ctx, event, &m.text)?,
             dest,
             action: m.action,
         };
-        self.send(ctx, event, draft, Some(s), turn).await
+        self.deliver(ctx, event, draft, Some(s), turn).await
     }
+}
 
-    /// Delivers a checked message, tells the admin feed, and returns the ack
-    /// once the message is stored.
-    async fn send(
-        &self,
-        ctx: &SocketCtx,
-        event: &str,
-        draft: Draft<'_>,
-        s: Option<&SocketRef>,
-        turn: &mut Option<Turn<'_>>,
-    ) -> Result<Reply, ChatError> {
-        let from = &ctx.admission.username;
-        let bytes = draft.text.len();
-        let msg = self.deliver(event, from, draft, s, turn).await?;
-        self.metrics.message(msg.kind());
-        self.message_event(ctx, &msg, bytes);
-        Ok(Reply::Sent(SentAck {
-            id: msg.id.to_string(),
-            ts: msg.ts,
-            queued: None,
-        }))
-    }
+/// A message numbered, delivered live and queued for the store, whose ack
+/// waits for the commit ([`ChatService::ack_on_commit`]).
+pub(super) struct Sending {
+    msg: Arc<MessageRecord>,
+    committed: crate::store::Committed,
+    /// When its write was queued, for the store's latency figure (none
+    /// in a cluster, where Redis has stored it already).
+    queued_at: Option<std::time::Instant>,
+    event: &'static str,
+    bytes: usize,
+    /// A DM whose recipient has no socket: the ack says it waits.
+    held: bool,
+}
+
+/// The refusal while the store cannot take writes.
+fn unavailable(event: &str) -> ChatError {
+    ChatError::new(
+        ErrorCode::Unavailable,
+        "the server cannot store messages right now: try again",
+        event,
+    )
+    .with("retryAfterMs", 1000)
+}
+
+/// A write the store failed: logged, and refused as unavailable.
+fn store_failed(event: &str, e: crate::store::StoreError) -> ChatError {
+    tracing::warn!("store: {e}");
+    unavailable(event)
 }

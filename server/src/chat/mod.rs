@@ -132,6 +132,14 @@ pub fn reason_str(reason: DisconnectReason) -> &'static str {
     }
 }
 
+/// How a handled event is answered.
+enum Answer {
+    /// At once, with this ack.
+    Now(Reply),
+    /// A message: once its write has committed.
+    OnCommit(messaging::Sending),
+}
+
 /// An ack body on success.
 enum Reply {
     Sent(SentAck),
@@ -200,9 +208,9 @@ impl ChatService {
     }
 
     async fn dispatch(
-        &self,
+        self: &Arc<Self>,
         s: &SocketRef,
-        ctx: &SocketCtx,
+        ctx: &Arc<SocketCtx>,
         event: &str,
         data: Value,
         ack: AckSender,
@@ -213,7 +221,8 @@ impl ChatService {
             Ok(ev) => self.handle(s, ctx, ev, turn).await,
         };
         match result {
-            Ok(reply) => self.answer(s, ctx, ack, &reply),
+            Ok(Answer::Now(reply)) => self.answer(s, ctx, ack, &reply),
+            Ok(Answer::OnCommit(sending)) => self.ack_on_commit(s, ctx, ack, sending),
             Err(err) => self.refuse(s, ctx, ack, err).await,
         }
     }
@@ -259,25 +268,9 @@ impl ChatService {
         ctx: &SocketCtx,
         ev: ClientEvent,
         turn: &mut Option<Turn<'_>>,
-    ) -> Result<Reply, ChatError> {
+    ) -> Result<Answer, ChatError> {
         let name = ev.name();
-        let is_message = matches!(
-            ev,
-            ClientEvent::RoomMessage(_)
-                | ClientEvent::DmMessage(_)
-                | ClientEvent::GlobalMessage(_)
-                | ClientEvent::BroadcastMessage(_)
-        );
-        if !is_message {
-            take_token(ctx.requests.as_ref(), name, "too many requests: slow down")?;
-        }
-        match ev {
-            ClientEvent::RoomJoin(r) => self.join(s, ctx, &r.room).await,
-            ClientEvent::RoomLeave(r) => self.leave(s, ctx, &r.room).await,
-            ClientEvent::RoomList => Ok(Reply::Rooms(RoomListAck {
-                rooms: self.room_list().await,
-            })),
-            ClientEvent::PresenceGet => Ok(Reply::Presence(self.presence_snapshot().await)),
+        let sending = match ev {
             ClientEvent::RoomMessage(m) => self.room_message(ctx, m, turn).await,
             ClientEvent::DmMessage(m) => self.dm(ctx, m, turn).await,
             ClientEvent::GlobalMessage(m) => {
@@ -287,6 +280,40 @@ impl ChatService {
                 self.feed(s, ctx, name, &m, Destination::Broadcast, turn)
                     .await
             }
+            request => {
+                // Messages have their own limit (in `text`).
+                take_token(ctx.requests.as_ref(), name, "too many requests: slow down")?;
+                return self.request(s, ctx, request).await.map(Answer::Now);
+            }
+        };
+        sending.map(Answer::OnCommit)
+    }
+
+    /// Every event but the four messages.
+    async fn request(
+        &self,
+        s: &SocketRef,
+        ctx: &SocketCtx,
+        ev: ClientEvent,
+    ) -> Result<Reply, ChatError> {
+        let message = |name| {
+            ChatError::new(
+                ErrorCode::InvalidPayload,
+                "a message is not a request",
+                name,
+            )
+        };
+        match ev {
+            ClientEvent::RoomJoin(r) => self.join(s, ctx, &r.room).await,
+            ClientEvent::RoomLeave(r) => self.leave(s, ctx, &r.room).await,
+            ClientEvent::RoomList => Ok(Reply::Rooms(RoomListAck {
+                rooms: self.room_list().await,
+            })),
+            ClientEvent::PresenceGet => Ok(Reply::Presence(self.presence_snapshot().await)),
+            m @ (ClientEvent::RoomMessage(_)
+            | ClientEvent::DmMessage(_)
+            | ClientEvent::GlobalMessage(_)
+            | ClientEvent::BroadcastMessage(_)) => Err(message(m.name())),
             ClientEvent::Typing(t) => self.typing(s, ctx, t).await,
             ClientEvent::History(h) => self.history(ctx, h).await,
             ClientEvent::Ping => Ok(Reply::Ping(PingAck {

@@ -75,7 +75,7 @@ impl Store for FaultyStore {
                 let (done, held) = Committed::pending();
                 tokio::spawn(async move {
                     let _ = released.wait_for(|holding| !holding).await;
-                    let _ = done.send(committed.await);
+                    done.resolve(committed.await);
                 });
                 Ok(held)
             }

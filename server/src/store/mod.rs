@@ -48,7 +48,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use chat_shared::{MessageKind, username_key};
 use serde::ser::{SerializeStruct, Serializer};
-use tokio::sync::oneshot;
 
 /// How many ids [`Store::startup`] skips after a crash. Ids are handed out
 /// and delivered before their write commits, so up to a full write queue
@@ -309,7 +308,8 @@ type CommitResult = Result<(), StoreError>;
 
 /// Resolves once a queued write is durable, or with the reason it is not.
 /// The write itself is already queued (in call order) when you hold this:
-/// await it after releasing any lock the write was enqueued under.
+/// await it after releasing any lock the write was enqueued under, or hand
+/// it what to do then with [`then`](Self::then).
 #[must_use = "a write is only known to be durable once its Committed resolves"]
 #[derive(Debug)]
 pub struct Committed(CommittedState);
@@ -317,7 +317,81 @@ pub struct Committed(CommittedState);
 #[derive(Debug)]
 enum CommittedState {
     Ready(Option<CommitResult>),
-    Waiting(oneshot::Receiver<CommitResult>),
+    Waiting(Arc<std::sync::Mutex<Slot>>),
+}
+
+/// Where a pending commit's outcome meets whoever waits for it.
+enum Slot {
+    /// Not resolved yet; the waker of the task that polled it, if any.
+    Waiting(Option<std::task::Waker>),
+    /// Not resolved yet; what to run with the outcome.
+    Then(Box<dyn FnOnce(CommitResult) + Send>),
+    /// Resolved, not yet taken.
+    Done(CommitResult),
+    /// Taken (or handed to the callback).
+    Taken,
+}
+
+impl std::fmt::Debug for Slot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Slot::Waiting(_) => "Waiting",
+            Slot::Then(_) => "Then",
+            Slot::Done(_) => "Done",
+            Slot::Taken => "Taken",
+        })
+    }
+}
+
+fn lock(slot: &std::sync::Mutex<Slot>) -> std::sync::MutexGuard<'_, Slot> {
+    slot.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The writer's side of a [`Committed`]. Dropped unresolved (the writer
+/// went away with the write), it resolves as unavailable.
+#[derive(Debug)]
+pub(crate) struct Resolver(Option<Arc<std::sync::Mutex<Slot>>>);
+
+impl Resolver {
+    /// Hands the outcome over: wakes the task awaiting it, or runs its
+    /// callback here, on the caller's thread.
+    pub(crate) fn resolve(mut self, result: CommitResult) {
+        if let Some(slot) = self.0.take() {
+            settle(&slot, result);
+        }
+    }
+}
+
+impl Drop for Resolver {
+    fn drop(&mut self) {
+        if let Some(slot) = self.0.take() {
+            settle(
+                &slot,
+                Err(StoreError::Unavailable(
+                    "the store stopped before the write was committed".into(),
+                )),
+            );
+        }
+    }
+}
+
+fn settle(slot: &std::sync::Mutex<Slot>, result: CommitResult) {
+    let mut guard = lock(slot);
+    match std::mem::replace(&mut *guard, Slot::Taken) {
+        Slot::Waiting(waker) => {
+            *guard = Slot::Done(result);
+            drop(guard);
+            if let Some(w) = waker {
+                w.wake();
+            }
+        }
+        Slot::Then(f) => {
+            drop(guard);
+            f(result);
+        }
+        // Resolved once already: keep the first outcome.
+        done @ (Slot::Done(_) | Slot::Taken) => *guard = done,
+    }
 }
 
 impl Committed {
@@ -326,10 +400,40 @@ impl Committed {
         Committed(CommittedState::Ready(Some(result)))
     }
 
-    /// A pending commit and the sender that resolves it.
-    pub(crate) fn pending() -> (oneshot::Sender<CommitResult>, Self) {
-        let (tx, rx) = oneshot::channel();
-        (tx, Committed(CommittedState::Waiting(rx)))
+    /// A pending commit and the resolver that settles it.
+    pub(crate) fn pending() -> (Resolver, Self) {
+        let slot = Arc::new(std::sync::Mutex::new(Slot::Waiting(None)));
+        (
+            Resolver(Some(Arc::clone(&slot))),
+            Committed(CommittedState::Waiting(slot)),
+        )
+    }
+
+    /// Runs `f` with the outcome instead of awaiting it: at once if it is
+    /// known, otherwise on the thread that resolves it (for the SQLite
+    /// store, a task of the runtime that relays the writer's commits). So
+    /// no task has to wake up just to pass the outcome on. `f` must not
+    /// block.
+    pub fn then(self, f: impl FnOnce(CommitResult) + Send + 'static) {
+        match self.0 {
+            CommittedState::Ready(mut result) => f(result
+                .take()
+                .unwrap_or_else(|| Err(StoreError::Unavailable("commit taken twice".into())))),
+            CommittedState::Waiting(slot) => {
+                let mut guard = lock(&slot);
+                match std::mem::replace(&mut *guard, Slot::Taken) {
+                    Slot::Done(result) => {
+                        drop(guard);
+                        f(result);
+                    }
+                    Slot::Waiting(_) => *guard = Slot::Then(Box::new(f)),
+                    Slot::Then(_) | Slot::Taken => {
+                        drop(guard);
+                        f(Err(StoreError::Unavailable("commit taken twice".into())));
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -343,14 +447,19 @@ impl Future for Committed {
                     .take()
                     .unwrap_or_else(|| Err(StoreError::Unavailable("commit polled twice".into()))),
             ),
-            // A dropped sender means the writer went away with the write.
-            CommittedState::Waiting(rx) => Pin::new(rx).poll(cx).map(|r| {
-                r.unwrap_or_else(|_| {
-                    Err(StoreError::Unavailable(
-                        "the store stopped before the write was committed".into(),
-                    ))
-                })
-            }),
+            CommittedState::Waiting(slot) => {
+                let mut guard = lock(slot);
+                match std::mem::replace(&mut *guard, Slot::Taken) {
+                    Slot::Done(result) => Poll::Ready(result),
+                    Slot::Waiting(_) => {
+                        *guard = Slot::Waiting(Some(cx.waker().clone()));
+                        Poll::Pending
+                    }
+                    Slot::Then(_) | Slot::Taken => {
+                        Poll::Ready(Err(StoreError::Unavailable("commit polled twice".into())))
+                    }
+                }
+            }
         }
     }
 }

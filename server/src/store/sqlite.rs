@@ -17,7 +17,7 @@
 //!
 //! The async side never touches the database: it takes a queue slot (a
 //! semaphore permit, which is where back-pressure waits), sends on a
-//! channel, and awaits a oneshot.
+//! channel, and gets a [`Committed`] to await or to hand a callback.
 //!
 //! Schema: versioned with `PRAGMA user_version`. Each step from version
 //! `n` to `n + 1` is a function in [`MIGRATIONS`], run in one transaction
@@ -43,7 +43,7 @@ use tokio::sync::{Semaphore, oneshot};
 
 use super::{
     AccountChange, AccountRecord, Committed, Destination, ID_GAP_AFTER_CRASH, MessageRecord, Page,
-    SessionRecord, Startup, Store, StoreError, now_ms,
+    Resolver, SessionRecord, Startup, Store, StoreError, now_ms,
 };
 
 /// The schema version this code reads and writes.
@@ -397,17 +397,15 @@ struct Shared {
 }
 
 /// A committed batch's outcomes, one per write, in queue order.
-type Outcomes = Vec<(
-    oneshot::Sender<Result<(), StoreError>>,
-    Result<(), StoreError>,
-)>;
+type Outcomes = Vec<(Resolver, Result<(), StoreError>)>;
 
 /// How the writer hands out a commit's outcomes. Each outcome wakes the
-/// task that waits for it; woken from the writer thread, every such task
-/// goes through the runtime's shared queue and may wake a parked worker.
-/// So the writer sends the whole batch to a relay task on the runtime,
-/// one wake-up a commit, and the relay wakes the waiting tasks from
-/// inside the runtime.
+/// task that waits for it or runs its callback (a message's ack); done
+/// from the writer thread, every woken task would go through the runtime's
+/// shared queue and might wake a parked worker, and every callback would
+/// run on the writer's time. So the writer sends the whole batch to a
+/// relay task on the runtime, one wake-up a commit, and the relay settles
+/// them from inside the runtime.
 enum Outcome {
     Relay(tokio::sync::mpsc::UnboundedSender<Outcomes>),
     /// Opened outside a runtime: the writer resolves them itself.
@@ -425,7 +423,7 @@ impl Outcome {
         runtime.spawn(async move {
             while let Some(outcomes) = rx.recv().await {
                 for (done, outcome) in outcomes {
-                    let _ = done.send(outcome);
+                    done.resolve(outcome);
                 }
             }
         });
@@ -442,7 +440,7 @@ impl Outcome {
             Outcome::Direct => outcomes,
         };
         for (done, outcome) in outcomes {
-            let _ = done.send(outcome);
+            done.resolve(outcome);
         }
     }
 }
@@ -450,7 +448,7 @@ impl Outcome {
 /// What the writer thread is asked to do, in queue order.
 enum Op {
     /// A write that joins the next group commit.
-    Write(Write, oneshot::Sender<Result<(), StoreError>>),
+    Write(Write, Resolver),
     /// Runs alone, after the writes queued before it.
     Startup(oneshot::Sender<Result<Startup, StoreError>>),
     Prune(u64, oneshot::Sender<Result<u64, StoreError>>),
@@ -955,7 +953,7 @@ impl Writer {
         self.started && self.last_beat.elapsed() >= HEARTBEAT_INTERVAL
     }
 
-    fn commit(&mut self, writes: Vec<(Write, oneshot::Sender<Result<(), StoreError>>)>) {
+    fn commit(&mut self, writes: Vec<(Write, Resolver)>) {
         let appended = writes
             .iter()
             .filter_map(|(w, _)| match w {
