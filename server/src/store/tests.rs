@@ -1263,3 +1263,54 @@ async fn redis_live_sessions_are_kept_and_windows_expire() {
         "its holder now"
     );
 }
+
+// ------------------------------------------------------- commit outcomes
+
+/// `Committed::then` runs its callback once the SQLite writer has
+/// committed (the message is readable by then), exactly once, and a write
+/// the writer never commits still calls back, with an error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn then_runs_after_the_commit_and_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(dir.path()).unwrap());
+    store.startup().await.unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    for id in 1..=50 {
+        let committed = store.append(room(id, "ann", "#a")).await.unwrap();
+        let (tx, store) = (tx.clone(), Arc::clone(&store));
+        committed.then(move |result| {
+            // Called on the runtime: reading back what it says is stored.
+            tokio::spawn(async move {
+                let page = store.room_history("#a", Some(id + 1), 1).await.unwrap();
+                tx.send((id, result.is_ok(), ids(&page.0))).unwrap();
+            });
+        });
+    }
+    drop(tx);
+    let mut seen = Vec::new();
+    while let Some((id, ok, page)) = rx.recv().await {
+        assert!(ok, "message {id} committed");
+        assert_eq!(page, vec![id], "message {id} is stored when its callback runs");
+        seen.push(id);
+    }
+    seen.sort_unstable();
+    assert_eq!(seen, (1..=50).collect::<Vec<_>>(), "one callback each");
+}
+
+#[tokio::test]
+async fn then_on_a_write_that_is_never_committed_reports_unavailable() {
+    let (resolver, committed) = Committed::pending();
+    let (tx, rx) = std::sync::mpsc::channel();
+    committed.then(move |result| tx.send(result).unwrap());
+    assert!(rx.try_recv().is_err(), "not called before the outcome");
+    // The writer goes away with the write.
+    drop(resolver);
+    let outcome = rx.try_recv().expect("called when the resolver went away");
+    assert!(matches!(outcome, Err(StoreError::Unavailable(_))));
+    // Resolved before the callback is handed over: called at once.
+    let (resolver, committed) = Committed::pending();
+    resolver.resolve(Ok(()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    committed.then(move |result| tx.send(result).unwrap());
+    assert!(rx.try_recv().unwrap().is_ok());
+}
