@@ -1290,7 +1290,11 @@ async fn then_runs_after_the_commit_and_once() {
     let mut seen = Vec::new();
     while let Some((id, ok, page)) = rx.recv().await {
         assert!(ok, "message {id} committed");
-        assert_eq!(page, vec![id], "message {id} is stored when its callback runs");
+        assert_eq!(
+            page,
+            vec![id],
+            "message {id} is stored when its callback runs"
+        );
         seen.push(id);
     }
     seen.sort_unstable();
