@@ -11,8 +11,8 @@
 //! - [`client`]: one simulated user: the connect handshake, acked requests,
 //!   and the user task that answers pings, sends on command and records
 //!   every bench message it receives (latency, duplicates, last id).
-//! - [`scenarios`]: idle, fan-out, DM pairs, churn, recovery storm and
-//!   logins, with
+//! - [`scenarios`]: idle, fan-out, DM pairs, churn, recovery storm,
+//!   logins and a restart on stored history, with
 //!   what they share (mass bring-up, the rate pacer, the receipt check, the
 //!   rate ladder).
 //! - [`server`]: the targets: launched (chat-server binary, Node peer) or
@@ -37,7 +37,7 @@ use clap::{Parser, ValueEnum};
 
 use crate::report::{Figures, ScenarioReport};
 use crate::scenarios::Ctx;
-use crate::server::TargetSpec;
+use crate::server::{Server, TargetSpec};
 
 /// A scenario of the suite.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -48,6 +48,7 @@ pub enum Scenario {
     Churn,
     Recovery,
     Login,
+    Restart,
 }
 
 impl Scenario {
@@ -59,6 +60,7 @@ impl Scenario {
             Scenario::Churn => "churn",
             Scenario::Recovery => "recovery",
             Scenario::Login => "login",
+            Scenario::Restart => "restart",
         }
     }
 }
@@ -104,7 +106,7 @@ pub struct Config {
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "idle,fanout,dm,churn,recovery,login"
+        default_value = "idle,fanout,dm,churn,recovery,login,restart"
     )]
     pub scenarios: Vec<Scenario>,
     /// Write every scenario's JSON to this file (an array).
@@ -210,6 +212,13 @@ pub struct Config {
     /// Login: flood connects in flight at once.
     #[arg(long, default_value_t = 100)]
     pub login_flood_concurrency: usize,
+    /// Restart: messages stored (DMs between `--dm-pairs` pairs) before the
+    /// restart.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub restart_messages: u64,
+    /// Restart: messages per second while storing them.
+    #[arg(long, default_value_t = 40_000.0)]
+    pub restart_rate: f64,
     /// `--max-connections` given to a launched chat-server.
     #[arg(long, default_value_t = 200_000)]
     pub max_connections: u64,
@@ -314,7 +323,14 @@ pub fn targets(cfg: &Config) -> Result<Vec<TargetSpec>, Error> {
     Ok(out)
 }
 
-async fn run_one(scenario: Scenario, ctx: &Ctx<'_>) -> Figures {
+/// Runs one scenario; `spec` and `server` are the target, which only the
+/// restart scenario touches.
+async fn run_one(
+    scenario: Scenario,
+    ctx: &Ctx<'_>,
+    spec: &TargetSpec,
+    server: &mut Server,
+) -> Figures {
     match scenario {
         Scenario::Idle => scenarios::idle::run(ctx).await,
         Scenario::Fanout => scenarios::fanout::run(ctx).await,
@@ -322,6 +338,7 @@ async fn run_one(scenario: Scenario, ctx: &Ctx<'_>) -> Figures {
         Scenario::Churn => scenarios::churn::run(ctx).await,
         Scenario::Recovery => scenarios::recovery::run(ctx).await,
         Scenario::Login => scenarios::login::run(ctx).await,
+        Scenario::Restart => scenarios::restart::run(ctx, spec, server).await,
     }
 }
 
@@ -355,7 +372,7 @@ pub async fn run(cfg: &Config) -> Result<Vec<ScenarioReport>, Error> {
         for spec in &specs {
             n += 1;
             eprintln!("== {} against {}", scenario.name(), spec.name());
-            let server = spec.start().await?;
+            let mut server = spec.start().await?;
             let ctx = Ctx {
                 addr: server.addr,
                 others: server.others.clone(),
@@ -364,7 +381,7 @@ pub async fn run(cfg: &Config) -> Result<Vec<ScenarioReport>, Error> {
                 cfg,
                 tag: run_tag(n),
             };
-            let figs = run_one(scenario, &ctx).await;
+            let figs = run_one(scenario, &ctx, spec, &mut server).await;
             server.stop().await;
             per_target.push((spec.name().to_owned(), figs));
         }

@@ -287,6 +287,82 @@ impl Server {
             .collect()
     }
 
+    /// A launched server's data directory (its on-disk store).
+    pub fn data_dir(&self) -> Option<&std::path::Path> {
+        self.data_dir.as_deref()
+    }
+
+    /// Stops a chat-server the bench launched on its on-disk store with
+    /// SIGTERM (a planned stop) and starts the same binary again on the same
+    /// address and data directory, and waits until its port accepts
+    /// connections. Returns how long the stop took (signal to exit) and
+    /// when the new process was started. (chat-server binds its port before
+    /// it opens its store, so an accepted connection does not yet mean it
+    /// serves: time a handshake from the returned instant for that.)
+    pub async fn restart(&mut self, spec: &TargetSpec) -> std::io::Result<(Duration, Instant)> {
+        let (
+            TargetSpec::ChatServer {
+                bin,
+                max_connections,
+                memory: false,
+                tls: false,
+            },
+            Some(dir),
+            Some(child),
+        ) = (spec, &self.data_dir, self.child.as_mut())
+        else {
+            return Err(std::io::Error::other(
+                "only a chat-server launched on its on-disk store can be restarted",
+            ));
+        };
+        let pid = child
+            .id()
+            .ok_or_else(|| std::io::Error::other("chat-server has exited"))?;
+        let t0 = Instant::now();
+        let signalled = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()?;
+        if !signalled.success() {
+            return Err(std::io::Error::other(format!("kill -TERM {pid} failed")));
+        }
+        match tokio::time::timeout(Duration::from_secs(30), child.wait()).await {
+            Ok(status) => status?,
+            Err(_) => {
+                let _ = child.kill().await;
+                return Err(std::io::Error::other(
+                    "chat-server did not exit within 30 s of SIGTERM",
+                ));
+            }
+        };
+        let stopped = t0.elapsed();
+        let mut cmd = Command::new(bin);
+        cmd.arg("--data-dir").arg(dir);
+        bench_flags(&mut cmd, self.addr, *max_connections);
+        let t1 = Instant::now();
+        let mut child = spawn(cmd, "chat-server-restarted")?;
+        loop {
+            if TcpStream::connect(self.addr).await.is_ok() {
+                break;
+            }
+            if let Some(status) = child.try_wait()? {
+                return Err(std::io::Error::other(format!(
+                    "chat-server exited at restart: {status}"
+                )));
+            }
+            if t1.elapsed() > Duration::from_secs(60) {
+                let _ = child.kill().await;
+                return Err(std::io::Error::other(format!(
+                    "chat-server did not listen on {} within 60 s of its restart",
+                    self.addr
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        self.pid = child.id();
+        self.child = Some(child);
+        Ok((stopped, t1))
+    }
+
     /// Stops a launched server (no-op for a running one).
     pub async fn stop(mut self) {
         for mut c in self.child.take().into_iter().chain(self.helpers.drain(..)) {

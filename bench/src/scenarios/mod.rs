@@ -1,4 +1,4 @@
-//! The six scenarios and what they share: bringing many users up at once,
+//! The seven scenarios and what they share: bringing many users up at once,
 //! pacing bench messages at a fixed offered rate, and checking what arrived.
 
 pub mod churn;
@@ -8,6 +8,7 @@ pub mod idle;
 pub mod ladder;
 pub mod login;
 pub mod recovery;
+pub mod restart;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
