@@ -219,6 +219,9 @@ pub struct Config {
     /// Restart: messages per second while storing them.
     #[arg(long, default_value_t = 40_000.0)]
     pub restart_rate: f64,
+    /// Restart: stop the server with SIGKILL (a crash) instead of SIGTERM.
+    #[arg(long)]
+    pub restart_kill: bool,
     /// `--max-connections` given to a launched chat-server.
     #[arg(long, default_value_t = 200_000)]
     pub max_connections: u64,

@@ -293,13 +293,18 @@ impl Server {
     }
 
     /// Stops a chat-server the bench launched on its on-disk store with
-    /// SIGTERM (a planned stop) and starts the same binary again on the same
+    /// SIGTERM (a planned stop) or, with `crash`, SIGKILL, and starts the
+    /// same binary again on the same
     /// address and data directory, and waits until its port accepts
     /// connections. Returns how long the stop took (signal to exit) and
     /// when the new process was started. (chat-server binds its port before
     /// it opens its store, so an accepted connection does not yet mean it
     /// serves: time a handshake from the returned instant for that.)
-    pub async fn restart(&mut self, spec: &TargetSpec) -> std::io::Result<(Duration, Instant)> {
+    pub async fn restart(
+        &mut self,
+        spec: &TargetSpec,
+        crash: bool,
+    ) -> std::io::Result<(Duration, Instant)> {
         let (
             TargetSpec::ChatServer {
                 bin,
@@ -318,20 +323,21 @@ impl Server {
         let pid = child
             .id()
             .ok_or_else(|| std::io::Error::other("chat-server has exited"))?;
+        let signal = if crash { "-KILL" } else { "-TERM" };
         let t0 = Instant::now();
         let signalled = std::process::Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
+            .args([signal, &pid.to_string()])
             .status()?;
         if !signalled.success() {
-            return Err(std::io::Error::other(format!("kill -TERM {pid} failed")));
+            return Err(std::io::Error::other(format!("kill {signal} {pid} failed")));
         }
         match tokio::time::timeout(Duration::from_secs(30), child.wait()).await {
             Ok(status) => status?,
             Err(_) => {
                 let _ = child.kill().await;
-                return Err(std::io::Error::other(
-                    "chat-server did not exit within 30 s of SIGTERM",
-                ));
+                return Err(std::io::Error::other(format!(
+                    "chat-server did not exit within 30 s of kill {signal}"
+                )));
             }
         };
         let stopped = t0.elapsed();

@@ -1,7 +1,8 @@
 //! The restart scenario against the real chat-server binary on its on-disk
-//! store: every stored message is acked, the server comes back on the same
-//! data directory, the user resumes its session and reads its DMs back. It
-//! asserts what was stored and read, no timing figure.
+//! store, killed with SIGKILL (the harder case: a crash): every stored
+//! message is acked, the server comes back on the same data directory, the
+//! user resumes its session and reads its DMs back. It asserts what was
+//! stored and read, no timing figure.
 
 use std::time::Duration;
 
@@ -23,6 +24,7 @@ async fn a_restart_on_stored_history_resumes_and_reads_back() {
         "3000",
         "--restart-rate",
         "1500",
+        "--restart-kill",
     ];
     let cfg = chat_bench::Config::try_parse_from(args).expect("bench flags");
     let reports = tokio::time::timeout(Duration::from_secs(120), chat_bench::run(&cfg))
@@ -44,7 +46,7 @@ async fn a_restart_on_stored_history_resumes_and_reads_back() {
     // 3000 DMs over 20 pairs: 150 between the reader and its partner.
     assert_eq!(value("history page messages"), 50.0, "{}", report.table());
     for figure in [
-        "stop (SIGTERM to exit)",
+        "stop (SIGKILL to exit)",
         "start (exec to a resumed session)",
         "RSS after start, all stored",
     ] {

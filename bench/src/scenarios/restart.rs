@@ -1,7 +1,9 @@
 //! Scenario 7, restart on stored history: `--dm-pairs` pairs store
 //! `--restart-messages` DMs at `--restart-rate` per second; every user's
 //! transport is then cut (their sessions stay in their recovery window),
-//! the server is stopped with SIGTERM and started again on the same data
+//! the server is stopped with SIGTERM (or SIGKILL with `--restart-kill`:
+//! a crash, with the write-ahead log not checkpointed) and started again
+//! on the same data
 //! directory. Reports how long the stop and the start took, the server's
 //! RSS at start with an empty store and with everything stored, the size
 //! of the store, and one user resuming its session and reading a page of
@@ -136,14 +138,19 @@ pub async fn run(ctx: &Ctx<'_>, spec: &TargetSpec, server: &mut Server) -> Figur
         return figs;
     };
     drop(ws);
-    let (stopped, exec) = match server.restart(spec).await {
+    let (stopped, exec) = match server.restart(spec, cfg.restart_kill).await {
         Ok(times) => times,
         Err(err) => {
             eprintln!("restart: {err}");
             return figs;
         }
     };
-    figs.push(format!("{LABEL}stop (SIGTERM to exit)"), "ms", ms(stopped));
+    let signal = if cfg.restart_kill {
+        "SIGKILL"
+    } else {
+        "SIGTERM"
+    };
+    figs.push(format!("{LABEL}stop ({signal} to exit)"), "ms", ms(stopped));
 
     // At once, one user resumes (its `session` event is when the server
     // serves again) and reads its DMs back.
