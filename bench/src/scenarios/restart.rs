@@ -17,9 +17,10 @@ use std::time::{Duration, Instant};
 use futures_util::future::join_all;
 use serde_json::{Value, json};
 
-use super::{CONNECT_TIMEOUT, Ctx, Failed, Plan, Spec, bring_up_reported, drain, evaluate};
+use super::dm::{Pairs, bring_up_pairs};
+use super::{CONNECT_TIMEOUT, Ctx, Failed, Plan, drain, evaluate};
 use super::{expected_total, pace, senders, take_all};
-use crate::client::{self, Cmd, UserState};
+use crate::client::{self, Cmd};
 use crate::report::Figures;
 use crate::server::{Server, TargetSpec};
 use crate::stats;
@@ -54,30 +55,17 @@ pub async fn run(ctx: &Ctx<'_>, spec: &TargetSpec, server: &mut Server) -> Figur
     }
 
     // Store the messages.
-    let pairs = cfg.dm_pairs.max(1);
-    let names: Vec<Arc<str>> = (0..2 * pairs)
-        .map(|i| Arc::from(format!("{}r{i}", ctx.tag)))
-        .collect();
-    let specs = names
-        .iter()
-        .map(|n| Spec {
-            state: UserState::new(n.to_string()),
-            room: None,
-            resume: false,
-        })
-        .collect();
     let delivered = Arc::new(AtomicU64::new(0));
     let failed = Failed {
         who: "restart",
         what: "users failed to come up",
         metric: Some(format!("{LABEL}failed connects")),
     };
-    let ups = bring_up_reported(ctx, specs, 2, &delivered, &mut figs, failed).await;
-    let mut handles: Vec<_> = ups.into_iter().map(|u| u.handle).collect();
-    let live: Vec<(usize, usize)> = (0..pairs)
-        .map(|p| (2 * p, 2 * p + 1))
-        .filter(|(a, b)| handles[*a].is_some() && handles[*b].is_some())
-        .collect();
+    let Pairs {
+        mut handles,
+        live,
+        names,
+    } = bring_up_pairs(ctx, "r", &delivered, &mut figs, failed).await;
     let Some(&(reader, partner)) = live.first() else {
         eprintln!("restart: no pair came up");
         return figs;
