@@ -140,8 +140,12 @@ struct Inner {
     /// The messages numbered by this process, newest last (older ones
     /// are read from the store).
     log: VecDeque<Arc<MessageRecord>>,
-    /// The sequence number of the last message recorded.
+    /// The id of the last message recorded (committed and delivered):
+    /// replays, offsets and room joins are measured against it.
     head: u64,
+    /// The last id [numbered](ChatState::number); above `head` while
+    /// writes are waiting for their commit.
+    issued: u64,
     /// Per room, its last messages, for `room:join`.
     history: HashMap<String, VecDeque<Arc<MessageRecord>>>,
     /// What this process last wrote of each account's rooms and seen id.
@@ -308,6 +312,7 @@ impl ChatState {
         let window = self.config.recovery_window.as_millis() as u64;
         let mut inner = self.lock();
         inner.head = inner.head.max(startup.head);
+        inner.issued = inner.issued.max(startup.head);
         for rec in &startup.sessions {
             let ends = rec
                 .window_ends_at
@@ -983,10 +988,11 @@ impl ChatState {
         self.lock().users.get(key).is_some_and(|u| u.account)
     }
 
-    /// Numbers a message, keeps it for replay (and room history) and
-    /// returns it. Call with the delivery order held (`chat::DeliveryOrder`) and emit before
-    /// releasing it.
-    pub fn record(
+    /// Gives a message its id, without keeping it: it is kept (and
+    /// delivered) by [`record_numbered`](Self::record_numbered) once its
+    /// write has committed. Call in the numbering order
+    /// (`chat::DeliveryOrder::number`), which is the store's write order.
+    pub fn number(
         &self,
         from: &str,
         text: &str,
@@ -994,40 +1000,39 @@ impl ChatState {
         action: bool,
     ) -> Arc<MessageRecord> {
         let mut inner = self.lock();
-        inner.head += 1;
-        let msg = Arc::new(MessageRecord {
-            id: inner.head,
+        inner.issued = inner.issued.max(inner.head) + 1;
+        Arc::new(MessageRecord {
+            id: inner.issued,
             ts: now_ms(),
             from: from.to_owned(),
             dest,
             text: text.to_owned(),
             action,
-        });
-        if let Destination::Room(room) = &msg.dest {
-            let keep = self.config.history;
-            if keep > 0 {
-                let h = inner.history.entry(room.clone()).or_default();
-                if h.len() >= keep {
-                    h.pop_front();
-                }
-                h.push_back(Arc::clone(&msg));
-            }
-        }
-        if self.config.replay_buffer > 0 {
-            if inner.log.len() >= self.config.replay_buffer {
-                inner.log.pop_front();
-            }
-            inner.log.push_back(Arc::clone(&msg));
-        }
+        })
+    }
+
+    /// Numbers a message and keeps it at once, for tests of the log.
+    #[cfg(test)]
+    pub fn record(
+        &self,
+        from: &str,
+        text: &str,
+        dest: Destination,
+        action: bool,
+    ) -> Arc<MessageRecord> {
+        let msg = self.number(from, text, dest, action);
+        self.record_numbered(&msg);
         msg
     }
 
-    /// Keeps a message that the store numbered (several nodes: it came
-    /// from the cluster's feed, in id order) for replay and room history.
-    /// Call with the delivery order held, like [`record`](Self::record).
+    /// Keeps a committed message for replay and room history, in id
+    /// order: one this node [numbered](Self::number), or (several nodes)
+    /// one that came from the cluster's feed. From here on it counts as
+    /// delivered: call with the delivery order held and emit it there.
     pub fn record_numbered(&self, msg: &Arc<MessageRecord>) {
         let mut inner = self.lock();
         inner.head = inner.head.max(msg.id);
+        inner.issued = inner.issued.max(msg.id);
         if let Destination::Room(room) = &msg.dest {
             let keep = self.config.history;
             if keep > 0 && inner.holders.contains_key(room) {

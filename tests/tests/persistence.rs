@@ -339,10 +339,10 @@ async fn a_store_that_cannot_write_refuses_messages_and_recovers() {
     server.stop().await.unwrap();
 }
 
-/// A slow disk holds a message's ack back, but not the sender's next
-/// requests, and not the message itself: the room gets it at once, and a
+/// A slow disk holds a message's ack back, and the message with it (it
+/// is delivered only once stored), but not the sender's next requests: a
 /// ping sent after it is answered before its ack, which comes with the
-/// commit.
+/// commit, after the room got the message.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_commit_holds_back_its_ack_and_nothing_else() {
     let faulty = Arc::new(FaultyStore::new(Arc::new(MemoryStore::new(1000))));
@@ -361,14 +361,9 @@ async fn a_slow_commit_holds_back_its_ack_and_nothing_else() {
     faulty.hold_commits(true);
     let message = json!({"room": "#slow", "text": "on a slow disk"});
     raw::ws_emit(&mut alice, "room:message", message, Some(2)).await;
-    let live = bob.next("room:message").await;
-    assert_eq!(
-        live["text"], "on a slow disk",
-        "delivered before the commit"
-    );
     raw::ws_emit(&mut alice, "ping", json!({}), Some(3)).await;
     // The ping's ack comes first: the message's is not among the acks
-    // up to it.
+    // up to it, and the message did not come back either.
     let mut acks = Vec::new();
     loop {
         let text = ws_text(&mut alice).await.expect("the ping is answered");
@@ -379,11 +374,109 @@ async fn a_slow_commit_holds_back_its_ack_and_nothing_else() {
                 break;
             }
         }
+        assert!(
+            !text.contains("on a slow disk"),
+            "delivered before its commit: {text}"
+        );
     }
     assert_eq!(acks, vec![3], "the message's ack waits for the commit");
+    assert_eq!(bob.count("room:message"), 0, "delivered before its commit");
 
     faulty.hold_commits(false);
+    let live = bob.next("room:message").await;
+    assert_eq!(live["text"], "on a slow disk");
     let sent = ok(raw::ws_until_ack(&mut alice, 2, &mut seen).await.unwrap());
     assert_eq!(sent["id"], live["id"]);
+    server.stop().await.unwrap();
+}
+
+/// The disk fills up under messages the server has already numbered (the
+/// store looked healthy): each is refused `unavailable` and reaches nobody,
+/// not the room live, not a DM's recipient, not history, not a member who
+/// resumes from before them; a retry once the disk is back arrives once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_whose_commit_fails_reaches_nobody() {
+    let faulty = Arc::new(FaultyStore::new(Arc::new(MemoryStore::new(1000))));
+    let store: Arc<dyn Store> = faulty.clone();
+    let server = TestServer::start_on(TestServer::config(), store).await;
+    let proxy = chat_e2e::Proxy::start(server.addr).await;
+    let mut alice = TestClient::chat(&server.url(), "alice").await;
+    let bob = TestClient::chat(&server.url(), "bob").await;
+    let mut carol = TestClient::chat(&proxy.url(), "carol").await;
+    for c in [&alice, &bob, &carol] {
+        ok(c.ack("room:join", json!({"room": "#disk"})).await);
+    }
+    let before = ok(bob
+        .ack("room:message", json!({"room": "#disk", "text": "stored"}))
+        .await);
+    let offset = carol.next("room:message").await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    alice.next("room:message").await;
+    let token = carol.token();
+    proxy.cut();
+    alice
+        .next_where("presence", |p| {
+            p["event"] == "disconnect" && p["user"] == "carol"
+        })
+        .await;
+
+    faulty.fail_commits(true);
+    let refused = [
+        bob.ack(
+            "room:message",
+            json!({"room": "#disk", "text": "lost room"}),
+        )
+        .await,
+        bob.ack("dm:message", json!({"to": "alice", "text": "lost dm"}))
+            .await,
+        bob.ack("global:message", json!({"text": "lost global"}))
+            .await,
+        bob.ack("broadcast:message", json!({"text": "lost broadcast"}))
+            .await,
+    ];
+    for ack in &refused {
+        assert_eq!(err_code(ack), "unavailable", "{ack}");
+    }
+    faulty.fail_commits(false);
+    let retried = ok(bob
+        .ack("room:message", json!({"room": "#disk", "text": "retried"}))
+        .await);
+
+    // alice's next message of any kind is the retry: nothing refused came.
+    let (event, data) = alice
+        .next_of(&[
+            "room:message",
+            "dm:message",
+            "global:message",
+            "broadcast:message",
+        ])
+        .await;
+    assert_eq!(event, "room:message", "{data}");
+    assert_eq!(data["text"], "retried");
+    assert_eq!(data["id"], retried["id"]);
+
+    let history = ok(alice.ack("history", json!({"room": "#disk"})).await);
+    let texts: Vec<&str> = history["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(texts, ["stored", "retried"]);
+    let dms = ok(alice.ack("history", json!({"with": "bob"})).await);
+    assert_eq!(dms["messages"], json!([]), "{dms}");
+
+    // carol resumes from before the failures: she misses only the retry.
+    let auth = json!({"username": "carol", "session": token, "offset": offset});
+    let mut carol = TestClient::connect(&server.url(), auth).await.unwrap();
+    let session = carol.session.clone().unwrap();
+    assert_eq!(session["recovered"], true, "{session}");
+    assert_eq!(session["missed"], 1, "{session}");
+    let replayed = carol.next("room:message").await;
+    assert_eq!(replayed["text"], "retried");
+    assert_eq!(replayed["replayed"], true);
+    assert_ne!(before["id"], retried["id"]);
     server.stop().await.unwrap();
 }

@@ -1,23 +1,40 @@
 //! The four message kinds. This file owns the delivery order: a message
-//! is numbered, emitted and queued for the store under the delivery lock
-//! ([`ChatService::deliver`]); then it hands the sender's turn on (see
-//! [`crate::sequencer`]), and its ack goes out when the commit does
-//! ([`ChatService::ack_on_commit`]).
+//! is numbered and queued for the store in one order ([`DeliveryOrder::
+//! number`]); once its write has committed it is kept for replay and
+//! emitted under the delivery lock ([`ChatService::deliver_committed`]),
+//! then its ack goes out ([`ChatService::ack_on_commit`]). The sender's
+//! turn is handed on as soon as the message is queued (see
+//! [`crate::sequencer`]).
 
 use super::*;
 
-/// The delivery order, the one rule both sending and resuming follow: it is
-/// held while a message is numbered, emitted and queued for the store, and
-/// while a resumed socket is caught up and joined to its rooms. So ids
-/// follow delivery order, the store's writes are in id order, and a resumed
-/// client gets each message exactly once, either replayed or live.
+/// The delivery order, the one rule sending and resuming both follow.
+///
+/// Two locks, taken in this order and never the other way:
+/// - numbering, held while a message gets its id and its write is queued,
+///   so the store's queue (and so its commit order) is in id order; it may
+///   wait for room in that queue, so it is async;
+/// - delivering, held while a committed message is kept for replay and
+///   emitted, and while a resumed socket is caught up and joined to its
+///   rooms; so a resumed client gets each message exactly once, replayed
+///   or live. It is held only for work that does not wait, and is taken
+///   from the store's commit callbacks, so it is a plain mutex.
 #[derive(Debug, Default)]
-pub struct DeliveryOrder(tokio::sync::Mutex<()>);
+pub struct DeliveryOrder {
+    numbering: tokio::sync::Mutex<()>,
+    delivering: std::sync::Mutex<()>,
+}
 
 impl DeliveryOrder {
-    /// Waits for the turn to deliver; the turn lasts while the guard lives.
-    pub(super) async fn hold(&self) -> tokio::sync::MutexGuard<'_, ()> {
-        self.0.lock().await
+    /// Waits for the turn to number a message and queue its write.
+    pub(super) async fn number(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.numbering.lock().await
+    }
+
+    /// The turn to deliver; it lasts while the guard lives. Never hold it
+    /// across an await.
+    pub(super) fn hold(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.delivering.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -29,13 +46,13 @@ struct Draft<'a> {
 }
 
 impl ChatService {
-    /// Numbers, records and emits a message under the delivery lock, and
-    /// queues its write to the store there too (so writes are in id
-    /// order). Recipients get it at once; the sender's ack waits for the
-    /// disk (see [`Sending`]). A store that cannot take writes refuses the
-    /// message before anyone gets it.
+    /// Numbers a message and queues its write in the numbering order,
+    /// and arranges for it to be delivered once the write has committed
+    /// (so a message refused `unavailable` reached nobody). The sender's
+    /// ack waits for the same commit (see [`Sending`]). A store that cannot
+    /// take writes refuses the message before it is numbered.
     async fn deliver(
-        &self,
+        self: &Arc<Self>,
         ctx: &SocketCtx,
         event: &'static str,
         draft: Draft<'_>,
@@ -70,12 +87,16 @@ impl ChatService {
             cluster.wait_delivered(msg.id).await;
             return Ok(sending(msg, crate::store::Committed::ready(Ok(())), None));
         }
-        let guard = self.delivery.hold().await;
-        let msg = self.state.record(from, text, dest, action);
-        self.emit_live(&msg, s);
+        let numbering = self.delivery.number().await;
+        let msg = self.state.number(from, text, dest, action);
         let queued = std::time::Instant::now();
-        let committed = self.store.append(Arc::clone(&msg)).await;
-        drop(guard);
+        let committed = self.store.append(Arc::clone(&msg)).await.map(|c| {
+            // Registered in the numbering order: commits run these in id
+            // order.
+            let (svc, msg, sender) = (Arc::clone(self), Arc::clone(&msg), s.cloned());
+            c.on_success(move || svc.deliver_committed(&msg, sender.as_ref()))
+        });
+        drop(numbering);
         // Numbered and queued in order: the sender's next event may go
         // ahead while this one waits for the disk.
         turn.take();
@@ -88,10 +109,20 @@ impl ChatService {
         }
     }
 
-    /// Sends a message's ack once its write has committed: from whichever
-    /// task resolves the commit, so no task waits for the disk (the
-    /// handler has returned by then). A failed commit gets `unavailable`
-    /// (`chat:error` and the ack) instead.
+    /// Keeps a committed message for replay and emits it to its
+    /// recipients on this node, under the delivery lock. Messages come
+    /// here in id order: this node's from their commits, a cluster's from
+    /// its feed.
+    pub(super) fn deliver_committed(&self, msg: &Arc<MessageRecord>, sender: Option<&SocketRef>) {
+        let _delivering = self.delivery.hold();
+        self.state.record_numbered(msg);
+        self.emit_live(msg, sender);
+    }
+
+    /// Sends a message's ack once its write has committed (and the
+    /// message was delivered): from whichever task resolves the commit, so
+    /// no task waits for the disk (the handler has returned by then). A
+    /// failed commit gets `unavailable` (`chat:error` and the ack) instead.
     pub(super) fn ack_on_commit(
         self: &Arc<Self>,
         s: &SocketRef,
@@ -218,7 +249,7 @@ impl ChatService {
     }
 
     pub(super) async fn room_message(
-        &self,
+        self: &Arc<Self>,
         ctx: &SocketCtx,
         m: RoomMessageRequest,
         turn: &mut Option<Turn<'_>>,
@@ -287,7 +318,7 @@ impl ChatService {
     }
 
     pub(super) async fn dm(
-        &self,
+        self: &Arc<Self>,
         ctx: &SocketCtx,
         m: DmRequest,
         turn: &mut Option<Turn<'_>>,
@@ -310,7 +341,7 @@ impl ChatService {
     }
 
     pub(super) async fn feed(
-        &self,
+        self: &Arc<Self>,
         s: &SocketRef,
         ctx: &SocketCtx,
         event: &'static str,
@@ -327,8 +358,8 @@ impl ChatService {
     }
 }
 
-/// A message numbered, delivered live and queued for the store, whose ack
-/// waits for the commit ([`ChatService::ack_on_commit`]).
+/// A message numbered and queued for the store, delivered and acked once
+/// its write commits ([`ChatService::ack_on_commit`]).
 pub(super) struct Sending {
     msg: Arc<MessageRecord>,
     committed: crate::store::Committed,

@@ -263,7 +263,7 @@ impl ChatService {
     }
 
     async fn handle(
-        &self,
+        self: &Arc<Self>,
         s: &SocketRef,
         ctx: &SocketCtx,
         ev: ClientEvent,

@@ -28,7 +28,7 @@ impl ChatService {
         tokio::spawn(async move {
             while let Some(ev) = feed.recv().await {
                 match ev {
-                    FeedEvent::Message(m) => svc.deliver_numbered(&cluster, &m).await,
+                    FeedEvent::Message(m) => svc.deliver_numbered(&cluster, &m),
                     FeedEvent::Claimed { token } => {
                         if let Some(sid) = svc.state.release(&token) {
                             tracing::info!("session taken over by another node");
@@ -57,11 +57,8 @@ impl ChatService {
     }
 
     /// Delivers one message of the feed to this node's sockets.
-    async fn deliver_numbered(&self, cluster: &Cluster, msg: &Arc<MessageRecord>) {
-        let guard = self.delivery.hold().await;
-        self.state.record_numbered(msg);
-        self.emit_live(msg, None);
-        drop(guard);
+    fn deliver_numbered(&self, cluster: &Cluster, msg: &Arc<MessageRecord>) {
+        self.deliver_committed(msg, None);
         cluster.delivered(msg.id);
     }
 

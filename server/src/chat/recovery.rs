@@ -83,35 +83,46 @@ impl ChatService {
         }
         let mut after = replay.upto;
         loop {
-            let guard = self.delivery.hold().await;
-            let (more, head) = self.state.catch_up(&adm.key, after);
-            if more.len() <= CATCH_UP_UNDER_LOCK {
-                for m in &more {
-                    if s.emit(m.event(), &**m).is_err() {
-                        self.fell_behind(s, &adm.key);
-                        return;
-                    }
+            let more = match self.finish_catch_up(s, &adm.key, after) {
+                CatchUp::Done | CatchUp::FellBehind => return,
+                CatchUp::More(more, head) => {
+                    after = head;
+                    more
                 }
-                // The rooms as they are now, not as they were at admission.
-                let current = self.state.rooms_of(&adm.key);
-                let mut rooms = Vec::with_capacity(current.len() + 2);
-                rooms.push(s.id.to_string());
-                rooms.push(EVERYONE.to_owned());
-                rooms.extend(current);
-                s.join(rooms);
-                self.state.set_ready(&adm.key, s.id);
-                drop(guard);
-                return;
-            }
-            drop(guard);
+            };
             for m in &more {
                 if !emit_paced(s, m.event(), &**m).await {
                     self.fell_behind(s, &adm.key);
                     return;
                 }
             }
-            after = head;
         }
+    }
+
+    /// Under the delivery lock: when few messages arrived since `after`,
+    /// sends them and joins the socket to its rooms as they are now (not
+    /// as they were at admission), after which messages reach it live;
+    /// otherwise hands them back to be sent with the lock released.
+    fn finish_catch_up(&self, s: &SocketRef, key: &str, after: u64) -> CatchUp {
+        let _delivering = self.delivery.hold();
+        let (more, head) = self.state.catch_up(key, after);
+        if more.len() > CATCH_UP_UNDER_LOCK {
+            return CatchUp::More(more, head);
+        }
+        for m in &more {
+            if s.emit(m.event(), &**m).is_err() {
+                self.fell_behind(s, key);
+                return CatchUp::FellBehind;
+            }
+        }
+        let current = self.state.rooms_of(key);
+        let mut rooms = Vec::with_capacity(current.len() + 2);
+        rooms.push(s.id.to_string());
+        rooms.push(EVERYONE.to_owned());
+        rooms.extend(current);
+        s.join(rooms);
+        self.state.set_ready(key, s.id);
+        CatchUp::Done
     }
 
     /// A message (or an answer) could not be queued for `s`: rather than
@@ -130,4 +141,15 @@ impl ChatService {
         s.leave_all();
         tracing::info!(user = %key, "socket fell behind: ending its transport so it resumes");
     }
+}
+
+/// What one step of a resumed socket's catch-up left to do.
+enum CatchUp {
+    /// Caught up and joined to its rooms.
+    Done,
+    /// The socket fell behind and was let go.
+    FellBehind,
+    /// These arrived meanwhile (up to the head given): send them, then try
+    /// again.
+    More(Vec<Arc<MessageRecord>>, u64),
 }

@@ -2,7 +2,9 @@
 //! This is how a test shows what a client sees when the disk is full
 //! (`unavailable`, nothing delivered) without filling a disk: the failure
 //! comes through the same seam, as the same [`StoreError`]. It can also
-//! hold message commits back, as a slow disk would.
+//! fail message commits while still looking healthy (the disk that fills
+//! up under a message already numbered), and hold commits back, as a slow
+//! disk would.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -23,6 +25,8 @@ use super::{
 pub struct FaultyStore {
     inner: Arc<dyn Store>,
     failing: AtomicBool,
+    /// Message commits fail while the store still looks healthy.
+    failing_commits: AtomicBool,
     holding: watch::Sender<bool>,
 }
 
@@ -31,6 +35,7 @@ impl FaultyStore {
         FaultyStore {
             inner,
             failing: AtomicBool::new(false),
+            failing_commits: AtomicBool::new(false),
             holding: watch::Sender::new(false),
         }
     }
@@ -43,6 +48,13 @@ impl FaultyStore {
     /// Makes writes fail (as a full disk would) or lets them through again.
     pub fn fail_writes(&self, fail: bool) {
         self.failing.store(fail, Ordering::SeqCst);
+    }
+
+    /// Makes message commits fail while [`healthy`](Store::healthy) still
+    /// says yes: the first write on a disk that has just filled up, which
+    /// the server numbers before it learns that it cannot be stored.
+    pub fn fail_commits(&self, fail: bool) {
+        self.failing_commits.store(fail, Ordering::SeqCst);
     }
 
     /// The refusal a write gets while failing, or `None` to delegate. As
@@ -64,6 +76,11 @@ impl Store for FaultyStore {
     }
 
     async fn append(&self, msg: Arc<MessageRecord>) -> Result<Committed, StoreError> {
+        if self.failing_commits.load(Ordering::SeqCst) {
+            return Ok(Committed::ready(Err(StoreError::Unavailable(
+                "injected commit failure (disk full)".into(),
+            ))));
+        }
         match self.refusal() {
             Some(refused) => Ok(refused),
             None => {

@@ -16,14 +16,13 @@
 //! - `faulty.rs`: [`FaultyStore`], a wrapper that makes writes fail on
 //!   demand, so tests can inject a full disk through the seam.
 //!
-//! Ordering and durability: the server numbers a message and delivers it
-//! live under its delivery lock, and enqueues the write there too, so the
-//! write queue is in id order. It awaits [`Committed`] only after releasing
-//! the lock: the ack says `ok:true` once the message is durable, while
-//! other senders are not held up by the disk. The price is that ids above
-//! the last committed one may have been seen by clients when the process
-//! dies; [`Store::startup`] skips [`ID_GAP_AFTER_CRASH`] ids after a crash
-//! so that no id is ever handed out twice.
+//! Ordering and durability: the server numbers a message and enqueues its
+//! write under one lock, so the write queue is in id order, and delivers it
+//! only once the write has committed ([`Committed::on_success`], run in
+//! commit order). So a message refused `unavailable` reached nobody, and
+//! the ack (`ok:true`) and every delivery speak of a durable message.
+//! [`Store::startup`] still skips [`ID_GAP_AFTER_CRASH`] ids after a crash:
+//! ids numbered for writes that never committed are never handed out again.
 
 mod faulty;
 mod memory;
@@ -49,10 +48,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use chat_shared::{MessageKind, username_key};
 use serde::ser::{SerializeStruct, Serializer};
 
-/// How many ids [`Store::startup`] skips after a crash. Ids are handed out
-/// and delivered before their write commits, so up to a full write queue
-/// of them may have reached clients without being stored; skipping more
-/// than that keeps every id unique and increasing. At 2^20 ids a crash,
+/// How many ids [`Store::startup`] skips after a crash. Ids are numbered
+/// before their write commits, so up to a full write queue of them may
+/// have been numbered without being stored; skipping more than that keeps
+/// every id unique and increasing, whatever became of them. At 2^20 ids a crash,
 /// SQLite's 63-bit integers last 2^43 crashes.
 pub const ID_GAP_AFTER_CRASH: u64 = 1 << 20;
 
@@ -407,6 +406,30 @@ impl Committed {
             Resolver(Some(Arc::clone(&slot))),
             Committed(CommittedState::Waiting(slot)),
         )
+    }
+
+    /// Runs `f` once the write has committed, before the outcome goes on to
+    /// whoever holds the returned [`Committed`]; `f` never runs for a write
+    /// that failed. Call it where the order of writes is held: the
+    /// callbacks run in the store's commit order, which is the queue's.
+    /// `f` must not block.
+    pub fn on_success(self, f: impl FnOnce() + Send + 'static) -> Committed {
+        if let CommittedState::Ready(result) = self.0 {
+            let result =
+                result.unwrap_or_else(|| Err(StoreError::Unavailable("commit taken twice".into())));
+            if result.is_ok() {
+                f();
+            }
+            return Committed::ready(result);
+        }
+        let (next, after) = Committed::pending();
+        self.then(move |result| {
+            if result.is_ok() {
+                f();
+            }
+            next.resolve(result);
+        });
+        after
     }
 
     /// Runs `f` with the outcome instead of awaiting it: at once if it is
