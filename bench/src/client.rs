@@ -41,6 +41,11 @@ pub fn use_tls(addr: SocketAddr, connector: tokio_rustls::TlsConnector) {
     t.push((addr, connector));
 }
 
+/// Whether `addr` is spoken to over TLS.
+pub fn is_tls(addr: SocketAddr) -> bool {
+    tls_for(addr).is_some()
+}
+
 fn tls_for(addr: SocketAddr) -> Option<tokio_rustls::TlsConnector> {
     let t = TLS_TARGETS.read().unwrap_or_else(|e| e.into_inner());
     t.iter().find(|(a, _)| *a == addr).map(|(_, c)| c.clone())

@@ -12,7 +12,8 @@
 //!   and the user task that answers pings, sends on command and records
 //!   every bench message it receives (latency, duplicates, last id).
 //! - [`scenarios`]: idle, fan-out, DM pairs, churn, recovery storm,
-//!   logins and a restart on stored history, with
+//!   logins, a restart on stored history and a burst of abandoned
+//!   handshakes, with
 //!   what they share (mass bring-up, the rate pacer, the receipt check, the
 //!   rate ladder).
 //! - [`server`]: the targets: launched (chat-server binary, Node peer) or
@@ -49,6 +50,7 @@ pub enum Scenario {
     Recovery,
     Login,
     Restart,
+    Burst,
 }
 
 impl Scenario {
@@ -61,6 +63,7 @@ impl Scenario {
             Scenario::Recovery => "recovery",
             Scenario::Login => "login",
             Scenario::Restart => "restart",
+            Scenario::Burst => "burst",
         }
     }
 }
@@ -101,12 +104,13 @@ pub struct Config {
     /// `NAME=PID` of a running server (for RSS and CPU figures).
     #[arg(long = "pid")]
     pub pids: Vec<String>,
-    /// Scenarios to run.
+    /// Scenarios to run. (The burst comes before the logins: against one
+    /// long-running server, the login flood locks the bench's address.)
     #[arg(
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "idle,fanout,dm,churn,recovery,login,restart"
+        default_value = "idle,fanout,dm,churn,recovery,burst,login,restart"
     )]
     pub scenarios: Vec<Scenario>,
     /// Write every scenario's JSON to this file (an array).
@@ -222,6 +226,17 @@ pub struct Config {
     /// Restart: stop the server with SIGKILL (a crash) instead of SIGTERM.
     #[arg(long)]
     pub restart_kill: bool,
+    /// Burst: Engine.IO polling handshakes that never continue.
+    #[arg(long, default_value_t = 20_000)]
+    pub burst_handshakes: usize,
+    /// Burst: seconds after the last handshake until the server has reaped
+    /// every session (its ping interval plus ping timeout, 25 s + 20 s on
+    /// both servers by default, and a margin).
+    #[arg(long, default_value_t = 50.0)]
+    pub burst_reap_secs: f64,
+    /// Burst: seconds after the reap at which the RSS kept is read.
+    #[arg(long, default_value_t = 20.0)]
+    pub burst_settle_secs: f64,
     /// `--max-connections` given to a launched chat-server.
     #[arg(long, default_value_t = 200_000)]
     pub max_connections: u64,
@@ -342,6 +357,7 @@ async fn run_one(
         Scenario::Recovery => scenarios::recovery::run(ctx).await,
         Scenario::Login => scenarios::login::run(ctx).await,
         Scenario::Restart => scenarios::restart::run(ctx, spec, server).await,
+        Scenario::Burst => scenarios::burst::run(ctx).await,
     }
 }
 

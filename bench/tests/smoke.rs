@@ -84,6 +84,12 @@ async fn every_scenario_delivers_everything_exactly_once() {
         "100",
         "--login-flood-concurrency",
         "20",
+        "--burst-handshakes",
+        "300",
+        "--burst-reap-secs",
+        "0",
+        "--burst-settle-secs",
+        "0",
     ];
     let cfg = chat_bench::Config::try_parse_from(args).expect("bench flags");
     let reports = tokio::time::timeout(Duration::from_secs(240), chat_bench::run(&cfg))
@@ -118,6 +124,14 @@ async fn every_scenario_delivers_everything_exactly_once() {
             );
         }
     }
+
+    let burst = scenario(&reports, "burst");
+    assert_eq!(
+        value(burst, "handshakes answered"),
+        300.0,
+        "{}",
+        burst.table()
+    );
 
     let login = scenario(&reports, "login");
     let table = login.table();

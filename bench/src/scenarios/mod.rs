@@ -1,6 +1,7 @@
-//! The seven scenarios and what they share: bringing many users up at once,
+//! The eight scenarios and what they share: bringing many users up at once,
 //! pacing bench messages at a fixed offered rate, and checking what arrived.
 
+pub mod burst;
 pub mod churn;
 pub mod dm;
 pub mod fanout;
