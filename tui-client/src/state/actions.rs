@@ -1,14 +1,35 @@
 //! What an input line does once Enter is pressed: plain text goes to the
 //! active conversation, slash commands act (`/join`, `/me`, `/close`,
-//! `/search`…). A text longer than the message pane asks first; while the
-//! server refuses my name as taken, a line is the next name to try.
+//! `/search`…). A text longer than the message pane asks first, and so does
+//! quitting with messages not sent yet; while the server refuses my name as
+//! taken, a line is the next name to try.
 
 use chat_shared::{ClientEvent, RoomRequest, canonical_room, is_valid_username};
 
-use super::editor::{Confirm, quit};
 use super::outbox::{Target, send_text};
 use super::{ConvId, Effect, Request, State, account, search, session};
 use crate::commands::{self, Command};
+
+/// A question the next key answers (y or Enter: yes; n or Esc: no).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Confirm {
+    /// Ctrl-C while own messages are not sent yet.
+    Quit { unsent: usize },
+    /// Enter on a pasted text longer than the message pane.
+    LongText { line: String, lines: usize },
+}
+
+impl Confirm {
+    pub fn question(&self) -> String {
+        match self {
+            Confirm::Quit { unsent } => format!(
+                "{unsent} message{} not sent yet: quit anyway? (y/n)",
+                if *unsent == 1 { "" } else { "s" }
+            ),
+            Confirm::LongText { lines, .. } => format!("send these {lines} lines? (y/n)"),
+        }
+    }
+}
 
 pub(super) fn submit(state: &mut State, fx: &mut Vec<Effect>) {
     let line = std::mem::take(&mut state.input);
@@ -172,4 +193,20 @@ pub(super) fn run_line(state: &mut State, line: &str, fx: &mut Vec<Effect>) {
         Command::Usage(u) => state.toast(format!("usage: {u}")),
         Command::Unknown(c) => state.toast(format!("unknown command {c} (try /help)")),
     }
+}
+
+/// Ctrl-C (and `/quit`): asks first when own messages are not sent yet.
+pub(super) fn quit(state: &mut State, fx: &mut Vec<Effect>) {
+    let unsent = state.unsent_len();
+    if unsent > 0 {
+        state.confirm = Some(Confirm::Quit { unsent });
+        return;
+    }
+    do_quit(state, fx);
+}
+
+pub(super) fn do_quit(state: &mut State, fx: &mut Vec<Effect>) {
+    state.stop_typing(fx);
+    state.quit = true;
+    fx.push(Effect::Quit);
 }

@@ -403,22 +403,6 @@ pub(super) fn cycle(state: &mut State, step: isize, fx: &mut Vec<Effect>) {
     state.switch_to(id, fx);
 }
 
-pub(super) fn scroll(state: &mut State, up: bool, lines: usize, fx: &mut Vec<Effect>) {
-    let max = state.max_scroll;
-    let id = state.active.clone();
-    let Some(c) = state.conv_mut(&id) else { return };
-    let wanted = if up {
-        c.scroll.saturating_add(lines)
-    } else {
-        c.scroll.saturating_sub(lines)
-    };
-    c.scroll = wanted.min(max);
-    if up && wanted >= max && state.view_at_top {
-        // At the top of what is loaded: ask for older lines.
-        super::backlog::fetch_older(state, fx);
-    }
-}
-
 /// A message as it arrived, before it becomes an [`Entry`].
 pub(super) struct Incoming<'a> {
     pub id: String,

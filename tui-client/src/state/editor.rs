@@ -6,30 +6,11 @@
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use unicode_segmentation::UnicodeSegmentation;
 
-use super::conversations::{cycle, scroll};
+use super::actions::{Confirm, do_quit, quit};
+use super::conversations::cycle;
 use super::typing::after_edit;
+use super::viewport::scroll;
 use super::{ConvId, Effect, State, actions, backlog, search};
-
-/// A question the next key answers (y or Enter: yes; n or Esc: no).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Confirm {
-    /// Ctrl-C while own messages are not sent yet.
-    Quit { unsent: usize },
-    /// Enter on a pasted text longer than the message pane.
-    LongText { line: String, lines: usize },
-}
-
-impl Confirm {
-    pub fn question(&self) -> String {
-        match self {
-            Confirm::Quit { unsent } => format!(
-                "{unsent} message{} not sent yet: quit anyway? (y/n)",
-                if *unsent == 1 { "" } else { "s" }
-            ),
-            Confirm::LongText { lines, .. } => format!("send these {lines} lines? (y/n)"),
-        }
-    }
-}
 
 #[derive(Debug, Clone)]
 pub(super) struct Completion {
@@ -172,22 +153,6 @@ fn answer(state: &mut State, confirm: Confirm, key: KeyEvent, ctrl: bool, fx: &m
         }
         (Confirm::Quit { .. }, false) => {}
     }
-}
-
-/// Ctrl-C (and `/quit`): asks first when own messages are not sent yet.
-pub(super) fn quit(state: &mut State, fx: &mut Vec<Effect>) {
-    let unsent = state.unsent_len();
-    if unsent > 0 {
-        state.confirm = Some(Confirm::Quit { unsent });
-        return;
-    }
-    do_quit(state, fx);
-}
-
-fn do_quit(state: &mut State, fx: &mut Vec<Effect>) {
-    state.stop_typing(fx);
-    state.quit = true;
-    fx.push(Effect::Quit);
 }
 
 pub(super) fn byte_at(s: &str, chars: usize) -> usize {

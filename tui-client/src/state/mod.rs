@@ -14,9 +14,11 @@
 //! - [`account`]: passwords on the input line, `/register`, `/passwd`, DMs
 //!   kept for an offline account.
 //! - [`editor`]: the input line and the keys.
-//! - [`actions`]: what a line does on Enter (slash commands).
+//! - [`actions`]: what a line does on Enter (slash commands), and the y/n
+//!   questions asked first (quit with unsent messages, a long paste).
 //! - [`presence`], [`typing`]: who is online, in a room, typing.
 //! - [`notify`]: the bell and desktop notifications for DMs and mentions.
+//! - [`viewport`]: scrolling the message pane.
 //! - [`backlog`]: older history fetched by scrolling up.
 //! - [`search`]: `/search` and Ctrl-R.
 
@@ -31,6 +33,7 @@ pub mod presence;
 pub mod search;
 pub mod session;
 pub mod typing;
+pub mod viewport;
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::time::Duration;
@@ -38,10 +41,10 @@ use std::time::Duration;
 use chat_shared::ClientEvent;
 use tokio::time::Instant;
 
+pub use self::actions::Confirm;
 pub use self::conversations::{
     Backlog, ConvId, Conversation, Delivery, Entry, EntryKind, mentions,
 };
-pub use self::editor::Confirm;
 pub use self::notify::NotifySettings;
 pub use self::search::Search;
 pub use self::session::Conn;
@@ -291,7 +294,7 @@ pub fn update(state: &mut State, input: Input) -> Vec<Effect> {
         Input::Wheel(delta) => {
             state.dirty = true;
             let lines = delta.unsigned_abs() as usize * WHEEL_LINES;
-            conversations::scroll(state, delta > 0, lines, &mut fx);
+            viewport::scroll(state, delta > 0, lines, &mut fx);
         }
         Input::Net(ev) => {
             state.dirty = true;
