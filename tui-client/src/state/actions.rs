@@ -32,10 +32,10 @@ impl Confirm {
 }
 
 pub(super) fn submit(state: &mut State, fx: &mut Vec<Effect>) {
-    let line = std::mem::take(&mut state.input);
-    state.cursor = 0;
-    state.history_pos = None;
-    state.draft.clear();
+    let line = std::mem::take(&mut state.editor.input);
+    state.editor.cursor = 0;
+    state.editor.history_pos = None;
+    state.editor.draft.clear();
     // A password: never kept in the input history, never a message.
     if state.secret.is_some() {
         account::submit(state, line, fx);
@@ -44,8 +44,8 @@ pub(super) fn submit(state: &mut State, fx: &mut Vec<Effect>) {
     if line.trim().is_empty() {
         return;
     }
-    if state.history.last() != Some(&line) {
-        state.history.push(line.clone());
+    if state.editor.history.last() != Some(&line) {
+        state.editor.history.push(line.clone());
     }
     state.stop_typing(fx);
     if state.name_taken() && !line.starts_with('/') {
@@ -83,7 +83,7 @@ pub(super) fn run_line(state: &mut State, line: &str, fx: &mut Vec<Effect>) {
         Command::Join(room) => match canonical_room(&room) {
             Some(room) => {
                 let ev = ClientEvent::RoomJoin(RoomRequest { room: room.clone() });
-                if state.live {
+                if state.session.live {
                     fx.push(state.request(
                         Request::Join {
                             switch: true,
@@ -112,7 +112,7 @@ pub(super) fn run_line(state: &mut State, line: &str, fx: &mut Vec<Effect>) {
                 },
             };
             match room {
-                Some(room) if state.live => {
+                Some(room) if state.session.live => {
                     let ev = ClientEvent::RoomLeave(RoomRequest { room: room.clone() });
                     fx.push(state.request(Request::Leave(room), ev));
                 }
@@ -165,14 +165,14 @@ pub(super) fn run_line(state: &mut State, line: &str, fx: &mut Vec<Effect>) {
         Command::All(text) => send_text(state, ConvId::Feed, Target::Global, &text, false, fx),
         Command::Bcast(text) => send_text(state, ConvId::Feed, Target::Broadcast, &text, false, fx),
         Command::Rooms => {
-            if state.live {
+            if state.session.live {
                 fx.push(state.request(Request::Rooms, ClientEvent::RoomList));
             } else {
                 state.toast("not connected");
             }
         }
         Command::Who => {
-            if state.live {
+            if state.session.live {
                 fx.push(state.request(Request::Who, ClientEvent::PresenceGet));
             } else {
                 state.toast("not connected");

@@ -422,7 +422,7 @@ pub(super) fn receive(state: &mut State, conv: ConvId, m: Incoming, fx: &mut Vec
     let active = state.active == conv;
     let mention = !mine && mentions(m.text, &state.me);
     let is_dm = matches!(conv, ConvId::Dm(_));
-    let epoch = state.epoch;
+    let epoch = state.session.epoch;
     let seq = state.next_seq();
     let cap = state.max_lines;
     let from = sanitize_for_display(m.from);

@@ -71,7 +71,7 @@ pub(super) fn draw_input(frame: &mut Frame, state: &State, area: Rect) -> Option
     // The cluster the cursor is on (or after the last).
     let cursor = shown
         .iter()
-        .position(|(_, at, _)| *at >= state.cursor)
+        .position(|(_, at, _)| *at >= state.editor.cursor)
         .unwrap_or(shown.len());
     // Scroll horizontally so that the cursor stays visible.
     let col = |from: usize, to: usize| -> usize { shown[from..to].iter().map(|g| g.2).sum() };
@@ -112,7 +112,7 @@ pub(super) fn draw_input(frame: &mut Frame, state: &State, area: Rect) -> Option
 fn clusters(state: &State) -> Vec<(String, usize, usize)> {
     let mut shown = Vec::new();
     let mut chars = 0;
-    for g in state.input.graphemes(true) {
+    for g in state.editor.input.graphemes(true) {
         let n = g.chars().count();
         // A password shows as one dot a character.
         let (g, w) = if state.secret.is_some() {

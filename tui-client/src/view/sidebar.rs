@@ -86,7 +86,7 @@ pub(super) fn draw_presence(frame: &mut Frame, state: &State, area: Rect) {
 fn presence_title(state: &State, live: bool) -> Span<'static> {
     let title = if live {
         format!(" Online {} ", state.online)
-    } else if state.had_session {
+    } else if state.session.had_session {
         " Last known ".to_owned()
     } else {
         " Online ".to_owned()
