@@ -113,7 +113,7 @@ pub(super) fn key_input(state: &mut State, key: KeyEvent, fx: &mut Vec<Effect>) 
         KeyCode::Home if empty => {
             // The draw clamps this to the oldest loaded line; Home again
             // (or scrolling further) there fetches older history.
-            if state.view_at_top && state.active_conv().scroll >= state.max_scroll {
+            if state.viewport.at_top && state.active_conv().scroll >= state.max_scroll {
                 backlog::fetch_older(state, fx);
             }
             let id = state.active.clone();
@@ -134,13 +134,16 @@ pub(super) fn key_input(state: &mut State, key: KeyEvent, fx: &mut Vec<Effect>) 
         KeyCode::PageUp => scroll(state, true, state.page, fx),
         KeyCode::PageDown => scroll(state, false, state.page, fx),
         KeyCode::F(2) => {
-            let shown = state.panels.unwrap_or(state.screen_width >= super::NARROW);
-            state.panels = Some(!shown);
+            let shown = state
+                .viewport
+                .panels
+                .unwrap_or(state.viewport.screen_width >= super::NARROW);
+            state.viewport.panels = Some(!shown);
         }
         KeyCode::F(3) => {
-            state.mouse_capture = !state.mouse_capture;
-            fx.push(Effect::MouseCapture(state.mouse_capture));
-            state.toast(if state.mouse_capture {
+            state.viewport.mouse_capture = !state.viewport.mouse_capture;
+            fx.push(Effect::MouseCapture(state.viewport.mouse_capture));
+            state.toast(if state.viewport.mouse_capture {
                 "mouse captured (wheel scrolls); F3 releases it for selecting text"
             } else {
                 "mouse released: select text with it; F3 captures it again"

@@ -54,6 +54,7 @@ pub use crate::msg::{AckReply, ConnectFailure, Effect, Input, NetCommand, NetEve
 use self::editor::Editor;
 use self::outbox::{Outbox, Outgoing};
 use self::session::Session;
+use self::viewport::Viewport;
 
 /// How long an error toast stays up.
 pub const TOAST_TTL: Duration = Duration::from_secs(6);
@@ -128,15 +129,8 @@ pub struct State {
     last_notified: Option<Instant>,
     /// The most lines a conversation keeps in memory.
     pub max_lines: usize,
-    /// The conversations and online panels: `None` shows them from
-    /// [`NARROW`] columns on; F2 forces them on or off.
-    pub panels: Option<bool>,
-    /// The screen's width at the last draw.
-    pub screen_width: u16,
-    /// Whether the last draw reached the oldest loaded line of the active
-    /// conversation (its `max_scroll` is then the top).
-    pub view_at_top: bool,
-    pub mouse_capture: bool,
+    /// The screen as the last draw left it (see [`viewport`]).
+    pub viewport: Viewport,
     /// How times are shown (chrono `strftime`).
     pub time_format: String,
     pub theme: crate::theme::Theme,
@@ -144,7 +138,8 @@ pub struct State {
     pub wall_ms: u64,
     /// Seconds east of UTC for showing times (local time in the app, 0 in tests).
     pub utc_offset_secs: i32,
-    /// Lines per PgUp/PgDn, and the largest useful scroll: set from the last draw.
+    /// Lines per PgUp/PgDn, and the largest useful scroll: set from the last
+    /// draw. Not in [`Viewport`]: `view::tests` sets them as they are.
     pub page: usize,
     pub max_scroll: usize,
     /// Something visible changed since the last draw.
@@ -177,10 +172,7 @@ impl State {
             notify: NotifySettings::default(),
             last_notified: None,
             max_lines: DEFAULT_MAX_LINES,
-            panels: None,
-            screen_width: NARROW,
-            view_at_top: true,
-            mouse_capture: true,
+            viewport: Viewport::new(),
             time_format: "%H:%M".to_owned(),
             theme: crate::theme::Theme::default(),
             now,

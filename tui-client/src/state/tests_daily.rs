@@ -668,17 +668,17 @@ fn f3_toggles_mouse_capture_and_f2_the_panels() {
         update(&mut s, key(KeyCode::F(3))),
         [Effect::MouseCapture(false)]
     );
-    assert!(!s.mouse_capture);
+    assert!(!s.viewport.mouse_capture);
     assert_eq!(
         update(&mut s, key(KeyCode::F(3))),
         [Effect::MouseCapture(true)]
     );
     // Wide terminal: panels shown, F2 hides them; narrow: F2 shows them.
-    s.screen_width = 120;
+    s.viewport.screen_width = 120;
     update(&mut s, key(KeyCode::F(2)));
-    assert_eq!(s.panels, Some(false));
-    s.panels = None;
-    s.screen_width = 60;
+    assert_eq!(s.viewport.panels, Some(false));
+    s.viewport.panels = None;
+    s.viewport.screen_width = 60;
     update(&mut s, key(KeyCode::F(2)));
-    assert_eq!(s.panels, Some(true));
+    assert_eq!(s.viewport.panels, Some(true));
 }

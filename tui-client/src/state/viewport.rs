@@ -2,7 +2,32 @@
 //! lines and pages, and at the top of what is loaded, asking for older
 //! history.
 
-use super::{Effect, State, backlog};
+use super::{Effect, NARROW, State, backlog};
+
+/// The viewport's part of the state.
+#[derive(Debug)]
+pub struct Viewport {
+    /// The conversations and online panels: `None` shows them from
+    /// [`NARROW`] columns on; F2 forces them on or off.
+    pub panels: Option<bool>,
+    /// The screen's width at the last draw.
+    pub screen_width: u16,
+    /// Whether the last draw reached the oldest loaded line of the active
+    /// conversation (its `max_scroll` is then the top).
+    pub at_top: bool,
+    pub mouse_capture: bool,
+}
+
+impl Viewport {
+    pub(super) fn new() -> Viewport {
+        Viewport {
+            panels: None,
+            screen_width: NARROW,
+            at_top: true,
+            mouse_capture: true,
+        }
+    }
+}
 
 pub(super) fn scroll(state: &mut State, up: bool, lines: usize, fx: &mut Vec<Effect>) {
     let max = state.max_scroll;
@@ -14,7 +39,7 @@ pub(super) fn scroll(state: &mut State, up: bool, lines: usize, fx: &mut Vec<Eff
         c.scroll.saturating_sub(lines)
     };
     c.scroll = wanted.min(max);
-    if up && wanted >= max && state.view_at_top {
+    if up && wanted >= max && state.viewport.at_top {
         // At the top of what is loaded: ask for older lines.
         backlog::fetch_older(state, fx);
     }

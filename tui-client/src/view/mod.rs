@@ -74,8 +74,8 @@ impl ViewReport {
 pub fn after_draw(state: &mut State, report: &ViewReport) {
     state.max_scroll = report.max_scroll;
     state.page = report.page;
-    state.screen_width = report.width;
-    state.view_at_top = report.at_top;
+    state.viewport.screen_width = report.width;
+    state.viewport.at_top = report.at_top;
     let id = state.active.clone();
     if let Some(c) = state.convs.iter_mut().find(|c| c.id == id) {
         c.scroll = report.scroll;
@@ -84,7 +84,7 @@ pub fn after_draw(state: &mut State, report: &ViewReport) {
 
 /// Whether the side panels are shown at `width` columns.
 pub fn panels_visible(state: &State, width: u16) -> bool {
-    state.panels.unwrap_or(width >= NARROW)
+    state.viewport.panels.unwrap_or(width >= NARROW)
 }
 
 /// Draws the whole screen.
