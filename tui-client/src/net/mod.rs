@@ -31,13 +31,13 @@
 //!   `backoff_max`.
 //!
 //! Layout:
-//! - [`run`]: the task's loop over attempts: the back-off, the next server
+//! - `run`: the task's loop over attempts: the back-off, the next server
 //!   of a cluster, what each way an attempt ends leads to.
-//! - [`attempt`]: one connection attempt in three phases: open the
-//!   transport, wait for the namespace, then the live session ([`live`]).
-//! - [`live`]: the third phase: server events, commands, the liveness check.
-//! - [`requests`]: acked requests, sent one at a time, and their typed answers.
-//! - [`classify`]: why an attempt failed, read from the library's error text.
+//! - `attempt`: one connection attempt in three phases: open the
+//!   transport, wait for the namespace, then the live session (`live`).
+//! - `live`: the third phase: server events, commands, the liveness check.
+//! - `requests`: acked requests, sent one at a time, and their typed answers.
+//! - `classify`: why an attempt failed, read from the library's error text.
 
 mod attempt;
 mod classify;

@@ -83,7 +83,7 @@ pub struct Entry {
     pub mention: bool,
     /// This client's sequence number for own messages (0 otherwise).
     pub local: u64,
-    /// The server session epoch the id belongs to (see [`State::epoch`]).
+    /// The server session epoch the id belongs to (see [`super::session::Session::epoch`]).
     pub epoch: u32,
     /// Unique per entry in this client, increasing in arrival order: what
     /// the "new messages" marker points at.

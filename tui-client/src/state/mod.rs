@@ -6,21 +6,29 @@
 //! request to the network goes out as an [`Effect`]. This is what the unit
 //! tests drive, and what the headless client of the end-to-end tests reads.
 //!
-//! One file per concern:
+//! One file per concern; a file whose concern has fields of its own keeps
+//! them in a struct that [`State`] holds:
 //! - [`conversations`]: rooms, DMs and the feed; lines in id order without
 //!   duplicates, unread counts, mentions, the "new messages" marker, the cap.
-//! - [`outbox`]: own messages, sent in order, paced by the rate limit.
-//! - [`session`]: the connection, the `session` event, acks, a taken name.
+//! - [`outbox`]: own messages, sent in order, paced by the rate limit
+//!   (`State::outbox`).
+//! - [`session`]: the connection, the `session` event, acks, a taken name
+//!   (`State::session`). `conn` and `last_failure` stay on `State`, where
+//!   the end-to-end tests read them.
 //! - [`account`]: passwords on the input line, `/register`, `/passwd`, DMs
 //!   kept for an offline account.
-//! - [`editor`]: the input line and the keys.
+//! - [`editor`]: the input line and the keys (`State::editor`).
 //! - [`actions`]: what a line does on Enter (slash commands), and the y/n
 //!   questions asked first (quit with unsent messages, a long paste).
 //! - [`presence`], [`typing`]: who is online, in a room, typing.
 //! - [`notify`]: the bell and desktop notifications for DMs and mentions.
-//! - [`viewport`]: scrolling the message pane.
+//! - [`viewport`]: scrolling the message pane, the panels, the mouse
+//!   (`State::viewport`).
 //! - [`backlog`]: older history fetched by scrolling up.
 //! - [`search`]: `/search` and Ctrl-R.
+//!
+//! The imports go one way: [`editor`] (keys) calls [`actions`] and
+//! [`viewport`], which calls [`backlog`], which uses [`conversations`].
 
 pub mod account;
 pub mod actions;

@@ -3,11 +3,11 @@
 //! CJK take their two columns and lines wrap where the terminal wraps them.
 //!
 //! One file per panel:
-//! - [`messages`]: the message pane (the active conversation).
-//! - [`sidebar`]: the conversations and the online panels.
-//! - [`input`]: the typing line and the input line.
-//! - [`status`]: the status bar and the toasts.
-//! - [`text`]: what they share: cells, wrapping, links, colours, times.
+//! - `messages`: the message pane (the active conversation).
+//! - `sidebar`: the conversations and the online panels.
+//! - `input`: the typing line and the input line.
+//! - `status`: the status bar and the toasts.
+//! - `text`: what they share: cells, wrapping, links, colours, times.
 
 mod input;
 mod messages;
