@@ -67,7 +67,7 @@ pub fn apply_options(state: &mut State, options: &AppOptions) {
     state.max_lines = options.max_lines.max(100);
     state.time_format = options.time_format.clone();
     state.theme = options.theme;
-    state.mouse_capture = options.mouse;
+    state.viewport.mouse_capture = options.mouse;
 }
 
 /// The least time between two draws caused by the network alone: a burst

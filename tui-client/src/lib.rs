@@ -4,20 +4,25 @@
 //! - [`commands`]: the input line's language: `/join` and the other slash
 //!   commands, and Tab completion of commands, rooms and usernames.
 //! - [`state`]: the application state and the pure
-//!   `update(&mut State, Input) -> Vec<Effect>`: conversations, unread
-//!   counts, the outbox, the merge of replayed messages, presence, typing,
-//!   toasts and the connection status.
+//!   `update(&mut State, Input) -> Vec<Effect>`, one file per concern
+//!   (conversations, outbox, session, editor, actions, viewport, backlog,
+//!   presence, typing, notify, search, account), each owning its fields.
 //! - [`config`]: the configuration file, flags and environment merged
 //!   into the effective settings, and the checks done before the screen
 //!   opens (server URL, username, CA file).
 //! - [`theme`]: the colours a user may change.
+//! - [`password`]: where the password comes from (file, environment, a
+//!   question without echo), kept in a type that never prints it.
 //! - [`msg`]: the messages between the app, the state and the network
 //!   task (`Input`, `Effect`, `NetCommand`, `NetEvent`), so that neither
 //!   imports the other.
-//! - [`view`]: drawing the state with ratatui, nothing else.
-//! - [`net`]: the network task that owns the rust_socketio client, connects,
-//!   checks liveness and reconnects with the session token and offset; it
-//!   talks to the app only through channels of typed events.
+//! - [`view`]: drawing the state with ratatui, nothing else: one file per
+//!   panel (messages, sidebar, input, status) and `text` for what they share.
+//! - [`net`]: the network task that owns the rust_socketio client: `run`
+//!   (attempts and back-off), `attempt` (open, wait for the namespace, then
+//!   `live`: events, commands, the liveness check), `requests` (the queue
+//!   of acked requests), `classify` (why an attempt failed). It talks to
+//!   the app only through channels of typed events.
 //! - [`client`]: the app-and-network stack without a terminal ([`Client`]),
 //!   used by the terminal app and by the end-to-end tests.
 //! - [`app`]: the terminal app: the `select!` loop over keys, network and

@@ -78,8 +78,8 @@ pub(super) fn refused(state: &mut State, refusal: &ConnectRefusal) -> bool {
         }
         _ => return false,
     };
-    state.input.clear();
-    state.cursor = 0;
+    state.editor.input.clear();
+    state.editor.cursor = 0;
     state.secret = Some(ask);
     true
 }
@@ -163,15 +163,15 @@ pub(super) fn submit(state: &mut State, line: String, fx: &mut Vec<Effect>) {
 /// Esc on the masked line: nothing is sent.
 pub(super) fn cancel(state: &mut State) {
     if state.secret.take().is_some() {
-        state.input.clear();
-        state.cursor = 0;
+        state.editor.input.clear();
+        state.editor.cursor = 0;
         state.toast("cancelled: nothing was sent");
     }
 }
 
 /// `/register`: claim the name I use as a guest (the session is kept).
 pub(super) fn start_register(state: &mut State) {
-    if !state.live {
+    if !state.session.live {
         state.toast("not connected: /register needs the server");
         return;
     }
@@ -180,7 +180,7 @@ pub(super) fn start_register(state: &mut State) {
 
 /// `/passwd`: change the account's password.
 pub(super) fn start_passwd(state: &mut State) {
-    if !state.live {
+    if !state.session.live {
         state.toast("not connected: /passwd needs the server");
         return;
     }

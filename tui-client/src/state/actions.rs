@@ -1,20 +1,41 @@
 //! What an input line does once Enter is pressed: plain text goes to the
 //! active conversation, slash commands act (`/join`, `/me`, `/close`,
-//! `/search`…). A text longer than the message pane asks first; while the
-//! server refuses my name as taken, a line is the next name to try.
+//! `/search`…). A text longer than the message pane asks first, and so does
+//! quitting with messages not sent yet; while the server refuses my name as
+//! taken, a line is the next name to try.
 
 use chat_shared::{ClientEvent, RoomRequest, canonical_room, is_valid_username};
 
-use super::editor::{Confirm, quit};
 use super::outbox::{Target, send_text};
 use super::{ConvId, Effect, Request, State, account, search, session};
 use crate::commands::{self, Command};
 
+/// A question the next key answers (y or Enter: yes; n or Esc: no).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Confirm {
+    /// Ctrl-C while own messages are not sent yet.
+    Quit { unsent: usize },
+    /// Enter on a pasted text longer than the message pane.
+    LongText { line: String, lines: usize },
+}
+
+impl Confirm {
+    pub fn question(&self) -> String {
+        match self {
+            Confirm::Quit { unsent } => format!(
+                "{unsent} message{} not sent yet: quit anyway? (y/n)",
+                if *unsent == 1 { "" } else { "s" }
+            ),
+            Confirm::LongText { lines, .. } => format!("send these {lines} lines? (y/n)"),
+        }
+    }
+}
+
 pub(super) fn submit(state: &mut State, fx: &mut Vec<Effect>) {
-    let line = std::mem::take(&mut state.input);
-    state.cursor = 0;
-    state.history_pos = None;
-    state.draft.clear();
+    let line = std::mem::take(&mut state.editor.input);
+    state.editor.cursor = 0;
+    state.editor.history_pos = None;
+    state.editor.draft.clear();
     // A password: never kept in the input history, never a message.
     if state.secret.is_some() {
         account::submit(state, line, fx);
@@ -23,8 +44,8 @@ pub(super) fn submit(state: &mut State, fx: &mut Vec<Effect>) {
     if line.trim().is_empty() {
         return;
     }
-    if state.history.last() != Some(&line) {
-        state.history.push(line.clone());
+    if state.editor.history.last() != Some(&line) {
+        state.editor.history.push(line.clone());
     }
     state.stop_typing(fx);
     if state.name_taken() && !line.starts_with('/') {
@@ -62,7 +83,7 @@ pub(super) fn run_line(state: &mut State, line: &str, fx: &mut Vec<Effect>) {
         Command::Join(room) => match canonical_room(&room) {
             Some(room) => {
                 let ev = ClientEvent::RoomJoin(RoomRequest { room: room.clone() });
-                if state.live {
+                if state.session.live {
                     fx.push(state.request(
                         Request::Join {
                             switch: true,
@@ -91,7 +112,7 @@ pub(super) fn run_line(state: &mut State, line: &str, fx: &mut Vec<Effect>) {
                 },
             };
             match room {
-                Some(room) if state.live => {
+                Some(room) if state.session.live => {
                     let ev = ClientEvent::RoomLeave(RoomRequest { room: room.clone() });
                     fx.push(state.request(Request::Leave(room), ev));
                 }
@@ -144,14 +165,14 @@ pub(super) fn run_line(state: &mut State, line: &str, fx: &mut Vec<Effect>) {
         Command::All(text) => send_text(state, ConvId::Feed, Target::Global, &text, false, fx),
         Command::Bcast(text) => send_text(state, ConvId::Feed, Target::Broadcast, &text, false, fx),
         Command::Rooms => {
-            if state.live {
+            if state.session.live {
                 fx.push(state.request(Request::Rooms, ClientEvent::RoomList));
             } else {
                 state.toast("not connected");
             }
         }
         Command::Who => {
-            if state.live {
+            if state.session.live {
                 fx.push(state.request(Request::Who, ClientEvent::PresenceGet));
             } else {
                 state.toast("not connected");
@@ -172,4 +193,20 @@ pub(super) fn run_line(state: &mut State, line: &str, fx: &mut Vec<Effect>) {
         Command::Usage(u) => state.toast(format!("usage: {u}")),
         Command::Unknown(c) => state.toast(format!("unknown command {c} (try /help)")),
     }
+}
+
+/// Ctrl-C (and `/quit`): asks first when own messages are not sent yet.
+pub(super) fn quit(state: &mut State, fx: &mut Vec<Effect>) {
+    let unsent = state.unsent_len();
+    if unsent > 0 {
+        state.confirm = Some(Confirm::Quit { unsent });
+        return;
+    }
+    do_quit(state, fx);
+}
+
+pub(super) fn do_quit(state: &mut State, fx: &mut Vec<Effect>) {
+    state.stop_typing(fx);
+    state.quit = true;
+    fx.push(Effect::Quit);
 }

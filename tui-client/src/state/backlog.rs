@@ -22,7 +22,7 @@ pub(super) fn fetch_older(state: &mut State, fx: &mut Vec<Effect>) {
 
 /// [`fetch_older`] for any conversation.
 pub(super) fn fetch_older_of(state: &mut State, conv: ConvId, fx: &mut Vec<Effect>) {
-    if !state.live {
+    if !state.session.live {
         return;
     }
     let target = match &conv {
@@ -49,7 +49,7 @@ pub(super) fn fetch_older_of(state: &mut State, conv: ConvId, fx: &mut Vec<Effec
 
 /// A page of history arrived (or did not).
 pub(super) fn page(state: &mut State, conv: ConvId, result: Result<AckReply, AckError>) {
-    let epoch = state.epoch;
+    let epoch = state.session.epoch;
     match result {
         Ok(AckReply::History(h)) => {
             let mut older = Vec::with_capacity(h.messages.len());

@@ -83,7 +83,7 @@ pub struct Entry {
     pub mention: bool,
     /// This client's sequence number for own messages (0 otherwise).
     pub local: u64,
-    /// The server session epoch the id belongs to (see [`State::epoch`]).
+    /// The server session epoch the id belongs to (see [`super::session::Session::epoch`]).
     pub epoch: u32,
     /// Unique per entry in this client, increasing in arrival order: what
     /// the "new messages" marker points at.
@@ -403,22 +403,6 @@ pub(super) fn cycle(state: &mut State, step: isize, fx: &mut Vec<Effect>) {
     state.switch_to(id, fx);
 }
 
-pub(super) fn scroll(state: &mut State, up: bool, lines: usize, fx: &mut Vec<Effect>) {
-    let max = state.max_scroll;
-    let id = state.active.clone();
-    let Some(c) = state.conv_mut(&id) else { return };
-    let wanted = if up {
-        c.scroll.saturating_add(lines)
-    } else {
-        c.scroll.saturating_sub(lines)
-    };
-    c.scroll = wanted.min(max);
-    if up && wanted >= max && state.view_at_top {
-        // At the top of what is loaded: ask for older lines.
-        super::backlog::fetch_older(state, fx);
-    }
-}
-
 /// A message as it arrived, before it becomes an [`Entry`].
 pub(super) struct Incoming<'a> {
     pub id: String,
@@ -438,7 +422,7 @@ pub(super) fn receive(state: &mut State, conv: ConvId, m: Incoming, fx: &mut Vec
     let active = state.active == conv;
     let mention = !mine && mentions(m.text, &state.me);
     let is_dm = matches!(conv, ConvId::Dm(_));
-    let epoch = state.epoch;
+    let epoch = state.session.epoch;
     let seq = state.next_seq();
     let cap = state.max_lines;
     let from = sanitize_for_display(m.from);

@@ -6,29 +6,22 @@
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use unicode_segmentation::UnicodeSegmentation;
 
-use super::conversations::{cycle, scroll};
+use super::actions::{Confirm, do_quit, quit};
+use super::conversations::cycle;
 use super::typing::after_edit;
+use super::viewport::scroll;
 use super::{ConvId, Effect, State, actions, backlog, search};
 
-/// A question the next key answers (y or Enter: yes; n or Esc: no).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Confirm {
-    /// Ctrl-C while own messages are not sent yet.
-    Quit { unsent: usize },
-    /// Enter on a pasted text longer than the message pane.
-    LongText { line: String, lines: usize },
-}
-
-impl Confirm {
-    pub fn question(&self) -> String {
-        match self {
-            Confirm::Quit { unsent } => format!(
-                "{unsent} message{} not sent yet: quit anyway? (y/n)",
-                if *unsent == 1 { "" } else { "s" }
-            ),
-            Confirm::LongText { lines, .. } => format!("send these {lines} lines? (y/n)"),
-        }
-    }
+/// The input line's part of the state.
+#[derive(Debug, Default)]
+pub struct Editor {
+    pub input: String,
+    /// Cursor position in chars (always on a grapheme boundary).
+    pub cursor: usize,
+    pub history: Vec<String>,
+    pub(super) history_pos: Option<usize>,
+    pub(super) draft: String,
+    pub(super) completion: Option<Completion>,
 }
 
 #[derive(Debug, Clone)]
@@ -49,35 +42,35 @@ pub(super) fn key_input(state: &mut State, key: KeyEvent, fx: &mut Vec<Effect>) 
         return;
     }
     if key.code != KeyCode::Tab {
-        state.completion = None;
+        state.editor.completion = None;
     }
-    let empty = state.input.is_empty();
+    let empty = state.editor.input.is_empty();
     match key.code {
         KeyCode::Char('c') if ctrl => quit(state, fx),
         KeyCode::Char('n') if ctrl => cycle(state, 1, fx),
         KeyCode::Char('p') if ctrl => cycle(state, -1, fx),
         KeyCode::Char('u') if ctrl => {
-            state.input.clear();
-            state.cursor = 0;
+            state.editor.input.clear();
+            state.editor.cursor = 0;
             after_edit(state, fx);
         }
         KeyCode::Char('w') if ctrl => {
             delete_word(state);
             after_edit(state, fx);
         }
-        KeyCode::Char('a') if ctrl => state.cursor = 0,
-        KeyCode::Char('e') if ctrl => state.cursor = state.input.chars().count(),
+        KeyCode::Char('a') if ctrl => state.editor.cursor = 0,
+        KeyCode::Char('e') if ctrl => state.editor.cursor = state.editor.input.chars().count(),
         KeyCode::Char('r') if ctrl => {
             if state.search.is_some() && empty {
                 search::step(state, true);
-            } else if !empty && !state.input.starts_with('/') {
-                let query = std::mem::take(&mut state.input);
-                state.cursor = 0;
+            } else if !empty && !state.editor.input.starts_with('/') {
+                let query = std::mem::take(&mut state.editor.input);
+                state.editor.cursor = 0;
                 search::start(state, &query);
                 after_edit(state, fx);
             } else {
-                state.input = "/search ".to_owned();
-                state.cursor = state.input.chars().count();
+                state.editor.input = "/search ".to_owned();
+                state.editor.cursor = state.editor.input.chars().count();
             }
         }
         KeyCode::Char('s') if ctrl => search::step(state, false),
@@ -99,24 +92,28 @@ pub(super) fn key_input(state: &mut State, key: KeyEvent, fx: &mut Vec<Effect>) 
         }
         KeyCode::Enter => actions::submit(state, fx),
         KeyCode::Tab => complete(state),
-        KeyCode::Backspace if state.cursor > 0 => {
-            let start = prev_boundary(&state.input, state.cursor);
-            remove_chars(state, start, state.cursor);
-            state.cursor = start;
+        KeyCode::Backspace if state.editor.cursor > 0 => {
+            let start = prev_boundary(&state.editor.input, state.editor.cursor);
+            remove_chars(state, start, state.editor.cursor);
+            state.editor.cursor = start;
             after_edit(state, fx);
         }
-        KeyCode::Delete if state.cursor < state.input.chars().count() => {
-            let end = next_boundary(&state.input, state.cursor);
-            remove_chars(state, state.cursor, end);
+        KeyCode::Delete if state.editor.cursor < state.editor.input.chars().count() => {
+            let end = next_boundary(&state.editor.input, state.editor.cursor);
+            remove_chars(state, state.editor.cursor, end);
             after_edit(state, fx);
         }
-        KeyCode::Left => state.cursor = prev_boundary(&state.input, state.cursor),
-        KeyCode::Right => state.cursor = next_boundary(&state.input, state.cursor),
+        KeyCode::Left => {
+            state.editor.cursor = prev_boundary(&state.editor.input, state.editor.cursor)
+        }
+        KeyCode::Right => {
+            state.editor.cursor = next_boundary(&state.editor.input, state.editor.cursor)
+        }
         // With an empty line, Home and End go to the oldest and newest lines.
         KeyCode::Home if empty => {
             // The draw clamps this to the oldest loaded line; Home again
             // (or scrolling further) there fetches older history.
-            if state.view_at_top && state.active_conv().scroll >= state.max_scroll {
+            if state.viewport.at_top && state.active_conv().scroll >= state.max_scroll {
                 backlog::fetch_older(state, fx);
             }
             let id = state.active.clone();
@@ -130,20 +127,23 @@ pub(super) fn key_input(state: &mut State, key: KeyEvent, fx: &mut Vec<Effect>) 
                 c.scroll = 0;
             }
         }
-        KeyCode::Home => state.cursor = 0,
-        KeyCode::End => state.cursor = state.input.chars().count(),
+        KeyCode::Home => state.editor.cursor = 0,
+        KeyCode::End => state.editor.cursor = state.editor.input.chars().count(),
         KeyCode::Up => history_move(state, true),
         KeyCode::Down => history_move(state, false),
         KeyCode::PageUp => scroll(state, true, state.page, fx),
         KeyCode::PageDown => scroll(state, false, state.page, fx),
         KeyCode::F(2) => {
-            let shown = state.panels.unwrap_or(state.screen_width >= super::NARROW);
-            state.panels = Some(!shown);
+            let shown = state
+                .viewport
+                .panels
+                .unwrap_or(state.viewport.screen_width >= super::NARROW);
+            state.viewport.panels = Some(!shown);
         }
         KeyCode::F(3) => {
-            state.mouse_capture = !state.mouse_capture;
-            fx.push(Effect::MouseCapture(state.mouse_capture));
-            state.toast(if state.mouse_capture {
+            state.viewport.mouse_capture = !state.viewport.mouse_capture;
+            fx.push(Effect::MouseCapture(state.viewport.mouse_capture));
+            state.toast(if state.viewport.mouse_capture {
                 "mouse captured (wheel scrolls); F3 releases it for selecting text"
             } else {
                 "mouse released: select text with it; F3 captures it again"
@@ -167,27 +167,11 @@ fn answer(state: &mut State, confirm: Confirm, key: KeyEvent, ctrl: bool, fx: &m
         (Confirm::LongText { line, .. }, true) => actions::run_line(state, &line, fx),
         (Confirm::LongText { line, .. }, false) => {
             // Back on the input line, to edit or clear.
-            state.input = line;
-            state.cursor = state.input.chars().count();
+            state.editor.input = line;
+            state.editor.cursor = state.editor.input.chars().count();
         }
         (Confirm::Quit { .. }, false) => {}
     }
-}
-
-/// Ctrl-C (and `/quit`): asks first when own messages are not sent yet.
-pub(super) fn quit(state: &mut State, fx: &mut Vec<Effect>) {
-    let unsent = state.unsent_len();
-    if unsent > 0 {
-        state.confirm = Some(Confirm::Quit { unsent });
-        return;
-    }
-    do_quit(state, fx);
-}
-
-fn do_quit(state: &mut State, fx: &mut Vec<Effect>) {
-    state.stop_typing(fx);
-    state.quit = true;
-    fx.push(Effect::Quit);
 }
 
 pub(super) fn byte_at(s: &str, chars: usize) -> usize {
@@ -224,56 +208,56 @@ pub fn next_boundary(s: &str, cursor: usize) -> usize {
 }
 
 pub(super) fn insert_str(state: &mut State, text: &str) {
-    let at = byte_at(&state.input, state.cursor);
-    state.input.insert_str(at, text);
-    state.cursor += text.chars().count();
+    let at = byte_at(&state.editor.input, state.editor.cursor);
+    state.editor.input.insert_str(at, text);
+    state.editor.cursor += text.chars().count();
 }
 
 fn remove_chars(state: &mut State, from: usize, to: usize) {
-    let a = byte_at(&state.input, from);
-    let b = byte_at(&state.input, to);
-    state.input.replace_range(a..b, "");
+    let a = byte_at(&state.editor.input, from);
+    let b = byte_at(&state.editor.input, to);
+    state.editor.input.replace_range(a..b, "");
 }
 
 /// Ctrl-W: deletes the word before the cursor and the spaces after it.
 fn delete_word(state: &mut State) {
-    let chars: Vec<char> = state.input.chars().collect();
-    let mut start = state.cursor.min(chars.len());
+    let chars: Vec<char> = state.editor.input.chars().collect();
+    let mut start = state.editor.cursor.min(chars.len());
     while start > 0 && chars[start - 1].is_whitespace() {
         start -= 1;
     }
     while start > 0 && !chars[start - 1].is_whitespace() {
         start -= 1;
     }
-    let end = state.cursor;
+    let end = state.editor.cursor;
     remove_chars(state, start, end);
-    state.cursor = start;
+    state.editor.cursor = start;
 }
 
 fn history_move(state: &mut State, up: bool) {
-    if state.history.is_empty() {
+    if state.editor.history.is_empty() {
         return;
     }
-    let next = match (state.history_pos, up) {
+    let next = match (state.editor.history_pos, up) {
         (None, true) => {
-            state.draft = state.input.clone();
-            Some(state.history.len() - 1)
+            state.editor.draft = state.editor.input.clone();
+            Some(state.editor.history.len() - 1)
         }
         (None, false) => None,
         (Some(p), true) => Some(p.saturating_sub(1)),
-        (Some(p), false) if p + 1 < state.history.len() => Some(p + 1),
+        (Some(p), false) if p + 1 < state.editor.history.len() => Some(p + 1),
         (Some(_), false) => None,
     };
-    state.input = match next {
-        Some(p) => state.history[p].clone(),
-        None => std::mem::take(&mut state.draft),
+    state.editor.input = match next {
+        Some(p) => state.editor.history[p].clone(),
+        None => std::mem::take(&mut state.editor.draft),
     };
-    state.history_pos = next;
-    state.cursor = state.input.chars().count();
+    state.editor.history_pos = next;
+    state.editor.cursor = state.editor.input.chars().count();
 }
 
 fn complete(state: &mut State) {
-    if let Some(comp) = &mut state.completion {
+    if let Some(comp) = &mut state.editor.completion {
         // Tab again: replace the previous candidate with the next one.
         let prev = comp.candidates[comp.index].clone();
         comp.index = (comp.index + 1) % comp.candidates.len();
@@ -282,7 +266,7 @@ fn complete(state: &mut State) {
         replace_word(state, start, prev.chars().count(), &next);
         return;
     }
-    let (start, word) = crate::commands::word_before(&state.input, state.cursor);
+    let (start, word) = crate::commands::word_before(&state.editor.input, state.editor.cursor);
     let mut rooms: Vec<String> = state.rooms();
     rooms.extend(state.known_rooms.iter().cloned());
     let mut users: Vec<String> = state.users.iter().cloned().collect();
@@ -299,7 +283,7 @@ fn complete(state: &mut State) {
     let first = candidates[0].clone();
     replace_word(state, start, word.chars().count(), &first);
     if candidates.len() > 1 {
-        state.completion = Some(Completion {
+        state.editor.completion = Some(Completion {
             start,
             candidates,
             index: 0,
@@ -311,10 +295,10 @@ fn complete(state: &mut State) {
 
 /// Replaces `len` chars at char index `start` by `with`, cursor after it.
 fn replace_word(state: &mut State, start: usize, len: usize, with: &str) {
-    let a = byte_at(&state.input, start);
-    let b = byte_at(&state.input, start + len);
-    state.input.replace_range(a..b, with);
-    state.cursor = start + with.chars().count();
+    let a = byte_at(&state.editor.input, start);
+    let b = byte_at(&state.editor.input, start + len);
+    state.editor.input.replace_range(a..b, with);
+    state.editor.cursor = start + with.chars().count();
 }
 
 #[cfg(test)]

@@ -6,19 +6,29 @@
 //! request to the network goes out as an [`Effect`]. This is what the unit
 //! tests drive, and what the headless client of the end-to-end tests reads.
 //!
-//! One file per concern:
+//! One file per concern; a file whose concern has fields of its own keeps
+//! them in a struct that [`State`] holds:
 //! - [`conversations`]: rooms, DMs and the feed; lines in id order without
 //!   duplicates, unread counts, mentions, the "new messages" marker, the cap.
-//! - [`outbox`]: own messages, sent in order, paced by the rate limit.
-//! - [`session`]: the connection, the `session` event, acks, a taken name.
+//! - [`outbox`]: own messages, sent in order, paced by the rate limit
+//!   (`State::outbox`).
+//! - [`session`]: the connection, the `session` event, acks, a taken name
+//!   (`State::session`). `conn` and `last_failure` stay on `State`, where
+//!   the end-to-end tests read them.
 //! - [`account`]: passwords on the input line, `/register`, `/passwd`, DMs
 //!   kept for an offline account.
-//! - [`editor`]: the input line and the keys.
-//! - [`actions`]: what a line does on Enter (slash commands).
+//! - [`editor`]: the input line and the keys (`State::editor`).
+//! - [`actions`]: what a line does on Enter (slash commands), and the y/n
+//!   questions asked first (quit with unsent messages, a long paste).
 //! - [`presence`], [`typing`]: who is online, in a room, typing.
 //! - [`notify`]: the bell and desktop notifications for DMs and mentions.
+//! - [`viewport`]: scrolling the message pane, the panels, the mouse
+//!   (`State::viewport`).
 //! - [`backlog`]: older history fetched by scrolling up.
 //! - [`search`]: `/search` and Ctrl-R.
+//!
+//! The imports go one way: [`editor`] (keys) calls [`actions`] and
+//! [`viewport`], which calls [`backlog`], which uses [`conversations`].
 
 pub mod account;
 pub mod actions;
@@ -31,25 +41,28 @@ pub mod presence;
 pub mod search;
 pub mod session;
 pub mod typing;
+pub mod viewport;
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use chat_shared::ClientEvent;
 use tokio::time::Instant;
 
+pub use self::actions::Confirm;
 pub use self::conversations::{
     Backlog, ConvId, Conversation, Delivery, Entry, EntryKind, mentions,
 };
-pub use self::editor::Confirm;
 pub use self::notify::NotifySettings;
 pub use self::search::Search;
 pub use self::session::Conn;
 pub use self::typing::{TYPING_RESEND, TYPING_TTL};
 pub use crate::msg::{AckReply, ConnectFailure, Effect, Input, NetCommand, NetEvent, id_order};
 
-use self::editor::Completion;
-use self::outbox::Outgoing;
+use self::editor::Editor;
+use self::outbox::{Outbox, Outgoing};
+use self::session::Session;
+use self::viewport::Viewport;
 
 /// How long an error toast stays up.
 pub const TOAST_TTL: Duration = Duration::from_secs(6);
@@ -95,24 +108,13 @@ pub struct State {
     pub me: String,
     pub server: String,
     pub conn: Conn,
-    /// True between a `session` event and the next connection loss: requests
-    /// go out only then; otherwise own messages wait in the outbox.
-    pub live: bool,
-    /// Whether a session was ever established (connecting vs reconnecting).
-    pub had_session: bool,
+    /// The session with the server (see [`session`]).
+    pub session: Session,
     /// Why the last connection attempt failed, if it did before the server
     /// could say anything.
     pub last_failure: Option<ConnectFailure>,
-    /// The server refused my username as taken (until the next session).
-    name_taken: bool,
-    /// `(missed, truncated, shown until)` after a recovered session.
-    pub recovered: Option<(u64, bool, Instant)>,
     pub convs: Vec<Conversation>,
     pub active: ConvId,
-    /// Bumped by every fresh (not recovered) session after the first: ids
-    /// are only comparable within one epoch, since a fresh session may be a
-    /// restarted server that numbers messages from the start again.
-    pub epoch: u32,
     pub online: u64,
     pub users: BTreeSet<String>,
     /// Rooms known from `/rooms` and snapshots, for completion.
@@ -120,13 +122,8 @@ pub struct State {
     /// Rooms to join once the first session is up (from the configuration).
     pub autojoin: Vec<String>,
     pub toasts: Vec<Toast>,
-    pub input: String,
-    /// Cursor position in chars (always on a grapheme boundary).
-    pub cursor: usize,
-    pub history: Vec<String>,
-    history_pos: Option<usize>,
-    draft: String,
-    completion: Option<Completion>,
+    /// The input line (see [`editor`]).
+    pub editor: Editor,
     /// A question waiting for y/n.
     pub confirm: Option<Confirm>,
     /// The input line asks for a password (masked; see [`account`]).
@@ -134,34 +131,14 @@ pub struct State {
     pub search: Option<Search>,
     /// The conversation I last told I am typing in, and when.
     typing_sent: Option<(ConvId, Instant)>,
-    /// Own messages not yet sent, oldest first. They go out one at a time,
-    /// each after the previous one's ack: the server handles events
-    /// concurrently, so two sent back to back may be numbered out of order.
-    outbox: VecDeque<Outgoing>,
-    /// The request of the own message on its way, if any.
-    in_flight: Option<u64>,
-    /// Set by a `rate_limited` refusal: nothing goes out before then.
-    outbox_paused_until: Option<Instant>,
-    /// Room re-joins after a fresh session: the outbox waits for them, or
-    /// its messages could reach a room before I am back in it.
-    rejoins: usize,
-    requests: HashMap<u64, Request>,
-    next_req: u64,
-    next_local: u64,
+    outbox: Outbox,
     next_seq: u64,
     pub notify: NotifySettings,
     last_notified: Option<Instant>,
     /// The most lines a conversation keeps in memory.
     pub max_lines: usize,
-    /// The conversations and online panels: `None` shows them from
-    /// [`NARROW`] columns on; F2 forces them on or off.
-    pub panels: Option<bool>,
-    /// The screen's width at the last draw.
-    pub screen_width: u16,
-    /// Whether the last draw reached the oldest loaded line of the active
-    /// conversation (its `max_scroll` is then the top).
-    pub view_at_top: bool,
-    pub mouse_capture: bool,
+    /// The screen as the last draw left it (see [`viewport`]).
+    pub viewport: Viewport,
     /// How times are shown (chrono `strftime`).
     pub time_format: String,
     pub theme: crate::theme::Theme,
@@ -169,7 +146,8 @@ pub struct State {
     pub wall_ms: u64,
     /// Seconds east of UTC for showing times (local time in the app, 0 in tests).
     pub utc_offset_secs: i32,
-    /// Lines per PgUp/PgDn, and the largest useful scroll: set from the last draw.
+    /// Lines per PgUp/PgDn, and the largest useful scroll: set from the last
+    /// draw. Not in [`Viewport`]: `view::tests` sets them as they are.
     pub page: usize,
     pub max_scroll: usize,
     /// Something visible changed since the last draw.
@@ -183,44 +161,26 @@ impl State {
             me: me.to_owned(),
             server: server.to_owned(),
             conn: Conn::Connecting { attempt: 1 },
-            live: false,
-            had_session: false,
+            session: Session::new(),
             last_failure: None,
-            name_taken: false,
-            recovered: None,
             convs: vec![Conversation::new(ConvId::Feed)],
             active: ConvId::Feed,
-            epoch: 0,
             online: 0,
             users: BTreeSet::new(),
             known_rooms: BTreeSet::new(),
             autojoin: Vec::new(),
             toasts: Vec::new(),
-            input: String::new(),
-            cursor: 0,
-            history: Vec::new(),
-            history_pos: None,
-            draft: String::new(),
-            completion: None,
+            editor: Editor::default(),
             confirm: None,
             secret: None,
             search: None,
             typing_sent: None,
-            outbox: VecDeque::new(),
-            in_flight: None,
-            outbox_paused_until: None,
-            rejoins: 0,
-            requests: HashMap::new(),
-            next_req: 1,
-            next_local: 1,
+            outbox: Outbox::new(),
             next_seq: 0,
             notify: NotifySettings::default(),
             last_notified: None,
             max_lines: DEFAULT_MAX_LINES,
-            panels: None,
-            screen_width: NARROW,
-            view_at_top: true,
-            mouse_capture: true,
+            viewport: Viewport::new(),
             time_format: "%H:%M".to_owned(),
             theme: crate::theme::Theme::default(),
             now,
@@ -255,7 +215,7 @@ impl State {
             action: false,
             mention: false,
             local: 0,
-            epoch: self.epoch,
+            epoch: self.session.epoch,
             seq: self.next_seq(),
             wrapped: Default::default(),
         };
@@ -263,9 +223,9 @@ impl State {
     }
 
     fn request(&mut self, req: Request, event: ClientEvent) -> Effect {
-        let id = self.next_req;
-        self.next_req += 1;
-        self.requests.insert(id, req);
+        let id = self.session.next_req;
+        self.session.next_req += 1;
+        self.session.requests.insert(id, req);
         Effect::Net(NetCommand::Request { req: id, event })
     }
 }
@@ -281,7 +241,7 @@ pub fn update(state: &mut State, input: Input) -> Vec<Effect> {
         }
         Input::Paste(text) => {
             state.dirty = true;
-            state.completion = None;
+            state.editor.completion = None;
             // Carriage returns from terminals become newlines; the text is
             // inserted, never sent: only Enter sends.
             let text = text.replace("\r\n", "\n").replace('\r', "\n");
@@ -291,7 +251,7 @@ pub fn update(state: &mut State, input: Input) -> Vec<Effect> {
         Input::Wheel(delta) => {
             state.dirty = true;
             let lines = delta.unsigned_abs() as usize * WHEEL_LINES;
-            conversations::scroll(state, delta > 0, lines, &mut fx);
+            viewport::scroll(state, delta > 0, lines, &mut fx);
         }
         Input::Net(ev) => {
             state.dirty = true;
@@ -323,13 +283,13 @@ fn tick(state: &mut State, now: Instant, wall_ms: u64, fx: &mut Vec<Effect>) {
     if state.toasts.len() != n {
         state.dirty = true;
     }
-    if let Some((_, _, until)) = state.recovered
+    if let Some((_, _, until)) = state.session.recovered
         && until <= now
     {
-        state.recovered = None;
+        state.session.recovered = None;
         state.dirty = true;
     }
-    if state.outbox_paused_until.is_some_and(|until| until <= now) {
+    if state.outbox.paused_until.is_some_and(|until| until <= now) {
         let before = fx.len();
         outbox::pump(state, fx);
         if fx.len() != before {

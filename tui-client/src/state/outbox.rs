@@ -3,12 +3,15 @@
 //! message refused `rate_limited` (or `unavailable`) goes back to the head
 //! of the queue and is sent again after `retryAfterMs`, so no line is lost.
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use chat_shared::{
     AckError, ChatError, ClientEvent, DEFAULT_MAX_TEXT, DmRequest, ErrorCode, RoomMessageRequest,
     SentAck, TextRequest, check_text, sanitize_for_display,
 };
+
+use tokio::time::Instant;
 
 use super::{ConvId, Delivery, Effect, Entry, EntryKind, Request, State};
 use crate::msg::NetCommand;
@@ -26,6 +29,35 @@ pub(super) enum Target {
     Broadcast,
 }
 
+/// The outbox's part of the state.
+#[derive(Debug)]
+pub(super) struct Outbox {
+    /// Own messages not yet sent, oldest first. They go out one at a time,
+    /// each after the previous one's ack: the server handles events
+    /// concurrently, so two sent back to back may be numbered out of order.
+    pub queue: VecDeque<Outgoing>,
+    /// The request of the own message on its way, if any.
+    pub in_flight: Option<u64>,
+    /// Set by a `rate_limited` refusal: nothing goes out before then.
+    pub paused_until: Option<Instant>,
+    /// Room re-joins after a fresh session: the outbox waits for them, or
+    /// its messages could reach a room before I am back in it.
+    pub rejoins: usize,
+    pub next_local: u64,
+}
+
+impl Outbox {
+    pub fn new() -> Outbox {
+        Outbox {
+            queue: VecDeque::new(),
+            in_flight: None,
+            paused_until: None,
+            rejoins: 0,
+            next_local: 1,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub(super) struct Outgoing {
     pub local: u64,
@@ -38,22 +70,26 @@ pub(super) struct Outgoing {
 impl State {
     /// Own messages not sent yet, in the order they will go.
     pub fn outbox_len(&self) -> usize {
-        self.outbox.len()
+        self.outbox.queue.len()
     }
 
     /// Own messages not acknowledged yet: waiting, or on their way.
     pub fn unsent_len(&self) -> usize {
-        self.outbox.len() + usize::from(self.in_flight.is_some())
+        self.outbox.queue.len() + usize::from(self.outbox.in_flight.is_some())
     }
 
     /// Own messages waiting for the session to come back (shown as queued).
     pub fn queued_len(&self) -> usize {
-        if self.live { 0 } else { self.outbox.len() }
+        if self.session.live {
+            0
+        } else {
+            self.outbox.queue.len()
+        }
     }
 
     /// When the outbox may send again after a rate-limit refusal.
     pub fn paused_until(&self) -> Option<tokio::time::Instant> {
-        self.outbox_paused_until
+        self.outbox.paused_until
     }
 }
 
@@ -77,12 +113,12 @@ pub(super) fn send_text(
     // Before the first session nothing is queued: a line typed then (a
     // password typed while no prompt was up, say) must not go out as a
     // message once a login succeeds. The line stays in the input history.
-    if !state.had_session {
+    if !state.session.had_session {
         state.toast("not connected yet: nothing sent (the status bar says why)");
         return;
     }
-    let local = state.next_local;
-    state.next_local += 1;
+    let local = state.outbox.next_local;
+    state.outbox.next_local += 1;
     let out = Outgoing {
         local,
         conv: conv.clone(),
@@ -96,43 +132,45 @@ pub(super) fn send_text(
         ts: state.wall_ms,
         from: state.me.clone(),
         text: sanitize_for_display(&text),
-        kind: EntryKind::Own(if state.live && state.outbox_paused_until.is_none() {
-            Delivery::Pending
-        } else {
-            Delivery::Queued
-        }),
+        kind: EntryKind::Own(
+            if state.session.live && state.outbox.paused_until.is_none() {
+                Delivery::Pending
+            } else {
+                Delivery::Queued
+            },
+        ),
         broadcast: target == Target::Broadcast,
         action,
         mention: false,
         local,
-        epoch: state.epoch,
+        epoch: state.session.epoch,
         seq,
         wrapped: Default::default(),
     };
     let c = state.ensure_conv(&conv);
     c.push(entry);
     c.scroll = 0;
-    state.outbox.push_back(out);
+    state.outbox.queue.push_back(out);
     pump(state, fx);
 }
 
 /// Sends the next own message if the session is up, nothing is on its way
 /// and the server's rate limit allows it.
 pub(super) fn pump(state: &mut State, fx: &mut Vec<Effect>) {
-    if !state.live || state.in_flight.is_some() || state.rejoins > 0 {
+    if !state.session.live || state.outbox.in_flight.is_some() || state.outbox.rejoins > 0 {
         return;
     }
-    if let Some(until) = state.outbox_paused_until {
+    if let Some(until) = state.outbox.paused_until {
         if state.now < until {
             return;
         }
-        state.outbox_paused_until = None;
+        state.outbox.paused_until = None;
     }
-    if let Some(out) = state.outbox.pop_front() {
+    if let Some(out) = state.outbox.queue.pop_front() {
         set_delivery(state, &out.conv.clone(), out.local, Delivery::Pending);
         let effect = send_outgoing(state, out);
         if let Effect::Net(NetCommand::Request { req, .. }) = &effect {
-            state.in_flight = Some(*req);
+            state.outbox.in_flight = Some(*req);
         }
         fx.push(effect);
     }
@@ -189,6 +227,7 @@ pub(super) fn set_delivery_where(
 pub(super) fn mark_queued(state: &mut State) {
     let waiting: Vec<(ConvId, u64)> = state
         .outbox
+        .queue
         .iter()
         .map(|o| (o.conv.clone(), o.local))
         .collect();
@@ -202,10 +241,11 @@ fn requeue(state: &mut State, out: Outgoing) {
     set_delivery(state, &out.conv, out.local, Delivery::Queued);
     let pos = state
         .outbox
+        .queue
         .iter()
         .position(|o| o.local > out.local)
-        .unwrap_or(state.outbox.len());
-    state.outbox.insert(pos, out);
+        .unwrap_or(state.outbox.queue.len());
+    state.outbox.queue.insert(pos, out);
 }
 
 /// How long the server asks to wait before trying again, if it is a
@@ -230,7 +270,7 @@ pub(super) fn message_acked(state: &mut State, out: Outgoing, result: Result<Sen
                 (ConvId::Dm(to), Some(true)) => Delivery::Held(to.clone()),
                 _ => Delivery::Sent,
             };
-            let epoch = state.epoch;
+            let epoch = state.session.epoch;
             let Some(c) = state.conv_mut(&conv) else {
                 return;
             };
@@ -260,9 +300,10 @@ pub(super) fn message_acked(state: &mut State, out: Outgoing, result: Result<Sen
         Err(AckError::Refused(err)) if retry_after(&err).is_some() => {
             let wait = retry_after(&err).unwrap_or(DEFAULT_RETRY_AFTER);
             let until = state.now + wait;
-            state.outbox_paused_until = Some(
+            state.outbox.paused_until = Some(
                 state
-                    .outbox_paused_until
+                    .outbox
+                    .paused_until
                     .map_or(until, |old| old.max(until)),
             );
             requeue(state, out);

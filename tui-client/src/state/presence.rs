@@ -65,7 +65,7 @@ pub(super) fn presence(state: &mut State, p: Presence, fx: &mut Vec<Effect>) {
                     }
                 }
             }
-            if !complete && state.live {
+            if !complete && state.session.live {
                 fx.push(state.request(Request::Refresh, ClientEvent::PresenceGet));
             }
         }
@@ -94,6 +94,6 @@ pub(super) fn apply_snapshot(state: &mut State, snap: &PresenceSnapshot) {
 impl State {
     /// Whether the presence lists are live (false: last known, greyed).
     pub fn presence_live(&self) -> bool {
-        self.live
+        self.session.live
     }
 }

@@ -3,6 +3,8 @@
 //! `session` event (recovered or fresh, re-joins after a fresh one), and a
 //! taken username that the user replaces without quitting.
 
+use std::collections::HashMap;
+
 use chat_shared::{
     AckError, ChatError, ClientEvent, ConnectRefusal, ErrorCode, RoomRequest, ServerEvent,
     SessionInfo, canonical_room, is_valid_username, sanitize_for_display,
@@ -32,11 +34,46 @@ pub enum Conn {
     },
 }
 
+/// The session's part of the state.
+#[derive(Debug)]
+pub struct Session {
+    /// True between a `session` event and the next connection loss: requests
+    /// go out only then; otherwise own messages wait in the outbox.
+    pub live: bool,
+    /// Whether a session was ever established (connecting vs reconnecting).
+    pub had_session: bool,
+    /// The server refused my username as taken (until the next session).
+    pub(super) name_taken: bool,
+    /// `(missed, truncated, shown until)` after a recovered session.
+    pub recovered: Option<(u64, bool, Instant)>,
+    /// Bumped by every fresh (not recovered) session after the first: ids
+    /// are only comparable within one epoch, since a fresh session may be a
+    /// restarted server that numbers messages from the start again.
+    pub epoch: u32,
+    /// Requests waiting for their ack, by request id.
+    pub(super) requests: HashMap<u64, Request>,
+    pub(super) next_req: u64,
+}
+
+impl Session {
+    pub(super) fn new() -> Session {
+        Session {
+            live: false,
+            had_session: false,
+            name_taken: false,
+            recovered: None,
+            epoch: 0,
+            requests: HashMap::new(),
+            next_req: 1,
+        }
+    }
+}
+
 impl State {
     /// The status bar's text, as the user reads it.
     pub fn status_text(&self) -> String {
         let why = match &self.last_failure {
-            Some(f) if !self.live => format!(": {}", f.describe()),
+            Some(f) if !self.session.live => format!(": {}", f.describe()),
             _ => String::new(),
         };
         match &self.conn {
@@ -46,7 +83,7 @@ impl State {
             Conn::Connecting { attempt } => {
                 format!("connecting to {} (attempt {attempt}){why}", self.server)
             }
-            Conn::Connected => match self.recovered {
+            Conn::Connected => match self.session.recovered {
                 Some((missed, truncated, until)) if until > self.now => format!(
                     "connected as {} · recovered ({missed} missed{})",
                     self.me,
@@ -76,7 +113,7 @@ impl State {
     /// Whether the server refused my username as taken: the next line typed
     /// is taken as another name to try.
     pub fn name_taken(&self) -> bool {
-        !self.live && self.name_taken
+        !self.session.live && self.session.name_taken
     }
 }
 
@@ -89,12 +126,12 @@ pub(super) fn rename(state: &mut State, name: &str, fx: &mut Vec<Effect>) {
         ));
         return;
     }
-    if state.had_session && state.live {
+    if state.session.had_session && state.session.live {
         state.toast("you are connected: a new name needs a new connection (restart with --user)");
         return;
     }
     state.me = name.to_owned();
-    state.name_taken = false;
+    state.session.name_taken = false;
     state.conn = Conn::Connecting { attempt: 1 };
     fx.push(Effect::Net(NetCommand::Rename(name.to_owned())));
 }
@@ -105,12 +142,12 @@ pub(super) fn net_event(state: &mut State, ev: NetEvent, fx: &mut Vec<Effect>) {
             attempt,
             last_contact,
         } => {
-            state.live = false;
+            state.session.live = false;
             outbox::mark_queued(state);
             if attempt <= 1 {
                 state.last_failure = None;
             }
-            state.conn = if state.had_session {
+            state.conn = if state.session.had_session {
                 Conn::Reconnecting {
                     attempt,
                     last_contact,
@@ -120,14 +157,14 @@ pub(super) fn net_event(state: &mut State, ev: NetEvent, fx: &mut Vec<Effect>) {
             };
         }
         NetEvent::Failed { failure } => {
-            state.live = false;
+            state.session.live = false;
             if state.last_failure.as_ref() != Some(&failure) && failure != ConnectFailure::Other {
                 state.toast(failure.describe());
             }
             state.last_failure = Some(failure);
         }
         NetEvent::Refused { refusal, retrying } => {
-            state.live = false;
+            state.session.live = false;
             refused(state, &refusal, retrying);
         }
         NetEvent::Server(ev) => server_event(state, ev, fx),
@@ -145,7 +182,7 @@ fn refused(state: &mut State, refusal: &ConnectRefusal, retrying: bool) {
         return;
     }
     if refusal.code == ErrorCode::UsernameTaken {
-        state.name_taken = true;
+        state.session.name_taken = true;
         state.toast(format!(
             "{} is taken: type another name and press Enter (or wait: it may free up)",
             state.me
@@ -173,15 +210,15 @@ fn server_event(state: &mut State, ev: ServerEvent, fx: &mut Vec<Effect>) {
 
 fn session(state: &mut State, s: SessionInfo, fx: &mut Vec<Effect>) {
     state.me = s.username.clone();
-    state.live = true;
-    state.name_taken = false;
+    state.session.live = true;
+    state.session.name_taken = false;
     state.last_failure = None;
     state.conn = Conn::Connected;
     let rooms_before = state.rooms();
     if s.recovered {
-        state.recovered = Some((s.missed, s.truncated, state.now + RECOVERED_SHOWN));
+        state.session.recovered = Some((s.missed, s.truncated, state.now + RECOVERED_SHOWN));
     } else {
-        state.recovered = None;
+        state.session.recovered = None;
     }
     for room in &s.rooms {
         if let Some(room) = canonical_room(room) {
@@ -195,14 +232,14 @@ fn session(state: &mut State, s: SessionInfo, fx: &mut Vec<Effect>) {
             }
         }
     }
-    if !s.recovered && state.had_session {
-        state.epoch += 1;
+    if !s.recovered && state.session.had_session {
+        state.session.epoch += 1;
         // A fresh session after a loss: the server forgot my rooms; join
         // them again (the history in the acks fills what it can).
         for room in rooms_before {
             if !s.rooms.contains(&room) {
                 let ev = ClientEvent::RoomJoin(RoomRequest { room });
-                state.rejoins += 1;
+                state.outbox.rejoins += 1;
                 fx.push(state.request(
                     Request::Join {
                         switch: false,
@@ -214,7 +251,7 @@ fn session(state: &mut State, s: SessionInfo, fx: &mut Vec<Effect>) {
         }
         state.toast("session not recovered: messages sent meanwhile may be missing");
     }
-    if !state.had_session {
+    if !state.session.had_session {
         // The rooms of the configuration, joined once per run.
         let auto: Vec<String> = state
             .autojoin
@@ -237,11 +274,11 @@ fn session(state: &mut State, s: SessionInfo, fx: &mut Vec<Effect>) {
             ));
         }
     }
-    state.had_session = true;
+    state.session.had_session = true;
     // Whatever was on its way went with the old connection; its ack (or
     // timeout) still settles that line. The outbox goes out in order, after
     // any re-joins.
-    state.in_flight = None;
+    state.outbox.in_flight = None;
     fx.push(state.request(Request::Refresh, ClientEvent::PresenceGet));
     outbox::pump(state, fx);
 }
@@ -263,14 +300,14 @@ fn chat_error(state: &mut State, e: &ChatError) {
 }
 
 fn ack(state: &mut State, req: u64, result: Result<AckReply, AckError>, fx: &mut Vec<Effect>) {
-    let Some(request) = state.requests.remove(&req) else {
+    let Some(request) = state.session.requests.remove(&req) else {
         return;
     };
-    if state.in_flight == Some(req) {
-        state.in_flight = None;
+    if state.outbox.in_flight == Some(req) {
+        state.outbox.in_flight = None;
     }
     if let Request::Join { rejoin: true, .. } = request {
-        state.rejoins = state.rejoins.saturating_sub(1);
+        state.outbox.rejoins = state.outbox.rejoins.saturating_sub(1);
     }
     ack_result(state, request, result, fx);
     outbox::pump(state, fx);

@@ -843,31 +843,31 @@ fn input_history_paste_and_editing() {
     enter_line(&mut s, "second");
     type_text(&mut s, "draft");
     update(&mut s, key(KeyCode::Up));
-    assert_eq!(s.input, "second");
+    assert_eq!(s.editor.input, "second");
     update(&mut s, key(KeyCode::Up));
-    assert_eq!(s.input, "first");
+    assert_eq!(s.editor.input, "first");
     update(&mut s, key(KeyCode::Up));
     update(&mut s, key(KeyCode::Up));
-    assert_eq!(s.input, "/join general", "the oldest line stays");
+    assert_eq!(s.editor.input, "/join general", "the oldest line stays");
     update(&mut s, key(KeyCode::Down));
     update(&mut s, key(KeyCode::Down));
-    assert_eq!(s.input, "second");
+    assert_eq!(s.editor.input, "second");
     update(&mut s, key(KeyCode::Down));
-    assert_eq!(s.input, "draft", "the draft comes back");
+    assert_eq!(s.editor.input, "draft", "the draft comes back");
     // A paste with newlines is inserted and never sent.
     update(&mut s, ctrl('u'));
     let fx = update(&mut s, Input::Paste("line one\r\nline two\n".into()));
     assert!(requests(&fx).is_empty());
-    assert_eq!(s.input, "line one\nline two\n");
+    assert_eq!(s.editor.input, "line one\nline two\n");
     // Wide characters: the cursor counts chars.
     update(&mut s, ctrl('u'));
     type_text(&mut s, "日本");
     update(&mut s, key(KeyCode::Left));
     type_text(&mut s, "x");
-    assert_eq!(s.input, "日x本");
+    assert_eq!(s.editor.input, "日x本");
     update(&mut s, key(KeyCode::Backspace));
     update(&mut s, key(KeyCode::Delete));
-    assert_eq!(s.input, "日");
+    assert_eq!(s.editor.input, "日");
 }
 
 #[test]
@@ -880,18 +880,18 @@ fn tab_completes_commands_rooms_and_users_and_cycles() {
     );
     type_text(&mut s, "/jo");
     update(&mut s, key(KeyCode::Tab));
-    assert_eq!(s.input, "/join ");
+    assert_eq!(s.editor.input, "/join ");
     type_text(&mut s, "#ge");
     update(&mut s, key(KeyCode::Tab));
-    assert_eq!(s.input, "/join #general ");
+    assert_eq!(s.editor.input, "/join #general ");
     update(&mut s, ctrl('u'));
     type_text(&mut s, "hi bo");
     update(&mut s, key(KeyCode::Tab));
-    assert_eq!(s.input, "hi bob");
+    assert_eq!(s.editor.input, "hi bob");
     update(&mut s, key(KeyCode::Tab));
-    assert_eq!(s.input, "hi bobby");
+    assert_eq!(s.editor.input, "hi bobby");
     update(&mut s, key(KeyCode::Tab));
-    assert_eq!(s.input, "hi bob");
+    assert_eq!(s.editor.input, "hi bob");
 }
 
 #[test]

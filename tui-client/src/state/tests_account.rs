@@ -64,7 +64,7 @@ async fn a_refused_login_asks_for_the_password_on_the_input_line() {
     );
     assert!(!s.asking_secret());
     assert!(
-        !s.history.iter().any(|h| h.contains("correct horse")),
+        !s.editor.history.iter().any(|h| h.contains("correct horse")),
         "a password never enters the input history"
     );
     // No typing signal went out while it was typed.

@@ -341,7 +341,7 @@ fn a_multi_line_paste_is_one_message_and_a_long_one_asks_first() {
     );
     // No: back on the input line, unchanged.
     update(&mut s, key(KeyCode::Char('n')));
-    assert!(s.input.starts_with("line 1\nline 2"));
+    assert!(s.editor.input.starts_with("line 1\nline 2"));
     update(&mut s, key(KeyCode::Enter));
     update(&mut s, key(KeyCode::Char('y')));
     let c = s.conv(&general()).unwrap();
@@ -513,11 +513,11 @@ fn search_finds_highlights_and_steps_through_matches() {
     type_text(&mut s, "LUNCH");
     update(&mut s, ctrl('r'));
     assert_eq!(s.search.as_ref().unwrap().hits.len(), 1);
-    assert!(s.input.is_empty());
+    assert!(s.editor.input.is_empty());
     // Ctrl-R on an empty line starts typing a search.
     update(&mut s, key(KeyCode::Esc));
     update(&mut s, ctrl('r'));
-    assert_eq!(s.input, "/search ");
+    assert_eq!(s.editor.input, "/search ");
 }
 
 #[test]
@@ -573,18 +573,18 @@ fn ctrl_w_home_end_and_grapheme_backspace() {
     let mut s = in_general();
     type_text(&mut s, "hello big  world");
     update(&mut s, ctrl('w'));
-    assert_eq!(s.input, "hello big  ");
+    assert_eq!(s.editor.input, "hello big  ");
     update(&mut s, ctrl('w'));
-    assert_eq!(s.input, "hello ");
+    assert_eq!(s.editor.input, "hello ");
     update(&mut s, ctrl('u'));
     // A flag and a family are one grapheme each: one Backspace erases one.
     update(&mut s, Input::Paste("ok 🇫🇷👨‍👩‍👧".into()));
     update(&mut s, key(KeyCode::Backspace));
-    assert_eq!(s.input, "ok 🇫🇷");
+    assert_eq!(s.editor.input, "ok 🇫🇷");
     update(&mut s, key(KeyCode::Left));
-    assert_eq!(s.cursor, 3);
+    assert_eq!(s.editor.cursor, 3);
     update(&mut s, key(KeyCode::Backspace));
-    assert_eq!(s.input, "ok🇫🇷");
+    assert_eq!(s.editor.input, "ok🇫🇷");
     update(&mut s, ctrl('u'));
     // Empty line: Home goes to the oldest line, End to the newest.
     for i in 1..=30u32 {
@@ -599,7 +599,7 @@ fn ctrl_w_home_end_and_grapheme_backspace() {
     // With text, they move the cursor.
     type_text(&mut s, "abc");
     update(&mut s, key(KeyCode::Home));
-    assert_eq!((s.cursor, s.active_conv().scroll), (0, 0));
+    assert_eq!((s.editor.cursor, s.active_conv().scroll), (0, 0));
 }
 
 #[test]
@@ -668,17 +668,17 @@ fn f3_toggles_mouse_capture_and_f2_the_panels() {
         update(&mut s, key(KeyCode::F(3))),
         [Effect::MouseCapture(false)]
     );
-    assert!(!s.mouse_capture);
+    assert!(!s.viewport.mouse_capture);
     assert_eq!(
         update(&mut s, key(KeyCode::F(3))),
         [Effect::MouseCapture(true)]
     );
     // Wide terminal: panels shown, F2 hides them; narrow: F2 shows them.
-    s.screen_width = 120;
+    s.viewport.screen_width = 120;
     update(&mut s, key(KeyCode::F(2)));
-    assert_eq!(s.panels, Some(false));
-    s.panels = None;
-    s.screen_width = 60;
+    assert_eq!(s.viewport.panels, Some(false));
+    s.viewport.panels = None;
+    s.viewport.screen_width = 60;
     update(&mut s, key(KeyCode::F(2)));
-    assert_eq!(s.panels, Some(true));
+    assert_eq!(s.viewport.panels, Some(true));
 }

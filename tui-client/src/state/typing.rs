@@ -38,7 +38,7 @@ impl State {
             ConvId::Dm(u) => TypingTarget::User(u),
             ConvId::Feed => return,
         };
-        if self.live {
+        if self.session.live {
             fx.push(Effect::Net(NetCommand::Volatile(ClientEvent::Typing(
                 TypingRequest {
                     target,
@@ -74,9 +74,9 @@ pub(super) fn typing(state: &mut State, t: TypingNotice) {
 /// After the input changed: tell the conversation I am typing (at most every
 /// [`TYPING_RESEND`]), or that I stopped when the line is empty again.
 pub(super) fn after_edit(state: &mut State, fx: &mut Vec<Effect>) {
-    state.history_pos = None;
-    if state.input.trim().is_empty()
-        || state.input.starts_with('/')
+    state.editor.history_pos = None;
+    if state.editor.input.trim().is_empty()
+        || state.editor.input.starts_with('/')
         || state.name_taken()
         || state.asking_secret()
     {
@@ -88,7 +88,7 @@ pub(super) fn after_edit(state: &mut State, fx: &mut Vec<Effect>) {
         ConvId::Dm(u) => TypingTarget::User(u.clone()),
         ConvId::Feed => return,
     };
-    if !state.live {
+    if !state.session.live {
         return;
     }
     let due = match &state.typing_sent {
