@@ -830,8 +830,8 @@ struct Writer {
     shared: Arc<Shared>,
     slots: Arc<Semaphore>,
     /// The largest id this process knows to be handed out: startup's head,
-    /// then every append received (committed or not: a failed write's
-    /// message was still delivered live).
+    /// then every append received (committed or not: a failed write's id
+    /// was numbered, and is never handed out again).
     head: u64,
     /// Heartbeats begin at startup: until then `alive_ms` still holds the
     /// previous process's last beat, which startup must read first.
