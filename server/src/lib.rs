@@ -42,28 +42,19 @@
 //! [`serve`] runs the whole server on a bound listener until a shutdown
 //! future resolves; `main.rs` only parses flags, sets up logging and calls it.
 
-pub mod account_cli;
-pub mod accounts;
-pub mod admin;
-pub mod admin_feed;
+pub mod auth;
 pub mod chat;
-pub mod check;
-pub mod client_addr;
+pub mod cli;
+pub mod clock;
 pub mod cluster;
 pub mod config;
-pub mod cors;
-pub mod health;
-pub mod lean_request;
-pub mod listener;
-pub mod logging;
-pub mod metrics;
+pub mod http;
+pub mod ops;
 pub mod presence;
 pub mod rate_limit;
 pub mod sequencer;
 pub mod state;
 pub mod store;
-pub mod tls;
-pub mod transport;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -73,6 +64,12 @@ use axum::routing::get;
 use socketioxide::{ParserConfig, SocketIo};
 use tokio::net::TcpListener;
 
+use self::http::{client_addr, cors, health, lean_request, listener, tls, transport};
+use self::ops::{admin, admin_feed, metrics};
+
+/// The old path of [`auth`]: the end-to-end tests hash with
+/// `accounts::hash_now`.
+pub use auth as accounts;
 pub use config::Config;
 pub use state::ChatState;
 
@@ -215,7 +212,7 @@ pub fn app(config: Config, store: Arc<dyn store::Store>, startup: &store::Startu
             let mut tick = tokio::time::interval(PRUNE_INTERVAL);
             loop {
                 tick.tick().await;
-                let cutoff = state::now_ms().saturating_sub(retention.as_millis() as u64);
+                let cutoff = clock::now_ms().saturating_sub(retention.as_millis() as u64);
                 match store.prune(cutoff).await {
                     Ok(upto) => state.set_pruned_upto(upto),
                     Err(e) => {
@@ -226,7 +223,7 @@ pub fn app(config: Config, store: Arc<dyn store::Store>, startup: &store::Startu
             }
         });
     }
-    let accounts = Arc::new(accounts::Accounts::new(
+    let accounts = Arc::new(auth::Accounts::new(
         hashing_workers(),
         state.config.login_lockout,
         state.config.login_address_limit,

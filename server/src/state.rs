@@ -10,7 +10,6 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use chat_shared::{
     AdminSnapshot, AdminUser, Auth, ConnectRefusal, ErrorCode, PresenceSnapshot, RoomCount,
@@ -20,17 +19,10 @@ use rand::RngCore;
 use socketioxide::socket::Sid;
 use tokio::sync::mpsc;
 
+use crate::clock::now_ms;
 use crate::config::Config;
 use crate::presence::PresenceGate;
 use crate::store::{AccountChange, Destination, MessageRecord, SessionRecord, Startup};
-
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
 
 /// What a change to a session means for the store, in the order the
 /// changes happened (they are sent under the state's lock).

@@ -217,4 +217,3 @@ mod tests {
         assert_eq!(accounts.waiting.load(Ordering::Acquire), 0);
     }
 }
-

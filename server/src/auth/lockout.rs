@@ -2,7 +2,7 @@
 //! address, and the locks they earn (see [`crate::auth`]).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::time::Instant;

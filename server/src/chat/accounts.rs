@@ -1,10 +1,10 @@
 //! Accounts on `/chat`: how a handshake proves its name (a session token,
 //! a password, a registration), and `account:password`. Passwords are
-//! checked and hashed through [`crate::accounts::Accounts`], never logged
+//! checked and hashed through [`crate::auth::Accounts`], never logged
 //! and never put in an error message.
 
 use super::*;
-use crate::accounts::HashError;
+use crate::auth::HashError;
 use crate::config::AuthMode;
 use crate::state::Login;
 use crate::store::{AccountChange, AccountRecord, StoreError};
@@ -16,7 +16,7 @@ fn locked(name: &str, wait: Duration) -> ConnectRefusal {
         ErrorCode::RateLimited,
         format!(
             "too many wrong passwords for {name}: try again in {} s",
-            crate::accounts::whole_secs(wait)
+            crate::auth::whole_secs(wait)
         ),
     )
 }
@@ -25,7 +25,7 @@ fn locked(name: &str, wait: Duration) -> ConnectRefusal {
 fn address_locked(wait: Duration) -> ConnectRefusal {
     ConnectRefusal::new(
         ErrorCode::RateLimited,
-        crate::accounts::address_locked_message(wait),
+        crate::auth::address_locked_message(wait),
     )
 }
 
@@ -314,7 +314,7 @@ impl ChatService {
             hash,
             rooms: Vec::new(),
             seen: 0,
-            created_ms: crate::state::now_ms(),
+            created_ms: crate::clock::now_ms(),
         };
         // Noted before the store has it, so that a comparison of the
         // account list cannot see it first and announce it too.

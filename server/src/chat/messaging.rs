@@ -80,7 +80,7 @@ impl ChatService {
             // from the feed. The ack waits for both.
             let msg = cluster
                 .redis
-                .append_new(from, crate::state::now_ms(), dest, text, action)
+                .append_new(from, crate::clock::now_ms(), dest, text, action)
                 .await
                 .map_err(|e| store_failed(event, e))?;
             turn.take();

@@ -42,13 +42,13 @@ use socketioxide::handler::ConnectHandler;
 use socketioxide::socket::{DisconnectReason, Sid};
 use socketioxide::{SocketError, SocketIo};
 
-use crate::admin_feed::{AdminFeed, event as admin_event};
+use crate::http::transport::Transports;
+use crate::ops::admin_feed::{AdminFeed, event as admin_event};
 use crate::presence::Decision;
 use crate::rate_limit::TokenBucket;
 use crate::sequencer::{Sequencer, Turn};
 use crate::state::{Admission, ChatState};
 use crate::store::{Destination, MessageRecord, Replayed, Store};
-use crate::transport::Transports;
 use chat_shared::{AdminEventType, CHAT_NS};
 use identity::Release;
 pub use messaging::DeliveryOrder;
@@ -92,8 +92,8 @@ pub struct ChatService {
     /// See [`DeliveryOrder`].
     pub delivery: Arc<DeliveryOrder>,
     /// Password hashing and the guard against guessing.
-    pub accounts: Arc<crate::accounts::Accounts>,
-    pub metrics: Arc<crate::metrics::Metrics>,
+    pub accounts: Arc<crate::auth::Accounts>,
+    pub metrics: Arc<crate::ops::metrics::Metrics>,
     /// The other nodes, when several share a Redis (`--redis-url`).
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
     /// What `/admin` knows of the accounts (see
@@ -317,7 +317,7 @@ impl ChatService {
             ClientEvent::Typing(t) => self.typing(s, ctx, t).await,
             ClientEvent::History(h) => self.history(ctx, h).await,
             ClientEvent::Ping => Ok(Reply::Ping(PingAck {
-                ts: crate::state::now_ms(),
+                ts: crate::clock::now_ms(),
             })),
             ClientEvent::AccountPassword(p) => self.change_password(ctx, p).await,
         }

@@ -209,7 +209,7 @@ impl ChatService {
         if rec.window_ends_at.is_some() || owner == cluster.node() || owner.is_empty() {
             return true;
         }
-        let now = crate::state::now_ms();
+        let now = crate::clock::now_ms();
         let dead_after = (HEARTBEAT_INTERVAL * 3).as_millis() as u64;
         match cluster.redis.last_alive(owner).await {
             Ok(Some(alive)) if now.saturating_sub(alive) > dead_after => {

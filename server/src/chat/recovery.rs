@@ -55,7 +55,8 @@ impl ChatService {
                     replay.messages = older;
                 }
                 Err(e) => {
-                    self.metrics.store_error(crate::metrics::StoreOp::Replay);
+                    self.metrics
+                        .store_error(crate::ops::metrics::StoreOp::Replay);
                     tracing::warn!("replay from the store: {e}");
                     replay.truncated = true;
                 }

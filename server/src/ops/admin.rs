@@ -15,7 +15,7 @@ use socketioxide::socket::Sid;
 use socketioxide::{SocketIo, TransportType};
 use subtle::ConstantTimeEq;
 
-use crate::metrics::Metrics;
+use crate::ops::metrics::Metrics;
 use crate::state::ChatState;
 
 /// Registers `/admin` on `io`.
