@@ -50,9 +50,6 @@ pub mod cluster;
 pub mod config;
 pub mod http;
 pub mod ops;
-pub mod presence;
-pub mod rate_limit;
-pub mod sequencer;
 pub mod state;
 pub mod store;
 
@@ -243,6 +240,9 @@ pub fn app(config: Config, store: Arc<dyn store::Store>, startup: &store::Startu
         delivery: Arc::default(),
         accounts: Arc::clone(&accounts),
         metrics: Arc::clone(&metrics),
+        presence_gate: Arc::new(chat::presence_gate::PresenceGate::new(
+            state.config.presence_burst,
+        )),
         cluster,
         account_watch: Arc::default(),
     };

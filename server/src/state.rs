@@ -21,7 +21,6 @@ use tokio::sync::mpsc;
 
 use crate::clock::now_ms;
 use crate::config::Config;
-use crate::presence::PresenceGate;
 use crate::store::{AccountChange, Destination, MessageRecord, SessionRecord, Startup};
 
 /// What a change to a session means for the store, in the order the
@@ -226,7 +225,6 @@ pub struct Target {
 pub struct ChatState {
     pub config: Config,
     inner: Mutex<Inner>,
-    pub presence: PresenceGate,
     started: std::time::Instant,
     admins: AtomicUsize,
     /// Where session changes go to be stored (none in unit tests).
@@ -247,7 +245,6 @@ fn token() -> String {
 impl ChatState {
     pub fn new(config: Config) -> Arc<Self> {
         Arc::new(ChatState {
-            presence: PresenceGate::new(config.presence_burst),
             config,
             inner: Mutex::new(Inner::default()),
             started: std::time::Instant::now(),

@@ -4,7 +4,7 @@
 //! emitted under the delivery lock ([`ChatService::deliver_committed`]),
 //! then its ack goes out ([`ChatService::ack_on_commit`]). The sender's
 //! turn is handed on as soon as the message is queued (see
-//! [`crate::sequencer`]).
+//! [`super::sequencer`]).
 
 use super::*;
 

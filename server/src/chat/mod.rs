@@ -21,8 +21,11 @@ mod identity;
 mod messaging;
 mod nodes;
 mod presence;
+pub mod presence_gate;
+pub mod rate_limit;
 mod recovery;
 mod rooms;
+pub mod sequencer;
 mod typing;
 
 use std::sync::{Arc, Mutex};
@@ -44,14 +47,14 @@ use socketioxide::{SocketError, SocketIo};
 
 use crate::http::transport::Transports;
 use crate::ops::admin_feed::{AdminFeed, event as admin_event};
-use crate::presence::Decision;
-use crate::rate_limit::TokenBucket;
-use crate::sequencer::{Sequencer, Turn};
 use crate::state::{Admission, ChatState};
 use crate::store::{Destination, MessageRecord, Replayed, Store};
 use chat_shared::{AdminEventType, CHAT_NS};
 use identity::Release;
 pub use messaging::DeliveryOrder;
+use presence_gate::{Decision, PresenceGate};
+use rate_limit::TokenBucket;
+use sequencer::{Sequencer, Turn};
 
 /// The socket.io room every `/chat` socket joins once it is caught up:
 /// global and broadcast messages go there rather than to the whole
@@ -94,6 +97,8 @@ pub struct ChatService {
     /// Password hashing and the guard against guessing.
     pub accounts: Arc<crate::auth::Accounts>,
     pub metrics: Arc<crate::ops::metrics::Metrics>,
+    /// Folds presence changes in a storm (`--presence-burst`).
+    pub presence_gate: Arc<PresenceGate>,
     /// The other nodes, when several share a Redis (`--redis-url`).
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
     /// What `/admin` knows of the accounts (see

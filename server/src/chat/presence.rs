@@ -1,5 +1,5 @@
 //! Presence changes to their scope, folded into summaries in a storm
-//! (the gate itself is [`crate::presence`]).
+//! (the gate itself is [`super::presence_gate`]).
 
 use super::*;
 
@@ -19,7 +19,7 @@ impl ChatService {
     /// [`presence`](Self::presence) to this node's sockets only.
     pub(super) async fn presence_here(&self, scope: &str, p: Presence) {
         let user = p.user.as_deref().unwrap_or_default();
-        match self.state.presence.admit(scope, user, p.arrives()) {
+        match self.presence_gate.admit(scope, user, p.arrives()) {
             Decision::Send => self.emit_presence(scope, &p).await,
             Decision::Folded { flush_at: None } => {}
             Decision::Folded { flush_at: Some(at) } => {
@@ -34,7 +34,7 @@ impl ChatService {
     }
 
     pub(super) async fn flush_presence(&self, scope: &str) {
-        let folded = self.state.presence.take(scope);
+        let folded = self.presence_gate.take(scope);
         if folded.joined_count == 0 && folded.left_count == 0 {
             return;
         }
