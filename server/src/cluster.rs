@@ -21,7 +21,6 @@
 //!   `chat:node:<id>` (expiring with its heartbeat); `presence:get` and
 //!   `room:list` add up the nodes that are alive.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,6 +29,7 @@ use futures_util::StreamExt;
 use redis::AsyncCommands;
 use tokio::sync::{mpsc, watch};
 
+use crate::live::NodePresence;
 use crate::store::redis::{HEARTBEAT_INTERVAL, LIVE_SESSION_TTL, MESSAGES_CHANNEL, decode};
 use crate::store::{MessageRecord, RedisStore, StoreError};
 
@@ -86,14 +86,6 @@ impl std::fmt::Debug for Cluster {
             .field("node", &self.redis.node())
             .finish_non_exhaustive()
     }
-}
-
-/// One node's share of presence, as it publishes it.
-#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
-pub struct NodePresence {
-    pub users: Vec<String>,
-    /// Room → its live members here (display names).
-    pub rooms: BTreeMap<String, Vec<String>>,
 }
 
 impl Cluster {

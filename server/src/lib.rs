@@ -49,8 +49,8 @@ pub mod clock;
 pub mod cluster;
 pub mod config;
 pub mod http;
+pub mod live;
 pub mod ops;
-pub mod state;
 pub mod store;
 
 use std::future::Future;
@@ -68,7 +68,7 @@ use self::ops::{admin, admin_feed, metrics};
 /// `accounts::hash_now`.
 pub use auth as accounts;
 pub use config::Config;
-pub use state::ChatState;
+pub use live::ChatState;
 
 /// The server as a router, with its socket.io handle and state.
 pub struct App {
@@ -160,7 +160,7 @@ pub fn app(config: Config, store: Arc<dyn store::Store>, startup: &store::Startu
         )
         .build_layer();
     let state = ChatState::new(config);
-    let (sessions_tx, mut sessions_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (sessions_tx, sessions_rx) = tokio::sync::mpsc::unbounded_channel();
     state.persist_sessions(sessions_tx);
     let cluster = store
         .as_redis()
@@ -178,27 +178,12 @@ pub fn app(config: Config, store: Arc<dyn store::Store>, startup: &store::Startu
     }
     {
         // Session changes go to the store in the order they happened.
-        let store = Arc::clone(&store);
         let metrics = Arc::clone(&metrics);
-        tokio::spawn(async move {
-            while let Some(op) = sessions_rx.recv().await {
-                let queued = match op {
-                    state::SessionOp::Put(rec) => store.put_session(&rec).await,
-                    state::SessionOp::Delete(token) => store.delete_session(&token).await,
-                    state::SessionOp::Account(key, change) => {
-                        store.update_account(&key, change).await
-                    }
-                    state::SessionOp::Flush(done) => {
-                        let _ = done.send(());
-                        continue;
-                    }
-                };
-                if let Err(e) = queued {
-                    metrics.store_error(metrics::StoreOp::Session);
-                    tracing::warn!("session write: {e}");
-                }
-            }
-        });
+        tokio::spawn(live::write_sessions(
+            sessions_rx,
+            Arc::clone(&store),
+            move |_| metrics.store_error(metrics::StoreOp::Session),
+        ));
     }
     {
         let store = Arc::clone(&store);

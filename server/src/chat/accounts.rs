@@ -6,7 +6,7 @@
 use super::*;
 use crate::auth::HashError;
 use crate::config::AuthMode;
-use crate::state::Login;
+use crate::live::Login;
 use crate::store::{AccountChange, AccountRecord, StoreError};
 use chat_shared::{PasswordChange, check_password, username_key};
 

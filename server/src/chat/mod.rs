@@ -46,12 +46,12 @@ use socketioxide::socket::{DisconnectReason, Sid};
 use socketioxide::{SocketError, SocketIo};
 
 use crate::http::transport::Transports;
+use crate::live::{Admission, ChatState};
+pub use crate::live::{Delivering, DeliveryOrder};
 use crate::ops::admin_feed::{AdminFeed, event as admin_event};
-use crate::state::{Admission, ChatState};
 use crate::store::{Destination, MessageRecord, Replayed, Store};
 use chat_shared::{AdminEventType, CHAT_NS};
 use identity::Release;
-pub use messaging::DeliveryOrder;
 use presence_gate::{Decision, PresenceGate};
 use rate_limit::TokenBucket;
 use sequencer::{Sequencer, Turn};

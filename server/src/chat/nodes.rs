@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use super::*;
 use crate::cluster::{Cluster, Feed, FeedEvent};
-use crate::state::Target;
+use crate::live::Target;
 use crate::store::SessionRecord;
 use crate::store::redis::{HEARTBEAT_INTERVAL, LIVE_SESSION_TTL};
 use chat_shared::{RoomCount, username_key};
@@ -116,7 +116,7 @@ impl ChatService {
         auth: &Auth,
         sid: Sid,
         from: Option<std::net::IpAddr>,
-    ) -> Result<crate::state::Admission, ConnectRefusal> {
+    ) -> Result<crate::live::Admission, ConnectRefusal> {
         let Some(cluster) = self.cluster.clone() else {
             return self.login_here(auth, sid, from).await;
         };

@@ -15,8 +15,8 @@ use socketioxide::socket::Sid;
 use socketioxide::{SocketIo, TransportType};
 use subtle::ConstantTimeEq;
 
+use crate::live::ChatState;
 use crate::ops::metrics::Metrics;
-use crate::state::ChatState;
 
 /// Registers `/admin` on `io`.
 pub fn register(io: &SocketIo, state: Arc<ChatState>) {

@@ -10,7 +10,7 @@ use socketioxide::SocketIo;
 use tokio::sync::mpsc;
 
 use crate::clock::now_ms;
-use crate::state::ChatState;
+use crate::live::ChatState;
 
 /// Events queued for the admin task at most.
 const QUEUE: usize = 4096;
