@@ -232,7 +232,8 @@ pub fn app(config: Config, store: Arc<dyn store::Store>, startup: &store::Startu
         account_watch: Arc::default(),
     };
     svc.follow_cluster(startup.head);
-    svc.watch_accounts();
+    svc.account_watch
+        .start(Arc::clone(&svc.store), svc.admin.clone());
     chat::register(svc);
     admin::register(&io, Arc::clone(&state));
     let on_main_port = metrics_here.then(|| (Arc::clone(&metrics), Arc::clone(&state)));

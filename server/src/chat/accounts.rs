@@ -7,6 +7,7 @@ use super::*;
 use crate::auth::HashError;
 use crate::config::AuthMode;
 use crate::live::Login;
+use crate::ops::account_watch::account_event;
 use crate::store::{AccountChange, AccountRecord, StoreError};
 use chat_shared::{PasswordChange, check_password, username_key};
 
@@ -61,94 +62,94 @@ fn weak(e: chat_shared::PasswordError) -> ConnectRefusal {
     ConnectRefusal::new(ErrorCode::WeakPassword, e.to_string())
 }
 
-/// How often the account list is compared with the last one while an
-/// `/admin` socket is connected.
-const ACCOUNT_WATCH: Duration = Duration::from_secs(5);
-
-/// The accounts `/admin` was last told of, and the creations this node
-/// announces itself (so that the comparison does not announce them twice).
-#[derive(Debug, Default)]
-pub struct AccountWatch {
-    inner: Mutex<WatchState>,
-}
-
-#[derive(Debug, Default)]
-struct WatchState {
-    /// Key → display name, as of the last comparison (`None` before the
-    /// first).
-    known: Option<std::collections::HashMap<String, String>>,
-    announced: std::collections::HashSet<String>,
-}
-
-impl AccountWatch {
-    fn lock(&self) -> std::sync::MutexGuard<'_, WatchState> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-fn account_event(name: &str, reason: &str) -> chat_shared::AdminEvent {
-    let mut ev = admin_event(AdminEventType::Account);
-    ev.user = Some(name.to_owned());
-    ev.reason = Some(reason.into());
-    ev
-}
-
 impl ChatService {
-    /// Tells `/admin` of accounts created or removed elsewhere: by the
-    /// `chat-server account` commands (another process on the same store)
-    /// or, in a cluster, on another node. Every [`ACCOUNT_WATCH`] while an
-    /// admin is connected, the account list is compared with the last one
-    /// (read at start-up).
-    pub fn watch_accounts(&self) {
-        let svc = self.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(ACCOUNT_WATCH);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-            loop {
-                tick.tick().await;
-                svc.compare_accounts().await;
-            }
-        });
-    }
-
-    async fn compare_accounts(&self) {
-        // The list is read at start-up, then only while someone watches:
-        // what changed meanwhile is told when an admin is next connected.
-        let started = self.account_watch.lock().known.is_some();
-        if started && !self.admin.active() {
-            return;
-        }
-        let accounts = match self.store.accounts().await {
-            Ok(a) => a,
-            Err(e) => {
-                tracing::debug!("account watch: {e}");
-                return;
-            }
+    /// The cluster's side of a handshake, around
+    /// [`login_here`](Self::login_here): a session this node does not know
+    /// is looked up in Redis and taken over, and a new name is claimed
+    /// across nodes.
+    pub(super) async fn login(
+        &self,
+        auth: &Auth,
+        sid: Sid,
+        from: Option<std::net::IpAddr>,
+    ) -> Result<crate::live::Admission, ConnectRefusal> {
+        let Some(cluster) = self.cluster.clone() else {
+            return self.login_here(auth, sid, from).await;
         };
-        let now: std::collections::HashMap<String, String> = accounts
-            .into_iter()
-            .map(|a| (username_key(&a.username), a.username))
-            .collect();
-        let mut w = self.account_watch.lock();
-        if let Some(before) = &w.known {
-            for (key, name) in &now {
-                if !before.contains_key(key) && !w.announced.contains(key) {
-                    self.admin.send(account_event(name, "created"));
-                }
+        let key = username_key(&auth.username);
+        let ttl = crate::cluster::name_ttl(self.state.config.recovery_window);
+        // What Redis lost (it came back empty) counts as pruned: a replay
+        // from before it says `truncated`.
+        self.state.set_pruned_upto(cluster.redis.lost_upto());
+        let down = |e: crate::store::StoreError| {
+            tracing::warn!("cluster: {e}");
+            ConnectRefusal::new(
+                ErrorCode::Unavailable,
+                "the server cannot reach its store: try again",
+            )
+        };
+        if let Some(offset) = auth.offset.as_deref().and_then(|o| o.parse::<u64>().ok()) {
+            // A client resuming from another node may have seen messages
+            // this node's feed has not delivered yet: wait (a bounded time)
+            // for them, so that its offset is one this node knows.
+            cluster.wait_delivered(offset).await;
+        }
+        if let Some(token) = auth.session.as_deref()
+            && self.state.session_owner(token).is_none()
+            && let Some(rec) = cluster.redis.session(token).await.map_err(down)?
+        {
+            if username_key(&rec.username) != key {
+                return Err(ConnectRefusal::new(
+                    ErrorCode::InvalidSession,
+                    "that session belongs to another username",
+                ));
             }
-            for (key, name) in before {
-                if !now.contains_key(key) {
-                    self.admin.send(account_event(name, "removed"));
-                }
+            // Ours from now on: the node that held it lets it go, and
+            // tells its socket there, if any.
+            if let Some((mut rec, owner)) =
+                cluster.redis.claim_session(token).await.map_err(down)?
+                && cluster
+                    .dead_node_window(&mut rec, &owner, self.state.config.recovery_window)
+                    .await
+                && self.state.adopt(&rec)
+            {
+                cluster.take_name(&rec.username, ttl).await.map_err(down)?;
+                cluster.announce_claim(token).await.map_err(down)?;
             }
         }
-        // Announced creations are forgotten once seen in the list (or, if
-        // they failed and never show up, when there are too many).
-        w.announced.retain(|k| !now.contains_key(k));
-        if w.announced.len() > 1024 {
-            w.announced.clear();
+        let held_here = self.state.name_held(&key);
+        let claimed = held_here
+            || cluster
+                .claim_name(&auth.username, ttl)
+                .await
+                .map_err(down)?;
+        let admitted = self.login_here(auth, sid, from).await;
+        if !claimed {
+            // Another node's session holds the name. Only the account's
+            // password takes it from there, as it does on one node; the
+            // refusals (a password needed, a wrong one) are the same too.
+            return match admitted {
+                Ok(adm) if adm.account && !adm.recovered => {
+                    cluster.take_name(&adm.username, ttl).await.map_err(down)?;
+                    cluster.announce_eviction(&key).await.map_err(down)?;
+                    Ok(adm)
+                }
+                Ok(adm) => {
+                    // An admission the name's holder elsewhere forbids:
+                    // undo it here.
+                    self.state.abandon(&adm.key, sid, !adm.recovered);
+                    Err(ConnectRefusal::new(
+                        ErrorCode::UsernameTaken,
+                        format!("{} is in use", auth.username),
+                    ))
+                }
+                Err(e) => Err(e),
+            };
         }
-        w.known = Some(now);
+        if admitted.is_err() && !held_here && !self.state.name_held(&key) {
+            cluster.release_name(&key).await;
+        }
+        admitted
     }
 
     /// Decides who a handshake may be, then admits it. A session token that
@@ -316,9 +317,7 @@ impl ChatService {
             seen: 0,
             created_ms: crate::clock::now_ms(),
         };
-        // Noted before the store has it, so that a comparison of the
-        // account list cannot see it first and announce it too.
-        self.account_watch.lock().announced.insert(key.to_owned());
+        self.account_watch.announcing(key);
         let created = match self.store.create_account(&account).await {
             Ok(committed) => committed.await,
             Err(e) => Err(e),

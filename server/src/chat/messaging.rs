@@ -8,6 +8,9 @@
 //! [`super::sequencer`]).
 
 use super::*;
+use crate::cluster::Cluster;
+use crate::live::Target;
+use chat_shared::username_key;
 
 /// A message before it is numbered: what the sender asked for.
 struct Draft<'a> {
@@ -361,4 +364,31 @@ fn unavailable(event: &str) -> ChatError {
 fn store_failed(event: &str, e: crate::store::StoreError) -> ChatError {
     tracing::warn!("store: {e}");
     unavailable(event)
+}
+
+impl ChatService {
+    /// Delivers one message of the feed to this node's sockets.
+    pub(super) fn deliver_numbered(&self, cluster: &Cluster, msg: &Arc<MessageRecord>) {
+        self.deliver_committed(msg, None);
+        cluster.delivered(msg.id);
+    }
+
+    /// A DM target on another node: a user whose name some node holds.
+    pub(super) async fn remote_target(&self, to: &str) -> Option<Target> {
+        let cluster = self.cluster.as_ref()?;
+        let key = username_key(to);
+        match cluster.holder(&key).await {
+            Ok(Some(username)) => Some(Target {
+                key,
+                username,
+                sid: None,
+                live: true,
+            }),
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!("cluster: {e}");
+                None
+            }
+        }
+    }
 }

@@ -19,7 +19,7 @@ mod accounts;
 mod history;
 mod identity;
 mod messaging;
-mod nodes;
+
 mod presence;
 pub mod presence_gate;
 pub mod rate_limit;
@@ -45,6 +45,7 @@ use socketioxide::handler::ConnectHandler;
 use socketioxide::socket::{DisconnectReason, Sid};
 use socketioxide::{SocketError, SocketIo};
 
+use crate::cluster::{Feed, FeedEvent};
 use crate::http::transport::Transports;
 use crate::live::{Admission, ChatState};
 pub use crate::live::{Delivering, DeliveryOrder};
@@ -102,8 +103,8 @@ pub struct ChatService {
     /// The other nodes, when several share a Redis (`--redis-url`).
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
     /// What `/admin` knows of the accounts (see
-    /// [`watch_accounts`](Self::watch_accounts)).
-    pub account_watch: Arc<accounts::AccountWatch>,
+    /// [`AccountWatch`](crate::ops::account_watch::AccountWatch)).
+    pub account_watch: Arc<crate::ops::account_watch::AccountWatch>,
 }
 
 /// Registers `/chat` on `io`.
@@ -363,5 +364,50 @@ impl ChatService {
         })?;
         take_token(ctx.bucket.as_ref(), event, "too many messages: slow down")?;
         Ok(text)
+    }
+}
+
+impl ChatService {
+    /// Starts delivering the cluster's messages after the id `after`, and
+    /// the node's heartbeat. Does nothing without a cluster. Both tasks
+    /// end once the store is closed.
+    pub fn follow_cluster(&self, after: u64) {
+        let Some(cluster) = self.cluster.clone() else {
+            return;
+        };
+        let mut feed = Feed::start(cluster.redis.clone(), after);
+        let beating = Arc::clone(&cluster);
+        let svc = self.clone();
+        tokio::spawn(async move {
+            while let Some(ev) = feed.recv().await {
+                match ev {
+                    FeedEvent::Message(m) => svc.deliver_numbered(&cluster, &m),
+                    FeedEvent::Claimed { token } => {
+                        if let Some(sid) = svc.state.release(&token) {
+                            tracing::info!("session taken over by another node");
+                            svc.replace(sid);
+                        }
+                    }
+                    FeedEvent::Presence(p) => {
+                        let scope = p.room.clone().unwrap_or_default();
+                        svc.presence_here(&scope, p).await;
+                    }
+                    FeedEvent::Typing(t) => svc.typing_here(&t).await,
+                    FeedEvent::Evicted { key } => {
+                        if let Some(sid) = svc.state.evict(&key) {
+                            tracing::info!(user = %key, "name taken by a password login on another node");
+                            svc.replace(sid);
+                        }
+                    }
+                }
+                if cluster.redis.is_closed() {
+                    return;
+                }
+            }
+        });
+        tokio::spawn(crate::cluster::heartbeat::run(
+            beating,
+            Arc::clone(&self.state),
+        ));
     }
 }

@@ -2,6 +2,9 @@
 //! (the gate itself is [`super::presence_gate`]).
 
 use super::*;
+use std::collections::BTreeMap;
+
+use chat_shared::{RoomCount, username_key};
 
 impl ChatService {
     /// Sends a presence change to its scope (`""`: every `/chat` socket;
@@ -70,5 +73,52 @@ impl ChatService {
         if let Err(e) = op.emit(names::PRESENCE, p).await {
             tracing::debug!("presence emit: {e}");
         }
+    }
+}
+
+impl ChatService {
+    /// `presence:get`: every node's users and rooms.
+    pub(super) async fn presence_snapshot(&self) -> PresenceSnapshot {
+        self.cluster_presence()
+            .await
+            .unwrap_or_else(|| self.state.presence_snapshot())
+    }
+
+    /// The cluster's presence: this node's as it is now, the others' as
+    /// of their last heartbeat. `None` without a cluster (or when Redis
+    /// cannot say: then this node's own).
+    pub(super) async fn cluster_presence(&self) -> Option<PresenceSnapshot> {
+        let cluster = self.cluster.as_ref()?;
+        let nodes = match cluster.presence().await {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!("cluster presence: {e}");
+                return None;
+            }
+        };
+        let here = self.state.node_presence();
+        let mut users: BTreeMap<String, String> = BTreeMap::new();
+        let mut rooms: BTreeMap<String, u64> = BTreeMap::new();
+        let mine = cluster.node();
+        let others = nodes
+            .into_iter()
+            .filter(|(node, _)| node != mine)
+            .map(|(_, p)| p);
+        for p in others.chain(std::iter::once(here)) {
+            for u in p.users {
+                users.insert(username_key(&u), u);
+            }
+            for (room, members) in p.rooms {
+                *rooms.entry(room).or_default() += members.len() as u64;
+            }
+        }
+        Some(PresenceSnapshot {
+            online: users.len() as u64,
+            users: users.into_values().collect(),
+            rooms: rooms
+                .into_iter()
+                .map(|(room, members)| RoomCount { room, members })
+                .collect(),
+        })
     }
 }
