@@ -1,43 +1,31 @@
 //! `chat-server`: the chat contract (`docs/PROTOCOL.md`) on socketioxide.
 //!
-//! Layout:
+//! Layout, from the edge inwards (each folder's `mod.rs` says more):
 //! - [`config`]: every flag, its environment variable and default.
-//! - [`state`]: [`ChatState`], this node's view (users, sessions, room
-//!   membership, this process's recent messages) that every handler calls;
-//!   session changes flow from it to the store in order.
-//! - [`chat`]: the `/chat` namespace, one file per capability:
-//!   `identity` (handshake, connect, disconnect, takeover), `recovery`
-//!   (restore, replay, readers that fall behind), `rooms`, `messaging` (owns
-//!   the delivery order), `history`, `typing`, `presence`, `accounts`
-//!   (logins, registration, `account:password`), `nodes` (what comes from
-//!   the other nodes of a cluster).
-//! - [`accounts`]: password hashing on threads of its own, bounded, and
-//!   the lock after wrong passwords.
-//! - [`account_cli`]: `chat-server account add|passwd|remove|list`.
+//! - [`http`]: the edge: the accept loop, TLS, CORS, the client's address
+//!   (and the gate for addresses locked for failed logins), lean requests,
+//!   ending a socket's transport from the server, `/healthz`, `/readyz`.
+//! - [`chat`]: the `/chat` namespace, one file per capability (identity,
+//!   accounts, recovery, rooms, messaging, history, typing, presence),
+//!   and the rules they share (the per-socket sequencer, the rate limit,
+//!   the presence gate, refusals).
+//! - [`live`]: what only this node knows, [`ChatState`], one owner per
+//!   file behind one lock: sessions, admission, rooms, the log, the
+//!   recovery window, the session writer, the delivery order.
+//! - [`auth`]: password hashing on threads of its own, bounded, and the
+//!   lockout after wrong passwords.
 //! - [`cluster`]: several nodes on one Redis: the message feed every node
-//!   delivers from, usernames and takeovers across nodes.
-//! - [`admin`]: the read-only `/admin` namespace and its stats.
-//! - [`admin_feed`]: the ordered, lossy queue of `admin:event`s.
-//! - [`presence`]: the per-scope presence storm guard.
-//! - [`rate_limit`]: the per-socket token bucket.
-//! - [`sequencer`]: keeps each socket's events in arrival order.
+//!   delivers from, names across nodes, the heartbeat.
 //! - [`store`]: the durable state behind one seam (memory, SQLite or
 //!   Redis).
-//! - [`client_addr`]: the client's address (through trusted proxies), and
-//!   the gate that turns away addresses locked for failed logins.
-//! - [`lean_request`]: trims what each connection keeps of its request.
-//! - [`listener`]: the accept loop (header-read timeout, descriptor
-//!   exhaustion, a kill switch per connection).
-//! - [`transport`]: ends a socket's transport from the server, so that a
-//!   client that fell behind resumes instead of missing messages.
+//! - [`ops`]: running on a host: metrics, the `/admin` namespace, its
+//!   event feed and account watch, logging.
+//! - [`cli`]: `--check` and `chat-server account add|passwd|remove|list`.
+//! - [`clock`]: the wall clock, read one way everywhere.
 //!
-//! Running on a host:
-//! - [`tls`]: HTTPS/WSS with rustls, reloaded on SIGHUP.
-//! - [`metrics`]: the counters behind `GET /metrics` and `admin:stats`.
-//! - [`health`]: `GET /healthz` and `GET /readyz`.
-//! - [`cors`]: which browser origins may connect (`--cors-origin`).
-//! - [`logging`]: stderr, text or JSON, never message text.
-//! - [`check`]: `--check`, the start-up checks without serving.
+//! Imports run one way: `chat` uses the folders below it; `cluster` uses
+//! `live` and `store`; `live` uses only `store`, `config` and `clock`;
+//! `http` knows nothing of chat. [`accounts`] is the old path of [`auth`].
 //!
 //! [`serve`] runs the whole server on a bound listener until a shutdown
 //! future resolves; `main.rs` only parses flags, sets up logging and calls it.
@@ -92,8 +80,6 @@ fn ops_routes(
     }
 }
 
-/// Builds the server. Must run inside a tokio runtime (it starts the admin
-/// feed task).
 /// Messages a `--store memory` server keeps at most (the oldest go
 /// first): history and replay as far back as that.
 pub const MEMORY_STORE_MESSAGES: usize = 100_000;

@@ -33,7 +33,10 @@ fn address_locked(wait: Duration) -> ConnectRefusal {
 fn busy() -> ConnectRefusal {
     ConnectRefusal::new(
         ErrorCode::RateLimited,
-        "too many logins at once: try again in 1 s",
+        format!(
+            "too many logins at once: try again in {} s",
+            RETRY_AFTER.as_secs()
+        ),
     )
 }
 
@@ -56,6 +59,21 @@ fn hash_failed(e: HashError) -> ConnectRefusal {
             )
         }
     }
+}
+
+/// A password login's client address, with the failed logins counted
+/// against it (none without `--login-address-limit` or an address).
+type Address = Option<(Arc<crate::auth::Guesses>, String)>;
+
+/// Counts a failed login against the address. The refusal stays what it
+/// was; a lock it earns applies from the next try.
+fn strike(address: &Address, refusal: ConnectRefusal) -> ConnectRefusal {
+    if let Some((addresses, ip)) = address
+        && addresses.strike(ip).is_some()
+    {
+        tracing::warn!(address = %ip, "address locked for failed logins");
+    }
+    refusal
 }
 
 fn weak(e: chat_shared::PasswordError) -> ConnectRefusal {
@@ -173,19 +191,9 @@ impl ChatService {
             return self.state.admit_as(auth, sid, Login::Guest);
         }
         // The address's record of failed logins, for password logins.
-        let address = from
+        let address: Address = from
             .filter(|_| auth.password.is_some() && !register)
             .and_then(|ip| Some((self.accounts.addresses.clone()?, ip.to_string())));
-        // Counts a failed login against the address. The refusal stays
-        // what it was; a lock it earns applies from the next try.
-        let strike = |refusal: ConnectRefusal| {
-            if let Some((addresses, ip)) = &address
-                && addresses.strike(ip).is_some()
-            {
-                tracing::warn!(address = %ip, "address locked for failed logins");
-            }
-            refusal
-        };
         // A locked address or name is refused before anything else is
         // looked at: a flood of guesses costs a map lookup each, not a read
         // of the store.
@@ -198,29 +206,64 @@ impl ChatService {
             && !register
             && let Some(wait) = self.accounts.guesses.locked_for(&key)
         {
-            return Err(strike(locked(name, wait)));
+            return Err(strike(&address, locked(name, wait)));
         }
         let account = self.store.account(&key).await.map_err(store_down)?;
         if register {
             return self.register(auth, sid, &key, resumes, account).await;
         }
         let Some(account) = account else {
-            if self.state.config.auth == AuthMode::Accounts {
-                return Err(ConnectRefusal::new(
-                    ErrorCode::AuthRequired,
-                    format!("this server takes accounts only, and {name} has none"),
-                ));
-            }
-            if auth.password.is_some() {
-                return Err(strike(ConnectRefusal::new(
+            return self.as_guest(auth, sid, &address);
+        };
+        self.check_password(auth, &key, account.hash.clone(), &address)
+            .await?;
+        let login = Login::Account {
+            username: account.username,
+            rooms: account.rooms,
+            seen: account.seen,
+        };
+        self.state.admit_as(auth, sid, login)
+    }
+
+    /// A name without an account: a guest, where guests may connect
+    /// (with a password, a failed login).
+    fn as_guest(
+        &self,
+        auth: &Auth,
+        sid: Sid,
+        address: &Address,
+    ) -> Result<Admission, ConnectRefusal> {
+        let name = &auth.username;
+        if self.state.config.auth == AuthMode::Accounts {
+            return Err(ConnectRefusal::new(
+                ErrorCode::AuthRequired,
+                format!("this server takes accounts only, and {name} has none"),
+            ));
+        }
+        if auth.password.is_some() {
+            return Err(strike(
+                address,
+                ConnectRefusal::new(
                     ErrorCode::BadCredentials,
                     format!(
                         "{name} has no account: connect without a password as a guest, or register"
                     ),
-                )));
-            }
-            return self.state.admit_as(auth, sid, Login::Guest);
-        };
+                ),
+            ));
+        }
+        self.state.admit_as(auth, sid, Login::Guest)
+    }
+
+    /// Checks the handshake's password against the account's `hash`, as
+    /// one guess at the name and one from the address.
+    async fn check_password(
+        &self,
+        auth: &Auth,
+        key: &str,
+        hash: String,
+        address: &Address,
+    ) -> Result<(), ConnectRefusal> {
+        let name = &auth.username;
         let Some(password) = auth.password.clone() else {
             return Err(ConnectRefusal::new(
                 ErrorCode::AuthRequired,
@@ -230,28 +273,28 @@ impl ChatService {
         let attempt = self
             .accounts
             .guesses
-            .begin(&key)
-            .map_err(|wait| strike(locked(name, wait)))?;
+            .begin(key)
+            .map_err(|wait| strike(address, locked(name, wait)))?;
         // The address's checks in flight count against its limit too, and
         // a try refused for that counts as a failed one: a burst of
         // guesses locks its address without waiting for the hashes.
-        let from_attempt = match &address {
+        let from_attempt = match address {
             Some((addresses, ip)) => Some(
                 addresses
                     .begin(ip)
-                    .map_err(|wait| strike(address_locked(wait)))?,
+                    .map_err(|wait| strike(address, address_locked(wait)))?,
             ),
             None => None,
         };
         let right = self
             .accounts
-            .verify(password, account.hash.clone())
+            .verify(password, hash)
             .await
             .map_err(hash_failed)?;
         if !right {
             let now_locked = attempt.fail();
             tracing::info!(user = %key, locked = now_locked.is_some(), "wrong password");
-            if let (Some(a), Some((_, ip))) = (from_attempt, &address)
+            if let (Some(a), Some((_, ip))) = (from_attempt, address)
                 && a.fail().is_some()
             {
                 tracing::warn!(address = %ip, "address locked for failed logins");
@@ -265,12 +308,7 @@ impl ChatService {
         if let Some(a) = from_attempt {
             a.succeed();
         }
-        let login = Login::Account {
-            username: account.username,
-            rooms: account.rooms,
-            seen: account.seen,
-        };
-        self.state.admit_as(auth, sid, login)
+        Ok(())
     }
 
     /// `register: true`: creates the account, then admits the session
@@ -365,8 +403,7 @@ impl ChatService {
             ));
         };
         let not_checked = |e: HashError| match e {
-            HashError::Busy => refuse(ErrorCode::RateLimited, "too many logins at once".into())
-                .with("retryAfterMs", 1000),
+            HashError::Busy => rate_limited(event, "too many logins at once", RETRY_AFTER),
             HashError::Internal(why) => {
                 tracing::error!("password hashing: {why}");
                 refuse(
@@ -376,13 +413,11 @@ impl ChatService {
             }
         };
         // The old password is a guess like any other.
-        let attempt = self.accounts.guesses.begin(key).map_err(|wait| {
-            refuse(
-                ErrorCode::RateLimited,
-                "too many wrong passwords: wait".into(),
-            )
-            .with("retryAfterMs", wait.as_millis().max(1) as u64)
-        })?;
+        let attempt = self
+            .accounts
+            .guesses
+            .begin(key)
+            .map_err(|wait| rate_limited(event, "too many wrong passwords: wait", wait))?;
         let right = self
             .accounts
             .verify(p.old.clone(), account.hash)

@@ -46,7 +46,7 @@ impl ChatService {
         // Refused before anyone gets it; not logged each time (the failed
         // write that made the store unhealthy was).
         if !self.store.healthy() {
-            return Err(unavailable(event));
+            return Err(unavailable(event, "store messages"));
         }
         if let Some(cluster) = &self.cluster {
             // Several nodes: Redis numbers the message (one order for the
@@ -276,12 +276,7 @@ impl ChatService {
                     Ok(None) => return Err(not_found()),
                     Err(e) => {
                         tracing::warn!("accounts: {e}");
-                        return Err(ChatError::new(
-                            ErrorCode::Unavailable,
-                            "the server cannot look up accounts right now: try again",
-                            event,
-                        )
-                        .with("retryAfterMs", 1000));
+                        return Err(unavailable(event, "look up accounts"));
                     }
                 }
             }
@@ -348,22 +343,6 @@ pub(super) struct Sending {
     bytes: usize,
     /// A DM whose recipient has no socket: the ack says it waits.
     held: bool,
-}
-
-/// The refusal while the store cannot take writes.
-fn unavailable(event: &str) -> ChatError {
-    ChatError::new(
-        ErrorCode::Unavailable,
-        "the server cannot store messages right now: try again",
-        event,
-    )
-    .with("retryAfterMs", 1000)
-}
-
-/// A write the store failed: logged, and refused as unavailable.
-fn store_failed(event: &str, e: crate::store::StoreError) -> ChatError {
-    tracing::warn!("store: {e}");
-    unavailable(event)
 }
 
 impl ChatService {
