@@ -153,7 +153,7 @@ pub fn app(config: Config, store: Arc<dyn store::Store>, startup: &store::Startu
         .map(|redis| Arc::new(cluster::Cluster::new(redis, startup.head)));
     if cluster.is_some() {
         // Several nodes: a session is taken up by whichever node its
-        // client reconnects to, when it does (chat::nodes), not by every
+        // client reconnects to, when it does (chat::accounts), not by every
         // node at start.
         state.restore(&store::Startup {
             sessions: Vec::new(),
