@@ -95,7 +95,7 @@ impl ChatService {
             return self.login_here(auth, sid, from).await;
         };
         let key = username_key(&auth.username);
-        let ttl = crate::cluster::name_ttl(self.state.config.recovery_window);
+        let ttl = crate::cluster::names::name_ttl(self.state.config.recovery_window);
         // What Redis lost (it came back empty) counts as pruned: a replay
         // from before it says `truncated`.
         self.state.set_pruned_upto(cluster.redis.lost_upto());

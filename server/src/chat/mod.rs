@@ -57,7 +57,7 @@ use socketioxide::handler::ConnectHandler;
 use socketioxide::socket::{DisconnectReason, Sid};
 use socketioxide::{SocketError, SocketIo};
 
-use crate::cluster::{Feed, FeedEvent};
+use crate::cluster::feed::{Feed, FeedEvent};
 use crate::http::transport::Transports;
 use crate::live::{Admission, ChatState};
 pub use crate::live::{Delivering, DeliveryOrder};

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use chat_shared::username_key;
 
-use super::{Cluster, NODE_TTL_BEATS, name_ttl, unavailable};
+use super::names::name_ttl;
+use super::{Cluster, NODE_TTL_BEATS, unavailable};
 use crate::live::{ChatState, NodePresence};
 use crate::store::redis::{HEARTBEAT_INTERVAL, LIVE_SESSION_TTL};
 use crate::store::{SessionRecord, StoreError};

@@ -2,7 +2,7 @@
 //! about the others. The durable part (messages, ids, sessions, accounts)
 //! is the [`RedisStore`]; this module holds what goes between live nodes:
 //!
-//! - The message feed ([`Feed`]): every message any node appends is
+//! - The message feed ([`feed`]): every message any node appends is
 //!   published by the append script on `chat:messages`, in id order. Each
 //!   node subscribes, reads from the store whatever it missed (at start,
 //!   after a reconnect, or when an id is skipped), and hands its delivery
@@ -20,13 +20,16 @@
 //! - Presence: each node publishes its users and room counts in
 //!   `chat:node:<id>` (expiring with its heartbeat); `presence:get` and
 //!   `room:list` add up the nodes that are alive.
+//!
+//! Layout: this file holds [`Cluster`], the control messages' publisher
+//! and presence; [`feed`] the message feed; [`names`] usernames and the
+//! announcements of claims and evictions; [`heartbeat`] the beat that
+//! keeps names, sessions and presence alive, and tells a dead node. The
+//! three use this file, never the other way.
 
-mod feed;
+pub mod feed;
 pub mod heartbeat;
-mod names;
-
-pub use feed::{Feed, FeedEvent};
-pub use names::name_ttl;
+pub mod names;
 
 use std::time::Duration;
 
