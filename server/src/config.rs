@@ -221,7 +221,7 @@ pub struct Config {
     /// Log lines on stderr: `text`, or `json` (one object a line) for log
     /// collectors. `RUST_LOG` sets the level.
     #[arg(long, env = "CHAT_LOG_FORMAT", value_enum, default_value = "text")]
-    pub log_format: crate::logging::LogFormat,
+    pub log_format: crate::ops::logging::LogFormat,
 
     /// PEM certificate chain (the server's certificate first): with
     /// --tls-key, the server speaks HTTPS and WSS only. Re-read on SIGHUP.
@@ -241,7 +241,7 @@ pub struct Config {
     /// A web origin (https://host[:port]) whose pages may use the server
     /// from the browser; repeat for more (comma-separated in the
     /// environment). Other origins are refused.
-    #[arg(long = "cors-origin", env = "CHAT_CORS_ORIGIN", value_delimiter = ',', value_parser = crate::cors::parse_origin)]
+    #[arg(long = "cors-origin", env = "CHAT_CORS_ORIGIN", value_delimiter = ',', value_parser = crate::http::cors::parse_origin)]
     pub cors_origins: Vec<String>,
 
     /// Check the flags, the TLS files and the store, print what would be

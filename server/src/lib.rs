@@ -1,69 +1,45 @@
 //! `chat-server`: the chat contract (`docs/PROTOCOL.md`) on socketioxide.
 //!
-//! Layout:
+//! Layout, from the edge inwards (each folder's `mod.rs` says more):
 //! - [`config`]: every flag, its environment variable and default.
-//! - [`state`]: [`ChatState`], this node's view (users, sessions, room
-//!   membership, this process's recent messages) that every handler calls;
-//!   session changes flow from it to the store in order.
-//! - [`chat`]: the `/chat` namespace, one file per capability:
-//!   `identity` (handshake, connect, disconnect, takeover), `recovery`
-//!   (restore, replay, readers that fall behind), `rooms`, `messaging` (owns
-//!   the delivery order), `history`, `typing`, `presence`, `accounts`
-//!   (logins, registration, `account:password`), `nodes` (what comes from
-//!   the other nodes of a cluster).
-//! - [`accounts`]: password hashing on threads of its own, bounded, and
-//!   the lock after wrong passwords.
-//! - [`account_cli`]: `chat-server account add|passwd|remove|list`.
+//! - [`http`]: the edge: the accept loop, TLS, CORS, the client's address
+//!   (and the gate for addresses locked for failed logins), lean requests,
+//!   ending a socket's transport from the server, `/healthz`, `/readyz`.
+//! - [`chat`]: the `/chat` namespace, one file per capability (identity,
+//!   accounts, recovery, rooms, messaging, history, typing, presence),
+//!   and the rules they share (the per-socket sequencer, the rate limit,
+//!   the presence gate, refusals).
+//! - [`live`]: what only this node knows, [`ChatState`], one owner per
+//!   file behind one lock: sessions, admission, rooms, the log, the
+//!   recovery window, the session writer, the delivery order.
+//! - [`auth`]: password hashing on threads of its own, bounded, and the
+//!   lockout after wrong passwords.
 //! - [`cluster`]: several nodes on one Redis: the message feed every node
-//!   delivers from, usernames and takeovers across nodes.
-//! - [`admin`]: the read-only `/admin` namespace and its stats.
-//! - [`admin_feed`]: the ordered, lossy queue of `admin:event`s.
-//! - [`presence`]: the per-scope presence storm guard.
-//! - [`rate_limit`]: the per-socket token bucket.
-//! - [`sequencer`]: keeps each socket's events in arrival order.
+//!   delivers from, names across nodes, the heartbeat.
 //! - [`store`]: the durable state behind one seam (memory, SQLite or
 //!   Redis).
-//! - [`client_addr`]: the client's address (through trusted proxies), and
-//!   the gate that turns away addresses locked for failed logins.
-//! - [`lean_request`]: trims what each connection keeps of its request.
-//! - [`listener`]: the accept loop (header-read timeout, descriptor
-//!   exhaustion, a kill switch per connection).
-//! - [`transport`]: ends a socket's transport from the server, so that a
-//!   client that fell behind resumes instead of missing messages.
+//! - [`ops`]: running on a host: metrics, the `/admin` namespace, its
+//!   event feed and account watch, logging.
+//! - [`cli`]: `--check` and `chat-server account add|passwd|remove|list`.
+//! - [`clock`]: the wall clock, read one way everywhere.
 //!
-//! Running on a host:
-//! - [`tls`]: HTTPS/WSS with rustls, reloaded on SIGHUP.
-//! - [`metrics`]: the counters behind `GET /metrics` and `admin:stats`.
-//! - [`health`]: `GET /healthz` and `GET /readyz`.
-//! - [`cors`]: which browser origins may connect (`--cors-origin`).
-//! - [`logging`]: stderr, text or JSON, never message text.
-//! - [`check`]: `--check`, the start-up checks without serving.
+//! Imports run one way: `chat` uses the folders below it; `cluster` uses
+//! `live` and `store`; `live` uses only `store`, `config` and `clock`;
+//! `http` knows nothing of chat. [`accounts`] is the old path of [`auth`].
 //!
 //! [`serve`] runs the whole server on a bound listener until a shutdown
 //! future resolves; `main.rs` only parses flags, sets up logging and calls it.
 
-pub mod account_cli;
-pub mod accounts;
-pub mod admin;
-pub mod admin_feed;
+pub mod auth;
 pub mod chat;
-pub mod check;
-pub mod client_addr;
+pub mod cli;
+pub mod clock;
 pub mod cluster;
 pub mod config;
-pub mod cors;
-pub mod health;
-pub mod lean_request;
-pub mod listener;
-pub mod logging;
-pub mod metrics;
-pub mod presence;
-pub mod rate_limit;
-pub mod sequencer;
-pub mod state;
+pub mod http;
+pub mod live;
+pub mod ops;
 pub mod store;
-pub mod tls;
-pub mod transport;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -73,8 +49,14 @@ use axum::routing::get;
 use socketioxide::{ParserConfig, SocketIo};
 use tokio::net::TcpListener;
 
+use self::http::{client_addr, cors, health, lean_request, listener, tls, transport};
+use self::ops::{admin, admin_feed, metrics};
+
+/// The old path of [`auth`]: the end-to-end tests hash with
+/// `accounts::hash_now`.
+pub use auth as accounts;
 pub use config::Config;
-pub use state::ChatState;
+pub use live::ChatState;
 
 /// The server as a router, with its socket.io handle and state.
 pub struct App {
@@ -98,8 +80,6 @@ fn ops_routes(
     }
 }
 
-/// Builds the server. Must run inside a tokio runtime (it starts the admin
-/// feed task).
 /// Messages a `--store memory` server keeps at most (the oldest go
 /// first): history and replay as far back as that.
 pub const MEMORY_STORE_MESSAGES: usize = 100_000;
@@ -166,14 +146,14 @@ pub fn app(config: Config, store: Arc<dyn store::Store>, startup: &store::Startu
         )
         .build_layer();
     let state = ChatState::new(config);
-    let (sessions_tx, mut sessions_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (sessions_tx, sessions_rx) = tokio::sync::mpsc::unbounded_channel();
     state.persist_sessions(sessions_tx);
     let cluster = store
         .as_redis()
         .map(|redis| Arc::new(cluster::Cluster::new(redis, startup.head)));
     if cluster.is_some() {
         // Several nodes: a session is taken up by whichever node its
-        // client reconnects to, when it does (chat::nodes), not by every
+        // client reconnects to, when it does (chat::accounts), not by every
         // node at start.
         state.restore(&store::Startup {
             sessions: Vec::new(),
@@ -184,27 +164,12 @@ pub fn app(config: Config, store: Arc<dyn store::Store>, startup: &store::Startu
     }
     {
         // Session changes go to the store in the order they happened.
-        let store = Arc::clone(&store);
         let metrics = Arc::clone(&metrics);
-        tokio::spawn(async move {
-            while let Some(op) = sessions_rx.recv().await {
-                let queued = match op {
-                    state::SessionOp::Put(rec) => store.put_session(&rec).await,
-                    state::SessionOp::Delete(token) => store.delete_session(&token).await,
-                    state::SessionOp::Account(key, change) => {
-                        store.update_account(&key, change).await
-                    }
-                    state::SessionOp::Flush(done) => {
-                        let _ = done.send(());
-                        continue;
-                    }
-                };
-                if let Err(e) = queued {
-                    metrics.store_error(metrics::StoreOp::Session);
-                    tracing::warn!("session write: {e}");
-                }
-            }
-        });
+        tokio::spawn(live::write_sessions(
+            sessions_rx,
+            Arc::clone(&store),
+            move |_| metrics.store_error(metrics::StoreOp::Session),
+        ));
     }
     {
         let store = Arc::clone(&store);
@@ -215,7 +180,7 @@ pub fn app(config: Config, store: Arc<dyn store::Store>, startup: &store::Startu
             let mut tick = tokio::time::interval(PRUNE_INTERVAL);
             loop {
                 tick.tick().await;
-                let cutoff = state::now_ms().saturating_sub(retention.as_millis() as u64);
+                let cutoff = clock::now_ms().saturating_sub(retention.as_millis() as u64);
                 match store.prune(cutoff).await {
                     Ok(upto) => state.set_pruned_upto(upto),
                     Err(e) => {
@@ -226,7 +191,7 @@ pub fn app(config: Config, store: Arc<dyn store::Store>, startup: &store::Startu
             }
         });
     }
-    let accounts = Arc::new(accounts::Accounts::new(
+    let accounts = Arc::new(auth::Accounts::new(
         hashing_workers(),
         state.config.login_lockout,
         state.config.login_address_limit,
@@ -246,11 +211,15 @@ pub fn app(config: Config, store: Arc<dyn store::Store>, startup: &store::Startu
         delivery: Arc::default(),
         accounts: Arc::clone(&accounts),
         metrics: Arc::clone(&metrics),
+        presence_gate: Arc::new(chat::presence_gate::PresenceGate::new(
+            state.config.presence_burst,
+        )),
         cluster,
         account_watch: Arc::default(),
     };
     svc.follow_cluster(startup.head);
-    svc.watch_accounts();
+    svc.account_watch
+        .start(Arc::clone(&svc.store), svc.admin.clone());
     chat::register(svc);
     admin::register(&io, Arc::clone(&state));
     let on_main_port = metrics_here.then(|| (Arc::clone(&metrics), Arc::clone(&state)));

@@ -13,11 +13,11 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let config = Config::parse();
-    chat_server::logging::init(config.log_format);
+    chat_server::ops::logging::init(config.log_format);
     if let Some(Command::Account { action }) = &config.command {
-        let source = chat_server::account_cli::stdin_source();
+        let source = chat_server::cli::account::stdin_source();
         let mut out = std::io::stdout();
-        return match chat_server::account_cli::run(&config, action, source, &mut out).await {
+        return match chat_server::cli::account::run(&config, action, source, &mut out).await {
             Ok(()) => std::process::ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("chat-server: {e}");
@@ -26,10 +26,10 @@ async fn main() -> std::process::ExitCode {
         };
     }
     if config.check {
-        return chat_server::check::main(&config).await;
+        return chat_server::cli::check::main(&config).await;
     }
     // Each connection is a file descriptor: run with the most the system allows.
-    match chat_server::listener::raise_fd_limit() {
+    match chat_server::http::listener::raise_fd_limit() {
         Some(n) => tracing::info!("open files limit: {n}"),
         None => tracing::info!("open files limit: unknown"),
     }

@@ -5,15 +5,11 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+// `RoomCount` is declared with the admin payloads, which sit below the
+// events and acks, so that the imports run one way.
+pub use crate::admin::RoomCount;
 use crate::error::ChatError;
 use crate::events::{DmMessage, RoomMessage, unwrap_single};
-
-/// A room and how many members it has.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RoomCount {
-    pub room: String,
-    pub members: u64,
-}
 
 /// `room:join` ack body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -2,8 +2,15 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::ack::RoomCount;
 use crate::error::ErrorCode;
+
+/// A room and how many members it has (`room:list`, `presence:get` and the
+/// admin snapshot).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomCount {
+    pub room: String,
+    pub members: u64,
+}
 
 /// The `auth` object of an `/admin` handshake.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -19,7 +19,12 @@
 //! - [`ack`]: the acknowledgement bodies (among them [`HistoryAck`] and
 //!   [`PingAck`]) and the parser a client uses to turn an ack into
 //!   `Result<T, ChatError>`.
-//! - [`admin`]: the `/admin` namespace's payloads.
+//! - [`admin`]: the `/admin` namespace's payloads, and [`RoomCount`],
+//!   which `room:list` and `presence:get` share with them.
+//!
+//! Imports run one way (tests aside), each file using only those before it:
+//! `error`, `rules`, `admin`, `events` (whose [`ServerEvent`] carries the
+//! admin payloads), `ack` (whose history entries are the events' messages).
 
 pub mod ack;
 pub mod admin;

@@ -1,12 +1,13 @@
 //! Accounts on `/chat`: how a handshake proves its name (a session token,
 //! a password, a registration), and `account:password`. Passwords are
-//! checked and hashed through [`crate::accounts::Accounts`], never logged
+//! checked and hashed through [`crate::auth::Accounts`], never logged
 //! and never put in an error message.
 
 use super::*;
-use crate::accounts::HashError;
+use crate::auth::HashError;
 use crate::config::AuthMode;
-use crate::state::Login;
+use crate::live::Login;
+use crate::ops::account_watch::account_event;
 use crate::store::{AccountChange, AccountRecord, StoreError};
 use chat_shared::{PasswordChange, check_password, username_key};
 
@@ -16,7 +17,7 @@ fn locked(name: &str, wait: Duration) -> ConnectRefusal {
         ErrorCode::RateLimited,
         format!(
             "too many wrong passwords for {name}: try again in {} s",
-            crate::accounts::whole_secs(wait)
+            crate::auth::whole_secs(wait)
         ),
     )
 }
@@ -25,14 +26,17 @@ fn locked(name: &str, wait: Duration) -> ConnectRefusal {
 fn address_locked(wait: Duration) -> ConnectRefusal {
     ConnectRefusal::new(
         ErrorCode::RateLimited,
-        crate::accounts::address_locked_message(wait),
+        crate::auth::address_locked_message(wait),
     )
 }
 
 fn busy() -> ConnectRefusal {
     ConnectRefusal::new(
         ErrorCode::RateLimited,
-        "too many logins at once: try again in 1 s",
+        format!(
+            "too many logins at once: try again in {} s",
+            RETRY_AFTER.as_secs()
+        ),
     )
 }
 
@@ -57,98 +61,113 @@ fn hash_failed(e: HashError) -> ConnectRefusal {
     }
 }
 
+/// A password login's client address, with the failed logins counted
+/// against it (none without `--login-address-limit` or an address).
+type Address = Option<(Arc<crate::auth::Guesses>, String)>;
+
+/// Counts a failed login against the address. The refusal stays what it
+/// was; a lock it earns applies from the next try.
+fn strike(address: &Address, refusal: ConnectRefusal) -> ConnectRefusal {
+    if let Some((addresses, ip)) = address
+        && addresses.strike(ip).is_some()
+    {
+        tracing::warn!(address = %ip, "address locked for failed logins");
+    }
+    refusal
+}
+
 fn weak(e: chat_shared::PasswordError) -> ConnectRefusal {
     ConnectRefusal::new(ErrorCode::WeakPassword, e.to_string())
 }
 
-/// How often the account list is compared with the last one while an
-/// `/admin` socket is connected.
-const ACCOUNT_WATCH: Duration = Duration::from_secs(5);
-
-/// The accounts `/admin` was last told of, and the creations this node
-/// announces itself (so that the comparison does not announce them twice).
-#[derive(Debug, Default)]
-pub struct AccountWatch {
-    inner: Mutex<WatchState>,
-}
-
-#[derive(Debug, Default)]
-struct WatchState {
-    /// Key → display name, as of the last comparison (`None` before the
-    /// first).
-    known: Option<std::collections::HashMap<String, String>>,
-    announced: std::collections::HashSet<String>,
-}
-
-impl AccountWatch {
-    fn lock(&self) -> std::sync::MutexGuard<'_, WatchState> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-fn account_event(name: &str, reason: &str) -> chat_shared::AdminEvent {
-    let mut ev = admin_event(AdminEventType::Account);
-    ev.user = Some(name.to_owned());
-    ev.reason = Some(reason.into());
-    ev
-}
-
 impl ChatService {
-    /// Tells `/admin` of accounts created or removed elsewhere: by the
-    /// `chat-server account` commands (another process on the same store)
-    /// or, in a cluster, on another node. Every [`ACCOUNT_WATCH`] while an
-    /// admin is connected, the account list is compared with the last one
-    /// (read at start-up).
-    pub fn watch_accounts(&self) {
-        let svc = self.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(ACCOUNT_WATCH);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-            loop {
-                tick.tick().await;
-                svc.compare_accounts().await;
-            }
-        });
-    }
-
-    async fn compare_accounts(&self) {
-        // The list is read at start-up, then only while someone watches:
-        // what changed meanwhile is told when an admin is next connected.
-        let started = self.account_watch.lock().known.is_some();
-        if started && !self.admin.active() {
-            return;
-        }
-        let accounts = match self.store.accounts().await {
-            Ok(a) => a,
-            Err(e) => {
-                tracing::debug!("account watch: {e}");
-                return;
-            }
+    /// The cluster's side of a handshake, around
+    /// [`login_here`](Self::login_here): a session this node does not know
+    /// is looked up in Redis and taken over, and a new name is claimed
+    /// across nodes.
+    pub(super) async fn login(
+        &self,
+        auth: &Auth,
+        sid: Sid,
+        from: Option<std::net::IpAddr>,
+    ) -> Result<crate::live::Admission, ConnectRefusal> {
+        let Some(cluster) = self.cluster.clone() else {
+            return self.login_here(auth, sid, from).await;
         };
-        let now: std::collections::HashMap<String, String> = accounts
-            .into_iter()
-            .map(|a| (username_key(&a.username), a.username))
-            .collect();
-        let mut w = self.account_watch.lock();
-        if let Some(before) = &w.known {
-            for (key, name) in &now {
-                if !before.contains_key(key) && !w.announced.contains(key) {
-                    self.admin.send(account_event(name, "created"));
-                }
+        let key = username_key(&auth.username);
+        let ttl = crate::cluster::names::name_ttl(self.state.config.recovery_window);
+        // What Redis lost (it came back empty) counts as pruned: a replay
+        // from before it says `truncated`.
+        self.state.set_pruned_upto(cluster.redis.lost_upto());
+        let down = |e: crate::store::StoreError| {
+            tracing::warn!("cluster: {e}");
+            ConnectRefusal::new(
+                ErrorCode::Unavailable,
+                "the server cannot reach its store: try again",
+            )
+        };
+        if let Some(offset) = auth.offset.as_deref().and_then(|o| o.parse::<u64>().ok()) {
+            // A client resuming from another node may have seen messages
+            // this node's feed has not delivered yet: wait (a bounded time)
+            // for them, so that its offset is one this node knows.
+            cluster.wait_delivered(offset).await;
+        }
+        if let Some(token) = auth.session.as_deref()
+            && self.state.session_owner(token).is_none()
+            && let Some(rec) = cluster.redis.session(token).await.map_err(down)?
+        {
+            if username_key(&rec.username) != key {
+                return Err(ConnectRefusal::new(
+                    ErrorCode::InvalidSession,
+                    "that session belongs to another username",
+                ));
             }
-            for (key, name) in before {
-                if !now.contains_key(key) {
-                    self.admin.send(account_event(name, "removed"));
-                }
+            // Ours from now on: the node that held it lets it go, and
+            // tells its socket there, if any.
+            if let Some((mut rec, owner)) =
+                cluster.redis.claim_session(token).await.map_err(down)?
+                && cluster
+                    .dead_node_window(&mut rec, &owner, self.state.config.recovery_window)
+                    .await
+                && self.state.adopt(&rec)
+            {
+                cluster.take_name(&rec.username, ttl).await.map_err(down)?;
+                cluster.announce_claim(token).await.map_err(down)?;
             }
         }
-        // Announced creations are forgotten once seen in the list (or, if
-        // they failed and never show up, when there are too many).
-        w.announced.retain(|k| !now.contains_key(k));
-        if w.announced.len() > 1024 {
-            w.announced.clear();
+        let held_here = self.state.name_held(&key);
+        let claimed = held_here
+            || cluster
+                .claim_name(&auth.username, ttl)
+                .await
+                .map_err(down)?;
+        let admitted = self.login_here(auth, sid, from).await;
+        if !claimed {
+            // Another node's session holds the name. Only the account's
+            // password takes it from there, as it does on one node; the
+            // refusals (a password needed, a wrong one) are the same too.
+            return match admitted {
+                Ok(adm) if adm.account && !adm.recovered => {
+                    cluster.take_name(&adm.username, ttl).await.map_err(down)?;
+                    cluster.announce_eviction(&key).await.map_err(down)?;
+                    Ok(adm)
+                }
+                Ok(adm) => {
+                    // An admission the name's holder elsewhere forbids:
+                    // undo it here.
+                    self.state.abandon(&adm.key, sid, !adm.recovered);
+                    Err(ConnectRefusal::new(
+                        ErrorCode::UsernameTaken,
+                        format!("{} is in use", auth.username),
+                    ))
+                }
+                Err(e) => Err(e),
+            };
         }
-        w.known = Some(now);
+        if admitted.is_err() && !held_here && !self.state.name_held(&key) {
+            cluster.release_name(&key).await;
+        }
+        admitted
     }
 
     /// Decides who a handshake may be, then admits it. A session token that
@@ -172,19 +191,9 @@ impl ChatService {
             return self.state.admit_as(auth, sid, Login::Guest);
         }
         // The address's record of failed logins, for password logins.
-        let address = from
+        let address: Address = from
             .filter(|_| auth.password.is_some() && !register)
             .and_then(|ip| Some((self.accounts.addresses.clone()?, ip.to_string())));
-        // Counts a failed login against the address. The refusal stays
-        // what it was; a lock it earns applies from the next try.
-        let strike = |refusal: ConnectRefusal| {
-            if let Some((addresses, ip)) = &address
-                && addresses.strike(ip).is_some()
-            {
-                tracing::warn!(address = %ip, "address locked for failed logins");
-            }
-            refusal
-        };
         // A locked address or name is refused before anything else is
         // looked at: a flood of guesses costs a map lookup each, not a read
         // of the store.
@@ -197,29 +206,64 @@ impl ChatService {
             && !register
             && let Some(wait) = self.accounts.guesses.locked_for(&key)
         {
-            return Err(strike(locked(name, wait)));
+            return Err(strike(&address, locked(name, wait)));
         }
         let account = self.store.account(&key).await.map_err(store_down)?;
         if register {
             return self.register(auth, sid, &key, resumes, account).await;
         }
         let Some(account) = account else {
-            if self.state.config.auth == AuthMode::Accounts {
-                return Err(ConnectRefusal::new(
-                    ErrorCode::AuthRequired,
-                    format!("this server takes accounts only, and {name} has none"),
-                ));
-            }
-            if auth.password.is_some() {
-                return Err(strike(ConnectRefusal::new(
+            return self.as_guest(auth, sid, &address);
+        };
+        self.check_password(auth, &key, account.hash.clone(), &address)
+            .await?;
+        let login = Login::Account {
+            username: account.username,
+            rooms: account.rooms,
+            seen: account.seen,
+        };
+        self.state.admit_as(auth, sid, login)
+    }
+
+    /// A name without an account: a guest, where guests may connect
+    /// (with a password, a failed login).
+    fn as_guest(
+        &self,
+        auth: &Auth,
+        sid: Sid,
+        address: &Address,
+    ) -> Result<Admission, ConnectRefusal> {
+        let name = &auth.username;
+        if self.state.config.auth == AuthMode::Accounts {
+            return Err(ConnectRefusal::new(
+                ErrorCode::AuthRequired,
+                format!("this server takes accounts only, and {name} has none"),
+            ));
+        }
+        if auth.password.is_some() {
+            return Err(strike(
+                address,
+                ConnectRefusal::new(
                     ErrorCode::BadCredentials,
                     format!(
                         "{name} has no account: connect without a password as a guest, or register"
                     ),
-                )));
-            }
-            return self.state.admit_as(auth, sid, Login::Guest);
-        };
+                ),
+            ));
+        }
+        self.state.admit_as(auth, sid, Login::Guest)
+    }
+
+    /// Checks the handshake's password against the account's `hash`, as
+    /// one guess at the name and one from the address.
+    async fn check_password(
+        &self,
+        auth: &Auth,
+        key: &str,
+        hash: String,
+        address: &Address,
+    ) -> Result<(), ConnectRefusal> {
+        let name = &auth.username;
         let Some(password) = auth.password.clone() else {
             return Err(ConnectRefusal::new(
                 ErrorCode::AuthRequired,
@@ -229,28 +273,28 @@ impl ChatService {
         let attempt = self
             .accounts
             .guesses
-            .begin(&key)
-            .map_err(|wait| strike(locked(name, wait)))?;
+            .begin(key)
+            .map_err(|wait| strike(address, locked(name, wait)))?;
         // The address's checks in flight count against its limit too, and
         // a try refused for that counts as a failed one: a burst of
         // guesses locks its address without waiting for the hashes.
-        let from_attempt = match &address {
+        let from_attempt = match address {
             Some((addresses, ip)) => Some(
                 addresses
                     .begin(ip)
-                    .map_err(|wait| strike(address_locked(wait)))?,
+                    .map_err(|wait| strike(address, address_locked(wait)))?,
             ),
             None => None,
         };
         let right = self
             .accounts
-            .verify(password, account.hash.clone())
+            .verify(password, hash)
             .await
             .map_err(hash_failed)?;
         if !right {
             let now_locked = attempt.fail();
             tracing::info!(user = %key, locked = now_locked.is_some(), "wrong password");
-            if let (Some(a), Some((_, ip))) = (from_attempt, &address)
+            if let (Some(a), Some((_, ip))) = (from_attempt, address)
                 && a.fail().is_some()
             {
                 tracing::warn!(address = %ip, "address locked for failed logins");
@@ -264,12 +308,7 @@ impl ChatService {
         if let Some(a) = from_attempt {
             a.succeed();
         }
-        let login = Login::Account {
-            username: account.username,
-            rooms: account.rooms,
-            seen: account.seen,
-        };
-        self.state.admit_as(auth, sid, login)
+        Ok(())
     }
 
     /// `register: true`: creates the account, then admits the session
@@ -314,11 +353,9 @@ impl ChatService {
             hash,
             rooms: Vec::new(),
             seen: 0,
-            created_ms: crate::state::now_ms(),
+            created_ms: crate::clock::now_ms(),
         };
-        // Noted before the store has it, so that a comparison of the
-        // account list cannot see it first and announce it too.
-        self.account_watch.lock().announced.insert(key.to_owned());
+        self.account_watch.announcing(key);
         let created = match self.store.create_account(&account).await {
             Ok(committed) => committed.await,
             Err(e) => Err(e),
@@ -366,8 +403,7 @@ impl ChatService {
             ));
         };
         let not_checked = |e: HashError| match e {
-            HashError::Busy => refuse(ErrorCode::RateLimited, "too many logins at once".into())
-                .with("retryAfterMs", 1000),
+            HashError::Busy => rate_limited(event, "too many logins at once", RETRY_AFTER),
             HashError::Internal(why) => {
                 tracing::error!("password hashing: {why}");
                 refuse(
@@ -377,13 +413,11 @@ impl ChatService {
             }
         };
         // The old password is a guess like any other.
-        let attempt = self.accounts.guesses.begin(key).map_err(|wait| {
-            refuse(
-                ErrorCode::RateLimited,
-                "too many wrong passwords: wait".into(),
-            )
-            .with("retryAfterMs", wait.as_millis().max(1) as u64)
-        })?;
+        let attempt = self
+            .accounts
+            .guesses
+            .begin(key)
+            .map_err(|wait| rate_limited(event, "too many wrong passwords: wait", wait))?;
         let right = self
             .accounts
             .verify(p.old.clone(), account.hash)

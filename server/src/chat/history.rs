@@ -64,7 +64,8 @@ impl ChatService {
                 (older, more)
             }
             Err(e) => {
-                self.metrics.store_error(crate::metrics::StoreOp::History);
+                self.metrics
+                    .store_error(crate::ops::metrics::StoreOp::History);
                 tracing::warn!("room history from the store: {e}");
                 (recent, false)
             }
@@ -111,7 +112,8 @@ impl ChatService {
                     .dm_history(&ctx.admission.key, &other, before, since, limit)
                     .await
                     .map_err(|e| {
-                        self.metrics.store_error(crate::metrics::StoreOp::History);
+                        self.metrics
+                            .store_error(crate::ops::metrics::StoreOp::History);
                         tracing::warn!("dm history: {e}");
                         ChatError::new(ErrorCode::Unavailable, "history is unavailable", event)
                     })?

@@ -110,7 +110,7 @@ impl ChatService {
                 let from = s
                     .req_parts()
                     .extensions
-                    .get::<crate::client_addr::ClientAddr>()
+                    .get::<crate::http::client_addr::ClientAddr>()
                     .map(|c| c.0);
                 self.login(&a, s.id, from).await.map(|adm| (a, adm))
             }

@@ -1,42 +1,16 @@
-//! The four message kinds. This file owns the delivery order: a message
-//! is numbered and queued for the store in one order ([`DeliveryOrder::
-//! number`]); once its write has committed it is kept for replay and
-//! emitted under the delivery lock ([`ChatService::deliver_committed`]),
-//! then its ack goes out ([`ChatService::ack_on_commit`]). The sender's
+//! The four message kinds, and how any message travels, in the delivery
+//! order ([`DeliveryOrder`]): it is numbered and queued for the store in
+//! one order ([`ChatService::deliver`], under [`DeliveryOrder::number`]);
+//! once its write has committed it is kept for replay and emitted under
+//! the delivery lock ([`ChatService::deliver_committed`]), then its ack
+//! goes out ([`ChatService::ack_on_commit`]). The sender's
 //! turn is handed on as soon as the message is queued (see
-//! [`crate::sequencer`]).
+//! [`super::sequencer`]).
 
 use super::*;
-
-/// The delivery order, the one rule sending and resuming both follow.
-///
-/// Two locks, taken in this order and never the other way:
-/// - numbering, held while a message gets its id and its write is queued,
-///   so the store's queue (and so its commit order) is in id order; it may
-///   wait for room in that queue, so it is async;
-/// - delivering, held while a committed message is kept for replay and
-///   emitted, and while a resumed socket is caught up and joined to its
-///   rooms; so a resumed client gets each message exactly once, replayed
-///   or live. It is held only for work that does not wait, and is taken
-///   from the store's commit callbacks, so it is a plain mutex.
-#[derive(Debug, Default)]
-pub struct DeliveryOrder {
-    numbering: tokio::sync::Mutex<()>,
-    delivering: std::sync::Mutex<()>,
-}
-
-impl DeliveryOrder {
-    /// Waits for the turn to number a message and queue its write.
-    pub(super) async fn number(&self) -> tokio::sync::MutexGuard<'_, ()> {
-        self.numbering.lock().await
-    }
-
-    /// The turn to deliver; it lasts while the guard lives. Never hold it
-    /// across an await.
-    pub(super) fn hold(&self) -> std::sync::MutexGuard<'_, ()> {
-        self.delivering.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
+use crate::cluster::Cluster;
+use crate::live::Target;
+use chat_shared::username_key;
 
 /// A message before it is numbered: what the sender asked for.
 struct Draft<'a> {
@@ -72,7 +46,7 @@ impl ChatService {
         // Refused before anyone gets it; not logged each time (the failed
         // write that made the store unhealthy was).
         if !self.store.healthy() {
-            return Err(unavailable(event));
+            return Err(unavailable(event, "store messages"));
         }
         if let Some(cluster) = &self.cluster {
             // Several nodes: Redis numbers the message (one order for the
@@ -80,7 +54,7 @@ impl ChatService {
             // from the feed. The ack waits for both.
             let msg = cluster
                 .redis
-                .append_new(from, crate::state::now_ms(), dest, text, action)
+                .append_new(from, crate::clock::now_ms(), dest, text, action)
                 .await
                 .map_err(|e| store_failed(event, e))?;
             turn.take();
@@ -88,7 +62,7 @@ impl ChatService {
             return Ok(sending(msg, crate::store::Committed::ready(Ok(())), None));
         }
         let numbering = self.delivery.number().await;
-        let msg = self.state.number(from, text, dest, action);
+        let msg = self.state.number(&numbering, from, text, dest, action);
         let queued = std::time::Instant::now();
         let committed = self.store.append(Arc::clone(&msg)).await.map(|c| {
             // Registered in the numbering order: commits run these in id
@@ -114,9 +88,9 @@ impl ChatService {
     /// here in id order: this node's from their commits, a cluster's from
     /// its feed.
     pub(super) fn deliver_committed(&self, msg: &Arc<MessageRecord>, sender: Option<&SocketRef>) {
-        let _delivering = self.delivery.hold();
-        self.state.record_numbered(msg);
-        self.emit_live(msg, sender);
+        let delivering = self.delivery.hold();
+        self.state.record_numbered(&delivering, msg);
+        self.emit_live(&delivering, msg, sender);
     }
 
     /// Sends a message's ack once its write has committed (and the
@@ -166,11 +140,15 @@ impl ChatService {
         });
     }
 
-    /// Emits a numbered message to its recipients on this node. Call
-    /// under the delivery order. A broadcast skips `sender`'s socket, or,
+    /// Emits a numbered message to its recipients on this node. A broadcast skips `sender`'s socket, or,
     /// without one (it came from the cluster's feed), every socket of the
     /// user who sent it.
-    pub(super) fn emit_live(&self, msg: &MessageRecord, sender: Option<&SocketRef>) {
+    pub(super) fn emit_live(
+        &self,
+        _: &Delivering<'_>,
+        msg: &MessageRecord,
+        sender: Option<&SocketRef>,
+    ) {
         let Some(ns) = self.ns() else { return };
         let recipients = match &msg.dest {
             Destination::Room(room) => ns.to(room.clone()).sockets(),
@@ -273,7 +251,7 @@ impl ChatService {
         event: &str,
         to: &str,
         offline: bool,
-    ) -> Result<crate::state::Target, ChatError> {
+    ) -> Result<crate::live::Target, ChatError> {
         let not_found = || {
             ChatError::new(ErrorCode::UserNotFound, format!("no user {to}"), event).with("to", to)
         };
@@ -289,7 +267,7 @@ impl ChatService {
             None if offline => {
                 let key = chat_shared::username_key(to);
                 match self.store.account(&key).await {
-                    Ok(Some(account)) => crate::state::Target {
+                    Ok(Some(account)) => crate::live::Target {
                         key,
                         username: account.username,
                         sid: None,
@@ -298,12 +276,7 @@ impl ChatService {
                     Ok(None) => return Err(not_found()),
                     Err(e) => {
                         tracing::warn!("accounts: {e}");
-                        return Err(ChatError::new(
-                            ErrorCode::Unavailable,
-                            "the server cannot look up accounts right now: try again",
-                            event,
-                        )
-                        .with("retryAfterMs", 1000));
+                        return Err(unavailable(event, "look up accounts"));
                     }
                 }
             }
@@ -372,18 +345,29 @@ pub(super) struct Sending {
     held: bool,
 }
 
-/// The refusal while the store cannot take writes.
-fn unavailable(event: &str) -> ChatError {
-    ChatError::new(
-        ErrorCode::Unavailable,
-        "the server cannot store messages right now: try again",
-        event,
-    )
-    .with("retryAfterMs", 1000)
-}
+impl ChatService {
+    /// Delivers one message of the feed to this node's sockets.
+    pub(super) fn deliver_numbered(&self, cluster: &Cluster, msg: &Arc<MessageRecord>) {
+        self.deliver_committed(msg, None);
+        cluster.delivered(msg.id);
+    }
 
-/// A write the store failed: logged, and refused as unavailable.
-fn store_failed(event: &str, e: crate::store::StoreError) -> ChatError {
-    tracing::warn!("store: {e}");
-    unavailable(event)
+    /// A DM target on another node: a user whose name some node holds.
+    pub(super) async fn remote_target(&self, to: &str) -> Option<Target> {
+        let cluster = self.cluster.as_ref()?;
+        let key = username_key(to);
+        match cluster.holder(&key).await {
+            Ok(Some(username)) => Some(Target {
+                key,
+                username,
+                sid: None,
+                live: true,
+            }),
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!("cluster: {e}");
+                None
+            }
+        }
+    }
 }

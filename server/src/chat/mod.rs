@@ -1,28 +1,43 @@
-//! The `/chat` namespace, one file per capability. This file holds what
-//! they share: the socket's context, the service handle, registration, and
-//! the one dispatcher that parses every client event, applies the request
-//! limit, and answers (ack, or `chat:error` and the same object in the ack).
+//! The `/chat` namespace, one file per capability, each read top to
+//! bottom: what arrives, what it changes, what goes out. This file holds
+//! what they share: the socket's context, the service handle,
+//! registration, the one dispatcher that parses every client event,
+//! applies the request limit and answers, and the dispatcher of what the
+//! other nodes send.
 //!
+//! Capabilities:
 //! - [`identity`]: handshake, connect, takeover, disconnect.
-//! - [`accounts`]: logins, registration, `account:password`.
+//! - [`accounts`]: a login top to bottom (across nodes, then here: token,
+//!   password, lockout, admission), registration, `account:password`.
 //! - [`recovery`]: restore, replay, catch-up; readers that fall behind.
-//! - [`rooms`]: join and leave.
-//! - [`messaging`]: room, DM, global and broadcast messages; owns the
-//!   delivery order.
+//! - [`rooms`]: join and leave, with members counted on every node.
+//! - [`messaging`]: room, DM, global and broadcast messages, from the
+//!   request to the ack, in the delivery order
+//!   ([`crate::live::DeliveryOrder`]); DMs to users on other nodes.
 //! - [`history`]: `history` pages.
-//! - [`typing`]: typing indicators.
-//! - [`presence`]: presence changes and storm summaries.
-//! - [`nodes`]: several nodes on one Redis: delivery from the cluster's
-//!   feed, sessions and usernames across nodes, cluster-wide presence.
+//! - [`typing`]: typing indicators, here and from other nodes.
+//! - [`presence`]: presence changes, their folding in a storm, and
+//!   `presence:get` across nodes.
+//!
+//! The rules they share, each small enough to test alone:
+//! - [`sequencer`]: keeps each socket's events in arrival order.
+//! - [`rate_limit`]: the per-socket token bucket.
+//! - [`presence_gate`]: the per-scope presence storm guard.
+//! - [`refusal`]: how a refusal reaches the client, the refusals several
+//!   handlers give, and the one retry time they state.
 
 mod accounts;
 mod history;
 mod identity;
 mod messaging;
-mod nodes;
+
 mod presence;
+pub mod presence_gate;
+pub mod rate_limit;
 mod recovery;
+mod refusal;
 mod rooms;
+pub mod sequencer;
 mod typing;
 
 use std::sync::{Arc, Mutex};
@@ -42,16 +57,18 @@ use socketioxide::handler::ConnectHandler;
 use socketioxide::socket::{DisconnectReason, Sid};
 use socketioxide::{SocketError, SocketIo};
 
-use crate::admin_feed::{AdminFeed, event as admin_event};
-use crate::presence::Decision;
-use crate::rate_limit::TokenBucket;
-use crate::sequencer::{Sequencer, Turn};
-use crate::state::{Admission, ChatState};
+use crate::cluster::feed::{Feed, FeedEvent};
+use crate::http::transport::Transports;
+use crate::live::{Admission, ChatState};
+pub use crate::live::{Delivering, DeliveryOrder};
+use crate::ops::admin_feed::{AdminFeed, event as admin_event};
 use crate::store::{Destination, MessageRecord, Replayed, Store};
-use crate::transport::Transports;
 use chat_shared::{AdminEventType, CHAT_NS};
 use identity::Release;
-pub use messaging::DeliveryOrder;
+use presence_gate::{Decision, PresenceGate};
+use rate_limit::TokenBucket;
+use refusal::{RETRY_AFTER, rate_limited, store_failed, take_token, unavailable};
+use sequencer::{Sequencer, Turn};
 
 /// The socket.io room every `/chat` socket joins once it is caught up:
 /// global and broadcast messages go there rather than to the whole
@@ -92,13 +109,15 @@ pub struct ChatService {
     /// See [`DeliveryOrder`].
     pub delivery: Arc<DeliveryOrder>,
     /// Password hashing and the guard against guessing.
-    pub accounts: Arc<crate::accounts::Accounts>,
-    pub metrics: Arc<crate::metrics::Metrics>,
+    pub accounts: Arc<crate::auth::Accounts>,
+    pub metrics: Arc<crate::ops::metrics::Metrics>,
+    /// Folds presence changes in a storm (`--presence-burst`).
+    pub presence_gate: Arc<PresenceGate>,
     /// The other nodes, when several share a Redis (`--redis-url`).
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
     /// What `/admin` knows of the accounts (see
-    /// [`watch_accounts`](Self::watch_accounts)).
-    pub account_watch: Arc<accounts::AccountWatch>,
+    /// [`AccountWatch`](crate::ops::account_watch::AccountWatch)).
+    pub account_watch: Arc<crate::ops::account_watch::AccountWatch>,
 }
 
 /// Registers `/chat` on `io`.
@@ -187,21 +206,6 @@ async fn emit_paced<T: Serialize + ?Sized>(s: &SocketRef, event: &str, data: &T)
     }
 }
 
-/// Takes one token from `bucket` (no bucket: no limit), or refuses with
-/// `rate_limited` and how long to wait.
-fn take_token(
-    bucket: Option<&Mutex<TokenBucket>>,
-    event: &str,
-    message: &str,
-) -> Result<(), ChatError> {
-    let Some(bucket) = bucket else { return Ok(()) };
-    let mut b = bucket.lock().unwrap_or_else(|e| e.into_inner());
-    b.try_take().map_err(|wait| {
-        let ms = wait.as_millis().max(1) as u64;
-        ChatError::new(ErrorCode::RateLimited, message, event).with("retryAfterMs", ms)
-    })
-}
-
 impl ChatService {
     fn ns(&self) -> Option<socketioxide::operators::BroadcastOperators> {
         self.io.of(CHAT_NS)
@@ -243,23 +247,6 @@ impl ChatService {
             self.metrics.dropped();
             self.fell_behind(s, &ctx.admission.key);
         }
-    }
-
-    /// `chat:error` to the sender, the same object in the ack. The error
-    /// waits (a bounded time) for room in the sender's queue: a client that
-    /// floods requests gets every refusal, paced by how fast it reads.
-    async fn refuse(&self, s: &SocketRef, ctx: &SocketCtx, ack: AckSender, err: ChatError) {
-        self.metrics.error(err.code);
-        tracing::debug!(user = %ctx.admission.username, code = %err.code, "refused: {}", err.message);
-        if !emit_paced(s, names::CHAT_ERROR, &err).await {
-            self.fell_behind(s, &ctx.admission.key);
-            return;
-        }
-        self.answer(s, ctx, ack, &AckErr::new(&err));
-        let mut ev = admin_event(AdminEventType::Error);
-        ev.user = Some(ctx.admission.username.clone());
-        ev.code = Some(err.code);
-        self.admin.send(ev);
     }
 
     async fn handle(
@@ -317,7 +304,7 @@ impl ChatService {
             ClientEvent::Typing(t) => self.typing(s, ctx, t).await,
             ClientEvent::History(h) => self.history(ctx, h).await,
             ClientEvent::Ping => Ok(Reply::Ping(PingAck {
-                ts: crate::state::now_ms(),
+                ts: crate::clock::now_ms(),
             })),
             ClientEvent::AccountPassword(p) => self.change_password(ctx, p).await,
         }
@@ -358,5 +345,50 @@ impl ChatService {
         })?;
         take_token(ctx.bucket.as_ref(), event, "too many messages: slow down")?;
         Ok(text)
+    }
+}
+
+impl ChatService {
+    /// Starts delivering the cluster's messages after the id `after`, and
+    /// the node's heartbeat. Does nothing without a cluster. Both tasks
+    /// end once the store is closed.
+    pub fn follow_cluster(&self, after: u64) {
+        let Some(cluster) = self.cluster.clone() else {
+            return;
+        };
+        let mut feed = Feed::start(cluster.redis.clone(), after);
+        let beating = Arc::clone(&cluster);
+        let svc = self.clone();
+        tokio::spawn(async move {
+            while let Some(ev) = feed.recv().await {
+                match ev {
+                    FeedEvent::Message(m) => svc.deliver_numbered(&cluster, &m),
+                    FeedEvent::Claimed { token } => {
+                        if let Some(sid) = svc.state.release(&token) {
+                            tracing::info!("session taken over by another node");
+                            svc.replace(sid);
+                        }
+                    }
+                    FeedEvent::Presence(p) => {
+                        let scope = p.room.clone().unwrap_or_default();
+                        svc.presence_here(&scope, p).await;
+                    }
+                    FeedEvent::Typing(t) => svc.typing_here(&t).await,
+                    FeedEvent::Evicted { key } => {
+                        if let Some(sid) = svc.state.evict(&key) {
+                            tracing::info!(user = %key, "name taken by a password login on another node");
+                            svc.replace(sid);
+                        }
+                    }
+                }
+                if cluster.redis.is_closed() {
+                    return;
+                }
+            }
+        });
+        tokio::spawn(crate::cluster::heartbeat::run(
+            beating,
+            Arc::clone(&self.state),
+        ));
     }
 }

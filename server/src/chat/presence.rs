@@ -1,7 +1,10 @@
 //! Presence changes to their scope, folded into summaries in a storm
-//! (the gate itself is [`crate::presence`]).
+//! (the gate itself is [`super::presence_gate`]).
 
 use super::*;
+use std::collections::BTreeMap;
+
+use chat_shared::{RoomCount, username_key};
 
 impl ChatService {
     /// Sends a presence change to its scope (`""`: every `/chat` socket;
@@ -19,7 +22,7 @@ impl ChatService {
     /// [`presence`](Self::presence) to this node's sockets only.
     pub(super) async fn presence_here(&self, scope: &str, p: Presence) {
         let user = p.user.as_deref().unwrap_or_default();
-        match self.state.presence.admit(scope, user, p.arrives()) {
+        match self.presence_gate.admit(scope, user, p.arrives()) {
             Decision::Send => self.emit_presence(scope, &p).await,
             Decision::Folded { flush_at: None } => {}
             Decision::Folded { flush_at: Some(at) } => {
@@ -34,7 +37,7 @@ impl ChatService {
     }
 
     pub(super) async fn flush_presence(&self, scope: &str) {
-        let folded = self.state.presence.take(scope);
+        let folded = self.presence_gate.take(scope);
         if folded.joined_count == 0 && folded.left_count == 0 {
             return;
         }
@@ -70,5 +73,52 @@ impl ChatService {
         if let Err(e) = op.emit(names::PRESENCE, p).await {
             tracing::debug!("presence emit: {e}");
         }
+    }
+}
+
+impl ChatService {
+    /// `presence:get`: every node's users and rooms.
+    pub(super) async fn presence_snapshot(&self) -> PresenceSnapshot {
+        self.cluster_presence()
+            .await
+            .unwrap_or_else(|| self.state.presence_snapshot())
+    }
+
+    /// The cluster's presence: this node's as it is now, the others' as
+    /// of their last heartbeat. `None` without a cluster (or when Redis
+    /// cannot say: then this node's own).
+    pub(super) async fn cluster_presence(&self) -> Option<PresenceSnapshot> {
+        let cluster = self.cluster.as_ref()?;
+        let nodes = match cluster.presence().await {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!("cluster presence: {e}");
+                return None;
+            }
+        };
+        let here = self.state.node_presence();
+        let mut users: BTreeMap<String, String> = BTreeMap::new();
+        let mut rooms: BTreeMap<String, u64> = BTreeMap::new();
+        let mine = cluster.node();
+        let others = nodes
+            .into_iter()
+            .filter(|(node, _)| node != mine)
+            .map(|(_, p)| p);
+        for p in others.chain(std::iter::once(here)) {
+            for u in p.users {
+                users.insert(username_key(&u), u);
+            }
+            for (room, members) in p.rooms {
+                *rooms.entry(room).or_default() += members.len() as u64;
+            }
+        }
+        Some(PresenceSnapshot {
+            online: users.len() as u64,
+            users: users.into_values().collect(),
+            rooms: rooms
+                .into_iter()
+                .map(|(room, members)| RoomCount { room, members })
+                .collect(),
+        })
     }
 }

@@ -22,7 +22,7 @@ impl ChatService {
         } else if let Some(seen) = adm.queued_after {
             self.state.queued(&adm.key, seen)
         } else {
-            crate::state::Replay {
+            crate::live::Replay {
                 upto: self.state.session_since(&adm.key),
                 ..Default::default()
             }
@@ -55,7 +55,8 @@ impl ChatService {
                     replay.messages = older;
                 }
                 Err(e) => {
-                    self.metrics.store_error(crate::metrics::StoreOp::Replay);
+                    self.metrics
+                        .store_error(crate::ops::metrics::StoreOp::Replay);
                     tracing::warn!("replay from the store: {e}");
                     replay.truncated = true;
                 }
@@ -104,8 +105,8 @@ impl ChatService {
     /// as they were at admission), after which messages reach it live;
     /// otherwise hands them back to be sent with the lock released.
     fn finish_catch_up(&self, s: &SocketRef, key: &str, after: u64) -> CatchUp {
-        let _delivering = self.delivery.hold();
-        let (more, head) = self.state.catch_up(key, after);
+        let delivering = self.delivery.hold();
+        let (more, head) = self.state.catch_up(&delivering, key, after);
         if more.len() > CATCH_UP_UNDER_LOCK {
             return CatchUp::More(more, head);
         }
@@ -121,7 +122,7 @@ impl ChatService {
         rooms.push(EVERYONE.to_owned());
         rooms.extend(current);
         s.join(rooms);
-        self.state.set_ready(key, s.id);
+        self.state.set_ready(&delivering, key, s.id);
         CatchUp::Done
     }
 

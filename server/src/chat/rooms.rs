@@ -2,6 +2,9 @@
 
 use super::history::history_message;
 use super::*;
+use std::collections::BTreeMap;
+
+use chat_shared::{RoomCount, username_key};
 
 impl ChatService {
     pub(super) async fn join(
@@ -88,5 +91,42 @@ impl ChatService {
         ev.room = Some(room.clone());
         self.admin.send(ev);
         Ok(Reply::Left(LeaveAck { room }))
+    }
+}
+
+impl ChatService {
+    /// The live members of `room` on every node (`here`: this node's),
+    /// for the `room:join` ack. This node's alone without a cluster or
+    /// when Redis cannot say.
+    pub(super) async fn room_members(&self, room: &str, here: Vec<String>) -> Vec<String> {
+        let Some(cluster) = &self.cluster else {
+            return here;
+        };
+        let nodes = match cluster.presence().await {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::debug!("cluster presence: {e}");
+                return here;
+            }
+        };
+        let mut all: BTreeMap<String, String> =
+            here.into_iter().map(|u| (username_key(&u), u)).collect();
+        for (node, mut p) in nodes {
+            if node == cluster.node() {
+                continue;
+            }
+            for u in p.rooms.remove(room).unwrap_or_default() {
+                all.entry(username_key(&u)).or_insert(u);
+            }
+        }
+        all.into_values().collect()
+    }
+
+    /// `room:list`: every node's rooms.
+    pub(super) async fn room_list(&self) -> Vec<RoomCount> {
+        match self.cluster_presence().await {
+            Some(p) => p.rooms,
+            None => self.state.room_list(),
+        }
     }
 }

@@ -46,3 +46,20 @@ impl ChatService {
         Ok(Reply::Empty)
     }
 }
+
+impl ChatService {
+    /// A typing indicator from another node, to this node's sockets: the
+    /// room's members here, or the user if this node holds it.
+    pub(super) async fn typing_here(&self, t: &TypingNotice) {
+        let Some(ns) = self.ns() else { return };
+        let op = match (&t.room, &t.to) {
+            (Some(room), _) => ns.to(room.clone()),
+            (None, Some(to)) => match self.state.target(to).and_then(|u| u.sid) {
+                Some(sid) => ns.to(sid),
+                None => return,
+            },
+            (None, None) => return,
+        };
+        let _ = op.volatile().emit(names::TYPING, t).await;
+    }
+}

@@ -43,7 +43,6 @@ use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use chat_shared::{MessageKind, username_key};
 use serde::ser::{SerializeStruct, Serializer};
@@ -58,15 +57,9 @@ pub const ID_GAP_AFTER_CRASH: u64 = 1 << 20;
 // The gap must cover every write that can be queued but not committed.
 const _: () = assert!(ID_GAP_AFTER_CRASH > WRITE_QUEUE_BOUND as u64);
 
-/// Wall-clock milliseconds since the Unix epoch: session windows and the
-/// heartbeat must keep meaning across restarts, which a monotonic clock
-/// does not.
-pub(crate) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
-}
+// Session windows and the heartbeat must keep meaning across restarts,
+// which a monotonic clock does not: the backends stamp with the wall clock.
+pub(crate) use crate::clock::now_ms;
 
 /// Where a message went. Usernames compare by [`username_key`]; the names
 /// kept here are display names, which keep their case.

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use chat_shared::{check_password, is_valid_username, username_key};
 
-use crate::accounts::{HashError, hash_now};
+use crate::auth::{HashError, hash_now};
 use crate::config::{AccountAction, Config, StoreKind};
 use crate::store::{AccountChange, AccountRecord, SqliteStore, Store, StoreError};
 
@@ -130,7 +130,7 @@ pub async fn run<R: BufRead>(
                 hash,
                 rooms: Vec::new(),
                 seen: 0,
-                created_ms: crate::store::now_ms(),
+                created_ms: crate::clock::now_ms(),
             };
             committed(store.create_account(&account).await)
                 .await

@@ -7,13 +7,13 @@
 
 use std::process::ExitCode;
 
-use crate::Config;
+use crate::config::Config;
 use crate::config::StoreKind;
 
 /// What the server would do, one line each, or the first problem found.
 pub async fn check(config: &Config) -> Result<Vec<String>, String> {
     let mut report = Vec::new();
-    let tls = crate::tls::from_config(config).map_err(|e| e.to_string())?;
+    let tls = crate::http::tls::from_config(config).map_err(|e| e.to_string())?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     report.push(format!("would serve {scheme}://{}", config.bind));
     if let Some((cert, key)) = config.tls_cert.as_ref().zip(config.tls_key.as_ref()) {

@@ -12,10 +12,10 @@
 //!   [`ConnHandle`] as an extension. Socket.IO gives no way to close a
 //!   socket's transport without queueing a packet first, which is exactly
 //!   what a full queue refuses; [`ConnHandle::kill`] makes the stream fail
-//!   on its next read or write instead (see `crate::transport`).
+//!   on its next read or write instead (see `crate::http::transport`).
 //!
 //! With `--tls-cert`, each connection's TLS handshake runs in its own task
-//! under the same header timeout, over the killable stream (`crate::tls`).
+//! under the same header timeout, over the killable stream (`crate::http::tls`).
 
 use std::future::Future;
 use std::io;
@@ -47,6 +47,11 @@ struct KillState {
     reader: AtomicWaker,
     writer: AtomicWaker,
 }
+
+/// The TCP peer of a request's connection, put on each of its requests
+/// (`crate::http::client_addr` decides whom to believe).
+#[derive(Debug, Clone, Copy)]
+pub struct PeerAddr(pub std::net::IpAddr);
 
 /// A handle on one TCP connection, carried by each of its requests.
 #[derive(Debug, Clone, Default)]
@@ -178,7 +183,7 @@ pub fn raise_fd_limit() -> Option<u64> {
 pub async fn serve(
     listener: TcpListener,
     router: Router,
-    tls: Option<Arc<crate::tls::Tls>>,
+    tls: Option<Arc<crate::http::tls::Tls>>,
     header_timeout: Duration,
     grace: Duration,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -220,7 +225,7 @@ pub async fn serve(
         let svc = hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
             req.extensions_mut().insert(handle.clone());
             req.extensions_mut()
-                .insert(crate::client_addr::PeerAddr(peer.ip().to_canonical()));
+                .insert(PeerAddr(peer.ip().to_canonical()));
             router.clone().oneshot(req.map(axum::body::Body::new))
         });
         let tls = tls.clone();

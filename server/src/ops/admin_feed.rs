@@ -9,7 +9,8 @@ use chat_shared::{ADMIN_NS, AdminEvent, AdminEventType, names};
 use socketioxide::SocketIo;
 use tokio::sync::mpsc;
 
-use crate::state::{ChatState, now_ms};
+use crate::clock::now_ms;
+use crate::live::ChatState;
 
 /// Events queued for the admin task at most.
 const QUEUE: usize = 4096;

@@ -9,7 +9,7 @@
 //! request as [`ClientAddr`], where the `/chat` middleware reads it.
 //!
 //! An address locked for failed logins (`--login-address-limit`, see
-//! [`crate::accounts`]) gets `429` with `Retry-After` for new Engine.IO
+//! [`crate::auth`]) gets `429` with `Retry-After` for new Engine.IO
 //! handshakes, before any WebSocket upgrade or Socket.IO work: a flood of
 //! guesses then costs the server a parsed request head each, not a whole
 //! handshake. Sessions already open from that address go on.
@@ -22,12 +22,9 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
 
-use crate::accounts::Guesses;
-use crate::transport::sid_of;
-
-/// The TCP peer of a request's connection.
-#[derive(Debug, Clone, Copy)]
-pub struct PeerAddr(pub IpAddr);
+use crate::auth::Guesses;
+use crate::http::listener::PeerAddr;
+use crate::http::transport::sid_of;
 
 /// The client a request is from (see the module doc).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,10 +74,10 @@ pub async fn gate(State(gate): State<Arc<Gate>>, mut req: Request, next: Next) -
         && opens_session(&req)
         && let Some(wait) = addresses.locked_for(&client.to_string())
     {
-        let secs = crate::accounts::whole_secs(wait);
+        let secs = crate::auth::whole_secs(wait);
         let body = serde_json::json!({
             "code": "rate_limited",
-            "message": crate::accounts::address_locked_message(wait),
+            "message": crate::auth::address_locked_message(wait),
             "retryAfterMs": secs * 1000,
         });
         let mut res = (StatusCode::TOO_MANY_REQUESTS, axum::Json(body)).into_response();

@@ -15,8 +15,8 @@ use socketioxide::socket::Sid;
 use socketioxide::{SocketIo, TransportType};
 use subtle::ConstantTimeEq;
 
-use crate::metrics::Metrics;
-use crate::state::ChatState;
+use crate::live::ChatState;
+use crate::ops::metrics::Metrics;
 
 /// Registers `/admin` on `io`.
 pub fn register(io: &SocketIo, state: Arc<ChatState>) {

@@ -23,7 +23,7 @@ use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::state::ChatState;
+use crate::live::ChatState;
 use crate::store::StoreError;
 
 /// One label: name and value, both known at compile time.

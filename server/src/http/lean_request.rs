@@ -14,8 +14,8 @@ use std::sync::Arc;
 use axum::extract::{OriginalUri, Request, State};
 use http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 
-use crate::listener::ConnHandle;
-use crate::transport::{Transports, sid_of};
+use crate::http::listener::ConnHandle;
+use crate::http::transport::{Transports, sid_of};
 
 /// The headers the engine reads: the WebSocket key (to answer the upgrade)
 /// and the content type of a long-polling POST.

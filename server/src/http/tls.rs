@@ -146,7 +146,7 @@ impl Tls {
 }
 
 /// What `--tls-cert`/`--tls-key` ask for: `None` for plain HTTP.
-pub fn from_config(config: &crate::Config) -> Result<Option<Arc<Tls>>, TlsError> {
+pub fn from_config(config: &crate::config::Config) -> Result<Option<Arc<Tls>>, TlsError> {
     match (&config.tls_cert, &config.tls_key) {
         (Some(cert), Some(key)) => Tls::new(cert, key).map(Some),
         // clap requires both or neither.
@@ -161,7 +161,7 @@ pub fn from_config(config: &crate::Config) -> Result<Option<Arc<Tls>>, TlsError>
 /// never fatal.
 pub fn watch_sighup(
     tls: Option<Arc<Tls>>,
-    metrics: Arc<crate::metrics::Metrics>,
+    metrics: Arc<crate::ops::metrics::Metrics>,
 ) -> tokio::task::JoinHandle<()> {
     #[cfg(unix)]
     {

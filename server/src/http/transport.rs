@@ -27,7 +27,7 @@ use std::sync::Mutex;
 use socketioxide::extract::SocketRef;
 use socketioxide::socket::Sid;
 
-use crate::listener::ConnHandle;
+use crate::http::listener::ConnHandle;
 
 #[derive(Debug, Default)]
 struct Entry {

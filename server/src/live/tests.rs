@@ -1,0 +1,324 @@
+//! The state alone: admissions, windows, replays and rooms, on a paused
+//! clock where time matters.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chat_shared::{Auth, ErrorCode, RoomCount};
+use socketioxide::socket::Sid;
+
+use super::ChatState;
+use crate::clock::now_ms;
+use crate::config::Config;
+use crate::store::{Destination, SessionRecord};
+
+fn auth(name: &str) -> Auth {
+    Auth {
+        username: name.into(),
+        session: None,
+        offset: None,
+        ..Default::default()
+    }
+}
+
+fn resume(name: &str, token: &str, offset: Option<&str>) -> Auth {
+    Auth {
+        username: name.into(),
+        session: Some(token.into()),
+        offset: offset.map(Into::into),
+        ..Default::default()
+    }
+}
+
+fn state() -> Arc<ChatState> {
+    ChatState::new(Config::default())
+}
+
+#[tokio::test]
+async fn usernames_are_unique_case_insensitively() {
+    let s = state();
+    let a = s.admit(&auth("Alice"), Sid::new()).unwrap();
+    assert_eq!(a.username, "Alice");
+    assert!(!a.recovered);
+    let err = s.admit(&auth("alice"), Sid::new()).unwrap_err();
+    assert_eq!(err.code, ErrorCode::UsernameTaken);
+    assert_eq!(s.online(), 1);
+}
+
+#[tokio::test]
+async fn a_session_belongs_to_its_username() {
+    let s = state();
+    let a = s.admit(&auth("alice"), Sid::new()).unwrap();
+    let err = s
+        .admit(&resume("bob", &a.token, None), Sid::new())
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::InvalidSession);
+    // An unknown token is no error: a fresh session if the name is free.
+    let b = s.admit(&resume("bob", "nope", None), Sid::new()).unwrap();
+    assert!(!b.recovered);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_username_is_reserved_for_the_window_then_freed() {
+    let s = state();
+    let sid = Sid::new();
+    let a = s.admit(&auth("alice"), sid).unwrap();
+    s.join("alice", "#general").unwrap();
+    let d = s.disconnect("alice", sid, false).unwrap();
+    assert_eq!(d.rooms, vec![("#general".to_string(), 0)]);
+    assert_eq!(s.online(), 0);
+    assert_eq!(
+        s.admit(&auth("alice"), Sid::new()).unwrap_err().code,
+        ErrorCode::UsernameTaken
+    );
+
+    tokio::time::sleep(Duration::from_secs(119)).await;
+    assert!(s.target("alice").is_some(), "still inside the 120 s window");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(s.target("alice").is_none(), "expired after the window");
+    let again = s
+        .admit(&resume("alice", &a.token, None), Sid::new())
+        .unwrap();
+    assert!(!again.recovered, "an expired token gives a fresh session");
+    assert!(again.rooms.is_empty());
+}
+
+/// A timer left from an earlier session of the name must not cut a
+/// later session's window short.
+#[tokio::test(start_paused = true)]
+async fn an_old_timer_does_not_end_a_later_session_of_the_name() {
+    let s = state();
+    let first = Sid::new();
+    let a = s.admit(&auth("alice"), first).unwrap();
+    s.disconnect("alice", first, false).unwrap(); // timer for t = 120 s
+    let back = Sid::new();
+    s.admit(&resume("alice", &a.token, None), back).unwrap();
+    s.disconnect("alice", back, true).unwrap(); // planned: the session ends
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let later = Sid::new();
+    s.admit(&auth("alice"), later).unwrap();
+    s.disconnect("alice", later, false).unwrap(); // its window: until t = 180 s
+    tokio::time::sleep(Duration::from_secs(70)).await; // t = 130 s
+    assert!(
+        s.target("alice").is_some(),
+        "the later session keeps its whole window"
+    );
+    tokio::time::sleep(Duration::from_secs(51)).await;
+    assert!(s.target("alice").is_none(), "and ends with it");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_resume_inside_the_window_cancels_the_expiry() {
+    let s = state();
+    let sid = Sid::new();
+    let a = s.admit(&auth("alice"), sid).unwrap();
+    s.join("alice", "#general").unwrap();
+    s.disconnect("alice", sid, false).unwrap();
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let back = s
+        .admit(&resume("alice", &a.token, None), Sid::new())
+        .unwrap();
+    assert!(back.recovered);
+    assert_eq!(back.rooms, vec!["#general"]);
+    assert_eq!(s.members("#general"), 1);
+    tokio::time::sleep(Duration::from_secs(120)).await;
+    assert!(
+        s.target("alice").is_some(),
+        "the old timer must not end the resumed session"
+    );
+}
+
+#[tokio::test]
+async fn a_planned_leave_ends_the_session_at_once() {
+    let s = state();
+    let sid = Sid::new();
+    let a = s.admit(&auth("alice"), sid).unwrap();
+    s.disconnect("alice", sid, true).unwrap();
+    assert!(s.target("alice").is_none());
+    let b = s
+        .admit(&resume("alice", &a.token, None), Sid::new())
+        .unwrap();
+    assert!(!b.recovered);
+}
+
+#[tokio::test]
+async fn takeover_keeps_one_live_socket() {
+    let s = state();
+    let old = Sid::new();
+    let a = s.admit(&auth("alice"), old).unwrap();
+    let new = Sid::new();
+    let b = s.admit(&resume("alice", &a.token, None), new).unwrap();
+    assert_eq!(b.replaced, Some(old));
+    assert_eq!(s.online(), 1);
+    assert!(
+        s.disconnect("alice", old, false).is_none(),
+        "the replaced socket changes nothing"
+    );
+    assert!(s.is_current("alice", new));
+}
+
+#[tokio::test]
+async fn replay_is_what_the_user_missed_in_order() {
+    let s = state();
+    let sid = Sid::new();
+    let a = s.admit(&auth("alice"), sid).unwrap();
+    s.admit(&auth("bob"), Sid::new()).unwrap();
+    s.join("alice", "#a").unwrap();
+    s.join("bob", "#a").unwrap();
+    s.join("bob", "#b").unwrap();
+    let seen = s.record("bob", "seen", Destination::Room("#a".into()), false);
+    s.disconnect("alice", sid, false).unwrap();
+    s.record("bob", "r1", Destination::Room("#a".into()), false);
+    s.record("bob", "other room", Destination::Room("#b".into()), false);
+    s.record("bob", "dm", Destination::Dm { to: "Alice".into() }, false);
+    s.record("bob", "g", Destination::Global, false);
+    s.record("bob", "b", Destination::Broadcast, false);
+    s.record("alice", "own broadcast", Destination::Broadcast, false);
+
+    let seen_id = seen.id.to_string();
+    s.admit(&resume("alice", &a.token, Some(&seen_id)), Sid::new())
+        .unwrap();
+    let r = s.replay("alice", Some(&seen_id));
+    let texts: Vec<String> = r.messages.iter().map(|m| m.text.clone()).collect();
+    assert_eq!(texts, vec!["r1", "dm", "g", "b"]);
+    assert!(!r.truncated);
+    assert_eq!(r.upto, 7);
+}
+
+#[tokio::test]
+async fn replay_reads_what_the_log_no_longer_holds_from_the_store() {
+    let s = ChatState::new(Config {
+        replay_buffer: 3,
+        ..Config::default()
+    });
+    let sid = Sid::new();
+    let a = s.admit(&auth("alice"), sid).unwrap();
+    s.admit(&auth("bob"), Sid::new()).unwrap();
+    s.disconnect("alice", sid, false).unwrap();
+    for i in 0..5 {
+        s.record("bob", &format!("g{i}"), Destination::Global, false);
+    }
+    s.admit(&resume("alice", &a.token, None), Sid::new())
+        .unwrap();
+    let r = s.replay("alice", None);
+    assert_eq!(r.messages.len(), 3);
+    assert_eq!(r.stored, Some((0, 2)), "ids 1 and 2 come from the store");
+    assert!(!r.truncated, "nothing was pruned");
+}
+
+#[tokio::test]
+async fn rooms_join_leave_and_limits() {
+    let s = ChatState::new(Config {
+        max_rooms_per_user: 2,
+        history: 2,
+        ..Config::default()
+    });
+    s.admit(&auth("alice"), Sid::new()).unwrap();
+    s.admit(&auth("bob"), Sid::new()).unwrap();
+    assert!(s.join("alice", "#a").unwrap().fresh);
+    assert!(
+        !s.join("alice", "#a").unwrap().fresh,
+        "joining twice is idempotent"
+    );
+    for t in ["1", "2", "3"] {
+        s.record("alice", t, Destination::Room("#a".into()), false);
+    }
+    let j = s.join("bob", "#a").unwrap();
+    assert_eq!(
+        j.members,
+        vec!["Alice".to_string().to_lowercase(), "bob".into()]
+    );
+    assert_eq!(j.count, 2);
+    assert_eq!(
+        j.history
+            .iter()
+            .map(|m| m.text.as_str())
+            .collect::<Vec<_>>(),
+        vec!["2", "3"]
+    );
+    s.join("alice", "#b").unwrap();
+    assert_eq!(s.join("alice", "#c").unwrap_err(), ErrorCode::TooManyRooms);
+    assert_eq!(s.leave("alice", "#a").unwrap(), 1);
+    assert_eq!(s.leave("alice", "#a").unwrap_err(), ErrorCode::NotMember);
+    assert_eq!(
+        s.room_list(),
+        vec![
+            RoomCount {
+                room: "#a".into(),
+                members: 1
+            },
+            RoomCount {
+                room: "#b".into(),
+                members: 1
+            },
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn history_lives_while_someone_holds_the_room() {
+    let s = state();
+    let sid = Sid::new();
+    s.admit(&auth("alice"), sid).unwrap();
+    s.join("alice", "#a").unwrap();
+    s.record("alice", "kept", Destination::Room("#a".into()), false);
+    s.disconnect("alice", sid, false).unwrap();
+    s.admit(&auth("bob"), Sid::new()).unwrap();
+    let j = s.join("bob", "#a").unwrap();
+    assert_eq!(j.history.len(), 1, "alice, in her window, still holds #a");
+    s.leave("bob", "#a").unwrap();
+    tokio::time::sleep(Duration::from_secs(121)).await;
+    let j = s.join("bob", "#a").unwrap();
+    assert!(
+        j.history.is_empty(),
+        "the room emptied: its history is no longer kept in memory (the store has it)"
+    );
+}
+
+/// A session taken up from another node: its name is held, it resumes
+/// with its rooms, another node can take it back, and its window ends
+/// when the record said.
+#[tokio::test(start_paused = true)]
+async fn a_session_from_another_node_is_taken_up_and_let_go() {
+    let s = state();
+    let rec = SessionRecord {
+        token: "t".into(),
+        username: "Alice".into(),
+        since: 0,
+        rooms: [("#a".to_string(), 0)].into(),
+        window_ends_at: Some(now_ms() + 60_000),
+        account: false,
+    };
+    assert!(s.adopt(&rec));
+    assert_eq!(
+        s.admit(&auth("alice"), Sid::new()).unwrap_err().code,
+        ErrorCode::UsernameTaken
+    );
+    let sid = Sid::new();
+    let back = s.admit(&resume("alice", "t", None), sid).unwrap();
+    assert!(back.recovered);
+    assert_eq!(back.rooms, ["#a"]);
+    assert_eq!(s.members("#a"), 1);
+    assert_eq!(s.release("t"), Some(sid), "another node took it");
+    assert!(s.target("alice").is_none());
+    assert_eq!((s.online(), s.members("#a")), (0, 0));
+
+    assert!(s.adopt(&rec));
+    tokio::time::sleep(Duration::from_secs(58)).await;
+    assert!(s.target("alice").is_some(), "inside its window");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(s.target("alice").is_none(), "ended with it");
+}
+
+#[tokio::test]
+async fn server_full() {
+    let s = ChatState::new(Config {
+        max_connections: 1,
+        ..Config::default()
+    });
+    s.admit(&auth("alice"), Sid::new()).unwrap();
+    assert_eq!(
+        s.admit(&auth("bob"), Sid::new()).unwrap_err().code,
+        ErrorCode::ServerFull
+    );
+}
