@@ -221,7 +221,7 @@ pub struct Config {
     /// Log lines on stderr: `text`, or `json` (one object a line) for log
     /// collectors. `RUST_LOG` sets the level.
     #[arg(long, env = "CHAT_LOG_FORMAT", value_enum, default_value = "text")]
-    pub log_format: crate::ops::logging::LogFormat,
+    pub log_format: LogFormat,
 
     /// PEM certificate chain (the server's certificate first): with
     /// --tls-key, the server speaks HTTPS and WSS only. Re-read on SIGHUP.
@@ -241,7 +241,7 @@ pub struct Config {
     /// A web origin (https://host[:port]) whose pages may use the server
     /// from the browser; repeat for more (comma-separated in the
     /// environment). Other origins are refused.
-    #[arg(long = "cors-origin", env = "CHAT_CORS_ORIGIN", value_delimiter = ',', value_parser = crate::http::cors::parse_origin)]
+    #[arg(long = "cors-origin", env = "CHAT_CORS_ORIGIN", value_delimiter = ',', value_parser = parse_origin)]
     pub cors_origins: Vec<String>,
 
     /// Check the flags, the TLS files and the store, print what would be
@@ -289,4 +289,30 @@ impl Config {
     pub fn event_limit(&self) -> Option<(f64, u32)> {
         (self.event_rate > 0.0).then_some((self.event_rate, self.event_burst.max(1)))
     }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object a line (`timestamp`, `level`, `target`, `message`
+    /// and the event's fields).
+    Json,
+}
+
+/// Checks one `--cors-origin` value: `scheme://host[:port]`, nothing after.
+pub fn parse_origin(raw: &str) -> Result<String, String> {
+    let origin = raw.trim().trim_end_matches('/');
+    let (scheme, rest) = origin
+        .split_once("://")
+        .ok_or_else(|| format!("{raw:?} is not an origin: write it as https://host[:port]"))?;
+    let scheme_ok = matches!(scheme.to_ascii_lowercase().as_str(), "http" | "https");
+    if !scheme_ok || rest.is_empty() || rest.contains(['/', '?', '#', '@', ' ']) {
+        return Err(format!(
+            "{raw:?} is not an origin: write it as https://host[:port], without a path"
+        ));
+    }
+    Ok(origin.to_ascii_lowercase())
 }

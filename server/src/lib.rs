@@ -25,7 +25,7 @@
 //!
 //! Imports run one way: `chat` uses the folders below it; `cluster` uses
 //! `live` and `store`; `live` uses only `store`, `config` and `clock`;
-//! `http` knows nothing of chat. [`accounts`] is the old path of [`auth`].
+//! `http` knows nothing of chat.
 //!
 //! [`serve`] runs the whole server on a bound listener until a shutdown
 //! future resolves; `main.rs` only parses flags, sets up logging and calls it.
@@ -52,9 +52,6 @@ use tokio::net::TcpListener;
 use self::http::{client_addr, cors, health, lean_request, listener, tls, transport};
 use self::ops::{admin, admin_feed, metrics};
 
-/// The old path of [`auth`]: the end-to-end tests hash with
-/// `accounts::hash_now`.
-pub use auth as accounts;
 pub use config::Config;
 pub use live::ChatState;
 

@@ -97,7 +97,7 @@ async fn an_account_is_its_owners_alone() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_accounts_only_server_refuses_guests_and_registrations() {
     let store: Arc<dyn Store> = Arc::new(MemoryStore::new(1000));
-    let hash = chat_server::accounts::hash_now(PASSWORD).unwrap();
+    let hash = chat_server::auth::hash_now(PASSWORD).unwrap();
     store
         .create_account(&AccountRecord {
             username: "alice".into(),

@@ -20,6 +20,8 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, Method, StatusCode, header};
 
+pub use crate::config::parse_origin;
+
 /// The origins allowed besides the server's own.
 #[derive(Debug, Clone, Default)]
 pub struct Cors {
@@ -28,21 +30,6 @@ pub struct Cors {
 
 /// How long a browser may cache a preflight answer, in seconds.
 const PREFLIGHT_MAX_AGE: &str = "600";
-
-/// Checks one `--cors-origin` value: `scheme://host[:port]`, nothing after.
-pub fn parse_origin(raw: &str) -> Result<String, String> {
-    let origin = raw.trim().trim_end_matches('/');
-    let (scheme, rest) = origin
-        .split_once("://")
-        .ok_or_else(|| format!("{raw:?} is not an origin: write it as https://host[:port]"))?;
-    let scheme_ok = matches!(scheme.to_ascii_lowercase().as_str(), "http" | "https");
-    if !scheme_ok || rest.is_empty() || rest.contains(['/', '?', '#', '@', ' ']) {
-        return Err(format!(
-            "{raw:?} is not an origin: write it as https://host[:port], without a path"
-        ));
-    }
-    Ok(origin.to_ascii_lowercase())
-}
 
 impl Cors {
     /// `origins` as given to `--cors-origin` (checked by [`parse_origin`]).

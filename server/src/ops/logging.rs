@@ -9,23 +9,13 @@
 //! crate's own events are kept, whatever `RUST_LOG` says (events bridged
 //! from the `log` crate included).
 
-use clap::ValueEnum;
 use tracing::{Level, Metadata};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::filter::filter_fn;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
-/// How log lines are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    #[default]
-    Text,
-    /// One JSON object a line (`timestamp`, `level`, `target`, `message`
-    /// and the event's fields).
-    Json,
-}
+pub use crate::config::LogFormat;
 
 /// Whether an event or span may be logged at all: at `info` and above,
 /// anything; below, only this crate's own.

@@ -7,15 +7,15 @@ use std::time::Duration;
 
 use chat_shared::{Auth, CHAT_NS};
 use futures_util::FutureExt;
+use rust_socketio::Event;
 use rust_socketio::asynchronous::{Client, ClientBuilder};
-use rust_socketio::{Event, Payload};
 use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, timeout};
 
 use super::classify::{classify_failure, parse_connect_error};
-use super::live::serve;
-use super::requests::refuse_offline;
+use super::live::{discard, serve};
+use super::requests::{payload_value, refuse_offline};
 use super::{NetConfig, Outcome, Raw, Resume};
 use crate::msg::{ConnectFailure, NetCommand, NetEvent};
 
@@ -161,35 +161,4 @@ fn build(config: &NetConfig, resume: &Resume, raw: mpsc::UnboundedSender<Raw>) -
             let _ = on_any.send(Raw::Event(String::from(event), payload_value(payload)));
             async {}.boxed()
         })
-}
-
-/// The one JSON value of a payload (`Text([v])` → `v`).
-pub(super) fn payload_value(payload: Payload) -> Value {
-    match payload {
-        Payload::Text(mut values) if values.len() == 1 => values.pop().unwrap_or(Value::Null),
-        Payload::Text(values) => Value::Array(values),
-        #[allow(deprecated)]
-        Payload::String(s) => serde_json::from_str(&s).unwrap_or(Value::String(s)),
-        Payload::Binary(_) => Value::Null,
-    }
-}
-
-/// Disconnects an old client in the background: on a dead transport this
-/// may take long or fail, and it must not hold up the next attempt.
-pub(super) fn discard(client: Client) {
-    tokio::spawn(async move {
-        let _ = timeout(Duration::from_secs(2), client.disconnect()).await;
-    });
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn payloads_unwrap_to_one_value() {
-        let v = serde_json::json!({"ok": true});
-        assert_eq!(payload_value(Payload::Text(vec![v.clone()])), v);
-        assert_eq!(payload_value(Payload::Text(vec![])), Value::Array(vec![]));
-    }
 }

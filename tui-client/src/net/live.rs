@@ -11,7 +11,6 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, timeout};
 
-use super::attempt::discard;
 use super::classify::parse_connect_error;
 use super::requests::{Requests, emit_acked, refuse_offline, typed_ack, wait_ack};
 use super::{NetConfig, Outcome, Raw, Resume};
@@ -332,4 +331,12 @@ async fn idle_until_shutdown(
         }
         refuse_offline(cmd, events);
     }
+}
+
+/// Disconnects an old client in the background: on a dead transport this
+/// may take long or fail, and it must not hold up the next attempt.
+pub(super) fn discard(client: Client) {
+    tokio::spawn(async move {
+        let _ = timeout(Duration::from_secs(2), client.disconnect()).await;
+    });
 }

@@ -15,7 +15,6 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::timeout;
 
 use super::Raw;
-use super::attempt::payload_value;
 use crate::msg::{AckReply, NetCommand, NetEvent};
 
 /// The requests of one connection waiting for their turn. They go out one
@@ -185,6 +184,17 @@ fn refuse_waiting(waiting: VecDeque<(u64, ClientEvent)>, events: &mpsc::Unbounde
     }
 }
 
+/// The one JSON value of a payload (`Text([v])` → `v`).
+pub(super) fn payload_value(payload: Payload) -> Value {
+    match payload {
+        Payload::Text(mut values) if values.len() == 1 => values.pop().unwrap_or(Value::Null),
+        Payload::Text(values) => Value::Array(values),
+        #[allow(deprecated)]
+        Payload::String(s) => serde_json::from_str(&s).unwrap_or(Value::String(s)),
+        Payload::Binary(_) => Value::Null,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use chat_shared::ErrorCode;
@@ -204,5 +214,12 @@ mod tests {
         assert!(
             matches!(typed_ack(&ev, v), Err(AckError::Refused(e)) if e.code == ErrorCode::RateLimited)
         );
+    }
+
+    #[test]
+    fn payloads_unwrap_to_one_value() {
+        let v = serde_json::json!({"ok": true});
+        assert_eq!(payload_value(Payload::Text(vec![v.clone()])), v);
+        assert_eq!(payload_value(Payload::Text(vec![])), Value::Array(vec![]));
     }
 }
