@@ -30,7 +30,6 @@ mod accounts;
 mod history;
 mod identity;
 mod messaging;
-
 mod presence;
 pub mod presence_gate;
 pub mod rate_limit;
