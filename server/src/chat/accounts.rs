@@ -348,13 +348,7 @@ impl ChatService {
             ));
         }
         let hash = self.accounts.hash(password).await.map_err(hash_failed)?;
-        let account = AccountRecord {
-            username: name.clone(),
-            hash,
-            rooms: Vec::new(),
-            seen: 0,
-            created_ms: crate::clock::now_ms(),
-        };
+        let account = AccountRecord::new(name, hash);
         self.account_watch.announcing(key);
         let created = match self.store.create_account(&account).await {
             Ok(committed) => committed.await,

@@ -125,13 +125,7 @@ pub async fn run<R: BufRead>(
                 ));
             }
             let hash = new_password(&mut passwords, name)?;
-            let account = AccountRecord {
-                username: name.clone(),
-                hash,
-                rooms: Vec::new(),
-                seen: 0,
-                created_ms: crate::clock::now_ms(),
-            };
+            let account = AccountRecord::new(name, hash);
             committed(store.create_account(&account).await)
                 .await
                 .map_err(|e| match e {

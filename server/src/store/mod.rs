@@ -213,6 +213,20 @@ pub struct AccountRecord {
     pub created_ms: u64,
 }
 
+impl AccountRecord {
+    /// A new account of `username` with the password hash `hash`: in no
+    /// room yet, nothing seen, created now.
+    pub fn new(username: &str, hash: String) -> Self {
+        AccountRecord {
+            username: username.to_owned(),
+            hash,
+            rooms: Vec::new(),
+            seen: 0,
+            created_ms: now_ms(),
+        }
+    }
+}
+
 /// Never shows the hash: a log line must not help an offline guess.
 impl std::fmt::Debug for AccountRecord {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
