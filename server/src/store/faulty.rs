@@ -28,6 +28,10 @@ pub struct FaultyStore {
     /// Message commits fail while the store still looks healthy.
     failing_commits: AtomicBool,
     holding: watch::Sender<bool>,
+    /// Settled when the last held commit has been handed on: the next one
+    /// waits for it, so held commits resolve in queue order, as a real
+    /// store's do (the server delivers messages in that order).
+    last_held: std::sync::Mutex<Option<tokio::sync::oneshot::Receiver<()>>>,
 }
 
 impl FaultyStore {
@@ -37,6 +41,7 @@ impl FaultyStore {
             failing: AtomicBool::new(false),
             failing_commits: AtomicBool::new(false),
             holding: watch::Sender::new(false),
+            last_held: std::sync::Mutex::new(None),
         }
     }
 
@@ -85,14 +90,28 @@ impl Store for FaultyStore {
             Some(refused) => Ok(refused),
             None => {
                 let committed = self.inner.append(msg).await?;
-                if !*self.holding.borrow() {
+                let mut last = self.last_held.lock().unwrap_or_else(|e| e.into_inner());
+                // A held commit not yet handed on: this one goes after it.
+                let before = match last.as_mut().map(|r| r.try_recv()) {
+                    Some(Err(tokio::sync::oneshot::error::TryRecvError::Empty)) => last.take(),
+                    _ => None,
+                };
+                if before.is_none() && !*self.holding.borrow() {
+                    *last = None;
                     return Ok(committed);
                 }
                 let mut released = self.holding.subscribe();
                 let (done, held) = Committed::pending();
+                let (handed_on, next) = tokio::sync::oneshot::channel();
+                *last = Some(next);
+                drop(last);
                 tokio::spawn(async move {
                     let _ = released.wait_for(|holding| !holding).await;
+                    if let Some(before) = before {
+                        let _ = before.await;
+                    }
                     done.resolve(committed.await);
+                    let _ = handed_on.send(());
                 });
                 Ok(held)
             }

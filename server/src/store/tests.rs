@@ -1318,3 +1318,84 @@ async fn then_on_a_write_that_is_never_committed_reports_unavailable() {
     committed.then(move |result| tx.send(result).unwrap());
     assert!(rx.try_recv().unwrap().is_ok());
 }
+
+/// What is delivered on a commit runs in commit order (the queue's, so id
+/// order), before the outcome goes on to the ack; a failed write runs
+/// nothing and reports unavailable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_success_runs_in_commit_order_before_the_ack() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(dir.path()).unwrap());
+    store.startup().await.unwrap();
+    let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    for id in 1..=50 {
+        let committed = store.append(room(id, "ann", "#a")).await.unwrap();
+        let delivered = Arc::clone(&log);
+        let acked = Arc::clone(&log);
+        let tx = tx.clone();
+        committed
+            .on_success(move || delivered.lock().unwrap().push(("deliver", id)))
+            .then(move |result| {
+                acked.lock().unwrap().push(("ack", id));
+                tx.send(result.is_ok()).unwrap();
+            });
+    }
+    drop(tx);
+    while let Some(ok) = rx.recv().await {
+        assert!(ok);
+    }
+    let log = log.lock().unwrap().clone();
+    let delivered: Vec<u64> = log
+        .iter()
+        .filter(|(what, _)| *what == "deliver")
+        .map(|&(_, id)| id)
+        .collect();
+    assert_eq!(delivered, (1..=50).collect::<Vec<_>>(), "in commit order");
+    for id in 1..=50 {
+        let at = |what| log.iter().position(|&e| e == (what, id)).unwrap();
+        assert!(
+            at("deliver") < at("ack"),
+            "message {id}: delivered, then acked"
+        );
+    }
+
+    let (resolver, committed) = Committed::pending();
+    let ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = Arc::clone(&ran);
+    let outcome =
+        committed.on_success(move || flag.store(true, std::sync::atomic::Ordering::SeqCst));
+    drop(resolver);
+    assert!(matches!(outcome.await, Err(StoreError::Unavailable(_))));
+    assert!(
+        !ran.load(std::sync::atomic::Ordering::SeqCst),
+        "nothing delivered"
+    );
+}
+
+/// Commits the faulty store held back resolve in queue order once let go,
+/// and a write queued right after the release waits its turn behind them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn held_commits_resolve_in_queue_order() {
+    let faulty = FaultyStore::new(Arc::new(MemoryStore::new(100)));
+    let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let queue = |id: u64, committed: Committed| {
+        let (order, tx) = (Arc::clone(&order), tx.clone());
+        committed.then(move |result| {
+            order.lock().unwrap().push(id);
+            tx.send(result.is_ok()).unwrap();
+        });
+    };
+    faulty.hold_commits(true);
+    for id in 1..=30 {
+        queue(id, faulty.append(room(id, "ann", "#a")).await.unwrap());
+    }
+    assert!(order.lock().unwrap().is_empty(), "held back");
+    faulty.hold_commits(false);
+    queue(31, faulty.append(room(31, "ann", "#a")).await.unwrap());
+    for _ in 1..=31 {
+        assert!(rx.recv().await.unwrap());
+    }
+    assert_eq!(*order.lock().unwrap(), (1..=31).collect::<Vec<_>>());
+}
