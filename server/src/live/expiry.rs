@@ -1,12 +1,19 @@
 //! The recovery window. A session whose socket went away stays for
-//! `--recovery-window`; a timer started for that absence ends it then,
-//! unless a socket came back (a later absence has a new number, which the
-//! old timer does not match). Sessions taken up from the store at start,
-//! or from another node, begin away, inside their window.
+//! `--recovery-window`; its absence is noted with the time it ends, and
+//! one task sweeps the windows that are due, soonest first, ending each
+//! session unless a socket came back (a later absence has a new number,
+//! which the old entry does not match). Sessions taken up from the store
+//! at start, or from another node, begin away, inside their window.
+//! Expiry is data: a reconnect storm of thousands of users costs one
+//! entry each, not a task each, and the sweeper runs only while some
+//! window is open.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
+
+use tokio::time::Instant;
 
 use chat_shared::username_key;
 
@@ -16,7 +23,7 @@ use crate::clock::now_ms;
 use crate::store::{AccountChange, SessionRecord, Startup};
 
 impl ChatState {
-    /// A number no absence of any user had before: a timer left from an
+    /// A number no absence of any user had before: a window left from an
     /// earlier session of the same name can never end a later one.
     pub(super) fn next_absence(&self) -> u64 {
         self.absences.fetch_add(1, Ordering::Relaxed) + 1
@@ -25,15 +32,51 @@ impl ChatState {
     /// Ends `key`'s session `after` from now if it is still the absence
     /// `absence` then.
     pub(super) fn expire_after(self: &Arc<Self>, key: &str, absence: u64, after: Duration) {
-        let state = Arc::clone(self);
-        let key = key.to_owned();
-        // Also called from a drop guard, which may (in theory) run
-        // outside the runtime: no timer then, never a panic.
+        let at = Instant::now() + after;
+        let mut windows = self.expiries.lock();
+        let soonest = windows
+            .due
+            .keys()
+            .next()
+            .is_none_or(|&(first, _)| at < first);
+        windows.due.insert((at, absence), key.to_owned());
+        if windows.sweeping {
+            if soonest {
+                self.expiries.wake.notify_one();
+            }
+            return;
+        }
+        // Also called from a drop guard, which may (in theory) run outside
+        // the runtime: the entry waits for the next call that has one.
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            rt.spawn(async move {
-                tokio::time::sleep(after).await;
-                state.expire(&key, absence);
-            });
+            windows.sweeping = true;
+            rt.spawn(Arc::clone(self).sweep());
+        }
+    }
+
+    /// Ends every window that is due, then sleeps until the next one (or
+    /// until an earlier one is noted); returns when none is left.
+    async fn sweep(self: Arc<Self>) {
+        loop {
+            let now = Instant::now();
+            let (due, next) = {
+                let mut windows = self.expiries.lock();
+                let later = windows.due.split_off(&(now, u64::MAX));
+                let due = std::mem::replace(&mut windows.due, later);
+                let next = windows.due.keys().next().map(|&(at, _)| at);
+                if next.is_none() {
+                    windows.sweeping = false;
+                }
+                (due, next)
+            };
+            for ((_, absence), key) in due {
+                self.expire(&key, absence);
+            }
+            let Some(next) = next else { return };
+            tokio::select! {
+                _ = tokio::time::sleep_until(next) => {}
+                _ = self.expiries.wake.notified() => {}
+            }
         }
     }
 
@@ -115,7 +158,7 @@ impl ChatState {
     }
 
     /// Makes `rec` a session of this process, away (no socket) until `ends`
-    /// (wall-clock ms), when a timer ends it unless a socket came back.
+    /// (wall-clock ms), when its window ends it unless a socket came back.
     /// Returns the record as it now stands.
     fn take_up(
         self: &Arc<Self>,
@@ -154,5 +197,27 @@ impl ChatState {
             Duration::from_millis(ends.saturating_sub(now)),
         );
         record
+    }
+}
+
+/// The windows waiting to end, soonest first, and whether a task sweeps
+/// them (see the module doc).
+#[derive(Debug, Default)]
+pub(super) struct Expiries {
+    windows: Mutex<Windows>,
+    /// Wakes the sweeper for a window due before the one it sleeps for.
+    wake: tokio::sync::Notify,
+}
+
+#[derive(Debug, Default)]
+pub(super) struct Windows {
+    /// (when it ends, the absence) → the user's key.
+    due: BTreeMap<(Instant, u64), String>,
+    sweeping: bool,
+}
+
+impl Expiries {
+    fn lock(&self) -> MutexGuard<'_, Windows> {
+        self.windows.lock().unwrap_or_else(|e| e.into_inner())
     }
 }

@@ -11,9 +11,9 @@
 //!   and each held room's recent messages;
 //! - [`log`]: the messages this process numbered, the head, and what a
 //!   resumed session missed;
-//! - [`expiry`]: the recovery window: a timer per absence that ends the
-//!   session unless a socket came back, and the sessions taken up from the
-//!   store or another node;
+//! - [`expiry`]: the recovery window: the absences as data, ends first,
+//!   swept by one task that ends each session unless a socket came back,
+//!   and the sessions taken up from the store or another node;
 //! - [`writer`]: session changes on their way to the store, in the order
 //!   they happened ([`SessionOp`] and [`write_sessions`], their consumer);
 //! - [`order`]: the delivery order ([`DeliveryOrder`]); what must run
@@ -80,6 +80,8 @@ pub struct ChatState {
     pruned_upto: AtomicU64,
     /// The last absence number handed out (see `User::absence`).
     absences: AtomicU64,
+    /// The recovery windows waiting to end (see [`expiry`]).
+    expiries: expiry::Expiries,
 }
 
 impl ChatState {
@@ -92,6 +94,7 @@ impl ChatState {
             sessions_out: std::sync::OnceLock::new(),
             pruned_upto: AtomicU64::new(0),
             absences: AtomicU64::new(0),
+            expiries: expiry::Expiries::default(),
         })
     }
 

@@ -29,8 +29,7 @@ pub(super) struct User {
     /// The log head when the session began: nothing older is replayed.
     pub(super) since: u64,
     /// A new number (unique in the process, never 0) at every disconnect
-    /// and resume: an expiry timer only ends the absence
-    /// it was started for.
+    /// and resume: a window's end only ends the absence it was noted for.
     pub(super) absence: u64,
     /// Wall-clock ms when the recovery window ends; `None` while live.
     pub(super) window_ends_at: Option<u64>,
@@ -161,8 +160,8 @@ impl ChatState {
     }
 
     /// Ends the live socket `sid` of `key`. A planned leave ends the
-    /// session; otherwise it is kept for the recovery window and a timer
-    /// ends it then. `None` when `sid` is no longer the user's socket (it
+    /// session; otherwise it is kept for the recovery window and ends
+    /// with it (see [`expiry`](super::expiry)). `None` when `sid` is no longer the user's socket (it
     /// was taken over): nothing changes.
     pub fn disconnect(self: &Arc<Self>, key: &str, sid: Sid, planned: bool) -> Option<Departure> {
         let mut inner = self.lock();

@@ -128,6 +128,36 @@ async fn a_resume_inside_the_window_cancels_the_expiry() {
     );
 }
 
+/// One sweeper ends every window on time, soonest first: a window noted
+/// while it sleeps for a later one (a session taken up with 10 s left)
+/// ends first, and thousands of absences cost no task each.
+#[tokio::test(start_paused = true)]
+async fn windows_end_in_their_own_order_whatever_order_they_were_noted_in() {
+    let s = state();
+    for i in 0..2000 {
+        let (name, sid) = (format!("user{i}"), Sid::new());
+        s.admit(&auth(&name), sid).unwrap();
+        s.disconnect(&name, sid, false).unwrap(); // ends at t = 120 s
+    }
+    let rec = SessionRecord {
+        token: "t".into(),
+        username: "Bob".into(),
+        since: 0,
+        rooms: Default::default(),
+        window_ends_at: Some(now_ms() + 10_000),
+        account: false,
+    };
+    assert!(s.adopt(&rec)); // ends at t = 10 s
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    assert!(
+        s.target("bob").is_none(),
+        "the later-noted, earlier window ended"
+    );
+    assert!(s.target("user0").is_some() && s.target("user1999").is_some());
+    tokio::time::sleep(Duration::from_secs(110)).await;
+    assert!((0..2000).all(|i| s.target(&format!("user{i}")).is_none()));
+}
+
 #[tokio::test]
 async fn a_planned_leave_ends_the_session_at_once() {
     let s = state();
