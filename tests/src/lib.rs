@@ -31,6 +31,14 @@ use tokio::task::JoinHandle;
 /// The longest any helper waits for something that should happen.
 pub const WAIT: Duration = Duration::from_secs(10);
 
+/// The four events a chat message arrives as.
+pub const MESSAGE_EVENTS: [&str; 4] = [
+    "room:message",
+    "dm:message",
+    "global:message",
+    "broadcast:message",
+];
+
 /// Whether `program` runs (`program version_arg` succeeds). Where it
 /// does not, CI fails the test (`.ci/run` installs every tool a test
 /// needs); elsewhere the caller skips, and this says so. `what` names what

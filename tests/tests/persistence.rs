@@ -445,14 +445,7 @@ async fn a_message_whose_commit_fails_reaches_nobody() {
         .await);
 
     // alice's next message of any kind is the retry: nothing refused came.
-    let (event, data) = alice
-        .next_of(&[
-            "room:message",
-            "dm:message",
-            "global:message",
-            "broadcast:message",
-        ])
-        .await;
+    let (event, data) = alice.next_of(&chat_e2e::MESSAGE_EVENTS).await;
     assert_eq!(event, "room:message", "{data}");
     assert_eq!(data["text"], "retried");
     assert_eq!(data["id"], retried["id"]);

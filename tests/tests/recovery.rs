@@ -127,14 +127,7 @@ async fn recovery_after_a_dropped_transport(polling: bool) {
 
     let mut got = Vec::new();
     while got.len() < sent.len() {
-        let (name, m) = back
-            .next_of(&[
-                "room:message",
-                "dm:message",
-                "global:message",
-                "broadcast:message",
-            ])
-            .await;
+        let (name, m) = back.next_of(&chat_e2e::MESSAGE_EVENTS).await;
         assert_eq!(m["replayed"], true, "{name} {m}");
         got.push(m["id"].as_str().unwrap().to_owned());
     }

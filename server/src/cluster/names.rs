@@ -78,20 +78,20 @@ impl Cluster {
 
     /// Tells the other nodes that this node holds the session `token` now.
     pub async fn announce_claim(&self, token: &str) -> Result<(), StoreError> {
-        let mut con = self.redis.connection();
-        let _: i64 = con
-            .publish(CONTROL_CHANNEL, format!("claimed {} {token}", self.node()))
-            .await
-            .map_err(unavailable)?;
-        Ok(())
+        self.announce("claimed", token).await
     }
 
     /// Tells the other nodes that a password login here took the name
     /// `key`: the session holding it elsewhere ends.
     pub async fn announce_eviction(&self, key: &str) -> Result<(), StoreError> {
+        self.announce("evicted", key).await
+    }
+
+    /// One control line to the other nodes: `WHAT NODE SUBJECT`.
+    async fn announce(&self, what: &str, subject: &str) -> Result<(), StoreError> {
         let mut con = self.redis.connection();
         let _: i64 = con
-            .publish(CONTROL_CHANNEL, format!("evicted {} {key}", self.node()))
+            .publish(CONTROL_CHANNEL, format!("{what} {} {subject}", self.node()))
             .await
             .map_err(unavailable)?;
         Ok(())
