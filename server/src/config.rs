@@ -56,6 +56,9 @@ pub enum AccountAction {
     Remove { name: String },
     /// List the accounts.
     List,
+    /// Give an account a server role: user, moderator or admin. Works
+    /// while the server runs: it applies within a second.
+    Role { name: String, role: String },
 }
 
 /// chat-server: a Socket.IO v4 chat server (namespaces `/chat` and `/admin`).

@@ -213,8 +213,10 @@ pub fn app(config: Config, store: Arc<dyn store::Store>, startup: &store::Startu
         )),
         cluster,
         account_watch: Arc::default(),
+        moderation: Arc::new(chat::Moderation::new(Arc::clone(&store))),
     };
     svc.follow_cluster(startup.head);
+    svc.watch_policy();
     svc.account_watch
         .start(Arc::clone(&svc.store), svc.admin.clone());
     chat::register(svc);

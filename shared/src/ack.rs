@@ -18,6 +18,15 @@ pub struct JoinAck {
     pub members: Vec<String>,
     /// The room's last messages, oldest first.
     pub history: Vec<RoomMessage>,
+    /// (v3) The room's topic (`""` for none).
+    #[serde(default)]
+    pub topic: String,
+    /// (v3) Whether the room is private.
+    #[serde(default)]
+    pub private: bool,
+    /// (v3) The sender's room role. `None` from a v2 server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<crate::moderation::RoomRole>,
 }
 
 /// `room:leave` ack body.
@@ -227,13 +236,7 @@ mod tests {
 
         let list: RoomListAck =
             parse_ack(json!({"ok": true, "rooms": [{"room": "#a", "members": 2}]})).unwrap();
-        assert_eq!(
-            list.rooms,
-            vec![RoomCount {
-                room: "#a".into(),
-                members: 2
-            }]
-        );
+        assert_eq!(list.rooms, vec![RoomCount::new("#a", 2)]);
 
         let p: PresenceSnapshot =
             parse_ack(json!({"ok": true, "online": 1, "users": ["alice"], "rooms": []})).unwrap();

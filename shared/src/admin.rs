@@ -10,6 +10,25 @@ use crate::error::ErrorCode;
 pub struct RoomCount {
     pub room: String,
     pub members: u64,
+    /// (v3) `room:list` items: the room's topic. Absent on `/admin` and
+    /// in `presence:get`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic: Option<String>,
+    /// (v3) `room:list` items: whether the room is private.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private: Option<bool>,
+}
+
+impl RoomCount {
+    /// A room and its member count, with no settings.
+    pub fn new(room: impl Into<String>, members: u64) -> RoomCount {
+        RoomCount {
+            room: room.into(),
+            members,
+            topic: None,
+            private: None,
+        }
+    }
 }
 
 /// The `auth` object of an `/admin` handshake.
@@ -67,6 +86,8 @@ pub enum AdminEventType {
     /// `"removed"`). An extension of the contract's list: monitoring sees
     /// registrations, and what the `account` commands do.
     Account,
+    /// (v3) A moderation action or a room settings change.
+    Moderation,
 }
 
 /// The kind of a delivered message.
@@ -100,6 +121,16 @@ pub struct AdminEvent {
     /// The message's size in bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bytes: Option<u64>,
+    /// (v3) `moderation`: `kick`, `ban`, `unban`, `mute`, `unmute`, `role`,
+    /// `topic`, `private` or `invite`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
+    /// (v3) `moderation`: who acted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+    /// (v3) `moderation`: when a ban or mute ends (ms), if it does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<u64>,
 }
 
 impl AdminEvent {
@@ -115,6 +146,9 @@ impl AdminEvent {
             kind: None,
             to: None,
             bytes: None,
+            action: None,
+            by: None,
+            until: None,
         }
     }
 }

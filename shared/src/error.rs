@@ -37,6 +37,27 @@ pub enum ErrorCode {
     /// (v2) The store could not take the write: nothing was stored or
     /// delivered, and the client may retry.
     Unavailable,
+    /// (v3) The sender's role or rank does not allow this; `context.need`.
+    Forbidden,
+    /// (v3) A private room without an invite or a role.
+    InviteOnly,
+    /// (v3) Banned from the room or the server; `context.until`, `reason`.
+    Banned,
+    /// (v3) Muted in the room or on the server; `context.until`, `room`.
+    Muted,
+    /// (v3) A DM between two users one of whom blocks the other.
+    Blocked,
+    /// (v3) No message the sender can see has that id.
+    MessageNotFound,
+    /// (v3) An edit after `--edit-window`.
+    EditWindowPassed,
+    /// (v3) Sent just before the server ends a socket by a kick.
+    Kicked,
+    /// (v3) Sent just before the server ends a socket whose session was
+    /// ended.
+    SessionEnded,
+    /// (v3) A session id, HTTP route or token id the caller does not have.
+    NotFound,
     Internal,
     /// A code this version does not know (a newer server): kept so that a
     /// client can still show the message.
@@ -46,7 +67,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in the order of the contract.
-    pub const ALL: [ErrorCode; 24] = [
+    pub const ALL: [ErrorCode; 34] = [
         ErrorCode::InvalidUsername,
         ErrorCode::UsernameTaken,
         ErrorCode::InvalidSession,
@@ -70,6 +91,16 @@ impl ErrorCode {
         ErrorCode::ReadOnly,
         ErrorCode::SessionReplaced,
         ErrorCode::Unavailable,
+        ErrorCode::Forbidden,
+        ErrorCode::InviteOnly,
+        ErrorCode::Banned,
+        ErrorCode::Muted,
+        ErrorCode::Blocked,
+        ErrorCode::MessageNotFound,
+        ErrorCode::EditWindowPassed,
+        ErrorCode::Kicked,
+        ErrorCode::SessionEnded,
+        ErrorCode::NotFound,
         ErrorCode::Internal,
     ];
 
@@ -99,6 +130,16 @@ impl ErrorCode {
             ErrorCode::ReadOnly => "read_only",
             ErrorCode::SessionReplaced => "session_replaced",
             ErrorCode::Unavailable => "unavailable",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::InviteOnly => "invite_only",
+            ErrorCode::Banned => "banned",
+            ErrorCode::Muted => "muted",
+            ErrorCode::Blocked => "blocked",
+            ErrorCode::MessageNotFound => "message_not_found",
+            ErrorCode::EditWindowPassed => "edit_window_passed",
+            ErrorCode::Kicked => "kicked",
+            ErrorCode::SessionEnded => "session_ended",
+            ErrorCode::NotFound => "not_found",
             ErrorCode::Internal => "internal",
             ErrorCode::Unknown => "unknown",
         }
@@ -230,6 +271,17 @@ mod tests {
             "registration_closed",
             "weak_password",
             "unavailable",
+            // v3
+            "forbidden",
+            "invite_only",
+            "banned",
+            "muted",
+            "blocked",
+            "message_not_found",
+            "edit_window_passed",
+            "kicked",
+            "session_ended",
+            "not_found",
         ] {
             assert!(spelt.contains(&s), "{s} missing");
         }

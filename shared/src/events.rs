@@ -6,6 +6,10 @@ use serde_json::Value;
 
 use crate::admin::{AdminEvent, AdminSnapshot, AdminStats};
 use crate::error::{ChatError, ErrorCode};
+use crate::moderation::{
+    RenameRequest, Role, RoomEvent, RoomInvited, RoomRoleRequest, RoomSanctionRequest,
+    RoomSettingsRequest, RoomUserRequest, UserRequest, UserRoleRequest, UserSanctionRequest,
+};
 use crate::rules::{HISTORY_DEFAULT_LIMIT, HISTORY_MAX_LIMIT};
 
 /// Wire names of every event, client → server and server → client.
@@ -28,9 +32,31 @@ pub mod names {
     pub const ADMIN_SNAPSHOT: &str = "admin:snapshot";
     pub const ADMIN_EVENT: &str = "admin:event";
     pub const ADMIN_STATS: &str = "admin:stats";
+    // (v3) Roles and moderation.
+    pub const ROOM_INFO: &str = "room:info";
+    pub const ROOM_SETTINGS: &str = "room:settings";
+    pub const ROOM_INVITE: &str = "room:invite";
+    pub const ROOM_KICK: &str = "room:kick";
+    pub const ROOM_BAN: &str = "room:ban";
+    pub const ROOM_UNBAN: &str = "room:unban";
+    pub const ROOM_MUTE: &str = "room:mute";
+    pub const ROOM_UNMUTE: &str = "room:unmute";
+    pub const ROOM_ROLE: &str = "room:role";
+    pub const USER_KICK: &str = "user:kick";
+    pub const USER_BAN: &str = "user:ban";
+    pub const USER_UNBAN: &str = "user:unban";
+    pub const USER_MUTE: &str = "user:mute";
+    pub const USER_UNMUTE: &str = "user:unmute";
+    pub const USER_BANS: &str = "user:bans";
+    pub const USER_ROLE: &str = "user:role";
+    pub const USER_BLOCK: &str = "user:block";
+    pub const USER_UNBLOCK: &str = "user:unblock";
+    pub const USER_RENAME: &str = "user:rename";
+    pub const ROOM_EVENT: &str = "room:event";
+    pub const ROOM_INVITED: &str = "room:invited";
 
     /// Every event a client may send on `/chat`.
-    pub const CLIENT_EVENTS: [&str; 12] = [
+    pub const CLIENT_EVENTS: [&str; 31] = [
         ROOM_JOIN,
         ROOM_LEAVE,
         ROOM_LIST,
@@ -43,6 +69,25 @@ pub mod names {
         HISTORY,
         PING,
         ACCOUNT_PASSWORD,
+        ROOM_INFO,
+        ROOM_SETTINGS,
+        ROOM_INVITE,
+        ROOM_KICK,
+        ROOM_BAN,
+        ROOM_UNBAN,
+        ROOM_MUTE,
+        ROOM_UNMUTE,
+        ROOM_ROLE,
+        USER_KICK,
+        USER_BAN,
+        USER_UNBAN,
+        USER_MUTE,
+        USER_UNMUTE,
+        USER_BANS,
+        USER_ROLE,
+        USER_BLOCK,
+        USER_UNBLOCK,
+        USER_RENAME,
     ];
 }
 
@@ -100,6 +145,13 @@ pub struct SessionInfo {
     pub rooms: Vec<String>,
     pub missed: u64,
     pub truncated: bool,
+    /// (v3) `guest`, `user`, `moderator` or `admin`. `None` from a v2
+    /// server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<Role>,
+    /// (v3) The usernames this user blocks.
+    #[serde(default)]
+    pub blocked: Vec<String>,
 }
 
 // ---------------------------------------------------------- client payloads
@@ -310,6 +362,26 @@ pub enum ClientEvent {
     Ping,
     /// (v2) An account changes its password.
     AccountPassword(PasswordChange),
+    /// (v3) Roles and moderation.
+    RoomInfo(RoomRequest),
+    RoomSettings(RoomSettingsRequest),
+    RoomInvite(RoomUserRequest),
+    RoomKick(RoomSanctionRequest),
+    RoomBan(RoomSanctionRequest),
+    RoomUnban(RoomUserRequest),
+    RoomMute(RoomSanctionRequest),
+    RoomUnmute(RoomUserRequest),
+    RoomRole(RoomRoleRequest),
+    UserKick(UserSanctionRequest),
+    UserBan(UserSanctionRequest),
+    UserUnban(UserRequest),
+    UserMute(UserSanctionRequest),
+    UserUnmute(UserRequest),
+    UserBans,
+    UserRole(UserRoleRequest),
+    UserBlock(UserRequest),
+    UserUnblock(UserRequest),
+    UserRename(RenameRequest),
 }
 
 /// Why a client event could not be read.
@@ -373,6 +445,25 @@ impl ClientEvent {
             ClientEvent::History(_) => HISTORY,
             ClientEvent::Ping => PING,
             ClientEvent::AccountPassword(_) => ACCOUNT_PASSWORD,
+            ClientEvent::RoomInfo(_) => ROOM_INFO,
+            ClientEvent::RoomSettings(_) => ROOM_SETTINGS,
+            ClientEvent::RoomInvite(_) => ROOM_INVITE,
+            ClientEvent::RoomKick(_) => ROOM_KICK,
+            ClientEvent::RoomBan(_) => ROOM_BAN,
+            ClientEvent::RoomUnban(_) => ROOM_UNBAN,
+            ClientEvent::RoomMute(_) => ROOM_MUTE,
+            ClientEvent::RoomUnmute(_) => ROOM_UNMUTE,
+            ClientEvent::RoomRole(_) => ROOM_ROLE,
+            ClientEvent::UserKick(_) => USER_KICK,
+            ClientEvent::UserBan(_) => USER_BAN,
+            ClientEvent::UserUnban(_) => USER_UNBAN,
+            ClientEvent::UserMute(_) => USER_MUTE,
+            ClientEvent::UserUnmute(_) => USER_UNMUTE,
+            ClientEvent::UserBans => USER_BANS,
+            ClientEvent::UserRole(_) => USER_ROLE,
+            ClientEvent::UserBlock(_) => USER_BLOCK,
+            ClientEvent::UserUnblock(_) => USER_UNBLOCK,
+            ClientEvent::UserRename(_) => USER_RENAME,
         }
     }
 
@@ -388,9 +479,28 @@ impl ClientEvent {
             ClientEvent::Typing(p) => serde_json::to_value(p),
             ClientEvent::History(p) => serde_json::to_value(p),
             ClientEvent::AccountPassword(p) => serde_json::to_value(p),
-            ClientEvent::RoomList | ClientEvent::PresenceGet | ClientEvent::Ping => {
-                Ok(Value::Object(Default::default()))
+            ClientEvent::RoomInfo(p) => serde_json::to_value(p),
+            ClientEvent::RoomSettings(p) => serde_json::to_value(p),
+            ClientEvent::RoomInvite(p) | ClientEvent::RoomUnban(p) | ClientEvent::RoomUnmute(p) => {
+                serde_json::to_value(p)
             }
+            ClientEvent::RoomKick(p) | ClientEvent::RoomBan(p) | ClientEvent::RoomMute(p) => {
+                serde_json::to_value(p)
+            }
+            ClientEvent::RoomRole(p) => serde_json::to_value(p),
+            ClientEvent::UserKick(p) | ClientEvent::UserBan(p) | ClientEvent::UserMute(p) => {
+                serde_json::to_value(p)
+            }
+            ClientEvent::UserUnban(p)
+            | ClientEvent::UserUnmute(p)
+            | ClientEvent::UserBlock(p)
+            | ClientEvent::UserUnblock(p) => serde_json::to_value(p),
+            ClientEvent::UserRole(p) => serde_json::to_value(p),
+            ClientEvent::UserRename(p) => serde_json::to_value(p),
+            ClientEvent::RoomList
+            | ClientEvent::PresenceGet
+            | ClientEvent::Ping
+            | ClientEvent::UserBans => Ok(Value::Object(Default::default())),
         };
         // Serialising these plain structs into a Value cannot fail.
         v.unwrap_or(Value::Null)
@@ -426,6 +536,30 @@ impl ClientEvent {
                 ClientEvent::Ping
             }
             ACCOUNT_PASSWORD => ClientEvent::AccountPassword(payload(name, "{old, new}", v)?),
+            ROOM_INFO => ClientEvent::RoomInfo(payload(name, "{room}", v)?),
+            ROOM_SETTINGS => {
+                ClientEvent::RoomSettings(payload(name, "{room, topic?, private?}", v)?)
+            }
+            ROOM_INVITE => ClientEvent::RoomInvite(payload(name, "{room, user}", v)?),
+            ROOM_KICK => ClientEvent::RoomKick(payload(name, "{room, user, reason?}", v)?),
+            ROOM_BAN => ClientEvent::RoomBan(payload(name, "{room, user, reason?, for?}", v)?),
+            ROOM_UNBAN => ClientEvent::RoomUnban(payload(name, "{room, user}", v)?),
+            ROOM_MUTE => ClientEvent::RoomMute(payload(name, "{room, user, reason?, for?}", v)?),
+            ROOM_UNMUTE => ClientEvent::RoomUnmute(payload(name, "{room, user}", v)?),
+            ROOM_ROLE => ClientEvent::RoomRole(payload(name, "{room, user, role}", v)?),
+            USER_KICK => ClientEvent::UserKick(payload(name, "{user, reason?}", v)?),
+            USER_BAN => ClientEvent::UserBan(payload(name, "{user, reason?, for?}", v)?),
+            USER_UNBAN => ClientEvent::UserUnban(payload(name, "{user}", v)?),
+            USER_MUTE => ClientEvent::UserMute(payload(name, "{user, reason?, for?}", v)?),
+            USER_UNMUTE => ClientEvent::UserUnmute(payload(name, "{user}", v)?),
+            USER_BANS => {
+                empty(name, &v)?;
+                ClientEvent::UserBans
+            }
+            USER_ROLE => ClientEvent::UserRole(payload(name, "{user, role}", v)?),
+            USER_BLOCK => ClientEvent::UserBlock(payload(name, "{user}", v)?),
+            USER_UNBLOCK => ClientEvent::UserUnblock(payload(name, "{user}", v)?),
+            USER_RENAME => ClientEvent::UserRename(payload(name, "{username}", v)?),
             other => return Err(ParseError::UnknownEvent(other.to_owned())),
         })
     }
@@ -501,6 +635,8 @@ pub enum PresenceKind {
     Join,
     Leave,
     Summary,
+    /// (v3) A guest changed its name: `user` the new one, `from` the old.
+    Rename,
 }
 
 /// The folded part of a `summary` presence event.
@@ -533,6 +669,9 @@ pub struct Presence {
     pub reason: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recovered: Option<bool>,
+    /// (v3) A `rename`: the old name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
     #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
     pub summary: Option<PresenceSummary>,
 }
@@ -554,6 +693,7 @@ impl Presence {
             members: room.map(|(_, n)| n),
             reason: None,
             recovered: None,
+            from: None,
             summary: None,
         }
     }
@@ -591,6 +731,9 @@ pub enum ServerEvent {
     AdminSnapshot(AdminSnapshot),
     AdminEvent(AdminEvent),
     AdminStats(AdminStats),
+    /// (v3)
+    RoomEvent(RoomEvent),
+    RoomInvited(RoomInvited),
 }
 
 impl ServerEvent {
@@ -609,6 +752,8 @@ impl ServerEvent {
             ServerEvent::AdminSnapshot(_) => ADMIN_SNAPSHOT,
             ServerEvent::AdminEvent(_) => ADMIN_EVENT,
             ServerEvent::AdminStats(_) => ADMIN_STATS,
+            ServerEvent::RoomEvent(_) => ROOM_EVENT,
+            ServerEvent::RoomInvited(_) => ROOM_INVITED,
         }
     }
 
@@ -633,6 +778,8 @@ impl ServerEvent {
             ADMIN_SNAPSHOT => ServerEvent::AdminSnapshot(p(name, v)?),
             ADMIN_EVENT => ServerEvent::AdminEvent(p(name, v)?),
             ADMIN_STATS => ServerEvent::AdminStats(p(name, v)?),
+            ROOM_EVENT => ServerEvent::RoomEvent(p(name, v)?),
+            ROOM_INVITED => ServerEvent::RoomInvited(p(name, v)?),
             other => return Err(ParseError::UnknownEvent(other.to_owned())),
         })
     }
@@ -889,7 +1036,16 @@ mod tests {
             panic!("{ev:?}")
         };
         assert_eq!(s.username, "alice");
-        assert_eq!(serde_json::to_value(s).unwrap(), json);
+        assert_eq!(s.role, None);
+        // A v2 server's session reads; this one says role and blocks.
+        let v3 = json!({ "sid": "abc", "username": "alice", "session": "tok",
+            "recovered": false, "rooms": [], "missed": 0, "truncated": false,
+            "role": "moderator", "blocked": ["bob"] });
+        let ServerEvent::Session(s) = ServerEvent::parse("session", v3.clone()).unwrap() else {
+            panic!()
+        };
+        assert_eq!(s.role, Some(crate::moderation::Role::Moderator));
+        assert_eq!(serde_json::to_value(&s).unwrap(), v3);
     }
 
     #[test]

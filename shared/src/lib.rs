@@ -21,21 +21,25 @@
 //!   `Result<T, ChatError>`.
 //! - [`admin`]: the `/admin` namespace's payloads, and [`RoomCount`],
 //!   which `room:list` and `presence:get` share with them.
+//! - [`moderation`]: (v3) server and room roles, the rank rule, room
+//!   events, and the payloads of moderation, blocks and renames.
 //!
 //! Imports run one way (tests aside), each file using only those before it:
-//! `error`, `rules`, `admin`, `events` (whose [`ServerEvent`] carries the
+//! `error`, `rules`, `moderation`, `admin`, `events` (whose [`ServerEvent`] carries the
 //! admin payloads), `ack` (whose history entries are the events' messages).
 
 pub mod ack;
 pub mod admin;
 pub mod error;
 pub mod events;
+pub mod moderation;
 pub mod rules;
 
 pub use ack::*;
 pub use admin::*;
 pub use error::*;
 pub use events::*;
+pub use moderation::*;
 pub use rules::*;
 
 /// The namespace people chat on.

@@ -52,7 +52,8 @@ async function main() {
   ack = await alice.ack("presence:get", {});
   assert.deepEqual([ack.online, ack.users.length], [2, 2]);
   ack = await alice.ack("room:list", {});
-  assert.deepEqual(ack.rooms, [{ room: "#general", members: 2 }]);
+  // v3 items also carry the room's settings.
+  assert.deepEqual(ack.rooms, [{ room: "#general", members: 2, topic: "", private: false }]);
 
   for (const [event, payload, code] of [
     ["room:message", { room: "#nope", text: "x" }, "not_member"],

@@ -189,9 +189,14 @@ async fn presence_counts_every_node() {
                 .then_some(())
         })
         .await;
+        // (v3) room:list items also carry each room's settings.
+        let listed = json!([
+            {"room": "#other", "members": 1, "topic": "", "private": false},
+            {"room": "#r", "members": 2, "topic": "", "private": false}
+        ]);
         eventually("every node's rooms", || async {
             let list = ok(asker.ack("room:list", json!({})).await);
-            (list["rooms"] == rooms).then_some(())
+            (list["rooms"] == listed).then_some(())
         })
         .await;
     }

@@ -154,17 +154,24 @@ async fn room_list_counts_members() {
     ok(bob.ack("room:join", json!({"room": "#a"})).await);
     ok(bob.ack("room:join", json!({"room": "#b"})).await);
     let list = ok(alice.ack("room:list", json!({})).await);
+    // (v3) Each item also carries the room's settings.
     assert_eq!(
         list["rooms"],
-        json!([{"room": "#a", "members": 2}, {"room": "#b", "members": 1}])
+        json!([
+            {"room": "#a", "members": 2, "topic": "", "private": false},
+            {"room": "#b", "members": 1, "topic": "", "private": false}
+        ])
     );
     bob.disconnect().await;
     let mut rooms = json!(null);
     for _ in 0..100 {
         rooms = alice.ack("room:list", json!({})).await["rooms"].clone();
-        if rooms == json!([{"room": "#a", "members": 1}]) {
+        if rooms == json!([{"room": "#a", "members": 1, "topic": "", "private": false}]) {
             break;
         }
     }
-    assert_eq!(rooms, json!([{"room": "#a", "members": 1}]));
+    assert_eq!(
+        rooms,
+        json!([{"room": "#a", "members": 1, "topic": "", "private": false}])
+    );
 }

@@ -112,7 +112,10 @@ impl ChatService {
                     .extensions
                     .get::<crate::http::client_addr::ClientAddr>()
                     .map(|c| c.0);
-                self.login(&a, s.id, from).await.map(|adm| (a, adm))
+                match self.not_banned(&a, from).await {
+                    Ok(()) => self.login(&a, s.id, from).await.map(|adm| (a, adm)),
+                    Err(refusal) => Err(refusal),
+                }
             }
             Err(refusal) => Err(refusal),
         };
@@ -149,6 +152,7 @@ impl ChatService {
             bucket: bucket(config.rate_limit()),
             requests: bucket(config.event_limit()),
             order,
+            ended: Default::default(),
         });
         s.extensions.insert(Arc::clone(&ctx));
         s.on_fallback(OnEvent {
@@ -164,6 +168,39 @@ impl ChatService {
         Ok(())
     }
 
+    /// (v3) A server ban of the name (an account's or a guest's), or of
+    /// guests from the client's address, refuses the connect `banned`,
+    /// whatever proof it brings (password, session token).
+    async fn not_banned(
+        &self,
+        auth: &Auth,
+        from: Option<std::net::IpAddr>,
+    ) -> Result<(), ConnectRefusal> {
+        let p = self.moderation.current().await.map_err(|e| {
+            tracing::warn!("moderation: {e}");
+            ConnectRefusal::new(
+                ErrorCode::Unavailable,
+                "the server cannot reach its store: try again",
+            )
+        })?;
+        let now = crate::clock::now_ms();
+        let key = chat_shared::username_key(&auth.username);
+        let refusal = |ban: &moderation::policy::Sanction| {
+            let err = moderation::sanctioned(ErrorCode::Banned, names::SESSION, ban, None);
+            ConnectRefusal::new(ErrorCode::Banned, err.message)
+        };
+        if let Some(ban) = p.server_ban(&key, now) {
+            return Err(refusal(ban));
+        }
+        if let Some(addr) = from
+            && let Some(ban) = p.address_ban(&addr.to_string(), now)
+            && !matches!(self.store.account(&key).await, Ok(Some(_)))
+        {
+            return Err(refusal(ban));
+        }
+        Ok(())
+    }
+
     /// The connect sequence: take over a half-open session, send `session`
     /// and the replay, join the rooms, announce presence.
     pub(super) async fn connected(&self, s: SocketRef) {
@@ -175,6 +212,11 @@ impl ChatService {
         let adm = &ctx.admission;
         // The client's events wait until the session is restored.
         let turn = ctx.order.turn(ctx.connect_ticket).await;
+        if !adm.recovered && !adm.account {
+            // A new holder of a guest name starts with no blocks or
+            // invites of the last one.
+            self.forget_guest(&adm.key).await;
+        }
         if let Some(old) = adm.replaced {
             self.replace(old);
         }
@@ -187,9 +229,11 @@ impl ChatService {
         let connect = Presence::change(PresenceKind::Connect, user, None, online);
         self.presence("", connect.recovered(adm.recovered)).await;
         // A resumed session's rooms, or a fresh account session's
-        // remembered ones: the rooms see the user come back.
+        // remembered ones: the rooms see the user come back (those it
+        // was removed from while away excepted).
         {
-            for room in &adm.rooms {
+            let now_in = self.state.rooms_of(&adm.key);
+            for room in adm.rooms.iter().filter(|r| now_in.contains(r)) {
                 let members = self.state.members(room);
                 let join =
                     Presence::change(PresenceKind::Join, user, Some((room, members)), online);
@@ -228,7 +272,8 @@ impl ChatService {
     ) {
         self.transports.forget(s.id);
         let adm = &ctx.admission;
-        let planned = matches!(reason, DisconnectReason::ClientNSDisconnect);
+        let planned = matches!(reason, DisconnectReason::ClientNSDisconnect)
+            || ctx.ended.load(std::sync::atomic::Ordering::Relaxed);
         let why = reason_str(reason);
         self.metrics.disconnected(why);
         let Some(dep) = self.state.disconnect(&adm.key, s.id, planned) else {

@@ -17,6 +17,8 @@ struct Draft<'a> {
     text: &'a str,
     dest: Destination,
     action: bool,
+    /// (v3) A room event: `text` holds its fields.
+    note: bool,
 }
 
 impl ChatService {
@@ -33,7 +35,12 @@ impl ChatService {
         s: Option<&SocketRef>,
         turn: &mut Option<Turn<'_>>,
     ) -> Result<Sending, ChatError> {
-        let Draft { text, dest, action } = draft;
+        let Draft {
+            text,
+            dest,
+            action,
+            note,
+        } = draft;
         let from = &ctx.admission.username;
         let sending = |msg, committed, queued_at| Sending {
             msg,
@@ -54,7 +61,7 @@ impl ChatService {
             // from the feed. The ack waits for both.
             let msg = cluster
                 .redis
-                .append_new(from, crate::clock::now_ms(), dest, text, action)
+                .append_new(from, crate::clock::now_ms(), dest, text, action, note)
                 .await
                 .map_err(|e| store_failed(event, e))?;
             turn.take();
@@ -62,7 +69,9 @@ impl ChatService {
             return Ok(sending(msg, crate::store::Committed::ready(Ok(())), None));
         }
         let numbering = self.delivery.number().await;
-        let msg = self.state.number(&numbering, from, text, dest, action);
+        let msg = self
+            .state
+            .number(&numbering, from, text, dest, action, note);
         let queued = std::time::Instant::now();
         let committed = self.store.append(Arc::clone(&msg)).await.map(|c| {
             // Registered in the numbering order: commits run these in id
@@ -91,6 +100,33 @@ impl ChatService {
         let delivering = self.delivery.hold();
         self.state.record_numbered(&delivering, msg);
         self.emit_live(&delivering, msg, sender);
+        if msg.note {
+            self.after_note(msg);
+        }
+    }
+
+    /// (v3) Numbers and stores a room event like a message, and waits for
+    /// its commit: by then it has been delivered, in the log's order.
+    pub(super) async fn post_note(
+        self: &Arc<Self>,
+        ctx: &SocketCtx,
+        event: &'static str,
+        room: &str,
+        note: &crate::store::RoomNote,
+    ) -> Result<Arc<MessageRecord>, ChatError> {
+        let text = serde_json::to_string(note).unwrap_or_default();
+        let draft = Draft {
+            text: &text,
+            dest: Destination::Room(room.to_owned()),
+            action: false,
+            note: true,
+        };
+        let sending = self.deliver(ctx, event, draft, None, &mut None).await?;
+        sending
+            .committed
+            .await
+            .map_err(|e| store_failed(event, e))?;
+        Ok(sending.msg)
     }
 
     /// Sends a message's ack once its write has committed (and the
@@ -234,11 +270,13 @@ impl ChatService {
     ) -> Result<Sending, ChatError> {
         let event = names::ROOM_MESSAGE;
         let room = self.member_room(ctx, event, &m.room)?;
+        self.check_muted(ctx, event, Some(&room))?;
         let text = self.text(ctx, event, &m.text)?;
         let draft = Draft {
             text,
             dest: Destination::Room(room),
             action: m.action,
+            note: false,
         };
         self.deliver(ctx, event, draft, None, turn).await
     }
@@ -297,13 +335,26 @@ impl ChatService {
         turn: &mut Option<Turn<'_>>,
     ) -> Result<Sending, ChatError> {
         let event = names::DM_MESSAGE;
+        self.check_muted(ctx, event, None)?;
         let target = self.user_target(ctx, event, &m.to, true).await?;
+        if self.blocked_between(&ctx.admission.key, &target.key) {
+            return Err(ChatError::new(
+                ErrorCode::Blocked,
+                format!(
+                    "you cannot message {}: one of you blocks the other",
+                    target.username
+                ),
+                event,
+            )
+            .with("to", target.username));
+        }
         let text = self.text(ctx, event, &m.text)?;
         let to = target.username;
         let draft = Draft {
             text,
             dest: Destination::Dm { to },
             action: m.action,
+            note: false,
         };
         let sending = self.deliver(ctx, event, draft, None, turn).await?;
         // No socket holds the recipient's session: the DM waits for it.
@@ -322,10 +373,12 @@ impl ChatService {
         dest: Destination,
         turn: &mut Option<Turn<'_>>,
     ) -> Result<Sending, ChatError> {
+        self.check_muted(ctx, event, None)?;
         let draft = Draft {
             text: self.text(ctx, event, &m.text)?,
             dest,
             action: m.action,
+            note: false,
         };
         self.deliver(ctx, event, draft, Some(s), turn).await
     }

@@ -18,6 +18,9 @@
 //! - [`typing`]: typing indicators, here and from other nodes.
 //! - [`presence`]: presence changes, their folding in a storm, and
 //!   `presence:get` across nodes.
+//! - [`moderation`]: (v3) roles, room settings, invites, kicks, bans,
+//!   mutes and blocks, and the checks the others make; its [`policy`](moderation::policy)
+//!   is the node's copy of who may do what.
 //!
 //! The rules they share, each small enough to test alone:
 //! - [`sequencer`]: keeps each socket's events in arrival order.
@@ -30,6 +33,7 @@ mod accounts;
 mod history;
 mod identity;
 mod messaging;
+mod moderation;
 mod presence;
 pub mod presence_gate;
 pub mod rate_limit;
@@ -69,11 +73,20 @@ use rate_limit::TokenBucket;
 use refusal::{RETRY_AFTER, rate_limited, store_failed, take_token, unavailable};
 use sequencer::{Sequencer, Turn};
 
+pub use moderation::policy::{Moderation, Policy, ROLES as ROLES_SCOPE};
+
 /// The socket.io room every `/chat` socket joins once it is caught up:
 /// global and broadcast messages go there rather than to the whole
 /// namespace, so a resuming socket gets them only after its replay. Room
 /// names of the contract start with `#`, so this one cannot collide.
 const EVERYONE: &str = "~everyone";
+
+/// How often a node looks for moderation settings changed elsewhere: a
+/// role given with `chat-server account role` applies within it.
+const POLICY_POLL: Duration = Duration::from_millis(500);
+
+/// How often ended bans and mutes are removed from the store.
+const ENDED_SWEEP: Duration = Duration::from_secs(60);
 
 /// How long a replay waits for a full socket queue to drain before it gives
 /// up on that socket.
@@ -95,6 +108,9 @@ pub struct SocketCtx {
     /// Every other request.
     requests: Option<Mutex<TokenBucket>>,
     order: Sequencer,
+    /// (v3) The server ended this session (a kick or ban from the
+    /// server): its disconnect keeps no recovery window.
+    ended: std::sync::atomic::AtomicBool,
 }
 
 /// The handle every `/chat` handler works through.
@@ -117,6 +133,8 @@ pub struct ChatService {
     /// What `/admin` knows of the accounts (see
     /// [`AccountWatch`](crate::ops::account_watch::AccountWatch)).
     pub account_watch: Arc<crate::ops::account_watch::AccountWatch>,
+    /// (v3) The node's copy of who may do what.
+    pub moderation: Arc<Moderation>,
 }
 
 /// Registers `/chat` on `io`.
@@ -168,6 +186,8 @@ enum Reply {
     History(HistoryAck),
     Ping(PingAck),
     Empty,
+    /// (v3) Any other body, already JSON.
+    Body(Value),
 }
 
 impl Serialize for Reply {
@@ -181,6 +201,7 @@ impl Serialize for Reply {
             Reply::History(b) => AckOk::new(b).serialize(s),
             Reply::Ping(b) => AckOk::new(b).serialize(s),
             Reply::Empty => AckOk::new(&EmptyAck {}).serialize(s),
+            Reply::Body(b) => AckOk::new(b).serialize(s),
         }
     }
 }
@@ -277,7 +298,7 @@ impl ChatService {
 
     /// Every event but the four messages.
     async fn request(
-        &self,
+        self: &Arc<Self>,
         s: &SocketRef,
         ctx: &SocketCtx,
         ev: ClientEvent,
@@ -293,9 +314,13 @@ impl ChatService {
             ClientEvent::RoomJoin(r) => self.join(s, ctx, &r.room).await,
             ClientEvent::RoomLeave(r) => self.leave(s, ctx, &r.room).await,
             ClientEvent::RoomList => Ok(Reply::Rooms(RoomListAck {
-                rooms: self.room_list().await,
+                rooms: self.visible_rooms(ctx, self.room_list().await, true),
             })),
-            ClientEvent::PresenceGet => Ok(Reply::Presence(self.presence_snapshot().await)),
+            ClientEvent::PresenceGet => {
+                let mut p = self.presence_snapshot().await;
+                p.rooms = self.visible_rooms(ctx, p.rooms, false);
+                Ok(Reply::Presence(p))
+            }
             m @ (ClientEvent::RoomMessage(_)
             | ClientEvent::DmMessage(_)
             | ClientEvent::GlobalMessage(_)
@@ -306,6 +331,7 @@ impl ChatService {
                 ts: crate::clock::now_ms(),
             })),
             ClientEvent::AccountPassword(p) => self.change_password(ctx, p).await,
+            other => self.moderate(ctx, other).await,
         }
     }
 
@@ -348,6 +374,36 @@ impl ChatService {
 }
 
 impl ChatService {
+    /// (v3) Keeps the node's copy of who may do what current: reads the
+    /// store's settings version every [`POLICY_POLL`] and, when another
+    /// process changed them (another node, `chat-server account role`),
+    /// reads them again and disconnects whoever a server ban now covers.
+    /// Every minute, bans and mutes that have ended are removed from the
+    /// store (their checks ignore them already). Ends with the store.
+    pub fn watch_policy(&self) {
+        let svc = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(POLICY_POLL);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            let mut sweep = tokio::time::Instant::now();
+            loop {
+                tick.tick().await;
+                match svc.moderation.refresh().await {
+                    Ok(true) => svc.enforce_bans(),
+                    Ok(false) => {}
+                    Err(e) => tracing::debug!("moderation: {e}"),
+                }
+                if sweep.elapsed() >= ENDED_SWEEP {
+                    sweep = tokio::time::Instant::now();
+                    let ended = svc.moderation.cached().ended(crate::clock::now_ms());
+                    for (scope, field) in ended {
+                        let _ = svc.moderation.set(&scope, &field, None).await;
+                    }
+                }
+            }
+        });
+    }
+
     /// Starts delivering the cluster's messages after the id `after`, and
     /// the node's heartbeat. Does nothing without a cluster. Both tasks
     /// end once the store is closed.
@@ -373,6 +429,7 @@ impl ChatService {
                         svc.presence_here(&scope, p).await;
                     }
                     FeedEvent::Typing(t) => svc.typing_here(&t).await,
+                    FeedEvent::Ended { key, error } => svc.end_here(&key, &error),
                     FeedEvent::Evicted { key } => {
                         if let Some(sid) = svc.state.evict(&key) {
                             tracing::info!(user = %key, "name taken by a password login on another node");

@@ -50,6 +50,7 @@ impl ChatService {
             online: self.state.online(),
             reason: None,
             recovered: None,
+            from: None,
             summary: Some(PresenceSummary {
                 joined: folded.joined,
                 left: folded.left,
@@ -117,7 +118,7 @@ impl ChatService {
             users: users.into_values().collect(),
             rooms: rooms
                 .into_iter()
-                .map(|(room, members)| RoomCount { room, members })
+                .map(|(room, members)| RoomCount::new(room, members))
                 .collect(),
         })
     }

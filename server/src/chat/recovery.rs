@@ -17,6 +17,10 @@ impl ChatService {
     /// reaches the client once, replayed or live, and in order.
     pub(super) async fn restore(&self, s: &SocketRef, ctx: &SocketCtx) {
         let adm = &ctx.admission;
+        // (v3) Rooms the user was removed from while away: it is out of
+        // them from now on, and hears of them up to the event that
+        // removed it, and nothing after.
+        let removed = self.removals(&adm.key);
         let mut replay = if adm.recovered {
             self.state.replay(&adm.key, ctx.offset.as_deref())
         } else if let Some(seen) = adm.queued_after {
@@ -62,14 +66,35 @@ impl ChatService {
                 }
             }
         }
+        if !removed.is_empty() {
+            // Out of them before the catch-up, which reads the rooms as
+            // they are now.
+            for (room, _) in &removed {
+                let _ = self.state.leave(&adm.key, room);
+            }
+            replay.messages.retain(|m| match &m.dest {
+                Destination::Room(r) => removed
+                    .iter()
+                    .all(|(gone, upto)| gone != r || m.id <= *upto),
+                _ => true,
+            });
+        }
+        let policy = self.moderation.cached();
         let session = SessionInfo {
             sid: s.id.to_string(),
             username: adm.username.clone(),
             session: adm.token.clone(),
             recovered: adm.recovered,
-            rooms: adm.rooms.clone(),
+            rooms: adm
+                .rooms
+                .iter()
+                .filter(|r| removed.iter().all(|(gone, _)| gone != *r))
+                .cloned()
+                .collect(),
             missed: replay.messages.len() as u64,
             truncated: replay.truncated,
+            role: Some(policy.role(&adm.key, adm.account)),
+            blocked: policy.blocked_by(&adm.key),
         };
         self.metrics.connected(adm.recovered, replay.truncated);
         if !emit_paced(s, names::SESSION, &session).await {

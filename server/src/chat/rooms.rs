@@ -16,6 +16,11 @@ impl ChatService {
         let event = names::ROOM_JOIN;
         let room = self.room(event, raw)?;
         let adm = &ctx.admission;
+        let policy = self.policy(event).await?;
+        self.may_join(&policy, ctx, &room)?;
+        let created = adm.account
+            && !self.state.is_member(&adm.key, &room)
+            && self.room_is_new(&policy, &room).await;
         let joined = self
             .state
             .join(&adm.key, &room)
@@ -30,6 +35,7 @@ impl ChatService {
             })?;
         s.join(room.clone());
         if joined.fresh {
+            self.joined(&policy, ctx, &room, created).await;
             let online = self.state.online();
             let join = Presence::change(
                 PresenceKind::Join,
@@ -57,7 +63,12 @@ impl ChatService {
                 .collect()
         };
         let members = self.room_members(&room, joined.members).await;
+        let now = self.moderation.cached();
+        let settings = now.room(&room);
         Ok(Reply::Joined(JoinAck {
+            topic: settings.map(|r| r.topic.clone()).unwrap_or_default(),
+            private: settings.is_some_and(|r| r.private),
+            role: Some(now.room_role(&room, &adm.key)),
             room,
             members,
             history,

@@ -27,6 +27,11 @@ impl ChatService {
             }
             TypingTarget::User(to) => {
                 let target = self.user_target(ctx, event, &to, false).await?;
+                if self.blocked_between(&ctx.admission.key, &target.key) {
+                    // (v3) Dropped: typing is volatile, and the sender is
+                    // not told who blocks whom.
+                    return Ok(Reply::Empty);
+                }
                 let notice = TypingNotice {
                     from,
                     room: None,

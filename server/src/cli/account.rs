@@ -1,4 +1,4 @@
-//! `chat-server account add|passwd|remove|list`: the operator's account
+//! `chat-server account add|passwd|remove|list|role`: the operator's account
 //! commands, on the same store as the server (`--data-dir`).
 //!
 //! They open the store without starting it as a server would (no
@@ -164,8 +164,28 @@ pub async fn run<R: BufRead>(
                 .map_err(|e| e.to_string())?;
             say(out, format!("account {} removed", account.username))
         }
+        AccountAction::Role { name, role } => {
+            let key = checked_name(name)?;
+            let role = chat_shared::Role::parse_account_role(role)
+                .ok_or_else(|| format!("{role:?} is not a role: user, moderator or admin"))?;
+            let Some(account) = store.account(&key).await.map_err(|e| e.to_string())? else {
+                return Err(format!("{name} has no account"));
+            };
+            let value = (role != chat_shared::Role::User).then(|| role.as_str().to_owned());
+            committed(
+                store
+                    .put_setting(crate::chat::ROLES_SCOPE, &key, value)
+                    .await,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+            say(out, format!("{} is now {role}", account.username))
+        }
         AccountAction::List => {
             let accounts = store.accounts().await.map_err(|e| e.to_string())?;
+            let roles = crate::chat::Policy::from_settings(
+                store.settings().await.map_err(|e| e.to_string())?,
+            );
             if accounts.is_empty() {
                 return say(out, "no accounts".into());
             }
@@ -180,8 +200,9 @@ pub async fn run<R: BufRead>(
                 say(
                     out,
                     format!(
-                        "{}\tcreated {}\trooms {}",
+                        "{}\t{}\tcreated {}\trooms {}",
                         a.username,
+                        roles.account_role(&username_key(&a.username)),
                         humantime::format_rfc3339_seconds(created),
                         rooms
                     ),

@@ -29,6 +29,12 @@ pub enum FeedEvent {
     Evicted {
         key: String,
     },
+    /// (v3) A server kick or ban on another node: the session of `key`
+    /// ends here too, its socket told `error`.
+    Ended {
+        key: String,
+        error: chat_shared::ChatError,
+    },
     /// A presence change on another node, its counts the cluster's.
     Presence(chat_shared::Presence),
     /// A typing indicator from a user on another node.
@@ -103,6 +109,19 @@ async fn subscribed(
                 (Some("evicted"), Some(_), Some(key)) => Some(FeedEvent::Evicted {
                     key: key.to_owned(),
                 }),
+                (Some("ended"), Some(_), Some(json)) => {
+                    #[derive(serde::Deserialize)]
+                    struct Ended {
+                        key: String,
+                        error: chat_shared::ChatError,
+                    }
+                    serde_json::from_str::<Ended>(json)
+                        .ok()
+                        .map(|e| FeedEvent::Ended {
+                            key: e.key,
+                            error: e.error,
+                        })
+                }
                 (Some("presence"), Some(_), Some(json)) => {
                     serde_json::from_str(json).ok().map(FeedEvent::Presence)
                 }

@@ -87,6 +87,17 @@ impl Cluster {
         self.announce("evicted", key).await
     }
 
+    /// (v3) Tells the other nodes to end the session of `key` (a server
+    /// kick or ban): its socket there gets `err` and is disconnected.
+    pub async fn announce_end(
+        &self,
+        key: &str,
+        err: &chat_shared::ChatError,
+    ) -> Result<(), StoreError> {
+        let body = serde_json::json!({ "key": key, "error": err });
+        self.announce("ended", &body.to_string()).await
+    }
+
     /// One control line to the other nodes: `WHAT NODE SUBJECT`.
     async fn announce(&self, what: &str, subject: &str) -> Result<(), StoreError> {
         let mut con = self.redis.connection();

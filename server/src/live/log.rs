@@ -80,6 +80,7 @@ impl ChatState {
         text: &str,
         dest: Destination,
         action: bool,
+        note: bool,
     ) -> Arc<MessageRecord> {
         let mut inner = self.lock();
         inner.log.issued = inner.log.issued.max(inner.log.head) + 1;
@@ -90,6 +91,7 @@ impl ChatState {
             dest,
             text: text.to_owned(),
             action,
+            note,
         })
     }
 
@@ -103,7 +105,7 @@ impl ChatState {
         action: bool,
     ) -> Arc<MessageRecord> {
         let order = super::DeliveryOrder::default();
-        let msg = self.number(&order.number_now(), from, text, dest, action);
+        let msg = self.number(&order.number_now(), from, text, dest, action, false);
         self.record_numbered(&order.hold(), &msg);
         msg
     }

@@ -100,10 +100,7 @@ impl Rooms {
     pub(super) fn counts(&self) -> Vec<RoomCount> {
         self.live
             .iter()
-            .map(|(room, set)| RoomCount {
-                room: room.clone(),
-                members: set.len() as u64,
-            })
+            .map(|(room, set)| RoomCount::new(room.clone(), set.len() as u64))
             .collect()
     }
 }
@@ -195,6 +192,12 @@ impl ChatState {
             .users
             .get(key)
             .is_some_and(|u| u.rooms.contains_key(room))
+    }
+
+    /// The display names of `room`'s live members here.
+    pub fn member_names(&self, room: &str) -> Vec<String> {
+        let inner = self.lock();
+        inner.rooms.member_names(room, &inner.sessions.users)
     }
 
     /// Live member count of `room`.

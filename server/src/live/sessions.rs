@@ -244,6 +244,22 @@ impl ChatState {
             .unwrap_or_default()
     }
 
+    /// The live socket holding `key`'s session here, if any.
+    pub fn sid_of(&self, key: &str) -> Option<Sid> {
+        self.lock().sessions.users.get(key).and_then(|u| u.sid)
+    }
+
+    /// The keys of the users with a live socket here.
+    pub fn live_keys(&self) -> Vec<String> {
+        self.lock()
+            .sessions
+            .users
+            .iter()
+            .filter(|(_, u)| u.sid.is_some())
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+
     /// A user who is online or inside a recovery window.
     pub fn target(&self, name: &str) -> Option<Target> {
         let key = username_key(name);

@@ -272,16 +272,7 @@ async fn rooms_join_leave_and_limits() {
     assert_eq!(s.leave("alice", "#a").unwrap_err(), ErrorCode::NotMember);
     assert_eq!(
         s.room_list(),
-        vec![
-            RoomCount {
-                room: "#a".into(),
-                members: 1
-            },
-            RoomCount {
-                room: "#b".into(),
-                members: 1
-            },
-        ]
+        vec![RoomCount::new("#a", 1), RoomCount::new("#b", 1),]
     );
 }
 

@@ -208,6 +208,26 @@ impl Store for FaultyStore {
         }
     }
 
+    async fn put_setting(
+        &self,
+        scope: &str,
+        field: &str,
+        value: Option<String>,
+    ) -> Result<Committed, StoreError> {
+        match self.refusal() {
+            Some(refused) => Ok(refused),
+            None => self.inner.put_setting(scope, field, value).await,
+        }
+    }
+
+    async fn settings(&self) -> Result<Vec<super::Setting>, StoreError> {
+        self.inner.settings().await
+    }
+
+    async fn settings_version(&self) -> Result<u64, StoreError> {
+        self.inner.settings_version().await
+    }
+
     async fn prune(&self, older_than_ts: u64) -> Result<u64, StoreError> {
         self.inner.prune(older_than_ts).await
     }

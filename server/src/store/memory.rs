@@ -32,6 +32,9 @@ struct Inner {
     head: u64,
     /// The highest id dropped, by capacity or by retention.
     pruned_upto: u64,
+    /// (v3) Moderation settings by (scope, field), and their version.
+    settings: BTreeMap<(String, String), String>,
+    settings_version: u64,
 }
 
 impl MemoryStore {
@@ -156,7 +159,7 @@ impl Store for MemoryStore {
             .messages
             .range(..end)
             .rev()
-            .filter(|m| matches!(&m.dest, Destination::Room(r) if r == room));
+            .filter(|m| !m.note && matches!(&m.dest, Destination::Room(r) if r == room));
         Ok(newest_first_page(matching, limit))
     }
 
@@ -243,6 +246,35 @@ impl Store for MemoryStore {
     async fn delete_account(&self, key: &str) -> Result<Committed, StoreError> {
         self.lock().accounts.remove(key);
         Ok(Committed::ready(Ok(())))
+    }
+
+    async fn put_setting(
+        &self,
+        scope: &str,
+        field: &str,
+        value: Option<String>,
+    ) -> Result<Committed, StoreError> {
+        let mut inner = self.lock();
+        let k = (scope.to_owned(), field.to_owned());
+        match value {
+            Some(v) => inner.settings.insert(k, v),
+            None => inner.settings.remove(&k),
+        };
+        inner.settings_version += 1;
+        Ok(Committed::ready(Ok(())))
+    }
+
+    async fn settings(&self) -> Result<Vec<super::Setting>, StoreError> {
+        Ok(self
+            .lock()
+            .settings
+            .iter()
+            .map(|((scope, field), v)| (scope.clone(), field.clone(), v.clone()))
+            .collect())
+    }
+
+    async fn settings_version(&self) -> Result<u64, StoreError> {
+        Ok(self.lock().settings_version)
     }
 
     async fn prune(&self, older_than_ts: u64) -> Result<u64, StoreError> {

@@ -89,12 +89,47 @@ pub struct MessageRecord {
     pub text: String,
     /// An IRC-style `/me` line.
     pub action: bool,
+    /// (v3) A room event rather than a message: `from` is who acted,
+    /// `dest` its room, and `text` the event's other fields as a JSON
+    /// object ([`RoomNote`]). Delivered as `room:event`, replayed like a
+    /// message, left out of `history`.
+    pub note: bool,
+}
+
+/// (v3) The fields of a room event that a [`MessageRecord`] with `note`
+/// keeps in its `text`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RoomNote {
+    pub kind: Option<chat_shared::RoomEventKind>,
+    #[serde(default)]
+    pub user: Option<String>,
+    #[serde(default)]
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub until: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<chat_shared::RoomRole>,
 }
 
 impl MessageRecord {
+    /// A room event's fields, when this is one (and reads).
+    pub fn room_note(&self) -> Option<RoomNote> {
+        if !self.note {
+            return None;
+        }
+        serde_json::from_str(&self.text).ok()
+    }
+
     /// The event name it is delivered under.
     pub fn event(&self) -> &'static str {
         use chat_shared::names::*;
+        if self.note {
+            return ROOM_EVENT;
+        }
         match self.dest {
             Destination::Room(_) => ROOM_MESSAGE,
             Destination::Dm { .. } => DM_MESSAGE,
@@ -129,6 +164,9 @@ impl MessageRecord {
     }
 
     fn serialize_as<S: Serializer>(&self, s: S, replayed: bool) -> Result<S::Ok, S::Error> {
+        if self.note {
+            return self.serialize_note(s, replayed);
+        }
         let fields = 5 + usize::from(self.action) + usize::from(replayed);
         let mut st = s.serialize_struct("Message", fields)?;
         // The contract makes ids opaque strings: a client never does
@@ -146,6 +184,40 @@ impl MessageRecord {
         // someone sends an action.
         if self.action {
             st.serialize_field("action", &true)?;
+        }
+        if replayed {
+            st.serialize_field("replayed", &true)?;
+        }
+        st.end()
+    }
+}
+
+impl MessageRecord {
+    /// A room event's wire payload: `{id, ts, room, kind, by, user,
+    /// reason, until, …}`.
+    fn serialize_note<S: Serializer>(&self, s: S, replayed: bool) -> Result<S::Ok, S::Error> {
+        let note = self.room_note().unwrap_or_default();
+        let room = match &self.dest {
+            Destination::Room(r) => r.as_str(),
+            _ => "",
+        };
+        let mut st = s.serialize_struct("RoomEvent", 12)?;
+        st.serialize_field("id", &self.id.to_string())?;
+        st.serialize_field("ts", &self.ts)?;
+        st.serialize_field("room", room)?;
+        st.serialize_field("kind", &note.kind)?;
+        st.serialize_field("by", &self.from)?;
+        st.serialize_field("user", &note.user)?;
+        st.serialize_field("reason", &note.reason)?;
+        st.serialize_field("until", &note.until)?;
+        if let Some(topic) = &note.topic {
+            st.serialize_field("topic", topic)?;
+        }
+        if let Some(private) = note.private {
+            st.serialize_field("private", &private)?;
+        }
+        if let Some(role) = note.role {
+            st.serialize_field("role", &role)?;
         }
         if replayed {
             st.serialize_field("replayed", &true)?;
@@ -278,6 +350,9 @@ pub struct Startup {
     /// when its live sessions lost their sockets at the latest.
     pub last_alive_ms: Option<u64>,
 }
+
+/// (v3) One moderation setting: `(scope, field, value)`.
+pub type Setting = (String, String, String);
 
 /// A page of history: the messages, oldest first, and whether older ones
 /// exist.
@@ -587,6 +662,25 @@ pub trait Store: Send + Sync + 'static {
     /// Queues the removal of an account (nothing if it has none). Its
     /// messages stay.
     async fn delete_account(&self, key: &str) -> Result<Committed, StoreError>;
+
+    /// (v3) Queues a change to one moderation setting: `value` `None`
+    /// removes it. Settings are small records kept by `scope` (`roles`,
+    /// `room:#ops`, `server`, `blocks:alice`) and `field`; each write
+    /// raises [`settings_version`](Store::settings_version), so a node
+    /// notices a change made elsewhere (another node, or `chat-server
+    /// account role` on the data directory) by reading one number.
+    async fn put_setting(
+        &self,
+        scope: &str,
+        field: &str,
+        value: Option<String>,
+    ) -> Result<Committed, StoreError>;
+
+    /// (v3) Every setting, as `(scope, field, value)`.
+    async fn settings(&self) -> Result<Vec<Setting>, StoreError>;
+
+    /// (v3) A number that changes whenever a setting does.
+    async fn settings_version(&self) -> Result<u64, StoreError>;
 
     /// Deletes the messages with `ts < older_than_ts` (retention) and
     /// returns `pruned_upto`, the highest id ever deleted.

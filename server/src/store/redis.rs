@@ -240,6 +240,9 @@ struct Stored<'a> {
     text: std::borrow::Cow<'a, str>,
     #[serde(default)]
     action: bool,
+    /// (v3) A room event (see [`MessageRecord::note`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    note: bool,
     #[serde(default)]
     ix: Vec<String>,
 }
@@ -325,7 +328,7 @@ fn dm_pair_key(a: &str, b: &str) -> String {
 }
 
 /// The JSON body of `msg` without its id (the append script adds it).
-fn encode(from: &str, ts: u64, dest: &Destination, text: &str, action: bool) -> String {
+fn encode(from: &str, ts: u64, dest: &Destination, text: &str, action: bool, note: bool) -> String {
     let (kind, to) = match dest {
         Destination::Room(r) => (Kind::Room, Some(r.as_str().into())),
         Destination::Dm { to } => (Kind::Dm, Some(to.as_str().into())),
@@ -340,6 +343,7 @@ fn encode(from: &str, ts: u64, dest: &Destination, text: &str, action: bool) -> 
         to,
         text: text.into(),
         action,
+        note,
         ix: indexes(dest, from),
     };
     // Plain strings and numbers: this cannot fail.
@@ -365,6 +369,7 @@ pub fn decode(raw: &str) -> Option<Arc<MessageRecord>> {
         dest,
         text: s.text.into_owned(),
         action: s.action,
+        note: s.note,
     }))
 }
 
@@ -487,8 +492,9 @@ impl RedisStore {
         dest: Destination,
         text: &str,
         action: bool,
+        note: bool,
     ) -> Result<Arc<MessageRecord>, StoreError> {
-        let body = encode(from, ts, &dest, text, action);
+        let body = encode(from, ts, &dest, text, action, note);
         let id = self.run_append(0, &body, &dest, from).await?;
         Ok(Arc::new(MessageRecord {
             id,
@@ -497,6 +503,7 @@ impl RedisStore {
             dest,
             text: text.to_owned(),
             action,
+            note,
         }))
     }
 
@@ -824,7 +831,9 @@ impl Store for RedisStore {
     }
 
     async fn append(&self, msg: Arc<MessageRecord>) -> Result<Committed, StoreError> {
-        let body = encode(&msg.from, msg.ts, &msg.dest, &msg.text, msg.action);
+        let body = encode(
+            &msg.from, msg.ts, &msg.dest, &msg.text, msg.action, msg.note,
+        );
         let result = self.run_append(msg.id, &body, &msg.dest, &msg.from).await;
         Ok(Committed::ready(result.map(|_| ())))
     }
@@ -928,7 +937,11 @@ impl Store for RedisStore {
         limit: usize,
     ) -> Result<Page, StoreError> {
         let cmd = Self::newest_cmd(&key(&["room", room]), 0, before, false, limit + 1);
-        self.page(cmd, limit).await
+        // History holds messages: room events are left out (a page may
+        // then be short; `more` still says whether older entries exist).
+        let (mut page, more) = self.page(cmd, limit).await?;
+        page.retain(|m| !m.note);
+        Ok((page, more))
     }
 
     async fn dm_history(
@@ -1045,6 +1058,57 @@ impl Store for RedisStore {
             })
             .await;
         Ok(Committed::ready(result))
+    }
+
+    async fn put_setting(
+        &self,
+        scope: &str,
+        field: &str,
+        value: Option<String>,
+    ) -> Result<Committed, StoreError> {
+        let result = self
+            .write(async |con| {
+                let mut pipe = redis::pipe();
+                pipe.atomic();
+                match &value {
+                    Some(v) => pipe.hset(key(&["settings", scope]), field, v),
+                    None => pipe.hdel(key(&["settings", scope]), field),
+                };
+                pipe.sadd(key(&["settings"]), scope)
+                    .incr(key(&["settings-version"]), 1)
+                    .query_async::<()>(con)
+                    .await
+            })
+            .await;
+        Ok(Committed::ready(result))
+    }
+
+    async fn settings(&self) -> Result<Vec<super::Setting>, StoreError> {
+        let mut scopes: Vec<String> = self
+            .read(async |con| con.smembers(key(&["settings"])).await)
+            .await?;
+        scopes.sort();
+        if scopes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for scope in &scopes {
+            pipe.hgetall(key(&["settings", scope]));
+        }
+        let all: Vec<BTreeMap<String, String>> =
+            self.read(async |con| pipe.query_async(con).await).await?;
+        Ok(scopes
+            .into_iter()
+            .zip(all)
+            .flat_map(|(scope, fields)| fields.into_iter().map(move |(f, v)| (scope.clone(), f, v)))
+            .collect())
+    }
+
+    async fn settings_version(&self) -> Result<u64, StoreError> {
+        let v: Option<u64> = self
+            .read(async |con| con.get(key(&["settings-version"])).await)
+            .await?;
+        Ok(v.unwrap_or(0))
     }
 
     async fn prune(&self, older_than_ts: u64) -> Result<u64, StoreError> {

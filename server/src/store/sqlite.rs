@@ -47,7 +47,7 @@ use super::{
 };
 
 /// The schema version this code reads and writes.
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// Most writes queued and not yet committed. A full queue makes `append`
 /// wait (back-pressure on senders rather than unbounded memory). It also
@@ -126,7 +126,7 @@ const META_DM_INDEXED: &str = "dm_indexed_upto";
 type Migration = fn(&Transaction) -> rusqlite::Result<()>;
 
 /// Every schema step, in order. See the module doc.
-const MIGRATIONS: [Migration; SCHEMA_VERSION as usize] = [v0_to_v1, v1_to_v2, v2_to_v3];
+const MIGRATIONS: [Migration; SCHEMA_VERSION as usize] = [v0_to_v1, v1_to_v2, v2_to_v3, v3_to_v4];
 
 /// Version 1: messages, sessions, meta.
 ///
@@ -233,6 +233,23 @@ fn v2_to_v3(tx: &Transaction) -> rusqlite::Result<()> {
     )
 }
 
+/// Version 4 (v3 of the contract): moderation settings (roles, room
+/// settings, bans, mutes, invites, blocks), small records by scope and
+/// field, and `settings_version` in `meta`, raised by every change to
+/// them, so that a server notices a change from another process by
+/// reading one row. Room events are messages with `action` 2.
+fn v3_to_v4(tx: &Transaction) -> rusqlite::Result<()> {
+    tx.execute_batch(
+        "CREATE TABLE settings (
+             scope TEXT NOT NULL,
+             field TEXT NOT NULL,
+             value TEXT NOT NULL,
+             PRIMARY KEY (scope, field)
+         ) WITHOUT ROWID;
+         INSERT OR IGNORE INTO meta (key, value) VALUES ('settings_version', 0);",
+    )
+}
+
 /// Version 2's step, for the test that migrates a version 2 database.
 #[cfg(test)]
 pub(super) fn v1_to_v2_for_tests(tx: &Transaction) -> rusqlite::Result<()> {
@@ -250,7 +267,9 @@ macro_rules! select_messages {
 }
 
 /// `room_history`: ?1 room, ?2 before, ?3 limit.
-const ROOM_PAGE: &str = select_messages!("WHERE room = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3");
+/// Room events (`action` 2) are left out: history holds messages.
+const ROOM_PAGE: &str =
+    select_messages!("WHERE room = ?1 AND id < ?2 AND action < 2 ORDER BY id DESC LIMIT ?3");
 /// A replay's room: ?1 room, ?2 after, ?3 upto, ?4 limit.
 const ROOM_RANGE: &str =
     select_messages!("WHERE room = ?1 AND id > ?2 AND id <= ?3 ORDER BY id DESC LIMIT ?4");
@@ -309,7 +328,8 @@ struct MessageRow<'a> {
     to_name: Option<&'a str>,
     to_key: Option<String>,
     text: &'a str,
-    action: bool,
+    /// 0 a message, 1 an action (`/me`), 2 (v3) a room event.
+    action: i64,
 }
 
 impl<'a> MessageRow<'a> {
@@ -330,7 +350,7 @@ impl<'a> MessageRow<'a> {
             to_name,
             to_key,
             text: &m.text,
-            action: m.action,
+            action: if m.note { 2 } else { i64::from(m.action) },
         }
     }
 
@@ -463,6 +483,8 @@ enum Write {
     CreateAccount(AccountRecord),
     UpdateAccount(String, AccountChange),
     DeleteAccount(String),
+    /// (v3) scope, field, value (`None` removes it).
+    PutSetting(String, String, Option<String>),
 }
 
 /// A write that ran but was refused by the data (not a failure of the
@@ -818,6 +840,20 @@ fn apply(tx: &Transaction, write: &Write, dm_indexed: u64) -> rusqlite::Result<R
         Write::DeleteAccount(key) => {
             tx.prepare_cached("DELETE FROM accounts WHERE key = ?1")?
                 .execute([key])?;
+        }
+        Write::PutSetting(scope, field, value) => {
+            match value {
+                Some(v) => tx
+                    .prepare_cached(
+                        "INSERT OR REPLACE INTO settings (scope, field, value) VALUES (?1, ?2, ?3)",
+                    )?
+                    .execute(params![scope, field, v])?,
+                None => tx
+                    .prepare_cached("DELETE FROM settings WHERE scope = ?1 AND field = ?2")?
+                    .execute(params![scope, field])?,
+            };
+            tx.prepare_cached("UPDATE meta SET value = value + 1 WHERE key = 'settings_version'")?
+                .execute([])?;
         }
     }
     Ok(None)
@@ -1242,13 +1278,15 @@ fn message_from_row(r: &Row) -> rusqlite::Result<MessageRecord> {
         "broadcast" => Destination::Broadcast,
         _ => return Err(bad_row(2, "unknown message kind")),
     };
+    let action: i64 = r.get(7)?;
     Ok(MessageRecord {
         id: from_sql(r.get(0)?),
         ts: from_sql(r.get(1)?),
         from: r.get(3)?,
         dest,
         text: r.get(6)?,
-        action: r.get(7)?,
+        action: action == 1,
+        note: action == 2,
     })
 }
 
@@ -1495,6 +1533,35 @@ impl Store for SqliteStore {
 
     async fn delete_account(&self, key: &str) -> Result<Committed, StoreError> {
         self.write(Write::DeleteAccount(key.to_owned())).await
+    }
+
+    async fn put_setting(
+        &self,
+        scope: &str,
+        field: &str,
+        value: Option<String>,
+    ) -> Result<Committed, StoreError> {
+        self.write(Write::PutSetting(scope.to_owned(), field.to_owned(), value))
+            .await
+    }
+
+    async fn settings(&self) -> Result<Vec<super::Setting>, StoreError> {
+        self.read(|c| {
+            let mut st = c.prepare_cached("SELECT scope, field, value FROM settings")?;
+            st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .collect()
+        })
+        .await
+    }
+
+    async fn settings_version(&self) -> Result<u64, StoreError> {
+        self.read(|c| {
+            c.prepare_cached("SELECT value FROM meta WHERE key = 'settings_version'")?
+                .query_row([], |r| r.get::<_, i64>(0))
+                .optional()
+                .map(|v| v.map_or(0, from_sql))
+        })
+        .await
     }
 
     async fn prune(&self, older_than_ts: u64) -> Result<u64, StoreError> {

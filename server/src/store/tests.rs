@@ -90,7 +90,92 @@ on_every_store!(
     prune_deletes_by_age_and_remembers_how_far,
     accounts_are_created_once_changed_by_field_and_survive_a_reopen,
     queued_dms_are_those_to_the_user_in_the_range,
+    settings_are_kept_by_scope_and_field_and_survive_a_reopen,
+    room_events_are_replayed_and_kept_out_of_history,
 );
+
+/// (v3) The moderation settings: a write per field, a version that moves
+/// with every change, and all of it after a restart.
+async fn settings_are_kept_by_scope_and_field_and_survive_a_reopen(b: Backend) {
+    let store = (b.open)();
+    store.startup().await.unwrap();
+    assert!(store.settings().await.unwrap().is_empty());
+    let v0 = store.settings_version().await.unwrap();
+    for (scope, field, value) in [
+        ("roles", "alice", Some("admin")),
+        ("room:#ops", "private", Some("1")),
+        (
+            "room:#ops",
+            "ban:bob",
+            Some(r#"{"user":"bob","by":"alice"}"#),
+        ),
+        ("room:#ops", "topic", Some("first")),
+        ("room:#ops", "topic", Some("second")),
+        ("blocks:carol", "bob", Some("Bob")),
+        ("blocks:carol", "bob", None),
+    ] {
+        store
+            .put_setting(scope, field, value.map(str::to_owned))
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    let v1 = store.settings_version().await.unwrap();
+    assert_ne!(v0, v1, "a change moves the version");
+    let mut want = vec![
+        ("roles".to_owned(), "alice".to_owned(), "admin".to_owned()),
+        (
+            "room:#ops".into(),
+            "ban:bob".into(),
+            r#"{"user":"bob","by":"alice"}"#.into(),
+        ),
+        ("room:#ops".into(), "private".into(), "1".into()),
+        ("room:#ops".into(), "topic".into(), "second".into()),
+    ];
+    want.sort();
+    let mut got = store.settings().await.unwrap();
+    got.sort();
+    assert_eq!(got, want);
+    store.close().await;
+    drop(store);
+    let store = (b.open)();
+    store.startup().await.unwrap();
+    let mut got = store.settings().await.unwrap();
+    got.sort();
+    assert_eq!(got, want, "kept across a restart");
+    assert_eq!(store.settings_version().await.unwrap(), v1);
+}
+
+/// (v3) A room event is an entry of the room's log: replayed to the
+/// room's members like a message, never in a page of `history`.
+async fn room_events_are_replayed_and_kept_out_of_history(b: Backend) {
+    let store = (b.open)();
+    store.startup().await.unwrap();
+    let mut event = (*room(2, "alice", "#ops")).clone();
+    event.note = true;
+    event.text = r#"{"kind":"kick","user":"bob","reason":"spam","until":null}"#.into();
+    append_all(
+        &store,
+        [
+            room(1, "alice", "#ops"),
+            Arc::new(event),
+            room(3, "bob", "#ops"),
+        ],
+    )
+    .await;
+    let (page, _) = store.room_history("#ops", None, 10).await.unwrap();
+    let ids: Vec<u64> = page.iter().map(|m| m.id).collect();
+    assert_eq!(ids, vec![1, 3], "history holds messages only");
+    let rooms = BTreeMap::from([("#ops".to_owned(), 0)]);
+    let replay = store.replay("carol", &rooms, 0, 3, 10).await.unwrap();
+    let ids: Vec<u64> = replay.iter().map(|m| m.id).collect();
+    assert_eq!(ids, vec![1, 2, 3]);
+    assert!(replay[1].note && !replay[0].note);
+    let note = replay[1].room_note().unwrap();
+    assert_eq!(note.user.as_deref(), Some("bob"));
+    assert_eq!(note.reason.as_deref(), Some("spam"));
+}
 
 const BASE_TS: u64 = 1_700_000_000_000;
 
@@ -102,6 +187,7 @@ fn msg(id: u64, from: &str, dest: Destination) -> Arc<MessageRecord> {
         dest,
         text: format!("message {id}"),
         action: false,
+        note: false,
     })
 }
 
@@ -805,6 +891,7 @@ async fn sqlite_a_big_batch_reads_back_whole() {
                 dest,
                 text: format!("line {id} \u{1F600} \"quoted\""),
                 action: id % 3 == 0,
+                note: false,
             })
         })
         .collect();
@@ -1101,7 +1188,7 @@ async fn redis_numbers_the_messages_of_every_node_in_one_order() {
             for i in 0..100 {
                 let dest = Destination::Room("#a".into());
                 let m = store
-                    .append_new(who, BASE_TS + i, dest, &format!("{who}{i}"), false)
+                    .append_new(who, BASE_TS + i, dest, &format!("{who}{i}"), false, false)
                     .await
                     .unwrap();
                 ids.push(m.id);
@@ -1134,7 +1221,14 @@ async fn redis_health_follows_redis_and_nothing_acknowledged_is_lost() {
     let store = RedisStore::open(&server.url(), "a").unwrap();
     store.startup().await.unwrap();
     let first = store
-        .append_new("alice", BASE_TS, Destination::Global, "before", false)
+        .append_new(
+            "alice",
+            BASE_TS,
+            Destination::Global,
+            "before",
+            false,
+            false,
+        )
         .await
         .unwrap();
     assert!(store.healthy());
@@ -1142,7 +1236,14 @@ async fn redis_health_follows_redis_and_nothing_acknowledged_is_lost() {
     server.kill();
     until("unhealthy while Redis is down", || !store.healthy()).await;
     let refused = store
-        .append_new("alice", BASE_TS, Destination::Global, "while down", false)
+        .append_new(
+            "alice",
+            BASE_TS,
+            Destination::Global,
+            "while down",
+            false,
+            false,
+        )
         .await;
     assert!(
         matches!(refused, Err(StoreError::Unavailable(_))),
@@ -1152,7 +1253,7 @@ async fn redis_health_follows_redis_and_nothing_acknowledged_is_lost() {
     server.restart().unwrap();
     until("healthy once Redis is back", || store.healthy()).await;
     let after = store
-        .append_new("alice", BASE_TS, Destination::Global, "after", false)
+        .append_new("alice", BASE_TS, Destination::Global, "after", false, false)
         .await
         .unwrap();
     assert_eq!(after.id, first.id + 1, "the same epoch: ids go on");
@@ -1172,7 +1273,7 @@ async fn redis_that_lost_its_data_is_taken_up_above_every_id() {
     store.startup().await.unwrap();
     for i in 0..5 {
         store
-            .append_new("alice", BASE_TS + i, Destination::Global, "x", false)
+            .append_new("alice", BASE_TS + i, Destination::Global, "x", false, false)
             .await
             .unwrap();
     }
@@ -1182,7 +1283,7 @@ async fn redis_that_lost_its_data_is_taken_up_above_every_id() {
     until("the loss is noticed", || store.lost_upto() > 0).await;
     assert!(store.lost_upto() >= 5);
     let next = store
-        .append_new("alice", BASE_TS, Destination::Global, "y", false)
+        .append_new("alice", BASE_TS, Destination::Global, "y", false, false)
         .await
         .unwrap();
     assert!(next.id > store.lost_upto(), "no id handed out twice");
