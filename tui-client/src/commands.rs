@@ -1,5 +1,12 @@
 //! What the user typed on the input line: slash commands, plain text, and
 //! Tab completion of commands, room names and usernames. No state, no I/O.
+//!
+//! (v3) The moderation commands read a DURATION the way people type it
+//! (`60`, `10m`, `2h`, `1d`, see [`parse_duration_secs`]): in `/ban bob 10m
+//! spam` the second word is a duration only when it reads as one, otherwise
+//! it starts the reason; without one the ban lasts until lifted.
+
+use chat_shared::{RoomRole, parse_duration_secs};
 
 /// A parsed input line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,7 +34,8 @@ pub enum Command {
     Clear,
     /// `/search [text]`: find text in the loaded history (no text: stop).
     Search(String),
-    /// `/nick name`: try another username after mine was taken.
+    /// `/nick name`: rename myself (a guest, v3), or try another username
+    /// after mine was taken.
     Nick(String),
     /// `/register`: make the name I use an account (asks for a password).
     Register,
@@ -37,14 +45,64 @@ pub enum Command {
     Who,
     Help,
     Quit,
+    /// `/topic [text|-]` in the open room: `None` shows it, `Some("")`
+    /// (typed `-`) clears it.
+    Topic(Option<String>),
+    /// `/private on|off` in the open room.
+    Private(bool),
+    /// `/invite user` to the open room.
+    Invite(String),
+    /// `/kick user [reason]` from the open room (a kick has no duration).
+    Kick(Sanction),
+    /// `/ban user [duration] [reason]` in the open room.
+    Ban(Sanction),
+    Unban(String),
+    /// `/mute user [duration] [reason]` in the open room.
+    Mute(Sanction),
+    Unmute(String),
+    /// `/op`, `/deop` (member) and `/owner` in the open room.
+    SetRole {
+        user: String,
+        role: RoomRole,
+    },
+    /// `/info [#room]`: the open room by default.
+    Info(Option<String>),
+    /// `/serverkick user [reason]`.
+    ServerKick(Sanction),
+    /// `/serverban user [duration] [reason]`.
+    ServerBan(Sanction),
+    /// `/servermute user [duration] [reason]`.
+    ServerMute(Sanction),
+    ServerUnban(String),
+    ServerUnmute(String),
+    /// `/bans`: every ban and mute in force.
+    Bans,
+    /// `/block [user]` (no name: list whom I block).
+    Block(Option<String>),
+    Unblock(String),
+    /// `/showblocked`: show (or hide again) the lines of blocked users in
+    /// the active conversation.
+    ShowBlocked,
+    /// `/reconnect`: connect again after a kick, a ban or a refusal.
+    Reconnect,
     /// A command with missing arguments: the usage line to show.
     Usage(&'static str),
     /// A `/word` this client does not know.
     Unknown(String),
 }
 
+/// A kick, ban or mute as typed: whom, for how long (seconds; `None`:
+/// until lifted, and always for a kick), and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sanction {
+    pub user: String,
+    pub for_secs: Option<u64>,
+    pub reason: Option<String>,
+}
+
 /// Every command with its usage and what it does, for `/help` and Tab.
-pub const COMMANDS: [(&str, &str, &str); 16] = [
+/// [`SECTIONS`] says where each group starts.
+pub const COMMANDS: [(&str, &str, &str); 38] = [
     ("/join", "/join #room", "join a room and switch to it"),
     (
         "/leave",
@@ -77,7 +135,7 @@ pub const COMMANDS: [(&str, &str, &str); 16] = [
     (
         "/nick",
         "/nick name",
-        "try another name when yours is taken",
+        "change my name (guests), or try another when mine is taken",
     ),
     (
         "/register",
@@ -89,7 +147,133 @@ pub const COMMANDS: [(&str, &str, &str); 16] = [
     ("/who", "/who", "list who is online"),
     ("/help", "/help", "show keys and commands"),
     ("/quit", "/quit", "quit (Ctrl-C does too)"),
+    (
+        "/reconnect",
+        "/reconnect",
+        "connect again after a kick, a ban or a refusal",
+    ),
+    (
+        "/block",
+        "/block [user]",
+        "hide their lines, refuse DMs both ways (no name: list)",
+    ),
+    ("/unblock", "/unblock user", "stop blocking someone"),
+    (
+        "/showblocked",
+        "/showblocked",
+        "show (again: hide) blocked users' lines here",
+    ),
+    (
+        "/info",
+        "/info [#room]",
+        "the room's topic, owners, ops, members (and bans, for ops)",
+    ),
+    (
+        "/topic",
+        "/topic [text|-]",
+        "show the topic; set it (ops), - clears it",
+    ),
+    (
+        "/private",
+        "/private on|off",
+        "make the room invite-only, or open (owners)",
+    ),
+    (
+        "/invite",
+        "/invite user",
+        "invite someone to the room (ops)",
+    ),
+    (
+        "/kick",
+        "/kick user [reason]",
+        "put someone out of the room (ops)",
+    ),
+    (
+        "/ban",
+        "/ban user [duration] [reason]",
+        "put out and keep out: 60, 10m, 2h, 1d, or until /unban (ops)",
+    ),
+    ("/unban", "/unban user", "lift a ban in the room (ops)"),
+    (
+        "/mute",
+        "/mute user [duration] [reason]",
+        "silence someone in the room (ops)",
+    ),
+    ("/unmute", "/unmute user", "lift a mute in the room (ops)"),
+    ("/op", "/op user", "make someone an op of the room (owners)"),
+    (
+        "/deop",
+        "/deop user",
+        "take a room role away (owners; anyone from themselves)",
+    ),
+    (
+        "/owner",
+        "/owner user",
+        "make someone an owner of the room (owners)",
+    ),
+    (
+        "/serverkick",
+        "/serverkick user [reason]",
+        "disconnect someone from the server (moderators)",
+    ),
+    (
+        "/serverban",
+        "/serverban user [duration] [reason]",
+        "keep someone off the server (moderators)",
+    ),
+    (
+        "/servermute",
+        "/servermute user [duration] [reason]",
+        "silence someone everywhere (moderators)",
+    ),
+    (
+        "/serverunban",
+        "/serverunban user",
+        "lift a server ban (moderators)",
+    ),
+    (
+        "/serverunmute",
+        "/serverunmute user",
+        "lift a server mute (moderators)",
+    ),
+    (
+        "/bans",
+        "/bans",
+        "list the bans and mutes in force (moderators)",
+    ),
 ];
+
+/// Where each group of [`COMMANDS`] starts, and its heading in `/help`.
+pub const SECTIONS: [(&str, &str); 4] = [
+    ("/join", "commands:"),
+    ("/block", "blocking (anyone):"),
+    (
+        "/info",
+        "in the open room (the role each needs in brackets):",
+    ),
+    ("/serverkick", "server-wide (moderators and admins):"),
+];
+
+/// The usage column's width in `/help`; a longer usage puts its
+/// description on the next line.
+const USAGE_COLUMN: usize = 18;
+
+/// The lines `/help` (and `chat-tui --help`) prints for the commands.
+pub fn help_lines() -> Vec<String> {
+    let mut out = Vec::new();
+    for (name, usage, what) in COMMANDS {
+        if let Some((_, heading)) = SECTIONS.iter().find(|(first, _)| *first == name) {
+            out.push(heading.to_string());
+        }
+        if usage.chars().count() > USAGE_COLUMN {
+            out.push(format!("  {usage}"));
+            out.push(format!("  {:USAGE_COLUMN$} {what}", ""));
+        } else {
+            out.push(format!("  {usage:<USAGE_COLUMN$} {what}"));
+        }
+    }
+    out
+}
 
 /// The keys, for `/help`.
 pub const KEYS: [(&str, &str); 14] = [
@@ -180,8 +364,90 @@ pub fn parse(line: &str) -> Command {
         "/who" => Command::Who,
         "/help" | "/?" => Command::Help,
         "/quit" | "/exit" => Command::Quit,
-        _ => Command::Unknown(cmd),
+        "/reconnect" => Command::Reconnect,
+        _ => moderation(&cmd, args).unwrap_or(Command::Unknown(cmd)),
     }
+}
+
+/// The first word of `args` as a username (a leading `@`, as Tab may
+/// complete it, dropped).
+fn name_arg(args: &str) -> Option<String> {
+    args.split_whitespace()
+        .next()
+        .map(|w| w.trim_start_matches('@').to_owned())
+        .filter(|w| !w.is_empty())
+}
+
+/// `user [duration] [reason]`, or `user [reason]` when `timed` is false.
+pub fn parse_sanction(args: &str, timed: bool) -> Option<Sanction> {
+    let user = name_arg(args)?;
+    let rest = args.trim_start();
+    let rest = rest[rest.find(char::is_whitespace).unwrap_or(rest.len())..].trim_start();
+    let (for_secs, reason) = match rest.split_once(char::is_whitespace) {
+        _ if !timed => (None, rest),
+        Some((first, tail)) => match parse_duration_secs(first) {
+            Some(secs) => (Some(secs), tail.trim_start()),
+            None => (None, rest),
+        },
+        None => match parse_duration_secs(rest) {
+            Some(secs) => (Some(secs), ""),
+            None => (None, rest),
+        },
+    };
+    let reason = reason.trim();
+    Some(Sanction {
+        user,
+        for_secs,
+        reason: (!reason.is_empty()).then(|| reason.to_owned()),
+    })
+}
+
+/// The (v3) moderation and blocking commands; `None`: not one of them.
+fn moderation(cmd: &str, args: &str) -> Option<Command> {
+    let named = |make: fn(String) -> Command| match name_arg(args) {
+        Some(user) => make(user),
+        None => Command::Usage(usage(cmd)),
+    };
+    let sanction = |timed: bool, make: fn(Sanction) -> Command| match parse_sanction(args, timed) {
+        Some(s) => make(s),
+        None => Command::Usage(usage(cmd)),
+    };
+    let role = |role: RoomRole| match name_arg(args) {
+        Some(user) => Command::SetRole { user, role },
+        None => Command::Usage(usage(cmd)),
+    };
+    Some(match cmd {
+        "/topic" => match args.trim() {
+            "" => Command::Topic(None),
+            "-" => Command::Topic(Some(String::new())),
+            text => Command::Topic(Some(text.to_owned())),
+        },
+        "/private" => match args.trim().to_ascii_lowercase().as_str() {
+            "on" | "yes" | "true" => Command::Private(true),
+            "off" | "no" | "false" => Command::Private(false),
+            _ => Command::Usage(usage(cmd)),
+        },
+        "/invite" => named(Command::Invite),
+        "/kick" => sanction(false, Command::Kick),
+        "/ban" => sanction(true, Command::Ban),
+        "/unban" => named(Command::Unban),
+        "/mute" => sanction(true, Command::Mute),
+        "/unmute" => named(Command::Unmute),
+        "/op" => role(RoomRole::Op),
+        "/deop" => role(RoomRole::Member),
+        "/owner" => role(RoomRole::Owner),
+        "/info" => Command::Info(args.split_whitespace().next().map(str::to_owned)),
+        "/serverkick" => sanction(false, Command::ServerKick),
+        "/serverban" => sanction(true, Command::ServerBan),
+        "/servermute" => sanction(true, Command::ServerMute),
+        "/serverunban" => named(Command::ServerUnban),
+        "/serverunmute" => named(Command::ServerUnmute),
+        "/bans" => Command::Bans,
+        "/block" => Command::Block(name_arg(args)),
+        "/unblock" => named(Command::Unblock),
+        "/showblocked" => Command::ShowBlocked,
+        _ => return None,
+    })
 }
 
 /// The word under completion: where it starts (a char index) and its text.
@@ -277,6 +543,74 @@ mod tests {
         assert_eq!(parse("/all   "), Command::Usage("/all text"));
         assert_eq!(parse("/bcast"), Command::Usage("/bcast text"));
         assert_eq!(parse("/dance now"), Command::Unknown("/dance".into()));
+    }
+
+    #[test]
+    fn moderation_commands_read_names_durations_and_reasons() {
+        let sanction = |user: &str, for_secs: Option<u64>, reason: Option<&str>| Sanction {
+            user: user.into(),
+            for_secs,
+            reason: reason.map(str::to_owned),
+        };
+        assert_eq!(
+            parse("/ban bob 10m spam bot"),
+            Command::Ban(sanction("bob", Some(600), Some("spam bot")))
+        );
+        assert_eq!(
+            parse("/ban bob spam"),
+            Command::Ban(sanction("bob", None, Some("spam")))
+        );
+        assert_eq!(
+            parse("/mute @bob 2h"),
+            Command::Mute(sanction("bob", Some(7200), None))
+        );
+        assert_eq!(
+            parse("/kick bob 10m late"),
+            Command::Kick(sanction("bob", None, Some("10m late")))
+        );
+        assert_eq!(
+            parse("/serverban bob   1d   flood "),
+            Command::ServerBan(sanction("bob", Some(86_400), Some("flood")))
+        );
+        assert_eq!(parse("/topic"), Command::Topic(None));
+        assert_eq!(parse("/topic -"), Command::Topic(Some(String::new())));
+        assert_eq!(
+            parse("/topic deploys at 14:00"),
+            Command::Topic(Some("deploys at 14:00".into()))
+        );
+        assert_eq!(parse("/private OFF"), Command::Private(false));
+        assert_eq!(
+            parse("/deop carol"),
+            Command::SetRole {
+                user: "carol".into(),
+                role: RoomRole::Member
+            }
+        );
+        assert_eq!(parse("/info #ops"), Command::Info(Some("#ops".into())));
+        assert_eq!(parse("/block"), Command::Block(None));
+        assert_eq!(parse("/unblock"), Command::Usage("/unblock user"));
+        assert_eq!(
+            parse("/servermute"),
+            Command::Usage("/servermute user [duration] [reason]")
+        );
+    }
+
+    #[test]
+    fn help_lists_every_command_under_its_heading() {
+        let lines = help_lines();
+        assert_eq!(lines[0], "commands:");
+        for (_, usage, _) in COMMANDS {
+            assert!(
+                lines.iter().any(|l| l.trim_start().starts_with(usage)),
+                "{usage}"
+            );
+        }
+        // A usage too long for the column puts its text on the next line.
+        let i = lines
+            .iter()
+            .position(|l| l == "  /serverban user [duration] [reason]")
+            .expect("long usage alone");
+        assert!(lines[i + 1].trim_start().starts_with("keep someone off"));
     }
 
     #[test]

@@ -6,7 +6,9 @@
 //! - [`state`]: the application state and the pure
 //!   `update(&mut State, Input) -> Vec<Effect>`, one file per concern
 //!   (conversations, outbox, session, editor, actions, viewport, backlog,
-//!   presence, typing, notify, search, account), each owning its fields.
+//!   presence, typing, notify, search, account; and for roles and
+//!   moderation: moderation, room_events, blocking, rename, refusals,
+//!   when), each owning its fields.
 //! - [`config`]: the configuration file, flags and environment merged
 //!   into the effective settings, and the checks done before the screen
 //!   opens (server URL, username, CA file).

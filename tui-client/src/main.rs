@@ -88,9 +88,10 @@ struct Args {
 fn after_help() -> String {
     let mut out = String::from("Server addresses:\n  ");
     out.push_str(URL_FORMS);
-    out.push_str("\n\nCommands:\n");
-    for (_, usage, what) in chat_tui::commands::COMMANDS {
-        out.push_str(&format!("  {usage:<18} {what}\n"));
+    out.push_str("\n\n");
+    for line in chat_tui::commands::help_lines() {
+        out.push_str(&line);
+        out.push('\n');
     }
     out.push_str("\nKeys:\n");
     for (key, what) in chat_tui::commands::KEYS {

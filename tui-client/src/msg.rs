@@ -5,8 +5,9 @@
 //! each other.
 
 use chat_shared::{
-    AckError, ClientEvent, ConnectRefusal, HistoryAck, JoinAck, LeaveAck, PresenceSnapshot,
-    RoomListAck, SentAck, ServerEvent,
+    AckError, BansAck, BlockAck, ChatError, ClientEvent, ConnectRefusal, ErrorCode, HistoryAck,
+    JoinAck, LeaveAck, PresenceSnapshot, RenameAck, RoomInfoAck, RoomListAck, RoomRoleAck,
+    RoomSettingsAck, RoomUserAck, SentAck, ServerEvent, UserRoleAck,
 };
 use crossterm::event::KeyEvent;
 use tokio::time::Instant;
@@ -30,6 +31,12 @@ pub enum NetCommand {
     Register(crate::password::Password),
     /// The password changed: fresh logins from now on use this one.
     SetPassword(crate::password::Password),
+    /// (v3) The server renamed me (`user:rename`): reconnect as this name,
+    /// with the same session, from now on.
+    UseName(String),
+    /// Connect again now: the user asks after the server ended the
+    /// session (a kick, a ban) or refused it.
+    Reconnect,
     /// Leave cleanly (a planned disconnect ends the session at once).
     Shutdown,
 }
@@ -43,6 +50,22 @@ pub enum AckReply {
     Rooms(RoomListAck),
     Presence(PresenceSnapshot),
     History(HistoryAck),
+    /// (v3) `room:info`.
+    RoomInfo(RoomInfoAck),
+    /// (v3) `room:settings`.
+    RoomSettings(RoomSettingsAck),
+    /// (v3) `room:invite`.
+    Invited(RoomUserAck),
+    /// (v3) `room:role`.
+    RoomRole(RoomRoleAck),
+    /// (v3) `user:role`.
+    UserRole(UserRoleAck),
+    /// (v3) `user:bans`.
+    Bans(BansAck),
+    /// (v3) `user:block` and `user:unblock`: the whole list now.
+    Blocked(BlockAck),
+    /// (v3) `user:rename`: my name now.
+    Renamed(RenameAck),
     Done,
 }
 
@@ -145,6 +168,19 @@ pub enum Effect {
     /// Switch the terminal's mouse capture on or off.
     MouseCapture(bool),
     Quit,
+}
+
+/// Whether this `chat:error` is the server ending this socket (v3): a kick
+/// or a ban from the server, or the session ended from another client.
+/// The server disconnects right after it; reconnecting by itself would
+/// only hide what happened, so the network task waits for the user.
+/// A `banned` that answers a `room:join` is a refusal, not an end.
+pub fn ends_session(e: &ChatError) -> bool {
+    match e.code {
+        ErrorCode::Kicked | ErrorCode::SessionEnded => true,
+        ErrorCode::Banned => e.event() != Some("room:join"),
+        _ => false,
+    }
 }
 
 /// Ids are opaque strings assigned in delivery order. This server makes them

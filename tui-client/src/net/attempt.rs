@@ -116,6 +116,7 @@ async fn await_accept(
                     return Err(Outcome::Retry);
                 }
                 Some(NetCommand::SetPassword(p)) => config.password = Some(p),
+                Some(NetCommand::UseName(name)) => config.username = name,
                 Some(cmd) => refuse_offline(cmd, events),
             },
         }

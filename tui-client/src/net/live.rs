@@ -14,7 +14,7 @@ use tokio::time::{Instant, timeout};
 use super::classify::parse_connect_error;
 use super::requests::{Requests, emit_acked, refuse_offline, typed_ack, wait_ack};
 use super::{NetConfig, Outcome, Raw, Resume};
-use crate::msg::{AckReply, NetCommand, NetEvent, id_order};
+use crate::msg::{AckReply, NetCommand, NetEvent, ends_session, id_order};
 
 /// What the loop does after one happening.
 enum Flow {
@@ -171,6 +171,12 @@ impl Link<'_> {
         };
         note_offset(self.resume, &ev);
         let replaced = matches!(&ev, ServerEvent::Error(e) if e.code == ErrorCode::SessionReplaced);
+        let ended = match &ev {
+            ServerEvent::Error(e) if ends_session(e) => {
+                Some(ConnectRefusal::new(e.code, e.message.clone()))
+            }
+            _ => None,
+        };
         if let ServerEvent::Session(s) = &ev {
             self.resume.session = Some(s.session.clone());
             self.resume.established = true;
@@ -181,7 +187,10 @@ impl Link<'_> {
             self.taken_over(cmds).await;
             return Flow::Quit;
         }
-        Flow::Go
+        match ended {
+            Some(refusal) => Flow::End(Outcome::Ended(refusal)),
+            None => Flow::Go,
+        }
     }
 
     /// Another client took this session over: fighting back would make the
@@ -211,6 +220,11 @@ impl Link<'_> {
                 self.config.password = Some(p);
                 Flow::Go
             }
+            Some(NetCommand::UseName(name)) => {
+                self.config.username = name;
+                Flow::Go
+            }
+            Some(NetCommand::Reconnect) => Flow::Go,
             Some(NetCommand::Login(p)) => {
                 self.config.password = Some(p);
                 if self.live {
@@ -299,7 +313,8 @@ impl Link<'_> {
     }
 }
 
-/// The resume offset follows the newest message received.
+/// The resume offset follows the newest message (or room event, whose ids
+/// come from the same sequence) received.
 fn note_offset(resume: &mut Resume, ev: &ServerEvent) {
     if let Some(id) = message_id(ev) {
         let newer = match resume.offset.as_deref() {
@@ -317,6 +332,7 @@ fn message_id(ev: &ServerEvent) -> Option<&str> {
         ServerEvent::RoomMessage(m) => Some(&m.id),
         ServerEvent::DmMessage(m) => Some(&m.id),
         ServerEvent::GlobalMessage(m) | ServerEvent::BroadcastMessage(m) => Some(&m.id),
+        ServerEvent::RoomEvent(e) => Some(&e.id),
         _ => None,
     }
 }

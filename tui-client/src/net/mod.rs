@@ -146,6 +146,9 @@ enum Outcome {
     /// Claim the name (`/register`) on a new connection that takes this
     /// session over; the old client is kept until the server closes it.
     Claim(Password, Client),
+    /// (v3) The server ended this socket (a kick, a ban, the session ended
+    /// elsewhere): wait for the user before connecting again.
+    Ended(ConnectRefusal),
 }
 
 /// What a reconnect must present to resume.

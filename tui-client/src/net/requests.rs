@@ -149,6 +149,20 @@ pub(super) fn typed_ack(event: &ClientEvent, v: Value) -> Result<AckReply, AckEr
             parse_ack::<chat_shared::EmptyAck>(v)?;
             AckReply::Done
         }
+        ClientEvent::RoomInfo(_) => AckReply::RoomInfo(parse_ack(v)?),
+        ClientEvent::RoomSettings(_) => AckReply::RoomSettings(parse_ack(v)?),
+        ClientEvent::RoomInvite(_) => AckReply::Invited(parse_ack(v)?),
+        ClientEvent::RoomRole(_) => AckReply::RoomRole(parse_ack(v)?),
+        ClientEvent::UserRole(_) => AckReply::UserRole(parse_ack(v)?),
+        ClientEvent::UserBans => AckReply::Bans(parse_ack(v)?),
+        ClientEvent::UserBlock(_) | ClientEvent::UserUnblock(_) => AckReply::Blocked(parse_ack(v)?),
+        ClientEvent::UserRename(_) => AckReply::Renamed(parse_ack(v)?),
+        // Kicks, bans, mutes and their lifting answer `{ok:true}`, and so
+        // does whatever a newer contract adds until this client reads it.
+        _ => {
+            parse_ack::<chat_shared::EmptyAck>(v)?;
+            AckReply::Done
+        }
     })
 }
 
@@ -214,6 +228,22 @@ mod tests {
         assert!(
             matches!(typed_ack(&ev, v), Err(AckError::Refused(e)) if e.code == ErrorCode::RateLimited)
         );
+    }
+
+    #[test]
+    fn moderation_acks_are_typed_too() {
+        let ev = ClientEvent::UserBlock(chat_shared::UserRequest { user: "bob".into() });
+        let v = serde_json::json!({"ok": true, "blocked": ["bob"]});
+        assert!(matches!(typed_ack(&ev, v), Ok(AckReply::Blocked(b)) if b.blocked == ["bob"]));
+        let ev = ClientEvent::RoomKick(chat_shared::RoomSanctionRequest::default());
+        assert_eq!(
+            typed_ack(&ev, serde_json::json!({"ok": true})),
+            Ok(AckReply::Done)
+        );
+        let ev = ClientEvent::RoomInfo(chat_shared::RoomRequest { room: "#a".into() });
+        let v = serde_json::json!({"ok": true, "room": "#a", "topic": "", "private": false,
+            "owners": ["alice"], "ops": [], "members": [{"username": "alice", "role": "owner", "online": true}]});
+        assert!(matches!(typed_ack(&ev, v), Ok(AckReply::RoomInfo(i)) if i.owners == ["alice"]));
     }
 
     #[test]

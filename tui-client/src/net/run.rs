@@ -138,6 +138,27 @@ impl Run {
                 self.attempt = 0;
                 Then::Now
             }
+            Outcome::Ended(refusal) => {
+                // The server said why (the app shows it); coming back by
+                // itself would hide that, or hit the ban again and again.
+                let _ = self.events.send(NetEvent::Refused {
+                    refusal,
+                    retrying: false,
+                });
+                self.after_fix().await
+            }
+        }
+    }
+
+    /// Waits for the user: a name, a password, or `/reconnect`.
+    async fn after_fix(&mut self) -> Then {
+        match wait_for_fix(&mut self.config, &mut self.cmds, &self.events).await {
+            None => Then::Stop,
+            Some(fix) => {
+                apply_fix(&mut self.config, &mut self.resume, fix);
+                self.attempt = 0;
+                Then::Now
+            }
         }
     }
 
@@ -178,14 +199,7 @@ impl Run {
             self.resume.offset = None;
         } else if !retrying {
             // Stop: only the user can fix this (a password, a name).
-            match wait_for_fix(&mut self.cmds, &self.events).await {
-                None => return Then::Stop,
-                Some(fix) => {
-                    apply_fix(&mut self.config, &mut self.resume, fix);
-                    self.attempt = 0;
-                    return Then::Now;
-                }
-            }
+            return self.after_fix().await;
         }
         Then::Wait(self.config.backoff_max)
     }
@@ -216,12 +230,13 @@ impl Run {
                 _ = tokio::time::sleep_until(until) => return true,
                 cmd = self.cmds.recv() => match cmd {
                     None | Some(NetCommand::Shutdown) => return false,
-                    Some(cmd @ (NetCommand::Rename(_) | NetCommand::Login(_) | NetCommand::Register(_))) => {
+                    Some(cmd @ (NetCommand::Rename(_) | NetCommand::Login(_) | NetCommand::Register(_) | NetCommand::Reconnect)) => {
                         apply_fix(&mut self.config, &mut self.resume, cmd);
                         self.attempt = 0;
                         return true;
                     }
                     Some(NetCommand::SetPassword(p)) => self.config.password = Some(p),
+                    Some(NetCommand::UseName(name)) => self.config.username = name,
                     Some(cmd) => refuse_offline(cmd, &self.events),
                 },
             }
@@ -229,18 +244,24 @@ impl Run {
     }
 }
 
-/// Waits for a command that may fix a refusal (a name, a password), or
-/// `None` at shutdown; refuses requests meanwhile.
+/// Waits for a command that may fix a refusal (a name, a password,
+/// `/reconnect`), or `None` at shutdown; refuses requests meanwhile.
 async fn wait_for_fix(
+    config: &mut NetConfig,
     cmds: &mut mpsc::UnboundedReceiver<NetCommand>,
     events: &mpsc::UnboundedSender<NetEvent>,
 ) -> Option<NetCommand> {
     while let Some(cmd) = cmds.recv().await {
         match cmd {
             NetCommand::Shutdown => return None,
-            NetCommand::Rename(_) | NetCommand::Login(_) | NetCommand::Register(_) => {
+            NetCommand::Rename(_)
+            | NetCommand::Login(_)
+            | NetCommand::Register(_)
+            | NetCommand::Reconnect => {
                 return Some(cmd);
             }
+            NetCommand::SetPassword(p) => config.password = Some(p),
+            NetCommand::UseName(name) => config.username = name,
             other => refuse_offline(other, events),
         }
     }
@@ -270,6 +291,45 @@ fn rename(config: &mut NetConfig, resume: &mut Resume, name: String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_session_the_server_ended_waits_for_the_user_to_reconnect() {
+        let (cmd_tx, cmds) = mpsc::unbounded_channel();
+        let (events, mut seen) = mpsc::unbounded_channel();
+        let mut run = Run {
+            config: NetConfig::new("http://x", "alice"),
+            cmds,
+            events,
+            resume: Resume::default(),
+            attempt: 1,
+            servers: vec!["http://x".into()],
+            current: 0,
+            failed_in_round: 0,
+            claiming: None,
+        };
+        let kicked = ConnectRefusal::new(ErrorCode::Kicked, "kicked by mod");
+        let next = {
+            let then = run.then(Outcome::Ended(kicked.clone()));
+            tokio::pin!(then);
+            // A minute passes: no attempt, whatever the back-off.
+            tokio::select! {
+                _ = &mut then => panic!("connected again by itself"),
+                _ = tokio::time::sleep(Duration::from_secs(60)) => {}
+            }
+            assert_eq!(
+                seen.recv().await,
+                Some(NetEvent::Refused {
+                    refusal: kicked,
+                    retrying: false
+                })
+            );
+            cmd_tx.send(NetCommand::UseName("ally".into())).unwrap();
+            cmd_tx.send(NetCommand::Reconnect).unwrap();
+            then.await
+        };
+        assert!(matches!(next, Then::Now), "/reconnect: at once");
+        assert_eq!(run.config.username, "ally", "with the name the server gave");
+    }
 
     #[test]
     fn backoff_doubles_up_to_the_cap() {

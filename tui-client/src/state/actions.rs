@@ -7,7 +7,10 @@
 use chat_shared::{ClientEvent, RoomRequest, canonical_room, is_valid_username};
 
 use super::outbox::{Target, send_text};
-use super::{ConvId, Effect, Request, State, account, search, session};
+use super::{
+    ConvId, Effect, NetCommand, Request, State, account, blocking, moderation, rename, search,
+    session,
+};
 use crate::commands::{self, Command};
 
 /// A question the next key answers (y or Enter: yes; n or Esc: no).
@@ -86,6 +89,7 @@ pub(super) fn run_line(state: &mut State, line: &str, fx: &mut Vec<Effect>) {
                 if state.session.live {
                     fx.push(state.request(
                         Request::Join {
+                            room,
                             switch: true,
                             rejoin: false,
                         },
@@ -112,6 +116,10 @@ pub(super) fn run_line(state: &mut State, line: &str, fx: &mut Vec<Effect>) {
                 },
             };
             match room {
+                // Put out already: nothing to leave on the server.
+                Some(room) if state.removed_from(&ConvId::Room(room.clone())).is_some() => {
+                    state.close_conv(&ConvId::Room(room), fx)
+                }
                 Some(room) if state.session.live => {
                     let ev = ClientEvent::RoomLeave(RoomRequest { room: room.clone() });
                     fx.push(state.request(Request::Leave(room), ev));
@@ -140,7 +148,7 @@ pub(super) fn run_line(state: &mut State, line: &str, fx: &mut Vec<Effect>) {
             state.search = None;
         }
         Command::Search(query) => search::start(state, &query),
-        Command::Nick(name) => session::rename(state, &name, fx),
+        Command::Nick(name) => rename::nick(state, &name, fx),
         Command::Register => account::start_register(state),
         Command::Passwd => account::start_passwd(state),
         Command::Msg { to, text } => {
@@ -180,9 +188,8 @@ pub(super) fn run_line(state: &mut State, line: &str, fx: &mut Vec<Effect>) {
         }
         Command::Help => {
             let conv = state.active.clone();
-            state.system(&conv, "commands:");
-            for (_, usage, what) in commands::COMMANDS {
-                state.system(&conv, format!("  {usage:<18} {what}"));
+            for line in commands::help_lines() {
+                state.system(&conv, line);
             }
             state.system(&conv, "keys:");
             for (key, what) in commands::KEYS {
@@ -190,8 +197,34 @@ pub(super) fn run_line(state: &mut State, line: &str, fx: &mut Vec<Effect>) {
             }
         }
         Command::Quit => quit(state, fx),
+        Command::Reconnect => {
+            if state.session.live {
+                state.toast("connected already");
+            } else {
+                fx.push(Effect::Net(NetCommand::Reconnect));
+            }
+        }
+        Command::Block(user) => blocking::block(state, user, fx),
+        Command::Unblock(user) => blocking::unblock(state, user, fx),
+        Command::ShowBlocked => blocking::toggle_shown(state),
         Command::Usage(u) => state.toast(format!("usage: {u}")),
         Command::Unknown(c) => state.toast(format!("unknown command {c} (try /help)")),
+        cmd @ (Command::Topic(_)
+        | Command::Private(_)
+        | Command::Invite(_)
+        | Command::Kick(_)
+        | Command::Ban(_)
+        | Command::Unban(_)
+        | Command::Mute(_)
+        | Command::Unmute(_)
+        | Command::SetRole { .. }
+        | Command::Info(_)
+        | Command::ServerKick(_)
+        | Command::ServerBan(_)
+        | Command::ServerMute(_)
+        | Command::ServerUnban(_)
+        | Command::ServerUnmute(_)
+        | Command::Bans) => moderation::command(state, cmd, fx),
     }
 }
 

@@ -133,6 +133,11 @@ pub struct Conversation {
     /// "new messages" line is drawn above it.
     pub unread_marker: Option<u64>,
     pub backlog: Backlog,
+    /// (v3) Rooms: the topic, private, roles, and whether I was put out
+    /// (see [`super::moderation`]).
+    pub room: super::moderation::RoomState,
+    /// `/showblocked`: the lines of blocked users are shown here.
+    pub show_blocked: bool,
     /// The ids held, each with the epochs and contents it was seen with, so
     /// that a duplicate is found without a scan of the lines.
     ids: HashMap<String, Vec<(u32, u64)>>,
@@ -158,6 +163,8 @@ impl Conversation {
             typing: BTreeMap::new(),
             unread_marker: None,
             backlog: Backlog::Unknown,
+            room: Default::default(),
+            show_blocked: false,
             ids: HashMap::new(),
         }
     }
@@ -420,7 +427,9 @@ pub(super) struct Incoming<'a> {
 pub(super) fn receive(state: &mut State, conv: ConvId, m: Incoming, fx: &mut Vec<Effect>) {
     let mine = state.is_me(m.from);
     let active = state.active == conv;
-    let mention = !mine && mentions(m.text, &state.me);
+    // A blocked user's line is kept (hidden, see `blocking`), never news.
+    let blocked = !mine && state.is_blocked(m.from);
+    let mention = !mine && !blocked && mentions(m.text, &state.me);
     let is_dm = matches!(conv, ConvId::Dm(_));
     let epoch = state.session.epoch;
     let seq = state.next_seq();
@@ -482,7 +491,7 @@ pub(super) fn receive(state: &mut State, conv: ConvId, m: Incoming, fx: &mut Vec
     } else {
         cap.saturating_mul(2)
     });
-    if mine || m.old {
+    if mine || m.old || blocked {
         return;
     }
     if !active {
@@ -536,7 +545,9 @@ pub(super) fn dm_message(state: &mut State, m: DmMessage, old: bool, fx: &mut Ve
     } else {
         m.from.clone()
     };
-    if !is_valid_username(&peer) {
+    // A blocked user's DMs never show (the server refuses new ones; these
+    // are older ones replayed or paged).
+    if !is_valid_username(&peer) || state.is_blocked(&peer) {
         return;
     }
     let conv = state.dm_conv(&peer);
@@ -575,9 +586,18 @@ pub(super) fn joined(state: &mut State, j: JoinAck, switch: bool, fx: &mut Vec<E
         return;
     };
     let id = ConvId::Room(room.clone());
+    let room_name = room.clone();
     state.known_rooms.insert(room);
     let me = state.me.clone();
     let c = state.ensure_conv(&id);
+    // (v3) Its settings and my role come with the ack; the others' roles
+    // with `room:info`, asked for below. A v2 server says none of them.
+    c.room.removed = None;
+    c.room.topic = sanitize_for_display(&j.topic);
+    c.room.private = j.private;
+    if let Some(role) = j.role {
+        c.room.set_role(&me, role);
+    }
     c.members = j
         .members
         .iter()
@@ -599,6 +619,7 @@ pub(super) fn joined(state: &mut State, j: JoinAck, switch: bool, fx: &mut Vec<E
         };
         receive(state, id.clone(), incoming, fx);
     }
+    super::moderation::learn_room(state, &room_name, fx);
     if switch {
         state.switch_to(id, fx);
     }

@@ -270,6 +270,7 @@ fn complete(state: &mut State) {
     let mut rooms: Vec<String> = state.rooms();
     rooms.extend(state.known_rooms.iter().cloned());
     let mut users: Vec<String> = state.users.iter().cloned().collect();
+    users.extend(state.blocked.iter().cloned());
     for c in &state.convs {
         users.extend(c.members.iter().cloned());
         if let ConvId::Dm(u) = &c.id {

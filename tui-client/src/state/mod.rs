@@ -26,6 +26,13 @@
 //!   (`State::viewport`).
 //! - [`backlog`]: older history fetched by scrolling up.
 //! - [`search`]: `/search` and Ctrl-R.
+//! - (v3) [`moderation`]: each room's settings and roles, the room and
+//!   server-wide moderation commands and their answers (`/info`, `/bans`);
+//!   [`room_events`]: room events as lines and their effects, invites, my
+//!   removal from a room, the server ending my socket; [`blocking`]: whom I
+//!   block and their hidden lines; [`rename`]: `/nick` while connected and
+//!   the `rename` presence event; [`refusals`]: every refusal in plain
+//!   words; [`when`]: times to come ("until 14:05", "9 more minutes").
 //!
 //! The imports go one way: [`editor`] (keys) calls [`actions`] and
 //! [`viewport`], which calls [`backlog`], which uses [`conversations`].
@@ -33,15 +40,21 @@
 pub mod account;
 pub mod actions;
 pub mod backlog;
+pub mod blocking;
 pub mod conversations;
 pub mod editor;
+pub mod moderation;
 pub mod notify;
 pub mod outbox;
 pub mod presence;
+pub mod refusals;
+pub mod rename;
+pub mod room_events;
 pub mod search;
 pub mod session;
 pub mod typing;
 pub mod viewport;
+pub mod when;
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -53,6 +66,7 @@ pub use self::actions::Confirm;
 pub use self::conversations::{
     Backlog, ConvId, Conversation, Delivery, Entry, EntryKind, mentions,
 };
+pub use self::moderation::{Removal, Removed, RoomState, role_mark};
 pub use self::notify::NotifySettings;
 pub use self::search::Search;
 pub use self::session::Conn;
@@ -82,12 +96,15 @@ pub const DEFAULT_MAX_LINES: usize = 10_000;
 pub struct Toast {
     pub text: String,
     pub until: Instant,
+    /// News (an invite, a confirmation) rather than an error.
+    pub info: bool,
 }
 
 /// What an outstanding request was for.
 #[derive(Debug, Clone)]
 enum Request {
     Join {
+        room: String,
         switch: bool,
         rejoin: bool,
     },
@@ -99,6 +116,13 @@ enum Request {
     Refresh,
     /// `account:password`, with the new password for the network task.
     Passwd(crate::password::Password),
+    /// (v3) Roles, moderation, blocks, renames: the event as sent, to
+    /// word its answer or its refusal. `quiet`: the client asked by itself
+    /// (`room:info` after a join), so nothing is said unless it worked.
+    Moderation {
+        event: ClientEvent,
+        quiet: bool,
+    },
 }
 
 /// The whole client state.
@@ -117,6 +141,8 @@ pub struct State {
     pub active: ConvId,
     pub online: u64,
     pub users: BTreeSet<String>,
+    /// (v3) Whom I block, as the server spells them (see [`blocking`]).
+    pub blocked: Vec<String>,
     /// Rooms known from `/rooms` and snapshots, for completion.
     pub known_rooms: BTreeSet<String>,
     /// Rooms to join once the first session is up (from the configuration).
@@ -167,6 +193,7 @@ impl State {
             active: ConvId::Feed,
             online: 0,
             users: BTreeSet::new(),
+            blocked: Vec::new(),
             known_rooms: BTreeSet::new(),
             autojoin: Vec::new(),
             toasts: Vec::new(),
@@ -194,9 +221,19 @@ impl State {
     }
 
     fn toast(&mut self, text: impl Into<String>) {
+        self.push_toast(text.into(), false);
+    }
+
+    /// A toast that is news, not an error.
+    fn notice(&mut self, text: impl Into<String>) {
+        self.push_toast(text.into(), true);
+    }
+
+    fn push_toast(&mut self, text: String, info: bool) {
         self.toasts.push(Toast {
-            text: text.into(),
+            text,
             until: self.now + TOAST_TTL,
+            info,
         });
         if self.toasts.len() > TOASTS_MAX {
             let extra = self.toasts.len() - TOASTS_MAX;
@@ -306,3 +343,5 @@ mod tests;
 mod tests_account;
 #[cfg(test)]
 mod tests_daily;
+#[cfg(test)]
+mod tests_moderation;

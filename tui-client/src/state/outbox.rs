@@ -110,6 +110,24 @@ pub(super) fn send_text(
             return;
         }
     };
+    // (v3) Nothing goes where the server would refuse it for sure: a room
+    // I was put out of, a DM to someone I block.
+    if let Some(r) = state.removed_from(&conv) {
+        let why = r.why.clone();
+        let room = conv.label();
+        state.toast(format!(
+            "you are not in {room} ({why}): /join {room} to go back; nothing sent"
+        ));
+        return;
+    }
+    if let Target::Dm(to) = &target
+        && state.is_blocked(to)
+    {
+        state.toast(format!(
+            "you block {to}: /unblock {to} to DM them; nothing sent"
+        ));
+        return;
+    }
     // Before the first session nothing is queued: a line typed then (a
     // password typed while no prompt was up, say) must not go out as a
     // message once a login succeeds. The line stays in the input history.
@@ -177,9 +195,15 @@ pub(super) fn pump(state: &mut State, fx: &mut Vec<Effect>) {
 }
 
 fn send_outgoing(state: &mut State, out: Outgoing) -> Effect {
+    let ev = event_of(&out);
+    state.request(Request::Message(out), ev)
+}
+
+/// The request that sends `out`.
+fn event_of(out: &Outgoing) -> ClientEvent {
     let text = out.text.clone();
     let action = out.action;
-    let ev = match &out.target {
+    match &out.target {
         Target::Room(room) => ClientEvent::RoomMessage(RoomMessageRequest {
             room: room.clone(),
             text,
@@ -192,8 +216,7 @@ fn send_outgoing(state: &mut State, out: Outgoing) -> Effect {
         }),
         Target::Global => ClientEvent::GlobalMessage(TextRequest { text, action }),
         Target::Broadcast => ClientEvent::BroadcastMessage(TextRequest { text, action }),
-    };
-    state.request(Request::Message(out), ev)
+    }
 }
 
 pub(super) fn set_delivery(state: &mut State, conv: &ConvId, local: u64, d: Delivery) {
@@ -310,6 +333,14 @@ pub(super) fn message_acked(state: &mut State, out: Outgoing, result: Result<Sen
             mark_queued(state);
         }
         Err(e) => {
+            // (v3) Told here, where the room or the peer is known (their
+            // `chat:error` copy says nothing).
+            if let AckError::Refused(err) = &e
+                && matches!(err.code, ErrorCode::Muted | ErrorCode::Blocked)
+            {
+                let text = super::refusals::explain(state, err, Some(&event_of(&out)));
+                state.toast(text);
+            }
             let code = match e {
                 AckError::Refused(err) => err.code.to_string(),
                 AckError::Timeout => "timeout".to_owned(),

@@ -6,7 +6,7 @@ use chat_shared::{
     ClientEvent, Presence, PresenceKind, PresenceSnapshot, canonical_room, is_valid_username,
 };
 
-use super::{ConvId, Effect, Request, State};
+use super::{ConvId, Effect, Removed, Request, State};
 
 pub(super) fn presence(state: &mut State, p: Presence, fx: &mut Vec<Effect>) {
     state.online = p.online;
@@ -26,6 +26,11 @@ pub(super) fn presence(state: &mut State, p: Presence, fx: &mut Vec<Effect>) {
         }
         (PresenceKind::Join, Some(u)) => {
             state.users.insert(u.clone());
+            if let Some(r) = room.as_ref()
+                && state.is_me(&u)
+            {
+                super::room_events::back_in(state, r);
+            }
             if let Some(c) = room.as_ref().and_then(|r| state.conv_mut(r)) {
                 c.members.insert(u);
                 c.member_count = p.members;
@@ -35,6 +40,23 @@ pub(super) fn presence(state: &mut State, p: Presence, fx: &mut Vec<Effect>) {
             if let Some(c) = room.as_ref().and_then(|r| state.conv_mut(r)) {
                 c.members.remove(&u);
                 c.member_count = p.members;
+            }
+            // (v3) Put out of the room by a kick or a ban.
+            let how = match p.reason.as_deref() {
+                Some("kick") => Some(Removed::Kicked),
+                Some("ban") => Some(Removed::Banned),
+                _ => None,
+            };
+            if let Some(how) = how
+                && state.is_me(&u)
+                && let Some(r) = room.as_ref()
+            {
+                super::room_events::left_by_force(state, r, how);
+            }
+        }
+        (PresenceKind::Rename, Some(u)) => {
+            if let Some(from) = p.from.as_deref() {
+                super::rename::presence(state, from, &u, fx);
             }
         }
         (PresenceKind::Summary, _) => {

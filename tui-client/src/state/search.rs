@@ -65,10 +65,11 @@ pub(super) fn start(state: &mut State, query: &str) {
         return;
     }
     let q = lower_chars(query);
-    let hits: Vec<u64> = state
-        .active_conv()
+    let c = state.active_conv();
+    let hits: Vec<u64> = c
         .entries
         .iter()
+        .filter(|e| !state.hides(c, e))
         .filter(|e| {
             let t = lower_chars(&e.text);
             t.windows(q.len()).any(|w| w == q.as_slice())

@@ -13,9 +13,10 @@ use tokio::time::Instant;
 
 use super::conversations::{dm_message, feed_message, joined, room_message};
 use super::{
-    ConvId, Effect, RECOVERED_SHOWN, Request, State, account, backlog, outbox, presence, typing,
+    ConvId, Effect, RECOVERED_SHOWN, Removed, Request, State, account, backlog, blocking,
+    moderation, outbox, presence, refusals, room_events, typing,
 };
-use crate::msg::{AckReply, ConnectFailure, NetCommand, NetEvent};
+use crate::msg::{AckReply, ConnectFailure, NetCommand, NetEvent, ends_session};
 
 /// The connection as the status bar tells it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,6 +32,12 @@ pub enum Conn {
     Refused {
         reason: String,
         retrying: bool,
+    },
+    /// (v3) The server ended the session (a kick or a ban from the server,
+    /// the session ended from another client): the client waits for
+    /// `/reconnect`.
+    Ended {
+        why: String,
     },
 }
 
@@ -50,6 +57,9 @@ pub struct Session {
     /// are only comparable within one epoch, since a fresh session may be a
     /// restarted server that numbers messages from the start again.
     pub epoch: u32,
+    /// (v3) My server role, as the `session` event says; `None` from a v2
+    /// server (which knows no roles, moderation, blocks or renames).
+    pub role: Option<chat_shared::Role>,
     /// Requests waiting for their ack, by request id.
     pub(super) requests: HashMap<u64, Request>,
     pub(super) next_req: u64,
@@ -63,6 +73,7 @@ impl Session {
             name_taken: false,
             recovered: None,
             epoch: 0,
+            role: None,
             requests: HashMap::new(),
             next_req: 1,
         }
@@ -107,6 +118,7 @@ impl State {
                     if *retrying { ", retrying" } else { "" }
                 )
             }
+            Conn::Ended { why } => format!("{why} · /reconnect to try again"),
         }
     }
 
@@ -174,6 +186,24 @@ pub(super) fn net_event(state: &mut State, ev: NetEvent, fx: &mut Vec<Effect>) {
 }
 
 fn refused(state: &mut State, refusal: &ConnectRefusal, retrying: bool) {
+    if matches!(
+        refusal.code,
+        ErrorCode::Kicked | ErrorCode::Banned | ErrorCode::SessionEnded
+    ) {
+        // The `chat:error` that ended the session said it already; a ban
+        // found at connect time says it here.
+        if !matches!(state.conn, Conn::Ended { .. }) {
+            let what = match refusal.code {
+                ErrorCode::Banned => "banned from the server",
+                ErrorCode::Kicked => "kicked from the server",
+                _ => "session ended",
+            };
+            let why = format!("{what}: {}", sanitize_for_display(&refusal.message));
+            state.toast(why.clone());
+            state.conn = Conn::Ended { why };
+        }
+        return;
+    }
     state.conn = Conn::Refused {
         reason: refusal.to_string(),
         retrying,
@@ -205,11 +235,19 @@ fn server_event(state: &mut State, ev: ServerEvent, fx: &mut Vec<Effect>) {
         // Admin events never come on /chat; nothing to show.
         ServerEvent::AdminSnapshot(_) | ServerEvent::AdminEvent(_) | ServerEvent::AdminStats(_) => {
         }
+        ServerEvent::RoomEvent(e) => room_events::room_event(state, e, fx),
+        ServerEvent::RoomInvited(i) => room_events::invited(state, i, fx),
     }
 }
 
 fn session(state: &mut State, s: SessionInfo, fx: &mut Vec<Effect>) {
     state.me = s.username.clone();
+    state.session.role = s.role;
+    if s.role.is_some() {
+        // A v3 server keeps the blocks (a v2 one knows none: those made
+        // here stay).
+        blocking::set_list(state, s.blocked.clone());
+    }
     state.session.live = true;
     state.session.name_taken = false;
     state.last_failure = None;
@@ -222,13 +260,15 @@ fn session(state: &mut State, s: SessionInfo, fx: &mut Vec<Effect>) {
     }
     for room in &s.rooms {
         if let Some(room) = canonical_room(room) {
-            let conv = ConvId::Room(room);
+            let conv = ConvId::Room(room.clone());
             let new = state.conv(&conv).is_none();
             state.ensure_conv(&conv);
+            room_events::back_in(state, &conv);
             // A fresh session of an account starts in its remembered rooms:
-            // show what was said there lately.
+            // show what was said there lately, and who holds which role.
             if new && !s.recovered {
                 backlog::fetch_older_of(state, conv, fx);
+                moderation::learn_room(state, &room, fx);
             }
         }
     }
@@ -237,11 +277,14 @@ fn session(state: &mut State, s: SessionInfo, fx: &mut Vec<Effect>) {
         // A fresh session after a loss: the server forgot my rooms; join
         // them again (the history in the acks fills what it can).
         for room in rooms_before {
-            if !s.rooms.contains(&room) {
-                let ev = ClientEvent::RoomJoin(RoomRequest { room });
+            // A room I was put out of stays out until I `/join` it.
+            let out = state.removed_from(&ConvId::Room(room.clone())).is_some();
+            if !s.rooms.contains(&room) && !out {
+                let ev = ClientEvent::RoomJoin(RoomRequest { room: room.clone() });
                 state.outbox.rejoins += 1;
                 fx.push(state.request(
                     Request::Join {
+                        room,
                         switch: false,
                         rejoin: true,
                     },
@@ -264,9 +307,10 @@ fn session(state: &mut State, s: SessionInfo, fx: &mut Vec<Effect>) {
                 continue;
             }
             let switch = Some(&room) == first.as_ref();
-            let ev = ClientEvent::RoomJoin(RoomRequest { room });
+            let ev = ClientEvent::RoomJoin(RoomRequest { room: room.clone() });
             fx.push(state.request(
                 Request::Join {
+                    room,
                     switch,
                     rejoin: false,
                 },
@@ -292,10 +336,15 @@ fn chat_error(state: &mut State, e: &ChatError) {
     if message_event && outbox::retry_after(e).is_some() {
         return;
     }
-    let mut text = format!("{}: {}", e.code, sanitize_for_display(&e.message));
-    if let Some(ev) = e.event() {
-        text.push_str(&format!(" ({})", sanitize_for_display(ev)));
+    // The answer to the request says it, knowing what was asked.
+    if refusals::worded_by_ack(e) {
+        return;
     }
+    if ends_session(e) {
+        room_events::ended(state, e);
+        return;
+    }
+    let text = refusals::explain(state, e, None);
     state.toast(text);
 }
 
@@ -330,6 +379,29 @@ fn ack_result(
             Err(AckError::Malformed("not a message ack".into())),
         ),
         (Request::Join { switch, .. }, Ok(AckReply::Joined(j))) => joined(state, j, switch, fx),
+        (Request::Join { room, rejoin, .. }, Err(AckError::Refused(e)))
+            if matches!(e.code, ErrorCode::InviteOnly | ErrorCode::Banned) =>
+        {
+            let asked = ClientEvent::RoomJoin(RoomRequest { room: room.clone() });
+            let text = refusals::explain(state, &e, Some(&asked));
+            let conv = ConvId::Room(room);
+            if rejoin && state.conv(&conv).is_some() {
+                // Put out while I was away: the room stays, marked.
+                let how = if e.code == ErrorCode::Banned {
+                    Removed::Banned
+                } else {
+                    Removed::NotInvited
+                };
+                room_events::left_by_force(state, &conv, how);
+                if how == Removed::Banned {
+                    state.system(&conv, text.clone());
+                }
+            }
+            state.toast(text);
+        }
+        (Request::Moderation { event, quiet }, result) => {
+            moderation::answered(state, event, quiet, result, fx)
+        }
         (Request::Leave(room), Ok(_)) => state.close_conv(&ConvId::Room(room), fx),
         (Request::History(conv), result) => backlog::page(state, conv, result),
         (Request::Rooms, Ok(AckReply::Rooms(list))) => {
@@ -340,7 +412,14 @@ fn ack_result(
                 let names: Vec<String> = list
                     .rooms
                     .iter()
-                    .map(|r| format!("{} ({})", sanitize_for_display(&r.room), r.members))
+                    .map(|r| {
+                        let private = if r.private == Some(true) {
+                            ", private"
+                        } else {
+                            ""
+                        };
+                        format!("{} ({}{private})", sanitize_for_display(&r.room), r.members)
+                    })
                     .collect();
                 state.system(&conv, format!("rooms: {}", names.join(", ")));
             }

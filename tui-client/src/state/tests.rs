@@ -88,6 +88,9 @@ fn in_general() -> State {
         room: "#general".into(),
         members: vec!["alice".into(), "bob".into()],
         history: vec![],
+        topic: String::new(),
+        private: false,
+        role: None,
     };
     net(
         &mut s,
@@ -498,6 +501,9 @@ fn join_history_merges_and_does_not_count_as_unread() {
         room: "#rust".into(),
         members: vec!["carol".into()],
         history: history.clone(),
+        topic: String::new(),
+        private: false,
+        role: None,
     };
     net(
         &mut s,
@@ -517,6 +523,9 @@ fn join_history_merges_and_does_not_count_as_unread() {
         room: "#rust".into(),
         members: vec!["carol".into()],
         history,
+        topic: String::new(),
+        private: false,
+        role: None,
     };
     net(
         &mut s,
@@ -620,10 +629,7 @@ fn presence_events_keep_the_sidebar_live() {
     let snap = PresenceSnapshot {
         online: 2,
         users: vec!["alice".into(), "bob".into()],
-        rooms: vec![RoomCount {
-            room: "#general".into(),
-            members: 2,
-        }],
+        rooms: vec![RoomCount::new("#general", 2)],
     };
     net(&mut s, NetEvent::Presence(snap));
     assert_eq!(s.online, 2);
@@ -960,10 +966,7 @@ fn help_rooms_and_who_print_system_lines() {
     let fx = enter_line(&mut s, "/rooms");
     let (req, _) = requests(&fx).pop().unwrap();
     let list = chat_shared::RoomListAck {
-        rooms: vec![RoomCount {
-            room: "#general".into(),
-            members: 2,
-        }],
+        rooms: vec![RoomCount::new("#general", 2)],
     };
     net(
         &mut s,
@@ -1087,6 +1090,9 @@ fn a_restarted_server_numbering_from_one_again_loses_nothing() {
         room: "#general".into(),
         members: vec!["alice".into()],
         history,
+        topic: String::new(),
+        private: false,
+        role: None,
     };
     net(
         &mut s,

@@ -71,6 +71,9 @@ fn in_general_at(now: Instant) -> State {
         room: "#general".into(),
         members: vec!["alice".into(), "bob".into()],
         history: vec![],
+        topic: String::new(),
+        private: false,
+        role: None,
     };
     net(
         &mut s,
@@ -250,6 +253,9 @@ fn notifications_can_be_switched_off_and_history_never_notifies() {
             replayed: None,
             action: None,
         }],
+        topic: String::new(),
+        private: false,
+        role: None,
     };
     let fx = net(
         &mut s,

@@ -50,7 +50,7 @@ impl State {
 }
 
 pub(super) fn typing(state: &mut State, t: TypingNotice) {
-    if state.is_me(&t.from) || !is_valid_username(&t.from) {
+    if state.is_me(&t.from) || !is_valid_username(&t.from) || state.is_blocked(&t.from) {
         return;
     }
     let conv = match &t.room {
@@ -88,7 +88,7 @@ pub(super) fn after_edit(state: &mut State, fx: &mut Vec<Effect>) {
         ConvId::Dm(u) => TypingTarget::User(u.clone()),
         ConvId::Feed => return,
     };
-    if !state.session.live {
+    if !state.session.live || state.removed_from(&state.active).is_some() {
         return;
     }
     let due = match &state.typing_sent {

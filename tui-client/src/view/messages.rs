@@ -1,7 +1,8 @@
 //! The message pane: each entry as wrapped rows (time, nick, text, delivery
-//! state), day rules and the "new messages" rule, the history header, and
-//! the window of rows on screen, built from the bottom so that a draw costs
-//! the screen, not the conversation.
+//! state), day rules and the "new messages" rule, the history header, one
+//! dim row for each run of lines from blocked users, and the window of rows
+//! on screen, built from the bottom so that a draw costs the screen, not
+//! the conversation. The title carries the room's topic and marks.
 
 use chat_shared::sanitize_for_display;
 use ratatui::Frame;
@@ -14,7 +15,7 @@ use unicode_width::UnicodeWidthStr;
 use super::ViewReport;
 use super::text::{
     Link, Row, cells_to_row, link_style, local_time, nick_colour, push_str, push_text, rule,
-    wrap_cells,
+    truncate, wrap_cells,
 };
 use crate::state::{Backlog, ConvId, Conversation, Delivery, Entry, EntryKind, State};
 use crate::theme::Theme;
@@ -109,6 +110,39 @@ struct Tail {
     target: Option<(usize, usize)>,
 }
 
+/// Whether entry `i` is hidden but not the first of its run of hidden
+/// lines (a run is cut at a day's end): it takes no row, the first one
+/// draws the count of the run.
+fn inside_hidden_run(state: &State, c: &Conversation, i: usize) -> bool {
+    let day = |e: &Entry| local_time(e.ts, state.utc_offset_secs).map(|t| t.date_naive());
+    i > 0
+        && state.hides(c, &c.entries[i])
+        && state.hides(c, &c.entries[i - 1])
+        && day(&c.entries[i]) == day(&c.entries[i - 1])
+}
+
+/// The one row that stands for `n` hidden lines of blocked users, the
+/// first of them at `ts`.
+fn hidden_row(n: usize, ts: u64, width: usize, look: &EntryLook) -> Row {
+    let time = local_time(ts, look.offset_secs)
+        .map(|t| format!("{} ", t.format(look.time_format)))
+        .unwrap_or_default();
+    let text = if n == 1 {
+        format!("{time}-- 1 line from a blocked user hidden · /showblocked")
+    } else {
+        format!("{time}-- {n} lines from blocked users hidden · /showblocked")
+    };
+    Row {
+        line: Line::styled(
+            truncate(&text, width),
+            Style::new()
+                .fg(Color::DarkGray)
+                .add_modifier(Modifier::ITALIC),
+        ),
+        links: Vec::new(),
+    }
+}
+
 /// How an entry is preceded: a day rule when the day changes, the "new
 /// messages" rule at the marker.
 fn separators(state: &State, c: &Conversation, i: usize) -> (Option<String>, bool) {
@@ -161,18 +195,39 @@ fn tail_rows(
     let mut target = None;
     let mut found = until.is_none();
     let mut i = c.entries.len();
+    // Hidden lines (of blocked users) met so far in the current run.
+    let mut hidden = 0usize;
     while i > 0 && (count < need || !found) {
         i -= 1;
         let e = &c.entries[i];
+        let hides = state.hides(c, e);
+        if hides {
+            hidden += 1;
+            if inside_hidden_run(state, c, i) {
+                continue;
+            }
+        }
         let seps = separators(state, c, i);
-        let n = entry_height(e, width, &look);
+        let n = if hides {
+            1
+        } else {
+            entry_height(e, width, &look)
+        };
         let len = n + usize::from(seps.0.is_some()) + usize::from(seps.1);
         if until == Some(e.seq) {
             target = Some((count, n));
             found = true;
         }
         if count < hi && count + len > lo {
-            blocks.push(block_rows(e, seps, width, &look, count + len, window));
+            let body = if hides {
+                vec![hidden_row(hidden, e.ts, width, &look)]
+            } else {
+                entry_rows(e, width, &look)
+            };
+            blocks.push(block_rows(body, seps, width, &look, count + len, window));
+        }
+        if hides {
+            hidden = 0;
         }
         count += len;
     }
@@ -198,10 +253,10 @@ fn tail_rows(
     }
 }
 
-/// The rows of entry `e` under its separators, only those inside `window`;
-/// `top` is the offset from the bottom just above the block.
+/// The rows `body` of an entry under its separators, only those inside
+/// `window`; `top` is the offset from the bottom just above the block.
 fn block_rows(
-    e: &Entry,
+    body: Vec<Row>,
     (day_rule, marker): (Option<String>, bool),
     width: usize,
     look: &EntryLook,
@@ -219,7 +274,7 @@ fn block_rows(
             Style::new().fg(look.theme.marker),
         ));
     }
-    block.extend(entry_rows(e, width, look));
+    block.extend(body);
     block
         .into_iter()
         .enumerate()
@@ -276,7 +331,7 @@ pub(super) fn draw_messages(
         None,
         (scroll, scroll + height),
     );
-    let title = title(state, c, collapsed, scroll);
+    let title = title(state, c, collapsed, scroll, width);
     let block = Block::new().borders(Borders::TOP).title(title);
     let inner = block.inner(area);
     frame.render_widget(block, area);
@@ -324,13 +379,30 @@ fn scroll_window(
     (counted.at_top, max_scroll, scroll)
 }
 
-/// The pane's title: the conversation, its members, how far scrolled; with
-/// the panels hidden, also its place and the unread count elsewhere.
-fn title(state: &State, c: &Conversation, collapsed: bool, scroll: usize) -> Line<'static> {
+/// The pane's title: the conversation, whether the room is private or I
+/// was put out of it, its members, how far scrolled, and the room's topic
+/// in what room is left; with the panels hidden, also its place and the
+/// unread count elsewhere.
+fn title(
+    state: &State,
+    c: &Conversation,
+    collapsed: bool,
+    scroll: usize,
+    width: usize,
+) -> Line<'static> {
     let mut title = vec![Span::styled(
         format!(" {} ", c.id.label()),
         Style::new().add_modifier(Modifier::BOLD),
     )];
+    if c.room.private {
+        title.push(Span::styled("[private] ", Style::new().fg(Color::Yellow)));
+    }
+    if let Some(r) = &c.room.removed {
+        title.push(Span::styled(
+            format!("(you were {}) ", r.why),
+            Style::new().fg(Color::LightRed),
+        ));
+    }
     if collapsed {
         title.extend(elsewhere(state, c));
     }
@@ -340,11 +412,25 @@ fn title(state: &State, c: &Conversation, collapsed: bool, scroll: usize) -> Lin
             Style::new().fg(Color::DarkGray),
         ));
     }
+    let topic_at = title.len();
     if scroll > 0 {
         title.push(Span::styled(
             format!("↓ {scroll} more "),
             Style::new().fg(Color::Yellow),
         ));
+    }
+    // The topic takes what room the rest leaves (a rule stays visible).
+    let used: usize = title.iter().map(|s| s.width()).sum();
+    let room_left = width.saturating_sub(used + 4);
+    if !c.room.topic.is_empty() && room_left >= 8 {
+        let topic = truncate(&format!("— {} ", c.room.topic), room_left);
+        title.insert(
+            topic_at,
+            Span::styled(
+                topic,
+                Style::new().fg(Color::Cyan).add_modifier(Modifier::ITALIC),
+            ),
+        );
     }
     Line::from(title)
 }

@@ -1,6 +1,7 @@
 //! The side panels: the conversations (numbered for Alt-1..9, unread
-//! counts, mentions) on the left; on the right who is online and, below,
-//! the active room's members or the DM peer's presence.
+//! counts, mentions, rooms I was put out of) on the left; on the right who
+//! is online and, below, the active room's members (owners `~` and ops `@`
+//! first) or the DM peer's presence.
 
 use ratatui::Frame;
 use ratatui::layout::Rect;
@@ -9,7 +10,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Paragraph};
 
 use super::text::{nick_colour, truncate};
-use crate::state::{ConvId, State};
+use crate::state::{ConvId, State, role_mark};
 
 pub(super) fn draw_conversations(frame: &mut Frame, state: &State, area: Rect) {
     let block = Block::new()
@@ -31,11 +32,26 @@ pub(super) fn draw_conversations(frame: &mut Frame, state: &State, area: Rect) {
             (n, false) => format!(" {n}"),
         };
         let label_w = width.saturating_sub(number.len() + badge.len());
-        let label = truncate(&c.id.label(), label_w);
+        // (v3) A room I was put out of stays listed, marked; a long name
+        // is cut, not the mark.
+        let mark = c
+            .room
+            .removed
+            .as_ref()
+            .map(|r| format!(" ({})", r.how.word()))
+            .unwrap_or_default();
+        let name_w = label_w.saturating_sub(mark.len()).max(1);
+        let label = truncate(
+            &format!("{}{mark}", truncate(&c.id.label(), name_w)),
+            label_w,
+        );
         let pad = label_w.saturating_sub(unicode_width::UnicodeWidthStr::width(label.as_str()));
         let mut style = Style::new();
         if c.unread > 0 {
             style = style.add_modifier(Modifier::BOLD);
+        }
+        if c.room.removed.is_some() {
+            style = style.fg(Color::DarkGray);
         }
         if c.id == state.active {
             style = style.add_modifier(Modifier::REVERSED);
@@ -110,6 +126,11 @@ struct Names {
 
 impl Names {
     fn line(&self, name: &str) -> Line<'static> {
+        self.marked_line(name, "")
+    }
+
+    /// A name after the mark of its room role (`~` owner, `@` op).
+    fn marked_line(&self, name: &str, mark: &str) -> Line<'static> {
         let mut style = if self.live {
             Style::new().fg(nick_colour(name))
         } else {
@@ -121,7 +142,10 @@ impl Names {
         }
         Line::from(vec![
             Span::raw(if self.live { "● " } else { "○ " }),
-            Span::styled(truncate(name, self.width.saturating_sub(2)), style),
+            Span::styled(
+                truncate(&format!("{mark}{name}"), self.width.saturating_sub(2)),
+                style,
+            ),
         ])
     }
 }
@@ -155,7 +179,17 @@ fn room_part(state: &State, names: &Names) -> Vec<Line<'static>> {
                 truncate(&format!("{r} ({count})"), width),
                 Style::new().add_modifier(Modifier::BOLD),
             ));
-            room_part.extend(c.members.iter().map(|m| names.line(m)));
+            if let Some(r) = &c.room.removed {
+                room_part.push(Line::styled(
+                    truncate(&format!("({}: /join)", r.how.word()), width),
+                    Style::new().fg(Color::DarkGray),
+                ));
+            }
+            room_part.extend(
+                c.ranked_members()
+                    .into_iter()
+                    .map(|(m, role)| names.marked_line(&m, role_mark(role))),
+            );
         }
         ConvId::Dm(u) => {
             let on = state.users.iter().any(|x| x.eq_ignore_ascii_case(u));

@@ -1,5 +1,5 @@
-//! The status bar (the connection, what is queued, a hint) and the error
-//! toasts floating over the messages.
+//! The status bar (the connection, what is queued, a hint) and the toasts
+//! floating over the messages (errors in red, news in blue).
 
 use ratatui::Frame;
 use ratatui::layout::Rect;
@@ -14,7 +14,7 @@ pub(super) fn draw_status(frame: &mut Frame, state: &State, area: Rect, panels: 
     let (mark, colour) = match &state.conn {
         Conn::Connected => ("●", Color::Green),
         Conn::Connecting { .. } | Conn::Reconnecting { .. } => ("◌", Color::Yellow),
-        Conn::Refused { .. } => ("✖", Color::Red),
+        Conn::Refused { .. } | Conn::Ended { .. } => ("✖", Color::Red),
     };
     let bar = Style::new().bg(Color::DarkGray).fg(Color::White);
     let left = format!(" {mark} {}", state.status_text());
@@ -55,12 +55,18 @@ pub(super) fn draw_toasts(frame: &mut Frame, state: &State, area: Rect) {
         if y >= area.bottom() {
             break;
         }
-        let text = truncate(&format!(" ✖ {} ", t.text), max_w);
+        // News (an invite, a confirmation) is not dressed as an error.
+        let (mark, bg) = if t.info {
+            ("•", Color::Blue)
+        } else {
+            ("✖", Color::Red)
+        };
+        let text = truncate(&format!(" {mark} {} ", t.text), max_w);
         let w = unicode_width::UnicodeWidthStr::width(text.as_str()) as u16;
         let rect = Rect::new(area.right().saturating_sub(w + 1), y, w, 1);
         frame.render_widget(Clear, rect);
         frame.render_widget(
-            Paragraph::new(text).style(Style::new().bg(Color::Red).fg(Color::White)),
+            Paragraph::new(text).style(Style::new().bg(bg).fg(Color::White)),
             rect,
         );
         y += 1;

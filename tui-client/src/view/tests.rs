@@ -121,6 +121,9 @@ fn busy() -> State {
         room: "#general".into(),
         members: vec!["alice".into(), "bob".into(), "carol".into()],
         history,
+        topic: String::new(),
+        private: false,
+        role: None,
     };
     net(
         &mut s,
@@ -134,10 +137,7 @@ fn busy() -> State {
         NetEvent::Presence(PresenceSnapshot {
             online: 4,
             users: vec!["alice".into(), "bob".into(), "carol".into(), "dave".into()],
-            rooms: vec![RoomCount {
-                room: "#general".into(),
-                members: 3,
-            }],
+            rooms: vec![RoomCount::new("#general", 3)],
         }),
     );
     let fx = line(&mut s, "sent but refused");
@@ -562,6 +562,9 @@ fn a_line_that_changes_state_is_measured_again() {
                 room: "#general".into(),
                 members: vec!["alice".into()],
                 history: vec![],
+                topic: String::new(),
+                private: false,
+                role: None,
             })),
         },
     );
@@ -660,4 +663,136 @@ async fn a_password_on_the_input_line_is_masked() {
     let text = screen(&mut s, 80, 24);
     assert!(text.contains("password for alice> ••••••••"), "{text}");
     assert!(!text.contains("hunter22"), "{text}");
+}
+
+/// (v3) Alice owns the private #ops (topic set, carol an op, a blocked
+/// spammer talking), was kicked from #general, and has just been invited
+/// to #leadership.
+fn moderated() -> State {
+    let mut s = State::new("alice", "http://127.0.0.1:3000", Instant::now(), T0);
+    server(
+        &mut s,
+        "session",
+        json!({"sid": "s", "username": "alice", "session": "t", "recovered": false, "rooms": [],
+               "missed": 0, "truncated": false, "role": "user", "blocked": ["spammer"]}),
+    );
+    let joined = |s: &mut State, room: &str, topic: &str, private: bool| {
+        let fx = line(s, &format!("/join {room}"));
+        let ack = JoinAck {
+            room: room.into(),
+            members: vec![
+                "alice".into(),
+                "bob".into(),
+                "carol".into(),
+                "spammer".into(),
+            ],
+            history: vec![],
+            topic: topic.into(),
+            private,
+            role: Some(chat_shared::RoomRole::Owner),
+        };
+        net(
+            s,
+            NetEvent::Ack {
+                req: last_request(&fx),
+                result: Ok(AckReply::Joined(ack)),
+            },
+        )
+    };
+    joined(&mut s, "#general", "", false);
+    server(
+        &mut s,
+        "room:event",
+        json!({"id": "5", "ts": T0, "room": "#general", "kind": "kick", "by": "bob",
+               "user": "alice", "reason": "off topic", "until": null}),
+    );
+    let fx = joined(&mut s, "#ops", "deploys at 14:00", true);
+    let info = chat_shared::RoomInfoAck {
+        room: "#ops".into(),
+        topic: "deploys at 14:00".into(),
+        private: true,
+        owners: vec!["alice".into()],
+        ops: vec!["carol".into()],
+        members: vec![],
+        invited: None,
+        bans: None,
+    };
+    net(
+        &mut s,
+        NetEvent::Ack {
+            req: last_request(&fx),
+            result: Ok(AckReply::RoomInfo(info)),
+        },
+    );
+    for (id, from, text) in [
+        ("10", "bob", "is the deploy still on?"),
+        ("11", "spammer", "cheap watches"),
+        ("12", "spammer", "cheap watches!!"),
+        ("13", "carol", "yes, 14:00"),
+    ] {
+        server(
+            &mut s,
+            "room:message",
+            json!({"id": id, "ts": T0 + 60_000, "from": from, "room": "#ops", "text": text}),
+        );
+    }
+    server(
+        &mut s,
+        "room:event",
+        json!({"id": "14", "ts": T0 + 120_000, "room": "#ops", "kind": "ban", "by": "carol",
+               "user": "spammer", "reason": "spam", "until": T0 + 3_600_000}),
+    );
+    server(
+        &mut s,
+        "room:invited",
+        json!({"room": "#leadership", "by": "carol"}),
+    );
+    s
+}
+
+#[test]
+fn a_moderated_room_100x24() {
+    let mut s = moderated();
+    let text = screen(&mut s, 100, 24);
+    // The header: the room, its privacy and its topic.
+    assert!(
+        text.contains(" #ops [private] 4 members — deploys at 14:00 "),
+        "{text}"
+    );
+    // Owners and ops marked, first.
+    let members: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.split('│').nth(2))
+        .map(|l| l.trim_end_matches('"').trim())
+        .filter(|l| l.starts_with('●'))
+        .collect();
+    assert!(
+        members.ends_with(&["● ~alice", "● @carol", "● bob"]),
+        "{members:?}"
+    );
+    // The room I was kicked from stays, marked; the spammer's lines are
+    // one dim line; the ban is a line of its own; the invite is news.
+    assert!(text.contains("#ge… (kicked)"), "{text}");
+    assert!(text.contains("2 lines from blocked users hidden · /showblocked"));
+    assert!(text.contains("spammer was banned by carol until 09:26: spam"));
+    assert!(text.contains("• carol invited you to #leadership: /join #leadership"));
+    insta::assert_snapshot!(text);
+}
+
+#[test]
+fn a_room_i_was_put_out_of_says_so_in_its_header() {
+    let mut s = moderated();
+    line(&mut s, "/join #general");
+    // Not answered yet: still out. Alt-2 goes to #general.
+    update(
+        &mut s,
+        Input::Key(KeyEvent::new(KeyCode::Char('2'), KeyModifiers::ALT)),
+    );
+    let text = screen(&mut s, 100, 24);
+    assert!(
+        text.contains(" #general (you were kicked by bob: off topic) "),
+        "{text}"
+    );
+    assert!(text.contains("(kicked: /join)"), "{text}");
+    assert!(text.contains("you were kicked by bob: off topic"));
 }
