@@ -219,8 +219,9 @@ pub fn app(config: Config, store: Arc<dyn store::Store>, startup: &store::Startu
     svc.watch_policy();
     svc.account_watch
         .start(Arc::clone(&svc.store), svc.admin.clone());
+    let moderation = Arc::clone(&svc.moderation);
     chat::register(svc);
-    admin::register(&io, Arc::clone(&state));
+    admin::register(&io, Arc::clone(&state), moderation);
     let on_main_port = metrics_here.then(|| (Arc::clone(&metrics), Arc::clone(&state)));
     let router = ops_routes(store, on_main_port)
         .layer(layer)

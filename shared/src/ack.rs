@@ -76,6 +76,8 @@ pub struct PresenceSnapshot {
 pub enum HistoryMessage {
     Room(RoomMessage),
     Dm(DmMessage),
+    /// (v3) A room event, in a page asked for with `events: true`.
+    Event(crate::moderation::RoomEvent),
 }
 
 impl HistoryMessage {
@@ -85,6 +87,7 @@ impl HistoryMessage {
         match self {
             HistoryMessage::Room(m) => &m.id,
             HistoryMessage::Dm(m) => &m.id,
+            HistoryMessage::Event(e) => &e.id,
         }
     }
 
@@ -93,6 +96,7 @@ impl HistoryMessage {
         match self {
             HistoryMessage::Room(m) => m.ts,
             HistoryMessage::Dm(m) => m.ts,
+            HistoryMessage::Event(e) => e.ts,
         }
     }
 }

@@ -53,6 +53,12 @@ pub struct AdminUser {
     /// (v2) The socket's transport: [`TRANSPORT_WEBSOCKET`] or
     /// [`TRANSPORT_POLLING`].
     pub transport: String,
+    /// (v3) The user's server role.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<crate::moderation::Role>,
+    /// (v3) How many clients the user has connected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sessions: Option<u64>,
 }
 
 /// `AdminUser.transport` of a socket on WebSocket.
@@ -195,6 +201,8 @@ mod tests {
             rooms: vec!["#a".into()],
             connected_at: 1,
             transport: TRANSPORT_WEBSOCKET.into(),
+            role: None,
+            sessions: None,
         };
         let v = serde_json::to_value(&u).unwrap();
         assert_eq!(

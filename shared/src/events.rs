@@ -269,6 +269,8 @@ pub struct HistoryRequest {
     pub before: Option<String>,
     /// How many messages at most; see [`HistoryRequest::effective_limit`].
     pub limit: Option<u64>,
+    /// (v3) Room events among the messages (a room's history only).
+    pub events: bool,
 }
 
 impl HistoryRequest {
@@ -292,6 +294,8 @@ struct HistoryWire {
     before: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     limit: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    events: Option<bool>,
 }
 
 impl Serialize for HistoryRequest {
@@ -305,6 +309,7 @@ impl Serialize for HistoryRequest {
             with,
             before: self.before.clone(),
             limit: self.limit,
+            events: self.events.then_some(true),
         }
         .serialize(s)
     }
@@ -322,6 +327,7 @@ impl<'de> Deserialize<'de> for HistoryRequest {
             target,
             before: w.before,
             limit: w.limit,
+            events: w.events.unwrap_or(false),
         })
     }
 }
@@ -893,6 +899,7 @@ mod tests {
                     target: HistoryTarget::Room("#general".into()),
                     before: Some("42".into()),
                     limit: Some(10),
+                    events: false,
                 }),
             ),
             (
@@ -902,6 +909,7 @@ mod tests {
                     target: HistoryTarget::Room("#general".into()),
                     before: None,
                     limit: None,
+                    events: false,
                 }),
             ),
             (
@@ -911,6 +919,7 @@ mod tests {
                     target: HistoryTarget::With("bob".into()),
                     before: None,
                     limit: None,
+                    events: false,
                 }),
             ),
             (
@@ -920,6 +929,7 @@ mod tests {
                     target: HistoryTarget::With("bob".into()),
                     before: Some("7".into()),
                     limit: Some(200),
+                    events: false,
                 }),
             ),
             ("ping", json!({}), ClientEvent::Ping),
@@ -1139,6 +1149,7 @@ mod tests {
             target: HistoryTarget::Room("#general".into()),
             before: None,
             limit,
+            events: false,
         };
         assert_eq!(req(None).effective_limit(), 50);
         assert_eq!(req(Some(10)).effective_limit(), 10);

@@ -896,3 +896,90 @@ async fn chat_tui_given_both_nodes_fails_over_by_itself() {
     .await;
     drop(redis);
 }
+
+/// (v3) Moderation holds on every node: a role given with `chat-server
+/// account role` applies on both within a second, a room kick on node A
+/// takes out a member connected to node B (who hears why), and a server
+/// ban on A ends the account's session on B and keeps it out of both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moderation_holds_on_every_node() {
+    let Some(c) = cluster().await else { return };
+    let register =
+        |name: &str| json!({"username": name, "password": "correct horse", "register": true});
+    let boss = TestClient::connect(&c.a.url(), register("boss"))
+        .await
+        .unwrap();
+    let mut carol = TestClient::connect(&c.b.url(), register("carol"))
+        .await
+        .unwrap();
+    let mut bob = TestClient::chat(&c.b.url(), "bob").await;
+
+    // The role, from the command line, on the cluster's Redis.
+    let out = std::process::Command::new(chat_e2e::workspace_binary("chat-server", "chat-server"))
+        .args([
+            "account",
+            "role",
+            "boss",
+            "moderator",
+            "--redis-url",
+            &c.redis.url(),
+        ])
+        .output()
+        .expect("run chat-server account role");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eventually("the role applies on node A", || async {
+        (boss.ack("user:bans", json!({})).await["ok"] == true).then_some(())
+    })
+    .await;
+
+    // A room kick on A reaches B's member, who leaves.
+    let joined = ok(boss.ack("room:join", json!({"room": "#ops"})).await);
+    assert_eq!(joined["role"], "owner");
+    ok(bob.ack("room:join", json!({"room": "#ops"})).await);
+    // Node A knows B's members from B's heartbeat.
+    eventually("bob's membership reaches node A", || async {
+        let info = ok(boss.ack("room:info", json!({"room": "#ops"})).await);
+        info["members"].to_string().contains("bob").then_some(())
+    })
+    .await;
+    ok(boss
+        .ack(
+            "room:kick",
+            json!({"room": "#ops", "user": "bob", "reason": "test"}),
+        )
+        .await);
+    let ev = bob.next("room:event").await;
+    assert_eq!(
+        (ev["kind"].as_str(), ev["by"].as_str()),
+        (Some("kick"), Some("boss"))
+    );
+    let no = bob
+        .ack(
+            "room:message",
+            json!({"room": "#ops", "text": "still here?"}),
+        )
+        .await;
+    assert_eq!(err_code(&no), "not_member", "{no}");
+
+    // A server ban on A ends carol's session on B at once.
+    ok(boss
+        .ack(
+            "user:ban",
+            json!({"user": "carol", "reason": "gone", "for": 600}),
+        )
+        .await);
+    let err = carol.next("chat:error").await;
+    assert_eq!(err["code"], "banned", "{err}");
+    for url in [c.a.url(), c.b.url()] {
+        let login = json!({"username": "carol", "password": "correct horse"});
+        let refused = TestClient::connect(&url, login).await.err();
+        assert!(
+            refused.as_deref().is_some_and(|m| m.starts_with("banned:")),
+            "{url}: {refused:?}"
+        );
+    }
+}

@@ -153,6 +153,35 @@ async fn the_creator_owns_a_room_and_rank_decides_who_acts_on_whom() {
             .iter()
             .any(|m| m["username"] == "bob" && m["role"] == "op")
     );
+    // History holds messages; with `events: true`, the room's events too.
+    ok(alice
+        .ack("room:message", json!({"room": "#ops", "text": "a message"}))
+        .await);
+    let plain = ok(alice.ack("history", json!({"room": "#ops"})).await);
+    assert!(
+        plain["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m.get("kind").is_none()),
+        "{plain}"
+    );
+    assert!(plain["messages"].to_string().contains("a message"));
+    let with = ok(alice
+        .ack("history", json!({"room": "#ops", "events": true}))
+        .await);
+    let kinds: Vec<&str> = with["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["kind"].as_str())
+        .collect();
+    assert_eq!(kinds, ["role", "kick"], "{with}");
+    let joined = ok(alice.ack("room:join", json!({"room": "#ops"})).await);
+    assert!(
+        !joined["history"].to_string().contains("\"kind\""),
+        "room events in the join's history: {joined}"
+    );
     // Giving up one's own role needs no rank.
     ok(bob
         .ack(
@@ -327,6 +356,22 @@ async fn a_mute_silences_every_kind_of_message() {
         .ack("room:message", json!({"room": "#a", "text": "back"}))
         .await);
 
+    // /admin sees each action (and each user's role), never a secret.
+    let mut admin = TestClient::admin(&url, "admin-secret").await.unwrap();
+    let snap = admin.next("admin:snapshot").await;
+    let roles: Vec<(String, String)> = snap["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| {
+            (
+                u["username"].as_str().unwrap().to_owned(),
+                u["role"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert!(roles.contains(&("root".into(), "admin".into())), "{snap}");
+    assert!(roles.contains(&("carol".into(), "guest".into())), "{snap}");
     // Server-wide: every kind, but typing still works.
     ok(root
         .ack("user:mute", json!({"user": "carol", "reason": "cool down"}))
@@ -343,6 +388,20 @@ async fn a_mute_silences_every_kind_of_message() {
     ok(carol
         .ack("typing", json!({"room": "#a", "typing": true}))
         .await);
+    let ev = admin
+        .next_where("admin:event", |e| e["type"] == "moderation")
+        .await;
+    assert_eq!(
+        (
+            ev["action"].as_str(),
+            ev["user"].as_str(),
+            ev["by"].as_str()
+        ),
+        (Some("mute"), Some("carol"), Some("root")),
+        "{ev}"
+    );
+    assert_eq!(ev["reason"], "cool down");
+    assert!(!ev.to_string().contains(PASSWORD));
     let bans = ok(root.ack("user:bans", json!({})).await);
     let listed = &bans["bans"][0];
     assert_eq!(

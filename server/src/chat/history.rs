@@ -4,8 +4,16 @@
 use super::*;
 
 /// A stored message as the contract's history entry (room messages and
-/// DMs; the feeds have no history).
-pub(super) fn history_message(m: &MessageRecord) -> Option<HistoryMessage> {
+/// DMs; the feeds have no history). A room event is one only when `events`
+/// was asked for.
+pub(super) fn history_message(m: &MessageRecord, events: bool) -> Option<HistoryMessage> {
+    if m.note {
+        return events
+            .then(|| serde_json::to_value(m).ok())
+            .flatten()
+            .and_then(|v| serde_json::from_value(v).ok())
+            .map(HistoryMessage::Event);
+    }
     let id = m.id.to_string();
     let action = m.action.then_some(true);
     match &m.dest {
@@ -40,12 +48,13 @@ impl ChatService {
         room: &str,
         before: Option<u64>,
         limit: usize,
+        events: bool,
     ) -> (Vec<Arc<MessageRecord>>, bool) {
         let mut recent: Vec<Arc<MessageRecord>> = self
             .state
             .room_recent(room)
             .into_iter()
-            .filter(|m| before.is_none_or(|b| m.id < b))
+            .filter(|m| (events || !m.note) && before.is_none_or(|b| m.id < b))
             .collect();
         if recent.len() > limit {
             recent.drain(..recent.len() - limit);
@@ -54,7 +63,11 @@ impl ChatService {
         let older_than = recent.first().map(|m| m.id).or(before);
         let need = limit - recent.len();
         self.metrics.history_read();
-        match self.store.room_history(room, older_than, need.max(1)).await {
+        match self
+            .store
+            .room_entries(room, older_than, need.max(1), events)
+            .await
+        {
             Ok((mut older, more)) => {
                 let more = more || older.len() > need;
                 if older.len() > need {
@@ -92,7 +105,7 @@ impl ChatService {
         let (messages, more) = match h.target {
             HistoryTarget::Room(raw) => {
                 let room = self.member_room(ctx, event, &raw)?;
-                self.room_page(&room, before, limit).await
+                self.room_page(&room, before, limit, h.events).await
             }
             HistoryTarget::With(with) => {
                 if !is_valid_username(&with) {
@@ -120,7 +133,10 @@ impl ChatService {
             }
         };
         Ok(Reply::History(HistoryAck {
-            messages: messages.iter().filter_map(|m| history_message(m)).collect(),
+            messages: messages
+                .iter()
+                .filter_map(|m| history_message(m, h.events))
+                .collect(),
             more,
         }))
     }

@@ -429,7 +429,16 @@ impl ChatService {
                         svc.presence_here(&scope, p).await;
                     }
                     FeedEvent::Typing(t) => svc.typing_here(&t).await,
-                    FeedEvent::Ended { key, error } => svc.end_here(&key, &error),
+                    FeedEvent::Ended { key, error } => {
+                        // The ban behind it, if any, holds here from now.
+                        let _ = svc.moderation.refresh().await;
+                        svc.end_here(&key, &error);
+                    }
+                    FeedEvent::Settings => match svc.moderation.refresh().await {
+                        Ok(true) => svc.enforce_bans(),
+                        Ok(false) => {}
+                        Err(e) => tracing::debug!("moderation: {e}"),
+                    },
                     FeedEvent::Evicted { key } => {
                         if let Some(sid) = svc.state.evict(&key) {
                             tracing::info!(user = %key, "name taken by a password login on another node");

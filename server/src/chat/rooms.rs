@@ -51,12 +51,13 @@ impl ChatService {
         }
         let history: Vec<chat_shared::RoomMessage> = {
             let limit = self.state.config.history;
-            let mut page = joined.history;
+            // Messages only: room events are not history.
+            let mut page: Vec<_> = joined.history.into_iter().filter(|m| !m.note).collect();
             if page.len() < limit {
-                page = self.room_page(&room, None, limit).await.0;
+                page = self.room_page(&room, None, limit, false).await.0;
             }
             page.iter()
-                .filter_map(|m| match history_message(m) {
+                .filter_map(|m| match history_message(m, false) {
                     Some(HistoryMessage::Room(r)) => Some(r),
                     _ => None,
                 })

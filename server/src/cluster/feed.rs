@@ -35,6 +35,8 @@ pub enum FeedEvent {
         key: String,
         error: chat_shared::ChatError,
     },
+    /// (v3) Another node changed a moderation setting.
+    Settings,
     /// A presence change on another node, its counts the cluster's.
     Presence(chat_shared::Presence),
     /// A typing indicator from a user on another node.
@@ -109,6 +111,7 @@ async fn subscribed(
                 (Some("evicted"), Some(_), Some(key)) => Some(FeedEvent::Evicted {
                     key: key.to_owned(),
                 }),
+                (Some("settings"), Some(_), _) => Some(FeedEvent::Settings),
                 (Some("ended"), Some(_), Some(json)) => {
                     #[derive(serde::Deserialize)]
                     struct Ended {

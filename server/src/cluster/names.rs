@@ -98,6 +98,12 @@ impl Cluster {
         self.announce("ended", &body.to_string()).await
     }
 
+    /// (v3) Tells the other nodes that a moderation setting changed: they
+    /// read the settings again now rather than at their next poll.
+    pub async fn announce_settings(&self) -> Result<(), StoreError> {
+        self.announce("settings", "-").await
+    }
+
     /// One control line to the other nodes: `WHAT NODE SUBJECT`.
     async fn announce(&self, what: &str, subject: &str) -> Result<(), StoreError> {
         let mut con = self.redis.connection();

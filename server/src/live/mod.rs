@@ -124,19 +124,28 @@ impl ChatState {
     }
 
     /// The `/admin` snapshot; `transport_of` names each live socket's
-    /// transport (the node knows it, the state does not).
-    pub fn admin_snapshot(&self, transport_of: impl Fn(Sid) -> String) -> AdminSnapshot {
+    /// transport (the node knows it, the state does not), `role_of` the
+    /// server role of a user key (and whether it is an account's).
+    pub fn admin_snapshot(
+        &self,
+        transport_of: impl Fn(Sid) -> String,
+        role_of: impl Fn(&str, bool) -> chat_shared::Role,
+    ) -> AdminSnapshot {
         let inner = self.lock();
         let mut users: Vec<AdminUser> = inner
             .sessions
             .users
-            .values()
-            .filter_map(|u| {
+            .iter()
+            .filter_map(|(key, u)| {
                 u.sid.map(|sid| AdminUser {
                     username: u.username.clone(),
                     transport: transport_of(sid),
                     rooms: u.rooms.keys().cloned().collect(),
                     connected_at: u.connected_at,
+                    role: Some(role_of(key, u.account)),
+                    // One session per user until several clients per
+                    // account land.
+                    sessions: Some(1),
                 })
             })
             .collect();

@@ -19,7 +19,7 @@ use crate::live::ChatState;
 use crate::ops::metrics::Metrics;
 
 /// Registers `/admin` on `io`.
-pub fn register(io: &SocketIo, state: Arc<ChatState>) {
+pub fn register(io: &SocketIo, state: Arc<ChatState>, moderation: Arc<crate::chat::Moderation>) {
     let mw_state = Arc::clone(&state);
     let chat_io = io.clone();
     io.ns(
@@ -27,7 +27,8 @@ pub fn register(io: &SocketIo, state: Arc<ChatState>) {
         (move |s: SocketRef| {
             let state = Arc::clone(&state);
             let io = chat_io.clone();
-            async move { connected(s, &io, state) }
+            let moderation = Arc::clone(&moderation);
+            async move { connected(s, &io, state, &moderation) }
         })
         .with(move |TryData(auth): TryData<Value>| {
             let state = Arc::clone(&mw_state);
@@ -73,9 +74,18 @@ fn transport_of(io: &SocketIo, sid: Sid) -> String {
     .to_owned()
 }
 
-fn connected(s: SocketRef, io: &SocketIo, state: Arc<ChatState>) {
+fn connected(
+    s: SocketRef,
+    io: &SocketIo,
+    state: Arc<ChatState>,
+    moderation: &crate::chat::Moderation,
+) {
     state.admin_joined();
-    let snapshot = state.admin_snapshot(|sid| transport_of(io, sid));
+    let policy = moderation.cached();
+    let snapshot = state.admin_snapshot(
+        |sid| transport_of(io, sid),
+        |key, account| policy.role(key, account),
+    );
     let _ = s.emit(names::ADMIN_SNAPSHOT, &snapshot);
     s.on_fallback(
         |s: SocketRef, Event(event): Event, ack: AckSender| async move {

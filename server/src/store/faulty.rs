@@ -143,13 +143,14 @@ impl Store for FaultyStore {
         self.inner.replay(user_key, rooms, after, upto, limit).await
     }
 
-    async fn room_history(
+    async fn room_entries(
         &self,
         room: &str,
         before: Option<u64>,
         limit: usize,
+        events: bool,
     ) -> Result<Page, StoreError> {
-        self.inner.room_history(room, before, limit).await
+        self.inner.room_entries(room, before, limit, events).await
     }
 
     async fn dm_history(

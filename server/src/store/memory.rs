@@ -145,21 +145,20 @@ impl Store for MemoryStore {
         Ok(newest_first_page(matching, limit).0)
     }
 
-    async fn room_history(
+    async fn room_entries(
         &self,
         room: &str,
         before: Option<u64>,
         limit: usize,
+        events: bool,
     ) -> Result<Page, StoreError> {
         let inner = self.lock();
         let end = before.map_or(inner.messages.len(), |b| {
             inner.messages.partition_point(|m| m.id < b)
         });
-        let matching = inner
-            .messages
-            .range(..end)
-            .rev()
-            .filter(|m| !m.note && matches!(&m.dest, Destination::Room(r) if r == room));
+        let matching = inner.messages.range(..end).rev().filter(|m| {
+            (events || !m.note) && matches!(&m.dest, Destination::Room(r) if r == room)
+        });
         Ok(newest_first_page(matching, limit))
     }
 

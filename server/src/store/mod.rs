@@ -608,12 +608,24 @@ pub trait Store: Send + Sync + 'static {
 
     /// The newest `limit` messages of `room` older than the id `before`
     /// (the newest of all when `None`), oldest first, and whether older
-    /// ones exist.
+    /// ones exist. Room events are left out.
     async fn room_history(
         &self,
         room: &str,
         before: Option<u64>,
         limit: usize,
+    ) -> Result<Page, StoreError> {
+        self.room_entries(room, before, limit, false).await
+    }
+
+    /// [`room_history`](Store::room_history), with (v3) the room's events
+    /// among the messages when `events` is true.
+    async fn room_entries(
+        &self,
+        room: &str,
+        before: Option<u64>,
+        limit: usize,
+        events: bool,
     ) -> Result<Page, StoreError>;
 
     /// The newest `limit` DMs between the users `a_key` and `b_key`, either

@@ -930,17 +930,20 @@ impl Store for RedisStore {
         Ok(all)
     }
 
-    async fn room_history(
+    async fn room_entries(
         &self,
         room: &str,
         before: Option<u64>,
         limit: usize,
+        events: bool,
     ) -> Result<Page, StoreError> {
         let cmd = Self::newest_cmd(&key(&["room", room]), 0, before, false, limit + 1);
         // History holds messages: room events are left out (a page may
         // then be short; `more` still says whether older entries exist).
         let (mut page, more) = self.page(cmd, limit).await?;
-        page.retain(|m| !m.note);
+        if !events {
+            page.retain(|m| !m.note);
+        }
         Ok((page, more))
     }
 

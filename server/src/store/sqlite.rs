@@ -270,6 +270,9 @@ macro_rules! select_messages {
 /// Room events (`action` 2) are left out: history holds messages.
 const ROOM_PAGE: &str =
     select_messages!("WHERE room = ?1 AND id < ?2 AND action < 2 ORDER BY id DESC LIMIT ?3");
+/// `room_entries` with events: the same, room events included.
+const ROOM_PAGE_EVENTS: &str =
+    select_messages!("WHERE room = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3");
 /// A replay's room: ?1 room, ?2 after, ?3 upto, ?4 limit.
 const ROOM_RANGE: &str =
     select_messages!("WHERE room = ?1 AND id > ?2 AND id <= ?3 ORDER BY id DESC LIMIT ?4");
@@ -1438,18 +1441,20 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn room_history(
+    async fn room_entries(
         &self,
         room: &str,
         before: Option<u64>,
         limit: usize,
+        events: bool,
     ) -> Result<Page, StoreError> {
         let room = room.to_owned();
         let before = before.map_or(i64::MAX, to_sql);
+        let sql = if events { ROOM_PAGE_EVENTS } else { ROOM_PAGE };
         self.read(move |c| {
             let mut found = Vec::new();
             let n = sql_limit(limit.saturating_add(1));
-            collect(c, ROOM_PAGE, params![room, before, n], &mut found)?;
+            collect(c, sql, params![room, before, n], &mut found)?;
             Ok(page(found, limit))
         })
         .await

@@ -39,10 +39,14 @@ pub(super) fn fetch_older_of(state: &mut State, conv: ConvId, fx: &mut Vec<Effec
     }
     c.backlog = Backlog::Loading;
     let before = c.oldest_id().map(str::to_owned);
+    // A room's pages hold its events too (v3; an older server ignores
+    // the flag), so scrolling back shows who was kicked and why.
+    let events = matches!(target, HistoryTarget::Room(_));
     let ev = ClientEvent::History(HistoryRequest {
         target,
         before,
         limit: Some(PAGE),
+        events,
     });
     fx.push(state.request(Request::History(conv), ev));
 }
@@ -57,6 +61,30 @@ pub(super) fn page(state: &mut State, conv: ConvId, result: Result<AckReply, Ack
                 let (id, ts, from, text, action) = match m {
                     HistoryMessage::Room(m) => (m.id, m.ts, m.from, m.text, m.action),
                     HistoryMessage::Dm(m) => (m.id, m.ts, m.from, m.text, m.action),
+                    HistoryMessage::Event(ev) => {
+                        let text = super::room_events::line(
+                            state,
+                            &ev.room,
+                            &ev,
+                            chat_shared::RoomRole::Member,
+                        );
+                        let seq = state.next_seq();
+                        older.push(Entry {
+                            id: Some(ev.id),
+                            ts: ev.ts,
+                            mention: false,
+                            from: String::new(),
+                            text,
+                            kind: EntryKind::System,
+                            broadcast: false,
+                            action: false,
+                            local: 0,
+                            epoch,
+                            seq,
+                            wrapped: Default::default(),
+                        });
+                        continue;
+                    }
                 };
                 let mine = state.is_me(&from);
                 let seq = state.next_seq();

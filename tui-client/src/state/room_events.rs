@@ -61,7 +61,7 @@ fn because(reason: Option<&str>) -> String {
 /// How a room event reads: "bob was kicked by alice: spam", "alice set the
 /// topic to …", "carol is now an op (by alice)". `before` is the target's
 /// role before a `role` event.
-fn line(state: &State, room: &str, ev: &RoomEvent, before: RoomRole) -> String {
+pub(super) fn line(state: &State, room: &str, ev: &RoomEvent, before: RoomRole) -> String {
     let by = Who::of(state, &ev.by);
     let user = Who::of(state, ev.user.as_deref().unwrap_or("someone"));
     let until = when::until(state, ev.until);

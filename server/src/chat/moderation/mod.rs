@@ -209,7 +209,14 @@ impl ChatService {
         self.moderation
             .set(scope, field, value)
             .await
-            .map_err(|e| store_down(event, e))
+            .map_err(|e| store_down(event, e))?;
+        if let Some(cluster) = &self.cluster
+            && let Err(e) = cluster.announce_settings().await
+        {
+            // The others still see it at their next poll.
+            tracing::debug!("cluster: {e}");
+        }
+        Ok(())
     }
 
     /// Tells `/admin` of a moderation action.
@@ -276,7 +283,7 @@ impl ChatService {
         if p.room(room).is_some() || self.state.members(room) > 0 {
             return false;
         }
-        if !self.room_page(room, None, 1).await.0.is_empty() {
+        if !self.room_page(room, None, 1, false).await.0.is_empty() {
             return false;
         }
         if !self.room_members(room, Vec::new()).await.is_empty() {
