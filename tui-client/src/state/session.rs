@@ -274,12 +274,21 @@ fn session(state: &mut State, s: SessionInfo, fx: &mut Vec<Effect>) {
     }
     if !s.recovered && state.session.had_session {
         state.session.epoch += 1;
-        // A fresh session after a loss: the server forgot my rooms; join
-        // them again (the history in the acks fills what it can).
+        // A fresh session after a loss: a guest's rooms were forgotten;
+        // join them again (the history in the acks fills what it can). An
+        // account's rooms are the server's to say (v3): one it no longer
+        // lists was left or taken away meanwhile, and is not joined again
+        // behind the person's back.
+        let account = s.role.is_some_and(|r| r != chat_shared::Role::Guest);
         for room in rooms_before {
             // A room I was put out of stays out until I `/join` it.
             let out = state.removed_from(&ConvId::Room(room.clone())).is_some();
-            if !s.rooms.contains(&room) && !out {
+            if !s.rooms.contains(&room) && !out && account {
+                state.system(
+                    &ConvId::Room(room.clone()),
+                    format!("you are no longer in {room}: /join {room} to come back"),
+                );
+            } else if !s.rooms.contains(&room) && !out {
                 let ev = ClientEvent::RoomJoin(RoomRequest { room: room.clone() });
                 state.outbox.rejoins += 1;
                 fx.push(state.request(

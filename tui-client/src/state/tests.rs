@@ -842,6 +842,44 @@ fn a_fresh_session_after_a_loss_rejoins_my_rooms() {
     );
 }
 
+/// (v3) An account's rooms are the server's to say: a room its fresh
+/// session no longer lists (left elsewhere, or taken away while it was
+/// gone) is not joined again behind the person's back; it says so.
+#[test]
+fn a_fresh_account_session_does_not_rejoin_what_the_server_dropped() {
+    let mut s = in_general();
+    net(
+        &mut s,
+        NetEvent::Connecting {
+            attempt: 1,
+            last_contact: None,
+        },
+    );
+    let fx = server(
+        &mut s,
+        "session",
+        json!({"sid": "x", "username": "alice", "session": "tok", "recovered": false,
+               "rooms": [], "missed": 0, "truncated": false, "role": "user", "blocked": []}),
+    );
+    assert!(
+        !requests(&fx)
+            .iter()
+            .any(|(_, e)| matches!(e, ClientEvent::RoomJoin(_))),
+        "joined again: {fx:?}"
+    );
+    let lines: Vec<String> = s
+        .conv(&general())
+        .unwrap()
+        .entries
+        .iter()
+        .map(|e| e.text.clone())
+        .collect();
+    assert!(
+        lines.iter().any(|l| l.contains("no longer in #general")),
+        "{lines:?}"
+    );
+}
+
 #[test]
 fn input_history_paste_and_editing() {
     let mut s = in_general();

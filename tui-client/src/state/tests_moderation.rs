@@ -734,7 +734,7 @@ fn a_fresh_session_does_not_join_again_a_room_i_was_put_out_of() {
             last_contact: None,
         },
     );
-    let fx = session_as(&mut s, Some("user"), &[]);
+    let fx = session_as(&mut s, Some("guest"), &[]);
     let joins: Vec<ClientEvent> = requests(&fx)
         .into_iter()
         .map(|(_, e)| e)
@@ -1171,7 +1171,7 @@ fn a_join_refused_after_a_fresh_session_marks_the_room() {
             last_contact: None,
         },
     );
-    let fx = session_as(&mut s, Some("user"), &[]);
+    let fx = session_as(&mut s, Some("guest"), &[]);
     let (req, _) = requests(&fx)
         .into_iter()
         .find(|(_, e)| matches!(e, ClientEvent::RoomJoin(_)))
