@@ -37,16 +37,18 @@ pub(super) fn presence(state: &mut State, p: Presence, fx: &mut Vec<Effect>) {
             }
         }
         (PresenceKind::Leave, Some(u)) => {
-            if let Some(c) = room.as_ref().and_then(|r| state.conv_mut(r)) {
-                c.members.remove(&u);
-                c.member_count = p.members;
-            }
             // (v3) Put out of the room by a kick or a ban.
             let how = match p.reason.as_deref() {
                 Some("kick") => Some(Removed::Kicked),
                 Some("ban") => Some(Removed::Banned),
                 _ => None,
             };
+            // A room I am out of shows no count: it would go stale.
+            let mine_gone = how.is_some() && state.is_me(&u);
+            if let Some(c) = room.as_ref().and_then(|r| state.conv_mut(r)) {
+                c.members.remove(&u);
+                c.member_count = if mine_gone { None } else { p.members };
+            }
             if let Some(how) = how
                 && state.is_me(&u)
                 && let Some(r) = room.as_ref()

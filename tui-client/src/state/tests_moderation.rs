@@ -673,8 +673,10 @@ fn kicked_from_a_room_i_see_why_and_nothing_goes_there_until_i_join() {
         s.removed_from(&general()).map(|r| r.why.as_str()),
         Some("kicked by bob: spam")
     );
-    // The room stays in the list.
+    // The room stays in the list, with no member count (it would go
+    // stale while I am out).
     assert!(s.rooms().contains(&"#general".to_owned()));
+    assert_eq!(s.conv(&general()).unwrap().member_count, None);
 
     // Typing there: told, not sent, not even a typing signal.
     let fx = enter_line(&mut s, "hello?");

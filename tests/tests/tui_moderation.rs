@@ -1,0 +1,252 @@
+//! (v3) Moderating from the keyboard: two real `chat-tui` binaries in tmux
+//! against an in-process server, read from their screens (capture-pane).
+//! Ann registers an account as chat-tui starts (`--register` with a
+//! password file) and creates `#general`, so she owns it; the guest bob
+//! joins. Ann sets the topic (bob sees the line and the header), kicks bob
+//! with a reason (bob sees why, the room stays marked, a line typed there
+//! is not sent), bob joins again, ann bans him for ten minutes (bob sees
+//! the ban) and bob's next `/join` is refused in plain words. Skipped, with
+//! a message, when tmux is not installed (CI fails instead).
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use chat_e2e::{TestServer, WAIT};
+
+/// How long a screen may take to show something: generous, for a slow
+/// machine running two terminals, a server and the test at once.
+const SCREEN_WAIT: Duration = Duration::from_secs(3 * WAIT.as_secs());
+
+/// The tmux server of this test only (`tmux -L name`), killed on drop.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn run(&self, args: &[&str]) -> String {
+        let out = Command::new("tmux")
+            .arg("-L")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .expect("run tmux");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn capture(&self, target: &str) -> String {
+        self.run(&["capture-pane", "-p", "-t", target])
+    }
+
+    fn keys(&self, target: &str, keys: &[&str]) {
+        let mut args = vec!["send-keys", "-t", target];
+        args.extend_from_slice(keys);
+        self.run(&args);
+    }
+
+    /// Types `text` literally, then Enter.
+    fn line(&self, target: &str, text: &str) {
+        self.run(&["send-keys", "-t", target, "-l", text]);
+        self.keys(target, &["Enter"]);
+    }
+
+    /// Waits until `target`'s screen shows `needle`.
+    async fn wait_for(&self, target: &str, needle: &str) {
+        self.wait_until(target, &format!("{needle:?}"), |screen| {
+            screen.contains(needle)
+        })
+        .await;
+    }
+
+    /// Waits until some line of `target`'s screen holds every one of
+    /// `parts`, in order (a time of day in between, say).
+    async fn wait_for_line(&self, target: &str, parts: &[&str]) {
+        self.wait_until(target, &format!("a line with {parts:?}"), |screen| {
+            screen.lines().any(|l| in_order(l, parts))
+        })
+        .await;
+    }
+
+    /// Waits until `ok` holds for `target`'s screen; fails with what the
+    /// screen shows after [`SCREEN_WAIT`].
+    async fn wait_until(&self, target: &str, what: &str, ok: impl Fn(&str) -> bool) {
+        let deadline = tokio::time::Instant::now() + SCREEN_WAIT;
+        loop {
+            let screen = self.capture(target);
+            if ok(&screen) {
+                return;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                panic!("{target}'s screen never showed {what}; it shows:\n{screen}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .arg("-L")
+            .arg(&self.socket)
+            .arg("kill-server")
+            .output();
+    }
+}
+
+/// Whether `line` holds each of `parts`, one after the other.
+fn in_order(line: &str, parts: &[&str]) -> bool {
+    let mut rest = line;
+    for part in parts {
+        match rest.find(part) {
+            Some(i) => rest = &rest[i + part.len()..],
+            None => return false,
+        }
+    }
+    true
+}
+
+fn chat_tui_binary() -> PathBuf {
+    chat_e2e::workspace_binary("chat-tui", "chat-tui")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_owner_sets_the_topic_kicks_and_bans_a_guest_in_tmux() {
+    if !chat_e2e::installed(
+        "tmux",
+        "-V",
+        "an_owner_sets_the_topic_kicks_and_bans_a_guest_in_tmux",
+    ) {
+        return;
+    }
+    let bin = chat_tui_binary();
+    let server = TestServer::start(TestServer::config()).await;
+    let tmux = Tmux {
+        socket: format!("chat-tui-moderation-{}", std::process::id()),
+    };
+    // Each client reads its own configuration file (none from the home
+    // directory) naming only what this test needs.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let conf = dir.path().join("chat-tui.toml");
+    std::fs::write(&conf, "[notify]\nbell = false\n").expect("write the config");
+    let password = dir.path().join("ann.password");
+    std::fs::write(&password, "ann's long password\n").expect("write ann's password");
+    let common = format!(
+        "{} --config {} --server {}",
+        bin.display(),
+        conf.display(),
+        server.url()
+    );
+    let ann = format!(
+        "{common} --user ann --register --password-file {}",
+        password.display()
+    );
+    let bob = format!("{common} --user bob");
+    // Wide enough that no line of the scenario is cut or wrapped.
+    for (session, cmd) in [("ann", &ann), ("bob", &bob)] {
+        tmux.run(&[
+            "new-session",
+            "-d",
+            "-s",
+            session,
+            "-x",
+            "160",
+            "-y",
+            "40",
+            cmd,
+        ]);
+    }
+    tmux.wait_for("ann", "connected as ann").await;
+    tmux.wait_for("bob", "connected as bob").await;
+
+    // Ann's account creates #general, so she owns it (`~` in the members
+    // panel); then bob joins.
+    tmux.line("ann", "/join #general");
+    tmux.wait_for("ann", "#general 1 members").await;
+    tmux.wait_for("ann", "~ann").await;
+    tmux.line("bob", "/join #general");
+    tmux.wait_for("ann", "#general 2 members").await;
+    tmux.wait_for("bob", "#general 2 members").await;
+
+    // The topic: a line of the room, and the header after the count.
+    tmux.line("ann", "/topic deploys at 14:00");
+    tmux.wait_for("bob", "ann set the topic to “deploys at 14:00”")
+        .await;
+    tmux.wait_for("bob", "#general 2 members — deploys at 14:00")
+        .await;
+    tmux.wait_for("ann", "you set the topic to “deploys at 14:00”")
+        .await;
+
+    // A kick with a reason: bob reads who and why, the room stays in his
+    // list marked, its header says so, and ann's count drops.
+    tmux.line("ann", "/kick bob off topic again");
+    tmux.wait_for("bob", "you were kicked by ann: off topic again")
+        .await;
+    tmux.wait_for("bob", "#general (you were kicked by ann: off topic again)")
+        .await;
+    tmux.wait_for("bob", "/join #general to go back").await;
+    tmux.wait_for("bob", "#general (kicked)").await;
+    tmux.wait_for("ann", "bob was kicked by you: off topic again")
+        .await;
+    tmux.wait_for("ann", "#general 1 members").await;
+
+    // A line typed in the room he was put out of is not sent: a toast says
+    // so, and nothing shows as his.
+    tmux.line("bob", "is anyone still here?");
+    tmux.wait_for(
+        "bob",
+        "you are not in #general (kicked by ann: off topic again): \
+         /join #general to go back; nothing sent",
+    )
+    .await;
+    assert!(
+        !tmux.capture("bob").contains("bob: is anyone still here?"),
+        "the line typed while out of the room shows as sent:\n{}",
+        tmux.capture("bob")
+    );
+
+    // A kick is not a ban: bob joins again and talks.
+    tmux.line("bob", "/join #general");
+    tmux.wait_for("bob", "#general 2 members — deploys at 14:00")
+        .await;
+    tmux.wait_for("ann", "#general 2 members").await;
+    tmux.line("bob", "sorry, back on topic");
+    tmux.wait_for("ann", "bob: sorry, back on topic").await;
+    // The line typed while out never reached ann (it would have come
+    // before this one).
+    let screen = tmux.capture("ann");
+    assert!(
+        !screen.contains("is anyone still here?"),
+        "the line typed while out of the room reached ann:\n{screen}"
+    );
+
+    // A ban for ten minutes with a reason: bob reads it with its end.
+    tmux.line("ann", "/ban bob 10m spam");
+    tmux.wait_for_line("bob", &["you were banned by ann until ", ": spam"])
+        .await;
+    tmux.wait_for("bob", "/join #general to go back once the ban ends")
+        .await;
+    tmux.wait_for("bob", "#general (you were banned by ann until ")
+        .await;
+    tmux.wait_for("bob", "#general (banned)").await;
+    tmux.wait_for_line("ann", &["bob was banned by you until ", ": spam"])
+        .await;
+    tmux.wait_for("ann", "#general 1 members").await;
+
+    // Joining again is refused, in plain words naming the ban.
+    tmux.line("bob", "/join #general");
+    tmux.wait_for_line("bob", &["you are banned from #general until ", " (spam)"])
+        .await;
+    // Still out: a line typed there is not sent.
+    tmux.line("bob", "let me back in");
+    tmux.wait_for("bob", "you are not in #general (banned by ann until ")
+        .await;
+    let screen = tmux.capture("bob");
+    assert!(
+        !screen.contains("bob: let me back in"),
+        "the line typed while banned shows as sent:\n{screen}"
+    );
+
+    drop(tmux);
+    server.stop().await.expect("server stops");
+}
