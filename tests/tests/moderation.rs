@@ -673,3 +673,80 @@ fn free_port() -> u16 {
         .map(|a| a.port())
         .expect("a free port")
 }
+
+/// (v3) A guest renames itself in place: everyone hears it, its rooms and
+/// session stay, and it resumes under the new name; names that are not
+/// free, and accounts, are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guest_renames_in_place_and_resumes_under_the_new_name() {
+    let server = TestServer::start(no_rate()).await;
+    let proxy = Proxy::start(server.addr).await;
+    let alice = account(&server.url(), "alice").await;
+    let mut bob = TestClient::chat(&server.url(), "bob").await;
+    let carol = TestClient::chat(&proxy.url(), "carol").await;
+    ok(bob.ack("room:join", json!({"room": "#r"})).await);
+    ok(carol.ack("room:join", json!({"room": "#r"})).await);
+
+    for (name, code) in [
+        ("alice", "username_taken"),
+        ("bob", "username_taken"),
+        ("no way", "invalid_username"),
+    ] {
+        let no = carol.ack("user:rename", json!({"username": name})).await;
+        assert_eq!(err_code(&no), code, "{name}: {no}");
+    }
+    let no = alice
+        .ack("user:rename", json!({"username": "alicia"}))
+        .await;
+    assert_eq!(
+        err_code(&no),
+        "forbidden",
+        "an account's name is fixed: {no}"
+    );
+
+    bob.clear();
+    let done = ok(carol
+        .ack("user:rename", json!({"username": "Caroline"}))
+        .await);
+    assert_eq!(done["username"], "Caroline");
+    let p = bob.next_where("presence", |p| p["event"] == "rename").await;
+    assert_eq!(
+        (p["user"].as_str(), p["from"].as_str()),
+        (Some("Caroline"), Some("carol"))
+    );
+    // Same session, same rooms, the new name on what it sends.
+    ok(carol
+        .ack("room:message", json!({"room": "#r", "text": "same me"}))
+        .await);
+    let m = bob.next("room:message").await;
+    assert_eq!(m["from"], "Caroline");
+    let who = ok(bob.ack("presence:get", json!({})).await);
+    assert!(who["users"].to_string().contains("Caroline"), "{who}");
+    assert!(!who["users"].to_string().contains("\"carol\""), "{who}");
+    // The old name is free again.
+    let other = TestClient::chat(&server.url(), "carol").await;
+    other.disconnect().await;
+
+    // Her network goes; she resumes under the new name and misses nothing.
+    let token = carol.token();
+    proxy.cut();
+    drop(carol);
+    let missed = ok(bob
+        .ack("room:message", json!({"room": "#r", "text": "while away"}))
+        .await);
+    let mut back = TestClient::connect(
+        &server.url(),
+        json!({"username": "Caroline", "session": token, "offset": m["id"]}),
+    )
+    .await
+    .unwrap();
+    let s = back.session.clone().unwrap();
+    assert_eq!(
+        (s["recovered"].as_bool(), s["username"].as_str()),
+        (Some(true), Some("Caroline"))
+    );
+    assert_eq!(s["rooms"], json!(["#r"]));
+    let replayed = back.next("room:message").await;
+    assert_eq!(replayed["id"], missed["id"]);
+    server.stop().await.unwrap();
+}

@@ -376,7 +376,7 @@ impl ChatService {
         p: PasswordChange,
     ) -> Result<Reply, ChatError> {
         let event = names::ACCOUNT_PASSWORD;
-        let key = &ctx.admission.key;
+        let key = &ctx.key();
         let refuse = |code, message: String| ChatError::new(code, message, event);
         if !self.state.is_account(key) {
             return Err(refuse(

@@ -118,11 +118,11 @@ impl ChatService {
                 }
                 // An account reads all of its DMs, a guest only those of
                 // its current session.
-                let since = self.state.dm_floor(&ctx.admission.key);
+                let since = self.state.dm_floor(&ctx.key());
                 let other = chat_shared::username_key(&with);
                 self.metrics.history_read();
                 self.store
-                    .dm_history(&ctx.admission.key, &other, before, since, limit)
+                    .dm_history(&ctx.key(), &other, before, since, limit)
                     .await
                     .map_err(|e| {
                         self.metrics

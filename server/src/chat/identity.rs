@@ -138,6 +138,7 @@ impl ChatService {
         let order = Sequencer::default();
         let connect_ticket = order.ticket();
         self.transports.admit(s.id);
+        let name = (admission.key.clone(), admission.username.clone());
         let ctx = Arc::new(SocketCtx {
             _release: Release {
                 state: Arc::clone(&self.state),
@@ -153,6 +154,7 @@ impl ChatService {
             requests: bucket(config.event_limit()),
             order,
             ended: Default::default(),
+            name: std::sync::RwLock::new(name),
         });
         s.extensions.insert(Arc::clone(&ctx));
         s.on_fallback(OnEvent {
@@ -271,7 +273,7 @@ impl ChatService {
         reason: DisconnectReason,
     ) {
         self.transports.forget(s.id);
-        let adm = &ctx.admission;
+        let adm = ctx.me();
         let planned = matches!(reason, DisconnectReason::ClientNSDisconnect)
             || ctx.ended.load(std::sync::atomic::Ordering::Relaxed);
         let why = reason_str(reason);

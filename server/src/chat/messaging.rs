@@ -41,7 +41,7 @@ impl ChatService {
             action,
             note,
         } = draft;
-        let from = &ctx.admission.username;
+        let from = &ctx.username();
         let sending = |msg, committed, queued_at| Sending {
             msg,
             committed,
@@ -204,7 +204,7 @@ impl ChatService {
                     all.retain(|r| {
                         r.extensions
                             .get::<Arc<SocketCtx>>()
-                            .is_none_or(|c| c.admission.key != from)
+                            .is_none_or(|c| c.key() != from)
                     });
                     all
                 }
@@ -241,7 +241,7 @@ impl ChatService {
                 && let Some(ctx) = r.extensions.get::<Arc<SocketCtx>>()
             {
                 self.metrics.dropped();
-                self.fell_behind(r, &ctx.admission.key);
+                self.fell_behind(r, &ctx.key());
             }
         }
     }
@@ -251,7 +251,7 @@ impl ChatService {
             return;
         }
         let mut ev = admin_event(AdminEventType::Message);
-        ev.user = Some(ctx.admission.username.clone());
+        ev.user = Some(ctx.username().clone());
         ev.kind = Some(msg.kind());
         ev.bytes = Some(bytes as u64);
         match &msg.dest {
@@ -320,7 +320,7 @@ impl ChatService {
             }
             None => return Err(not_found()),
         };
-        if target.key == ctx.admission.key {
+        if target.key == ctx.key() {
             return Err(
                 ChatError::new(ErrorCode::InvalidTarget, "that is you", event).with("to", to),
             );
@@ -337,7 +337,7 @@ impl ChatService {
         let event = names::DM_MESSAGE;
         self.check_muted(ctx, event, None)?;
         let target = self.user_target(ctx, event, &m.to, true).await?;
-        if self.blocked_between(&ctx.admission.key, &target.key) {
+        if self.blocked_between(&ctx.key(), &target.key) {
             return Err(ChatError::new(
                 ErrorCode::Blocked,
                 format!(

@@ -18,6 +18,7 @@
 //! - [`typing`]: typing indicators, here and from other nodes.
 //! - [`presence`]: presence changes, their folding in a storm, and
 //!   `presence:get` across nodes.
+//! - [`rename`]: (v3) a guest's new name, in place.
 //! - [`moderation`]: (v3) roles, room settings, invites, kicks, bans,
 //!   mutes and blocks, and the checks the others make; its [`policy`](moderation::policy)
 //!   is the node's copy of who may do what.
@@ -39,6 +40,7 @@ pub mod presence_gate;
 pub mod rate_limit;
 mod recovery;
 mod refusal;
+mod rename;
 mod rooms;
 pub mod sequencer;
 mod typing;
@@ -111,6 +113,53 @@ pub struct SocketCtx {
     /// (v3) The server ended this session (a kick or ban from the
     /// server): its disconnect keeps no recovery window.
     ended: std::sync::atomic::AtomicBool,
+    /// (v3) Who the socket is now: the admission's key and display name
+    /// until a guest renames itself (`user:rename`). Handlers read it
+    /// through [`SocketCtx::key`] and [`SocketCtx::username`].
+    name: std::sync::RwLock<(String, String)>,
+}
+
+/// A snapshot of who a socket is (see [`SocketCtx::me`]).
+#[derive(Debug, Clone)]
+pub struct Me {
+    pub key: String,
+    pub username: String,
+    /// The session belongs to an account.
+    pub account: bool,
+}
+
+impl SocketCtx {
+    /// The user's key now.
+    pub fn key(&self) -> String {
+        self.name
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .0
+            .clone()
+    }
+
+    /// The user's display name now.
+    pub fn username(&self) -> String {
+        self.name
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .1
+            .clone()
+    }
+
+    /// Who the socket is now, as one snapshot.
+    pub fn me(&self) -> Me {
+        let (key, username) = self.name.read().unwrap_or_else(|e| e.into_inner()).clone();
+        Me {
+            key,
+            username,
+            account: self.admission.account,
+        }
+    }
+
+    fn rename(&self, key: String, username: String) {
+        *self.name.write().unwrap_or_else(|e| e.into_inner()) = (key, username);
+    }
 }
 
 /// The handle every `/chat` handler works through.
@@ -265,7 +314,7 @@ impl ChatService {
             ack.send(body)
         {
             self.metrics.dropped();
-            self.fell_behind(s, &ctx.admission.key);
+            self.fell_behind(s, &ctx.key());
         }
     }
 
@@ -348,7 +397,7 @@ impl ChatService {
 
     fn member_room(&self, ctx: &SocketCtx, event: &str, raw: &str) -> Result<String, ChatError> {
         let room = self.room(event, raw)?;
-        if !self.state.is_member(&ctx.admission.key, &room) {
+        if !self.state.is_member(&ctx.key(), &room) {
             return Err(
                 ChatError::new(ErrorCode::NotMember, format!("join {room} first"), event)
                     .with("room", room),

@@ -21,6 +21,12 @@ impl ChatService {
 
     /// [`presence`](Self::presence) to this node's sockets only.
     pub(super) async fn presence_here(&self, scope: &str, p: Presence) {
+        if p.event == PresenceKind::Rename {
+            // (v3) Not an arrival or a departure: a summary cannot fold
+            // it, and renames are rare (one per request, rate limited).
+            self.emit_presence(scope, &p).await;
+            return;
+        }
         let user = p.user.as_deref().unwrap_or_default();
         match self.presence_gate.admit(scope, user, p.arrives()) {
             Decision::Send => self.emit_presence(scope, &p).await,

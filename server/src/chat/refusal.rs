@@ -63,14 +63,14 @@ impl ChatService {
         err: ChatError,
     ) {
         self.metrics.error(err.code);
-        tracing::debug!(user = %ctx.admission.username, code = %err.code, "refused: {}", err.message);
+        tracing::debug!(user = %ctx.username(), code = %err.code, "refused: {}", err.message);
         if !emit_paced(s, names::CHAT_ERROR, &err).await {
-            self.fell_behind(s, &ctx.admission.key);
+            self.fell_behind(s, &ctx.key());
             return;
         }
         self.answer(s, ctx, ack, &AckErr::new(&err));
         let mut ev = admin_event(AdminEventType::Error);
-        ev.user = Some(ctx.admission.username.clone());
+        ev.user = Some(ctx.username().clone());
         ev.code = Some(err.code);
         self.admin.send(ev);
     }

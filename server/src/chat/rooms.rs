@@ -15,7 +15,7 @@ impl ChatService {
     ) -> Result<Reply, ChatError> {
         let event = names::ROOM_JOIN;
         let room = self.room(event, raw)?;
-        let adm = &ctx.admission;
+        let adm = ctx.me();
         let policy = self.policy(event).await?;
         self.may_join(&policy, ctx, &room)?;
         let created = adm.account
@@ -84,7 +84,7 @@ impl ChatService {
     ) -> Result<Reply, ChatError> {
         let event = names::ROOM_LEAVE;
         let room = self.room(event, raw)?;
-        let adm = &ctx.admission;
+        let adm = ctx.me();
         let members = self.state.leave(&adm.key, &room).map_err(|code| {
             ChatError::new(code, format!("not in {room}"), event).with("room", room.clone())
         })?;

@@ -10,7 +10,7 @@ impl ChatService {
         t: TypingRequest,
     ) -> Result<Reply, ChatError> {
         let event = names::TYPING;
-        let from = ctx.admission.username.clone();
+        let from = ctx.username().clone();
         match t.target {
             TypingTarget::Room(raw) => {
                 let room = self.member_room(ctx, event, &raw)?;
@@ -27,7 +27,7 @@ impl ChatService {
             }
             TypingTarget::User(to) => {
                 let target = self.user_target(ctx, event, &to, false).await?;
-                if self.blocked_between(&ctx.admission.key, &target.key) {
+                if self.blocked_between(&ctx.key(), &target.key) {
                     // (v3) Dropped: typing is volatile, and the sender is
                     // not told who blocks whom.
                     return Ok(Reply::Empty);

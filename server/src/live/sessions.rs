@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use chat_shared::username_key;
+use chat_shared::{ErrorCode, username_key};
 use socketioxide::socket::Sid;
 
 use super::order::Delivering;
@@ -242,6 +242,35 @@ impl ChatState {
             .get(key)
             .map(|u| u.rooms.keys().cloned().collect())
             .unwrap_or_default()
+    }
+
+    /// (v3) A guest's rename: the session of `old` is `new_key`'s now,
+    /// under the display name `new_name`, with its token, rooms and socket.
+    /// `username_taken` when another session here holds the new name.
+    pub fn rename(&self, old: &str, new_key: &str, new_name: &str) -> Result<(), ErrorCode> {
+        let mut inner = self.lock();
+        if old != new_key && inner.sessions.users.contains_key(new_key) {
+            return Err(ErrorCode::UsernameTaken);
+        }
+        let mut user = inner
+            .sessions
+            .users
+            .remove(old)
+            .ok_or(ErrorCode::Internal)?;
+        user.username = new_name.to_owned();
+        inner
+            .sessions
+            .by_token
+            .insert(user.token.clone(), new_key.to_owned());
+        if user.sid.is_some() {
+            for room in user.rooms.keys() {
+                inner.rooms.drop_live(room, old);
+                inner.rooms.enter(room, new_key);
+            }
+        }
+        self.persist(SessionOp::Put(user.record()));
+        inner.sessions.users.insert(new_key.to_owned(), user);
+        Ok(())
     }
 
     /// The live socket holding `key`'s session here, if any.

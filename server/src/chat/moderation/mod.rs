@@ -120,7 +120,7 @@ pub(super) fn authorize(
     target: Option<&Person>,
     doing: &str,
 ) -> Result<(), ChatError> {
-    let me = &ctx.admission;
+    let me = ctx.me();
     let mine = p.rank(&me.key, me.account, room);
     if mine < need {
         return Err(forbidden(event, rank_name(need), room, doing));
@@ -229,12 +229,12 @@ impl ChatService {
         reason: Option<&str>,
         until: Option<u64>,
     ) {
-        tracing::info!(by = %ctx.admission.username, action, room, user, "moderation");
+        tracing::info!(by = %ctx.username(), action, room, user, "moderation");
         let mut ev = admin_event(AdminEventType::Moderation);
         ev.action = Some(action.to_owned());
         ev.room = room.map(str::to_owned);
         ev.user = user.map(str::to_owned);
-        ev.by = Some(ctx.admission.username.clone());
+        ev.by = Some(ctx.username().clone());
         ev.reason = reason.map(str::to_owned);
         ev.until = until;
         self.admin.send(ev);
@@ -431,7 +431,7 @@ impl ChatService {
         room: Option<&str>,
     ) -> Result<(), ChatError> {
         let p = self.moderation.cached();
-        match p.mute(room, &ctx.admission.key, crate::clock::now_ms()) {
+        match p.mute(room, &ctx.key(), crate::clock::now_ms()) {
             Some((s, in_room)) => Err(sanctioned(
                 ErrorCode::Muted,
                 event,
@@ -455,7 +455,7 @@ impl ChatService {
         ctx: &SocketCtx,
         room: &str,
     ) -> Result<(), ChatError> {
-        let me = &ctx.admission;
+        let me = ctx.me();
         if self.state.is_member(&me.key, room) {
             return Ok(());
         }
@@ -477,7 +477,7 @@ impl ChatService {
     /// After a join: the invite it used is spent, a removal mark is
     /// cleared, and the account that created the room owns it.
     pub(super) async fn joined(&self, p: &Policy, ctx: &SocketCtx, room: &str, created: bool) {
-        let me = &ctx.admission;
+        let me = ctx.me();
         let scope = room_scope(room);
         let mut changes = Vec::new();
         if let Some(r) = p.room(room) {
@@ -516,7 +516,7 @@ impl ChatService {
         settings: bool,
     ) -> Vec<chat_shared::RoomCount> {
         let p = self.moderation.cached();
-        let me = &ctx.admission;
+        let me = ctx.me();
         let staff = p.role(&me.key, me.account).is_staff();
         rooms
             .into_iter()
@@ -577,6 +577,7 @@ impl ChatService {
             ClientEvent::UserRole(r) => self.user_role(ctx, r).await,
             ClientEvent::UserBlock(r) => self.block(ctx, names::USER_BLOCK, r, true).await,
             ClientEvent::UserUnblock(r) => self.block(ctx, names::USER_UNBLOCK, r, false).await,
+            ClientEvent::UserRename(r) => self.rename(ctx, r).await,
             other => Err(ChatError::new(
                 ErrorCode::UnknownEvent,
                 format!("{} is not supported by this server yet", other.name()),
@@ -589,7 +590,7 @@ impl ChatService {
         let event = names::ROOM_INFO;
         let room = self.room(event, raw)?;
         let p = self.policy(event).await?;
-        let me = &ctx.admission;
+        let me = ctx.me();
         let rp = p.room(&room).cloned().unwrap_or_default();
         let member = self.state.is_member(&me.key, &room);
         let staff = p.role(&me.key, me.account).is_staff();
@@ -700,7 +701,7 @@ impl ChatService {
         let held = Held {
             user: target.username.clone(),
             role: None,
-            by: Some(ctx.admission.username.clone()),
+            by: Some(ctx.username().clone()),
         };
         self.setting(
             event,
@@ -736,7 +737,7 @@ impl ChatService {
         let room = self.room(event, &r.room)?;
         let p = self.policy(event).await?;
         let target = self.person(event, &r.user).await?;
-        if target.key == ctx.admission.key {
+        if target.key == ctx.key() {
             return Err(ChatError::new(
                 ErrorCode::Forbidden,
                 format!("you cannot {} yourself", kind.as_str()),
@@ -764,7 +765,7 @@ impl ChatService {
         if kind != RoomEventKind::Kick {
             let s = Sanction {
                 user: target.username.clone(),
-                by: ctx.admission.username.clone(),
+                by: ctx.username().clone(),
                 reason: reason.clone(),
                 until,
             };
@@ -881,11 +882,11 @@ impl ChatService {
             )
             .with("user", target.username));
         }
-        let giving_up = target.key == ctx.admission.key && r.role == RoomRole::Member;
+        let giving_up = target.key == ctx.key() && r.role == RoomRole::Member;
         if !giving_up {
             let owned = p.room(&room).is_some_and(|rp| rp.has_owner());
             let need = if owned { 2 } else { 3 };
-            let target_ref = (target.key != ctx.admission.key).then_some(&target);
+            let target_ref = (target.key != ctx.key()).then_some(&target);
             authorize(
                 &p,
                 ctx,
@@ -901,7 +902,7 @@ impl ChatService {
             serde_json::to_string(&Held {
                 user: target.username.clone(),
                 role: Some(r.role),
-                by: Some(ctx.admission.username.clone()),
+                by: Some(ctx.username().clone()),
             })
             .unwrap_or_default()
         });
@@ -933,7 +934,7 @@ impl ChatService {
         let p = self.policy(event).await?;
         let target = self.person(event, &r.user).await?;
         let action = event.trim_start_matches("user:");
-        if target.key == ctx.admission.key {
+        if target.key == ctx.key() {
             return Err(ChatError::new(
                 ErrorCode::Forbidden,
                 format!("you cannot {action} yourself"),
@@ -949,7 +950,7 @@ impl ChatService {
         };
         let sanction = Sanction {
             user: target.username.clone(),
-            by: ctx.admission.username.clone(),
+            by: ctx.username().clone(),
             reason: reason.clone(),
             until,
         };
@@ -1072,7 +1073,7 @@ impl ChatService {
             )
             .with("user", target.username));
         }
-        if target.key != ctx.admission.key && p.account_role(&target.key) == Role::Admin {
+        if target.key != ctx.key() && p.account_role(&target.key) == Role::Admin {
             return Err(forbidden(event, "admin", None, "change an admin's role"));
         }
         let value = (r.role != Role::User).then(|| r.role.as_str().to_owned());
@@ -1092,7 +1093,7 @@ impl ChatService {
         r: UserRequest,
         on: bool,
     ) -> Result<Reply, ChatError> {
-        let me = &ctx.admission;
+        let me = ctx.me();
         let target = if on {
             self.person(event, &r.user).await?
         } else {
@@ -1122,7 +1123,7 @@ impl ChatService {
 }
 
 /// An ack body from any serialisable struct.
-fn body<T: Serialize>(b: &T) -> Result<Reply, ChatError> {
+pub(super) fn body<T: Serialize>(b: &T) -> Result<Reply, ChatError> {
     serde_json::to_value(b)
         .map(Reply::Body)
         .map_err(|e| ChatError::new(ErrorCode::Internal, e.to_string(), "ack"))
