@@ -198,7 +198,20 @@ impl ChatService {
             && let Some(ban) = p.address_ban(&addr.to_string(), now)
             && !matches!(self.store.account(&key).await, Ok(Some(_)))
         {
-            return Err(refusal(ban));
+            // Not this name's ban: its address's, for guests.
+            let mut text = "guests from your address are banned from this server".to_owned();
+            match ban.until {
+                Some(u) => text.push_str(&format!(
+                    " for {} more seconds",
+                    u.saturating_sub(now).div_ceil(1000)
+                )),
+                None => text.push_str(" until it is lifted"),
+            }
+            if let Some(r) = &ban.reason {
+                text.push_str(&format!(" ({r})"));
+            }
+            text.push_str(": log in with an account");
+            return Err(ConnectRefusal::new(ErrorCode::Banned, text));
         }
         Ok(())
     }
