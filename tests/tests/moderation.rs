@@ -563,7 +563,10 @@ async fn a_server_ban_of_a_guest_holds_its_name_and_address() {
         .await
         .err()
         .expect("another guest name from the banned address connected");
-    assert!(m.starts_with("banned:") && m.contains("your address"), "{m}");
+    assert!(
+        m.starts_with("banned:") && m.contains("your address"),
+        "{m}"
+    );
     alice.disconnect().await;
     let _alice = login(&url, "alice").await;
     let bans = ok(moderator.ack("user:bans", json!({})).await);
