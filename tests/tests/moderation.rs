@@ -424,6 +424,25 @@ async fn a_mute_silences_every_kind_of_message() {
     ok(carol
         .ack("global:message", json!({"text": "hello all"}))
         .await);
+
+    // An admin gives server roles over the wire; nobody else does.
+    let no = root
+        .ack("user:role", json!({"user": "carol", "role": "moderator"}))
+        .await;
+    assert_eq!(
+        err_code(&no),
+        "invalid_target",
+        "a guest holds no role: {no}"
+    );
+    let made = ok(root
+        .ack("user:role", json!({"user": "alice", "role": "moderator"}))
+        .await);
+    assert_eq!(made["role"], "moderator");
+    ok(alice.ack("user:bans", json!({})).await);
+    let no = alice
+        .ack("user:role", json!({"user": "alice", "role": "admin"}))
+        .await;
+    assert_eq!((err_code(&no), need(&no)), ("forbidden", "admin"), "{no}");
     server.stop().await.unwrap();
 }
 

@@ -77,6 +77,11 @@ pub enum Command {
     ServerUnmute(String),
     /// `/bans`: every ban and mute in force.
     Bans,
+    /// `/role user user|moderator|admin`: a server role (admins).
+    ServerRole {
+        user: String,
+        role: chat_shared::Role,
+    },
     /// `/block [user]` (no name: list whom I block).
     Block(Option<String>),
     Unblock(String),
@@ -102,7 +107,7 @@ pub struct Sanction {
 
 /// Every command with its usage and what it does, for `/help` and Tab.
 /// [`SECTIONS`] says where each group starts.
-pub const COMMANDS: [(&str, &str, &str); 38] = [
+pub const COMMANDS: [(&str, &str, &str); 39] = [
     ("/join", "/join #room", "join a room and switch to it"),
     (
         "/leave",
@@ -240,6 +245,11 @@ pub const COMMANDS: [(&str, &str, &str); 38] = [
         "/bans",
         "/bans",
         "list the bans and mutes in force (moderators)",
+    ),
+    (
+        "/role",
+        "/role user user|moderator|admin",
+        "give an account a server role (admins)",
     ),
 ];
 
@@ -443,6 +453,19 @@ fn moderation(cmd: &str, args: &str) -> Option<Command> {
         "/serverunban" => named(Command::ServerUnban),
         "/serverunmute" => named(Command::ServerUnmute),
         "/bans" => Command::Bans,
+        "/role" => {
+            let mut words = args.split_whitespace();
+            match (
+                words.next(),
+                words.next().and_then(chat_shared::Role::parse_account_role),
+            ) {
+                (Some(user), Some(role)) => Command::ServerRole {
+                    user: user.trim_start_matches('@').to_owned(),
+                    role,
+                },
+                _ => Command::Usage(usage(cmd)),
+            }
+        }
         "/block" => Command::Block(name_arg(args)),
         "/unblock" => named(Command::Unblock),
         "/showblocked" => Command::ShowBlocked,

@@ -224,7 +224,8 @@ pub(super) fn run_line(state: &mut State, line: &str, fx: &mut Vec<Effect>) {
         | Command::ServerMute(_)
         | Command::ServerUnban(_)
         | Command::ServerUnmute(_)
-        | Command::Bans) => moderation::command(state, cmd, fx),
+        | Command::Bans
+        | Command::ServerRole { .. }) => moderation::command(state, cmd, fx),
     }
 }
 

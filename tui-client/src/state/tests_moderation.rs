@@ -316,6 +316,13 @@ fn room_commands_act_on_the_open_room() {
             "/serverunmute bob",
             ClientEvent::UserUnmute(UserRequest { user: "bob".into() }),
         ),
+        (
+            "/role bob moderator",
+            ClientEvent::UserRole(chat_shared::UserRoleRequest {
+                user: "bob".into(),
+                role: chat_shared::Role::Moderator,
+            }),
+        ),
     ];
     for (line, want) in cases {
         let fx = enter_line(&mut s, line);
@@ -326,6 +333,13 @@ fn room_commands_act_on_the_open_room() {
     // Not on myself, not outside a room, not a bad name: said, not sent.
     assert!(requests(&enter_line(&mut s, "/kick alice")).is_empty());
     assert_eq!(toasts(&s).last().unwrap(), "you cannot kick yourself");
+    assert!(requests(&enter_line(&mut s, "/role bob king")).is_empty());
+    assert!(
+        toasts(&s)
+            .last()
+            .unwrap()
+            .contains("/role user user|moderator|admin")
+    );
     assert!(requests(&enter_line(&mut s, "/ban bob!! x")).is_empty());
     assert!(toasts(&s).last().unwrap().starts_with("invalid_username"));
     let fx = enter_line(&mut s, "/msg bob");
