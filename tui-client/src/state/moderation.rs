@@ -167,11 +167,11 @@ pub(super) fn command(state: &mut State, cmd: Command, fx: &mut Vec<Effect>) {
             server_user(state, "/serverunmute", &user, fx, ClientEvent::UserUnmute)
         }
         Command::Bans => ask_bans(state, fx),
-        Command::ServerRole { user, role } => {
-            if valid_user(state, &user) && connected(state, "/role") {
-                let req = chat_shared::UserRoleRequest { user, role };
-                ask(state, ClientEvent::UserRole(req), fx);
-            }
+        Command::ServerRole { user, role }
+            if valid_user(state, &user) && connected(state, "/role") =>
+        {
+            let req = chat_shared::UserRoleRequest { user, role };
+            ask(state, ClientEvent::UserRole(req), fx);
         }
         _ => {}
     }
