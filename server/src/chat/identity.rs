@@ -187,7 +187,7 @@ impl ChatService {
         })?;
         let now = crate::clock::now_ms();
         let key = chat_shared::username_key(&auth.username);
-        let refusal = |ban: &moderation::policy::Sanction| {
+        let refusal = |ban: &crate::live::policy::Sanction| {
             let err = moderation::sanctioned(ErrorCode::Banned, names::SESSION, ban, None);
             ConnectRefusal::new(ErrorCode::Banned, err.message)
         };

@@ -20,8 +20,8 @@
 //!   `presence:get` across nodes.
 //! - [`rename`]: (v3) a guest's new name, in place.
 //! - [`moderation`]: (v3) roles, room settings, invites, kicks, bans,
-//!   mutes and blocks, and the checks the others make; its [`policy`](moderation::policy)
-//!   is the node's copy of who may do what.
+//!   mutes and blocks, and the checks the others make, on the node's
+//!   copy of who may do what ([`crate::live::policy`]).
 //!
 //! The rules they share, each small enough to test alone:
 //! - [`sequencer`]: keeps each socket's events in arrival order.
@@ -75,7 +75,7 @@ use rate_limit::TokenBucket;
 use refusal::{RETRY_AFTER, rate_limited, store_failed, take_token, unavailable};
 use sequencer::{Sequencer, Turn};
 
-pub use moderation::policy::{Moderation, Policy, ROLES as ROLES_SCOPE};
+pub use crate::live::policy::{Moderation, Policy, ROLES as ROLES_SCOPE};
 
 /// The socket.io room every `/chat` socket joins once it is caught up:
 /// global and broadcast messages go there rather than to the whole

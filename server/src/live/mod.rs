@@ -18,6 +18,10 @@
 //!   they happened ([`SessionOp`] and [`write_sessions`], their consumer);
 //! - [`order`]: the delivery order ([`DeliveryOrder`]); what must run
 //!   under it takes its guard, [`Numbering`] or [`Delivering`].
+//! - [`policy`]: (v3) the node's copy of who may do what (roles, room
+//!   settings, bans, mutes, invites, blocks), beside the state rather than
+//!   in its lock: the store's moderation settings, read again when they
+//!   change.
 //!
 //! Membership here is by user, not by socket: a user in their recovery
 //! window keeps their rooms (for the restore) but is not counted as a live
@@ -30,6 +34,7 @@ mod admission;
 mod expiry;
 mod log;
 mod order;
+pub mod policy;
 mod rooms;
 mod sessions;
 mod writer;

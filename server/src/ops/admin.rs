@@ -19,7 +19,11 @@ use crate::live::ChatState;
 use crate::ops::metrics::Metrics;
 
 /// Registers `/admin` on `io`.
-pub fn register(io: &SocketIo, state: Arc<ChatState>, moderation: Arc<crate::chat::Moderation>) {
+pub fn register(
+    io: &SocketIo,
+    state: Arc<ChatState>,
+    moderation: Arc<crate::live::policy::Moderation>,
+) {
     let mw_state = Arc::clone(&state);
     let chat_io = io.clone();
     io.ns(
@@ -78,7 +82,7 @@ fn connected(
     s: SocketRef,
     io: &SocketIo,
     state: Arc<ChatState>,
-    moderation: &crate::chat::Moderation,
+    moderation: &crate::live::policy::Moderation,
 ) {
     state.admin_joined();
     let policy = moderation.cached();

@@ -9,7 +9,6 @@ use chat_shared::{ClientEvent, RoomRequest, canonical_room, is_valid_username};
 use super::outbox::{Target, send_text};
 use super::{
     ConvId, Effect, NetCommand, Request, State, account, blocking, moderation, rename, search,
-    session,
 };
 use crate::commands::{self, Command};
 
@@ -52,7 +51,7 @@ pub(super) fn submit(state: &mut State, fx: &mut Vec<Effect>) {
     }
     state.stop_typing(fx);
     if state.name_taken() && !line.starts_with('/') {
-        session::rename(state, &line, fx);
+        rename::use_name(state, &line, fx);
         return;
     }
     let lines = line.lines().count();

@@ -62,7 +62,7 @@ pub(super) fn page(state: &mut State, conv: ConvId, result: Result<AckReply, Ack
                     HistoryMessage::Room(m) => (m.id, m.ts, m.from, m.text, m.action),
                     HistoryMessage::Dm(m) => (m.id, m.ts, m.from, m.text, m.action),
                     HistoryMessage::Event(ev) => {
-                        let text = super::room_events::line(
+                        let text = super::event_lines::line(
                             state,
                             &ev.room,
                             &ev,

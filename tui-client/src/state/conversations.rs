@@ -135,7 +135,7 @@ pub struct Conversation {
     pub backlog: Backlog,
     /// (v3) Rooms: the topic, private, roles, and whether I was put out
     /// (see [`super::moderation`]).
-    pub room: super::moderation::RoomState,
+    pub room: super::room_state::RoomState,
     /// `/showblocked`: the lines of blocked users are shown here.
     pub show_blocked: bool,
     /// The ids held, each with the epochs and contents it was seen with, so
@@ -619,7 +619,7 @@ pub(super) fn joined(state: &mut State, j: JoinAck, switch: bool, fx: &mut Vec<E
         };
         receive(state, id.clone(), incoming, fx);
     }
-    super::moderation::learn_room(state, &room_name, fx);
+    super::room_state::learn_room(state, &room_name, fx);
     if switch {
         state.switch_to(id, fx);
     }

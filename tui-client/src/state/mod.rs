@@ -43,6 +43,7 @@ pub mod backlog;
 pub mod blocking;
 pub mod conversations;
 pub mod editor;
+pub mod event_lines;
 pub mod moderation;
 pub mod notify;
 pub mod outbox;
@@ -50,6 +51,7 @@ pub mod presence;
 pub mod refusals;
 pub mod rename;
 pub mod room_events;
+pub mod room_state;
 pub mod search;
 pub mod session;
 pub mod typing;
@@ -66,8 +68,8 @@ pub use self::actions::Confirm;
 pub use self::conversations::{
     Backlog, ConvId, Conversation, Delivery, Entry, EntryKind, mentions,
 };
-pub use self::moderation::{Removal, Removed, RoomState, role_mark};
 pub use self::notify::NotifySettings;
+pub use self::room_state::{Removal, Removed, RoomState, role_mark};
 pub use self::search::Search;
 pub use self::session::Conn;
 pub use self::typing::{TYPING_RESEND, TYPING_TTL};

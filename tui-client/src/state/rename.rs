@@ -8,14 +8,14 @@
 use chat_shared::{ClientEvent, RenameRequest, Role, is_valid_username, username_key};
 
 use super::outbox::Target;
-use super::{ConvId, Effect, Request, State, session};
+use super::{Conn, ConvId, Effect, Request, State};
 use crate::msg::NetCommand;
 
 /// `/nick name`.
 pub(super) fn nick(state: &mut State, name: &str, fx: &mut Vec<Effect>) {
     if !(state.session.had_session && state.session.live) {
         // Not connected (a taken name, a refusal): the next attempts use it.
-        session::rename(state, name, fx);
+        use_name(state, name, fx);
         return;
     }
     let name = name.trim().trim_start_matches('@');
@@ -132,4 +132,23 @@ fn rename_everywhere(state: &mut State, from: &str, to: &str, lines: bool, fx: &
     for conv in told {
         state.system(&conv, line.clone());
     }
+}
+
+/// Tries `name` instead of the taken username.
+pub(super) fn use_name(state: &mut State, name: &str, fx: &mut Vec<Effect>) {
+    let name = name.trim().trim_start_matches('@');
+    if !is_valid_username(name) {
+        state.toast(format!(
+            "invalid_username: {name:?} is not a username (1-32 of A-Z a-z 0-9 _ . -)"
+        ));
+        return;
+    }
+    if state.session.had_session && state.session.live {
+        state.toast("you are connected: a new name needs a new connection (restart with --user)");
+        return;
+    }
+    state.me = name.to_owned();
+    state.session.name_taken = false;
+    state.conn = Conn::Connecting { attempt: 1 };
+    fx.push(Effect::Net(NetCommand::Rename(name.to_owned())));
 }

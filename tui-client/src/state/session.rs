@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use chat_shared::{
     AckError, ChatError, ClientEvent, ConnectRefusal, ErrorCode, RoomRequest, ServerEvent,
-    SessionInfo, canonical_room, is_valid_username, sanitize_for_display,
+    SessionInfo, canonical_room, sanitize_for_display,
 };
 use tokio::time::Instant;
 
@@ -16,7 +16,7 @@ use super::{
     ConvId, Effect, RECOVERED_SHOWN, Removed, Request, State, account, backlog, blocking,
     moderation, outbox, presence, refusals, room_events, typing,
 };
-use crate::msg::{AckReply, ConnectFailure, NetCommand, NetEvent, ends_session};
+use crate::msg::{AckReply, ConnectFailure, NetEvent, ends_session};
 
 /// The connection as the status bar tells it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -127,25 +127,6 @@ impl State {
     pub fn name_taken(&self) -> bool {
         !self.session.live && self.session.name_taken
     }
-}
-
-/// Tries `name` instead of the taken username.
-pub(super) fn rename(state: &mut State, name: &str, fx: &mut Vec<Effect>) {
-    let name = name.trim().trim_start_matches('@');
-    if !is_valid_username(name) {
-        state.toast(format!(
-            "invalid_username: {name:?} is not a username (1-32 of A-Z a-z 0-9 _ . -)"
-        ));
-        return;
-    }
-    if state.session.had_session && state.session.live {
-        state.toast("you are connected: a new name needs a new connection (restart with --user)");
-        return;
-    }
-    state.me = name.to_owned();
-    state.session.name_taken = false;
-    state.conn = Conn::Connecting { attempt: 1 };
-    fx.push(Effect::Net(NetCommand::Rename(name.to_owned())));
 }
 
 pub(super) fn net_event(state: &mut State, ev: NetEvent, fx: &mut Vec<Effect>) {
@@ -268,7 +249,7 @@ fn session(state: &mut State, s: SessionInfo, fx: &mut Vec<Effect>) {
             // show what was said there lately, and who holds which role.
             if new && !s.recovered {
                 backlog::fetch_older_of(state, conv, fx);
-                moderation::learn_room(state, &room, fx);
+                super::room_state::learn_room(state, &room, fx);
             }
         }
     }

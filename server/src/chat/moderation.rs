@@ -11,11 +11,10 @@
 //! takes that user's sockets out of the room as it delivers it
 //! ([`ChatService::after_note`]), so the target hears why before it goes.
 
-pub mod policy;
-
 use std::collections::BTreeMap;
 
 use super::*;
+use crate::live::policy::{self, Held, Policy, ROLES, SERVER, Sanction, blocks_scope, room_scope};
 use crate::store::RoomNote;
 use chat_shared::{
     BansAck, BlockAck, Role, RoomEventKind, RoomInfoAck, RoomInvited, RoomMemberInfo, RoomRole,
@@ -23,7 +22,6 @@ use chat_shared::{
     RoomUserAck, RoomUserRequest, UserRequest, UserRoleAck, UserRoleRequest, UserSanctionRequest,
     need_above, rank_name, username_key,
 };
-use policy::{Held, Policy, ROLES, SERVER, Sanction, blocks_scope, room_scope};
 
 /// The most characters of a topic.
 pub const TOPIC_MAX: usize = 200;
