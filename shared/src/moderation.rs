@@ -192,6 +192,27 @@ pub struct RoomEvent {
     pub replayed: Option<bool>,
 }
 
+impl RoomEvent {
+    /// An event of `kind` with nothing else said yet: the server fills in
+    /// its id, time, room and author when it numbers it.
+    pub fn new(kind: RoomEventKind) -> RoomEvent {
+        RoomEvent {
+            id: String::new(),
+            ts: 0,
+            room: String::new(),
+            kind,
+            by: String::new(),
+            user: None,
+            reason: None,
+            until: None,
+            topic: None,
+            private: None,
+            role: None,
+            replayed: None,
+        }
+    }
+}
+
 /// `room:invited`: an invite to a room reached this user.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RoomInvited {

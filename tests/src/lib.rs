@@ -11,6 +11,7 @@ pub mod http;
 pub mod js;
 pub mod raw;
 pub mod server_process;
+pub mod tmux;
 pub mod tui;
 
 use std::collections::VecDeque;

@@ -99,6 +99,12 @@ impl ServerProcess {
 }
 
 impl ServerProcess {
+    /// SIGKILL, and waits until the process is gone: a crash, for what
+    /// must survive one.
+    pub async fn kill(mut self) {
+        let _ = self.child.kill().await;
+    }
+
     /// Sends `signal` (a `kill` name such as `HUP`) to the process.
     pub fn signal(&self, signal: &str) {
         let pid = self.child.id().expect("pid").to_string();

@@ -8,6 +8,7 @@
 use std::process::Stdio;
 use std::time::Duration;
 
+use chat_e2e::server_process::ServerProcess;
 use chat_e2e::{Proxy, TestClient, TestServer, err_code, ok, workspace_binary};
 use serde_json::{Value, json};
 
@@ -619,29 +620,18 @@ fn role_command(dir: &std::path::Path, name: &str, role: &str) -> String {
 #[cfg(unix)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn roles_and_bans_apply_while_running_and_survive_a_sigkill() {
-    use std::process::Command;
-    let bin = workspace_binary("chat-server", "chat-server");
     let dir = tempfile::tempdir().unwrap();
-    let start = |port: u16| {
-        Command::new(&bin)
-            .args(["--bind", &format!("127.0.0.1:{port}"), "--rate", "0"])
-            .arg("--data-dir")
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn chat-server")
+    let data = dir.path().to_str().expect("a UTF-8 temp path").to_owned();
+    let start = || {
+        ServerProcess::start(
+            &["--bind", "127.0.0.1:0", "--rate", "0", "--data-dir", &data],
+            &[],
+        )
     };
-    let port = free_port();
-    let mut child = start(port);
-    let url = format!("http://127.0.0.1:{port}");
+    let mut server = start();
+    let url = format!("http://{}", server.addr().await);
     let register = json!({"username": "boss", "password": PASSWORD, "register": true});
-    let boss = loop {
-        match TestClient::connect(&url, register.clone()).await {
-            Ok(c) => break c,
-            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    };
+    let boss = TestClient::connect(&url, register).await.unwrap();
     let carol = TestClient::chat(&url, "carol").await;
     let no = boss.ack("user:bans", json!({})).await;
     assert_eq!(err_code(&no), "forbidden");
@@ -663,19 +653,12 @@ async fn roles_and_bans_apply_while_running_and_survive_a_sigkill() {
         .ack("user:ban", json!({"user": "carol", "reason": "gone"}))
         .await);
     drop(carol);
-    child.kill().expect("SIGKILL");
-    let _ = child.wait();
+    server.kill().await;
 
-    let port = free_port();
-    let mut child = start(port);
-    let url = format!("http://127.0.0.1:{port}");
+    let mut server = start();
+    let url = format!("http://{}", server.addr().await);
     let relogin = json!({"username": "boss", "password": PASSWORD});
-    let boss = loop {
-        match TestClient::connect(&url, relogin.clone()).await {
-            Ok(c) => break c,
-            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    };
+    let boss = TestClient::connect(&url, relogin).await.unwrap();
     assert_eq!(boss.session.as_ref().unwrap()["role"], "moderator");
     let m = TestClient::connect(&url, json!({"username": "carol"}))
         .await
@@ -685,15 +668,7 @@ async fn roles_and_bans_apply_while_running_and_survive_a_sigkill() {
     let joined = ok(boss.ack("room:join", json!({"room": "#kept"})).await);
     assert_eq!(joined["topic"], "still here");
     assert_eq!(joined["role"], "owner");
-    let _ = child.kill();
-    let _ = child.wait();
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    server.kill().await;
 }
 
 /// (v3) A guest renames itself in place: everyone hears it, its rooms and

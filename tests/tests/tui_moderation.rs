@@ -9,102 +9,9 @@
 //! a message, when tmux is not installed (CI fails instead).
 
 use std::path::PathBuf;
-use std::process::Command;
-use std::time::Duration;
 
-use chat_e2e::{TestServer, WAIT};
-
-/// How long a screen may take to show something: generous, for a slow
-/// machine running two terminals, a server and the test at once.
-const SCREEN_WAIT: Duration = Duration::from_secs(3 * WAIT.as_secs());
-
-/// The tmux server of this test only (`tmux -L name`), killed on drop.
-struct Tmux {
-    socket: String,
-}
-
-impl Tmux {
-    fn run(&self, args: &[&str]) -> String {
-        let out = Command::new("tmux")
-            .arg("-L")
-            .arg(&self.socket)
-            .args(args)
-            .output()
-            .expect("run tmux");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn capture(&self, target: &str) -> String {
-        self.run(&["capture-pane", "-p", "-t", target])
-    }
-
-    fn keys(&self, target: &str, keys: &[&str]) {
-        let mut args = vec!["send-keys", "-t", target];
-        args.extend_from_slice(keys);
-        self.run(&args);
-    }
-
-    /// Types `text` literally, then Enter.
-    fn line(&self, target: &str, text: &str) {
-        self.run(&["send-keys", "-t", target, "-l", text]);
-        self.keys(target, &["Enter"]);
-    }
-
-    /// Waits until `target`'s screen shows `needle`.
-    async fn wait_for(&self, target: &str, needle: &str) {
-        self.wait_until(target, &format!("{needle:?}"), |screen| {
-            screen.contains(needle)
-        })
-        .await;
-    }
-
-    /// Waits until some line of `target`'s screen holds every one of
-    /// `parts`, in order (a time of day in between, say).
-    async fn wait_for_line(&self, target: &str, parts: &[&str]) {
-        self.wait_until(target, &format!("a line with {parts:?}"), |screen| {
-            screen.lines().any(|l| in_order(l, parts))
-        })
-        .await;
-    }
-
-    /// Waits until `ok` holds for `target`'s screen; fails with what the
-    /// screen shows after [`SCREEN_WAIT`].
-    async fn wait_until(&self, target: &str, what: &str, ok: impl Fn(&str) -> bool) {
-        let deadline = tokio::time::Instant::now() + SCREEN_WAIT;
-        loop {
-            let screen = self.capture(target);
-            if ok(&screen) {
-                return;
-            }
-            if tokio::time::Instant::now() >= deadline {
-                panic!("{target}'s screen never showed {what}; it shows:\n{screen}");
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = Command::new("tmux")
-            .arg("-L")
-            .arg(&self.socket)
-            .arg("kill-server")
-            .output();
-    }
-}
-
-/// Whether `line` holds each of `parts`, one after the other.
-fn in_order(line: &str, parts: &[&str]) -> bool {
-    let mut rest = line;
-    for part in parts {
-        match rest.find(part) {
-            Some(i) => rest = &rest[i + part.len()..],
-            None => return false,
-        }
-    }
-    true
-}
+use chat_e2e::TestServer;
+use chat_e2e::tmux::Tmux;
 
 fn chat_tui_binary() -> PathBuf {
     chat_e2e::workspace_binary("chat-tui", "chat-tui")
@@ -121,9 +28,7 @@ async fn an_owner_sets_the_topic_kicks_and_bans_a_guest_in_tmux() {
     }
     let bin = chat_tui_binary();
     let server = TestServer::start(TestServer::config()).await;
-    let tmux = Tmux {
-        socket: format!("chat-tui-moderation-{}", std::process::id()),
-    };
+    let tmux = Tmux::new("moderation");
     // Each client reads its own configuration file (none from the home
     // directory) naming only what this test needs.
     let dir = tempfile::tempdir().expect("temp dir");

@@ -6,74 +6,10 @@
 //! when tmux is not installed.
 
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
+use chat_e2e::tmux::Tmux;
 use chat_e2e::{TestServer, WAIT};
-
-/// The tmux server of this test only (`tmux -L name`), killed on drop.
-struct Tmux {
-    socket: String,
-}
-
-impl Tmux {
-    fn run(&self, args: &[&str]) -> String {
-        let out = Command::new("tmux")
-            .arg("-L")
-            .arg(&self.socket)
-            .args(args)
-            .output()
-            .expect("run tmux");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// tmux's bell flag of `target`'s window: "1" once it rang.
-    fn bell_flag(&self, target: &str) -> String {
-        self.run(&["display-message", "-p", "-t", target, "#{window_bell_flag}"])
-            .trim()
-            .to_owned()
-    }
-
-    fn capture(&self, target: &str) -> String {
-        self.run(&["capture-pane", "-p", "-t", target])
-    }
-
-    fn keys(&self, target: &str, keys: &[&str]) {
-        let mut args = vec!["send-keys", "-t", target];
-        args.extend_from_slice(keys);
-        self.run(&args);
-    }
-
-    /// Types `text` literally, then Enter.
-    fn line(&self, target: &str, text: &str) {
-        self.run(&["send-keys", "-t", target, "-l", text]);
-        self.keys(target, &["Enter"]);
-    }
-
-    async fn wait_for(&self, target: &str, needle: &str) {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            let screen = self.capture(target);
-            if screen.contains(needle) {
-                return;
-            }
-            if tokio::time::Instant::now() >= deadline {
-                panic!("{target}'s screen never showed {needle:?}; it shows:\n{screen}");
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = Command::new("tmux")
-            .arg("-L")
-            .arg(&self.socket)
-            .arg("kill-server")
-            .output();
-    }
-}
 
 fn chat_tui_binary() -> PathBuf {
     chat_e2e::workspace_binary("chat-tui", "chat-tui")
@@ -86,9 +22,7 @@ async fn two_users_chat_in_tmux() {
     }
     let bin = chat_tui_binary();
     let server = TestServer::start(TestServer::config()).await;
-    let tmux = Tmux {
-        socket: format!("chat-tui-test-{}", std::process::id()),
-    };
+    let tmux = Tmux::new("test");
     let dir = tempfile::tempdir().expect("temp dir");
     let alice_conf = dir.path().join("alice.toml");
     std::fs::write(

@@ -112,9 +112,9 @@ impl ChatService {
         ctx: &SocketCtx,
         event: &'static str,
         room: &str,
-        note: &crate::store::RoomNote,
+        note: &chat_shared::RoomEvent,
     ) -> Result<Arc<MessageRecord>, ChatError> {
-        let text = serde_json::to_string(note).unwrap_or_default();
+        let text = MessageRecord::note_text(note);
         let draft = Draft {
             text: &text,
             dest: Destination::Room(room.to_owned()),

@@ -15,7 +15,6 @@ use std::collections::BTreeMap;
 
 use super::*;
 use crate::live::policy::{self, Held, Policy, ROLES, SERVER, Sanction, blocks_scope, room_scope};
-use crate::store::RoomNote;
 use chat_shared::{
     BansAck, BlockAck, Role, RoomEventKind, RoomInfoAck, RoomInvited, RoomMemberInfo, RoomRole,
     RoomRoleAck, RoomRoleRequest, RoomSanctionRequest, RoomSettingsAck, RoomSettingsRequest,
@@ -300,9 +299,9 @@ impl ChatService {
         ctx: &SocketCtx,
         event: &'static str,
         room: &str,
-        note: RoomNote,
+        note: chat_shared::RoomEvent,
     ) -> Result<Arc<MessageRecord>, ChatError> {
-        let action = note.kind.map(|k| k.as_str()).unwrap_or_default();
+        let action = note.kind.as_str();
         self.moderation_event(
             ctx,
             action,
@@ -322,7 +321,7 @@ impl ChatService {
         let (Some(note), Destination::Room(room)) = (msg.room_note(), &msg.dest) else {
             return;
         };
-        let (Some(kind), Some(user)) = (note.kind, note.user.as_deref()) else {
+        let (kind, Some(user)) = (note.kind, note.user.as_deref()) else {
             return;
         };
         let key = username_key(user);
@@ -658,10 +657,9 @@ impl ChatService {
         {
             self.setting(event, &scope, "topic", (!t.is_empty()).then(|| t.clone()))
                 .await?;
-            let note = RoomNote {
-                kind: Some(RoomEventKind::Topic),
+            let note = chat_shared::RoomEvent {
                 topic: Some(t),
-                ..Default::default()
+                ..chat_shared::RoomEvent::new(RoomEventKind::Topic)
             };
             self.post(ctx, event, &room, note).await?;
         }
@@ -670,10 +668,9 @@ impl ChatService {
         {
             self.setting(event, &scope, "private", private.then(|| "1".to_owned()))
                 .await?;
-            let note = RoomNote {
-                kind: Some(RoomEventKind::Private),
+            let note = chat_shared::RoomEvent {
                 private: Some(private),
-                ..Default::default()
+                ..chat_shared::RoomEvent::new(RoomEventKind::Private)
             };
             self.post(ctx, event, &room, note).await?;
         }
@@ -708,10 +705,9 @@ impl ChatService {
             serde_json::to_string(&held).ok(),
         )
         .await?;
-        let note = RoomNote {
-            kind: Some(RoomEventKind::Invite),
+        let note = chat_shared::RoomEvent {
             user: Some(target.username.clone()),
-            ..Default::default()
+            ..chat_shared::RoomEvent::new(RoomEventKind::Invite)
         };
         self.post(ctx, event, &room, note).await?;
         body(&RoomUserAck {
@@ -775,12 +771,11 @@ impl ChatService {
             )
             .await?;
         }
-        let note = RoomNote {
-            kind: Some(kind),
+        let note = chat_shared::RoomEvent {
             user: Some(target.username.clone()),
             reason,
             until,
-            ..Default::default()
+            ..chat_shared::RoomEvent::new(kind)
         };
         let msg = self.post(ctx, event, &room, note).await?;
         if kind.removes() && member {
@@ -851,10 +846,9 @@ impl ChatService {
             None,
         )
         .await?;
-        let note = RoomNote {
-            kind: Some(kind),
+        let note = chat_shared::RoomEvent {
             user: Some(target.username),
-            ..Default::default()
+            ..chat_shared::RoomEvent::new(kind)
         };
         self.post(ctx, event, &room, note).await?;
         Ok(Reply::Empty)
@@ -907,11 +901,10 @@ impl ChatService {
         if p.room_role(&room, &target.key) != r.role {
             self.setting(event, &room_scope(&room), &field, value)
                 .await?;
-            let note = RoomNote {
-                kind: Some(RoomEventKind::Role),
+            let note = chat_shared::RoomEvent {
                 user: Some(target.username.clone()),
                 role: Some(r.role),
-                ..Default::default()
+                ..chat_shared::RoomEvent::new(RoomEventKind::Role)
             };
             self.post(ctx, event, &room, note).await?;
         }

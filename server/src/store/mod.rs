@@ -90,38 +90,43 @@ pub struct MessageRecord {
     /// An IRC-style `/me` line.
     pub action: bool,
     /// (v3) A room event rather than a message: `from` is who acted,
-    /// `dest` its room, and `text` the event's other fields as a JSON
-    /// object ([`RoomNote`]). Delivered as `room:event`, replayed like a
-    /// message, left out of `history`.
+    /// `dest` its room, and `text` the rest of the event as a JSON object
+    /// ([`MessageRecord::note_text`]; the id, time, room and author are
+    /// this record's). Delivered as `room:event`, replayed like a
+    /// message, left out of `history` unless asked for.
     pub note: bool,
 }
 
-/// (v3) The fields of a room event that a [`MessageRecord`] with `note`
-/// keeps in its `text`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct RoomNote {
-    pub kind: Option<chat_shared::RoomEventKind>,
-    #[serde(default)]
-    pub user: Option<String>,
-    #[serde(default)]
-    pub reason: Option<String>,
-    #[serde(default)]
-    pub until: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub topic: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub private: Option<bool>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub role: Option<chat_shared::RoomRole>,
-}
-
 impl MessageRecord {
-    /// A room event's fields, when this is one (and reads).
-    pub fn room_note(&self) -> Option<RoomNote> {
+    /// What a room event keeps in `text`: its fields but the id, time,
+    /// room and author, which the record holds.
+    pub fn note_text(ev: &chat_shared::RoomEvent) -> String {
+        let mut v = serde_json::to_value(ev).unwrap_or_default();
+        if let Some(o) = v.as_object_mut() {
+            for k in ["id", "ts", "room", "by", "replayed"] {
+                o.remove(k);
+            }
+        }
+        v.to_string()
+    }
+
+    /// The room event, when this is one (and it reads), with this
+    /// record's id, time, room and author.
+    pub fn room_note(&self) -> Option<chat_shared::RoomEvent> {
         if !self.note {
             return None;
         }
-        serde_json::from_str(&self.text).ok()
+        let mut fields: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(&self.text).ok()?;
+        let room = match &self.dest {
+            Destination::Room(room) => room.as_str(),
+            _ => "",
+        };
+        fields.insert("id".into(), self.id.to_string().into());
+        fields.insert("ts".into(), self.ts.into());
+        fields.insert("room".into(), room.into());
+        fields.insert("by".into(), self.from.clone().into());
+        serde_json::from_value(serde_json::Value::Object(fields)).ok()
     }
 
     /// The event name it is delivered under.
@@ -196,33 +201,12 @@ impl MessageRecord {
     /// A room event's wire payload: `{id, ts, room, kind, by, user,
     /// reason, until, …}`.
     fn serialize_note<S: Serializer>(&self, s: S, replayed: bool) -> Result<S::Ok, S::Error> {
-        let note = self.room_note().unwrap_or_default();
-        let room = match &self.dest {
-            Destination::Room(r) => r.as_str(),
-            _ => "",
-        };
-        let mut st = s.serialize_struct("RoomEvent", 12)?;
-        st.serialize_field("id", &self.id.to_string())?;
-        st.serialize_field("ts", &self.ts)?;
-        st.serialize_field("room", room)?;
-        st.serialize_field("kind", &note.kind)?;
-        st.serialize_field("by", &self.from)?;
-        st.serialize_field("user", &note.user)?;
-        st.serialize_field("reason", &note.reason)?;
-        st.serialize_field("until", &note.until)?;
-        if let Some(topic) = &note.topic {
-            st.serialize_field("topic", topic)?;
-        }
-        if let Some(private) = note.private {
-            st.serialize_field("private", &private)?;
-        }
-        if let Some(role) = note.role {
-            st.serialize_field("role", &role)?;
-        }
-        if replayed {
-            st.serialize_field("replayed", &true)?;
-        }
-        st.end()
+        use serde::ser::Error;
+        let mut ev = self
+            .room_note()
+            .ok_or_else(|| S::Error::custom("a stored room event that does not read"))?;
+        ev.replayed = replayed.then_some(true);
+        serde::Serialize::serialize(&ev, s)
     }
 }
 

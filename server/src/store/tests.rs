@@ -154,7 +154,12 @@ async fn room_events_are_replayed_and_kept_out_of_history(b: Backend) {
     store.startup().await.unwrap();
     let mut event = (*room(2, "alice", "#ops")).clone();
     event.note = true;
-    event.text = r#"{"kind":"kick","user":"bob","reason":"spam","until":null}"#.into();
+    let kick = chat_shared::RoomEvent {
+        user: Some("bob".into()),
+        reason: Some("spam".into()),
+        ..chat_shared::RoomEvent::new(chat_shared::RoomEventKind::Kick)
+    };
+    event.text = MessageRecord::note_text(&kick);
     append_all(
         &store,
         [
@@ -173,6 +178,7 @@ async fn room_events_are_replayed_and_kept_out_of_history(b: Backend) {
     assert_eq!(ids, vec![1, 2, 3]);
     assert!(replay[1].note && !replay[0].note);
     let note = replay[1].room_note().unwrap();
+    assert_eq!((note.id.as_str(), note.room.as_str()), ("2", "#ops"));
     assert_eq!(note.user.as_deref(), Some("bob"));
     assert_eq!(note.reason.as_deref(), Some("spam"));
 }
