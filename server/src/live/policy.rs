@@ -127,6 +127,9 @@ pub struct Policy {
     /// Client address → a guest ban from that address.
     pub address_bans: BTreeMap<String, Sanction>,
     blocks: HashMap<String, BTreeMap<String, String>>,
+    /// Key → the rooms it holds an invite to (what a new holder of a guest
+    /// name must not inherit, found without a walk of every room).
+    invited: HashMap<String, std::collections::BTreeSet<String>>,
 }
 
 impl Policy {
@@ -176,7 +179,19 @@ impl Policy {
                 "topic" => r.topic = value.unwrap_or_default().to_owned(),
                 "private" => r.private = value == Some("1"),
                 "role" => put(&mut r.roles, key, value.and_then(|v| json(scope, v))),
-                "invite" => put(&mut r.invites, key, value.and_then(|v| json(scope, v))),
+                "invite" => {
+                    let held: Option<Held> = value.and_then(|v| json(scope, v));
+                    let rooms = self.invited.entry(key.to_owned()).or_default();
+                    if held.is_some() {
+                        rooms.insert(room.to_owned());
+                    } else {
+                        rooms.remove(room);
+                    }
+                    if rooms.is_empty() {
+                        self.invited.remove(key);
+                    }
+                    put(&mut r.invites, key, held)
+                }
                 "ban" => put(&mut r.bans, key, value.and_then(|v| json(scope, v))),
                 "mute" => put(&mut r.mutes, key, value.and_then(|v| json(scope, v))),
                 "removed" => put(&mut r.removed, key, value.and_then(|v| v.parse().ok())),
@@ -347,11 +362,10 @@ impl Policy {
     /// The rooms with a setting that names `key` as an invitee, for a
     /// guest whose session ended.
     pub fn invites_of(&self, key: &str) -> Vec<String> {
-        self.rooms
-            .iter()
-            .filter(|(_, r)| r.invites.contains_key(key))
-            .map(|(room, _)| room.clone())
-            .collect()
+        self.invited
+            .get(key)
+            .map(|rooms| rooms.iter().cloned().collect())
+            .unwrap_or_default()
     }
 }
 
@@ -490,6 +504,20 @@ mod tests {
         assert!(p.may_enter("#ops", "carol", true));
         assert!(p.may_enter("#open", "frank", false));
         assert_eq!(p.ended(3000), vec![("room:#ops".into(), "ban:bob".into())]);
+    }
+
+    #[test]
+    fn invites_are_found_by_invitee() {
+        let mut p = Policy::default();
+        let held = r#"{"user":"Gus","by":"alice"}"#;
+        p.apply("room:#a", "invite:gus", Some(held));
+        p.apply("room:#b", "invite:gus", Some(held));
+        assert_eq!(p.invites_of("gus"), vec!["#a".to_owned(), "#b".to_owned()]);
+        assert!(p.may_enter("#a", "gus", false));
+        p.apply("room:#a", "invite:gus", None);
+        assert_eq!(p.invites_of("gus"), vec!["#b".to_owned()]);
+        p.apply("room:#b", "invite:gus", None);
+        assert!(p.invites_of("gus").is_empty());
     }
 
     #[test]
