@@ -983,3 +983,64 @@ async fn moderation_holds_on_every_node() {
         );
     }
 }
+
+/// (v3) A kick given on one node while its target was away from the
+/// other: the target resumes there, learns why from the room event, and
+/// is out of the room (the removal reached that node through Redis).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kick_on_one_node_reaches_a_resume_on_the_other() {
+    let Some(c) = cluster().await else { return };
+    let proxy = Proxy::start(c.a.addr).await;
+    let register = json!({"username": "boss", "password": "correct horse", "register": true});
+    let boss = TestClient::connect(&c.b.url(), register).await.unwrap();
+    ok(boss.ack("room:join", json!({"room": "#ops"})).await);
+    let mut carol = TestClient::chat(&proxy.url(), "carol").await;
+    ok(carol.ack("room:join", json!({"room": "#ops"})).await);
+    let token = carol.token();
+    let before = ok(boss
+        .ack("room:message", json!({"room": "#ops", "text": "before"}))
+        .await);
+    carol.next("room:message").await;
+    eventually("carol's membership reaches node B", || async {
+        let info = ok(boss.ack("room:info", json!({"room": "#ops"})).await);
+        info["members"].to_string().contains("carol").then_some(())
+    })
+    .await;
+    proxy.cut();
+    drop(carol);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    ok(boss
+        .ack(
+            "room:kick",
+            json!({"room": "#ops", "user": "carol", "reason": "away"}),
+        )
+        .await);
+    ok(boss
+        .ack("room:message", json!({"room": "#ops", "text": "after"}))
+        .await);
+    let mut carol = TestClient::connect(
+        &c.a.url(),
+        json!({"username": "carol", "session": token, "offset": before["id"]}),
+    )
+    .await
+    .unwrap();
+    let s = carol.session.clone().unwrap();
+    assert_eq!(
+        (s["recovered"].as_bool(), &s["rooms"]),
+        (Some(true), &json!([])),
+        "{s}"
+    );
+    let ev = carol.next("room:event").await;
+    assert_eq!(
+        (ev["kind"].as_str(), ev["by"].as_str()),
+        (Some("kick"), Some("boss"))
+    );
+    ok(carol.ack("ping", json!({})).await);
+    assert!(
+        !carol
+            .seen()
+            .iter()
+            .any(|(n, v)| n == "room:message" && v["text"] == "after"),
+        "the room after the kick reached carol"
+    );
+}

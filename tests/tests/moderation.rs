@@ -747,3 +747,84 @@ async fn a_guest_renames_in_place_and_resumes_under_the_new_name() {
     assert_eq!(replayed["id"], missed["id"]);
     server.stop().await.unwrap();
 }
+
+/// (v3) Room events are stored like messages: a client that was away when
+/// it was kicked, and comes back after the server restarted, gets the
+/// kick from the store (not this process's memory), and nothing of the
+/// room after it; `history` with `events: true` still lists it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kick_survives_a_restart_for_the_client_that_was_away() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = chat_server::Config {
+        rate: 0.0,
+        ..TestServer::on_disk(dir.path())
+    };
+    let server = TestServer::start(config.clone()).await;
+    let proxy = Proxy::start(server.addr).await;
+    let alice = account(&server.url(), "alice").await;
+    ok(alice.ack("room:join", json!({"room": "#general"})).await);
+    let mut carol = TestClient::chat(&proxy.url(), "carol").await;
+    ok(carol.ack("room:join", json!({"room": "#general"})).await);
+    let token = carol.token();
+    let before = ok(alice
+        .ack(
+            "room:message",
+            json!({"room": "#general", "text": "before"}),
+        )
+        .await);
+    carol.next("room:message").await;
+    proxy.cut();
+    drop(carol);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    ok(alice
+        .ack(
+            "room:kick",
+            json!({"room": "#general", "user": "carol", "reason": "gone quiet"}),
+        )
+        .await);
+    ok(alice
+        .ack("room:message", json!({"room": "#general", "text": "after"}))
+        .await);
+    alice.disconnect().await;
+    server.stop().await.unwrap();
+
+    let server = TestServer::start(config).await;
+    let mut carol = TestClient::connect(
+        &server.url(),
+        json!({"username": "carol", "session": token, "offset": before["id"]}),
+    )
+    .await
+    .unwrap();
+    let s = carol.session.clone().unwrap();
+    assert_eq!(
+        (s["recovered"].as_bool(), &s["rooms"]),
+        (Some(true), &json!([])),
+        "{s}"
+    );
+    let ev = carol.next("room:event").await;
+    assert_eq!(
+        (ev["kind"].as_str(), ev["reason"].as_str()),
+        (Some("kick"), Some("gone quiet"))
+    );
+    assert_eq!(ev["replayed"], true);
+    ok(carol.ack("ping", json!({})).await);
+    assert!(
+        !carol
+            .seen()
+            .iter()
+            .any(|(n, v)| n == "room:message" && v["text"] == "after"),
+        "the room after the kick was replayed"
+    );
+    let alice = login(&server.url(), "alice").await;
+    let page = ok(alice
+        .ack("history", json!({"room": "#general", "events": true}))
+        .await);
+    let kinds: Vec<&str> = page["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["kind"].as_str().unwrap_or("message"))
+        .collect();
+    assert_eq!(kinds, ["message", "kick", "message"], "{page}");
+    server.stop().await.unwrap();
+}
