@@ -982,6 +982,30 @@ async fn moderation_holds_on_every_node() {
             "{url}: {refused:?}"
         );
     }
+
+    // A guest on B banned from A: its name, and guests from its address
+    // (which only B knew), stay out of both nodes.
+    ok(boss
+        .ack("user:ban", json!({"user": "bob", "reason": "spam"}))
+        .await);
+    let err = bob
+        .next_where("chat:error", |e| e["code"] == "banned")
+        .await;
+    assert_eq!(err["context"]["reason"], "spam", "{err}");
+    let tries = std::sync::atomic::AtomicU32::new(0);
+    for url in [c.a.url(), c.b.url()] {
+        eventually("the address ban reaches every node", || async {
+            // A new guest name each try: one let in holds its name.
+            let n = tries.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let refused = TestClient::connect(&url, json!({"username": format!("bob{n}")}))
+                .await
+                .err();
+            refused
+                .is_some_and(|m| m.starts_with("banned:") && m.contains("your address"))
+                .then_some(())
+        })
+        .await;
+    }
 }
 
 /// (v3) A kick given on one node while its target was away from the

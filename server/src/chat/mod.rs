@@ -438,7 +438,7 @@ impl ChatService {
             loop {
                 tick.tick().await;
                 match svc.moderation.refresh().await {
-                    Ok(true) => svc.enforce_bans(),
+                    Ok(true) => svc.enforce_bans().await,
                     Ok(false) => {}
                     Err(e) => tracing::debug!("moderation: {e}"),
                 }
@@ -478,13 +478,9 @@ impl ChatService {
                         svc.presence_here(&scope, p).await;
                     }
                     FeedEvent::Typing(t) => svc.typing_here(&t).await,
-                    FeedEvent::Ended { key, error } => {
-                        // The ban behind it, if any, holds here from now.
-                        let _ = svc.moderation.refresh().await;
-                        svc.end_here(&key, &error);
-                    }
+                    FeedEvent::Ended { key, error } => svc.ended_elsewhere(&key, &error).await,
                     FeedEvent::Settings => match svc.moderation.refresh().await {
-                        Ok(true) => svc.enforce_bans(),
+                        Ok(true) => svc.enforce_bans().await,
                         Ok(false) => {}
                         Err(e) => tracing::debug!("moderation: {e}"),
                     },

@@ -381,8 +381,11 @@ impl ChatService {
 
     /// Ends every session of `key` on every node: each socket gets `err`
     /// and is disconnected.
-    pub(super) async fn end_sessions(&self, key: &str, err: &ChatError) {
-        self.end_here(key, err);
+    pub(super) async fn end_sessions(&self, key: &str, err: &ChatError, ban: Option<&Sanction>) {
+        match ban {
+            Some(ban) => self.end_banned_here(key, ban, err).await,
+            None => self.end_here(key, err),
+        }
         if let Some(cluster) = &self.cluster
             && let Err(e) = cluster.announce_end(key, err).await
         {
@@ -408,13 +411,14 @@ impl ChatService {
 
     /// After the policy changed elsewhere: the live users here that a
     /// server ban now covers are disconnected.
-    pub(super) fn enforce_bans(&self) {
+    pub(super) async fn enforce_bans(&self) {
         let p = self.moderation.cached();
         let now = crate::clock::now_ms();
         for key in self.state.live_keys() {
             if let Some(ban) = p.server_ban(&key, now) {
-                let err = sanctioned(ErrorCode::Banned, names::SESSION, ban, None);
-                self.end_here(&key, &err);
+                let err = sanctioned(ErrorCode::Banned, names::SESSION, ban, None)
+                    .with("by", ban.by.clone());
+                self.end_banned_here(&key, ban, &err).await;
             }
         }
     }
@@ -947,16 +951,10 @@ impl ChatService {
         };
         let value = serde_json::to_string(&sanction).ok();
         if event == names::USER_BAN {
-            self.setting(event, SERVER, &format!("ban:{}", target.key), value.clone())
+            // A guest's address is banned too, by the node that holds its
+            // socket, as it ends it (`end_banned_here`).
+            self.setting(event, SERVER, &format!("ban:{}", target.key), value)
                 .await?;
-            if !target.account {
-                // A guest's name, and connecting as a guest from where it
-                // is connected.
-                for addr in self.addresses_of(&target.key) {
-                    self.setting(event, SERVER, &format!("addr:{addr}"), value.clone())
-                        .await?;
-                }
-            }
         } else if event == names::USER_MUTE {
             self.setting(event, SERVER, &format!("mute:{}", target.key), value)
                 .await?;
@@ -982,9 +980,46 @@ impl ChatService {
                 sanctioned(ErrorCode::Banned, names::SESSION, &sanction, None)
                     .with("by", sanction.by.clone())
             };
-            self.end_sessions(&target.key, &err).await;
+            let ban = (event == names::USER_BAN).then_some(&sanction);
+            self.end_sessions(&target.key, &err, ban).await;
         }
         Ok(Reply::Empty)
+    }
+
+    /// Another node ended the session of `key` (a server kick or ban):
+    /// the policy behind it holds here from now, and the socket here, if
+    /// any, is told and closed (a banned guest's address with it, as
+    /// [`end_banned_here`](Self::end_banned_here) does).
+    pub(super) async fn ended_elsewhere(&self, key: &str, err: &ChatError) {
+        if let Err(e) = self.moderation.refresh().await {
+            tracing::debug!("moderation: {e}");
+        }
+        let policy = self.moderation.cached();
+        match policy.server_ban(key, crate::clock::now_ms()) {
+            Some(ban) if err.code == ErrorCode::Banned => self.end_banned_here(key, ban, err).await,
+            _ => self.end_here(key, err),
+        }
+    }
+
+    /// Ends the session of `key` here for the server ban `ban`. A guest's
+    /// address is banned for guests too, here where it is known: the
+    /// contract bans connecting as a guest from the addresses of its
+    /// sessions.
+    async fn end_banned_here(&self, key: &str, ban: &Sanction, err: &ChatError) {
+        let guest_here = self.state.sid_of(key).is_some() && !self.state.is_account(key);
+        if guest_here {
+            let value = serde_json::to_string(ban).ok();
+            for addr in self.addresses_of(key) {
+                let field = format!("addr:{addr}");
+                if let Err(e) = self
+                    .setting(names::USER_BAN, SERVER, &field, value.clone())
+                    .await
+                {
+                    tracing::warn!("a banned guest's address: {}", e.message);
+                }
+            }
+        }
+        self.end_here(key, err);
     }
 
     /// The client addresses of `key`'s live socket here.
