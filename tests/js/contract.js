@@ -76,6 +76,26 @@ async function main() {
   const ev = await admin.next("admin:event", (e) => e.type === "message");
   assert.equal(ev.text, undefined);
 
+  // (v3) What a stock client sees of moderation: its role, blocks both
+  // ways, a room's info, a refusal naming the role it needs, a rename.
+  assert.deepEqual([session.role, session.blocked], ["guest", []]);
+  ack = await bob.ack("user:block", { user: "alice" + tag });
+  assert.deepEqual(ack, { ok: true, blocked: ["alice" + tag] });
+  let res = await alice.ack("dm:message", { to: "Bob" + tag, text: "hi" });
+  assert.equal(res.error.code, "blocked");
+  assert.deepEqual(await alice.next("chat:error"), res.error);
+  assert.deepEqual((await bob.ack("user:unblock", { user: "alice" + tag })).blocked, []);
+  const info = await bob.ack("room:info", { room: "#general" });
+  assert.deepEqual([info.ok, info.topic, info.private, info.owners], [true, "", false, []]);
+  res = await bob.ack("room:kick", { room: "#general", user: "alice" + tag });
+  assert.deepEqual([res.error.code, res.error.context.need], ["forbidden", "op"]);
+  ack = await bob.ack("user:rename", { username: "Robert" + tag });
+  assert.deepEqual(ack, { ok: true, username: "Robert" + tag });
+  const renamed = await alice.next("presence", (p) => p.event === "rename");
+  assert.deepEqual([renamed.user, renamed.from], ["Robert" + tag, "Bob" + tag]);
+  assert.equal((await bob.ack("user:rename", { username: "Bob" + tag })).ok, true);
+  await alice.next("presence", (p) => p.event === "rename" && p.user === "Bob" + tag);
+
   // Recovery: the transport drops, messages go by, the client resumes.
   const offset = alice.lastId; // the id of the last message received
   alice.io.engine.close();
