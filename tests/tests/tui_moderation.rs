@@ -5,8 +5,10 @@
 //! joins. Ann sets the topic (bob sees the line and the header), kicks bob
 //! with a reason (bob sees why, the room stays marked, a line typed there
 //! is not sent), bob joins again, ann bans him for ten minutes (bob sees
-//! the ban) and bob's next `/join` is refused in plain words. Skipped, with
-//! a message, when tmux is not installed (CI fails instead).
+//! the ban) and bob's next `/join` is refused in plain words. A second
+//! scenario: a guest renames itself with `/nick`, and a block refuses DMs
+//! and folds the blocked one's lines. Skipped, with a message, when tmux
+//! is not installed (CI fails instead).
 
 use std::path::PathBuf;
 
@@ -154,4 +156,86 @@ async fn an_owner_sets_the_topic_kicks_and_bans_a_guest_in_tmux() {
 
     drop(tmux);
     server.stop().await.expect("server stops");
+}
+
+/// A guest renames itself with `/nick` and keeps its room; the other
+/// client follows the new name. Then one blocks the other: the blocked
+/// one's DM is refused in plain words, and its room lines are folded on
+/// the blocker's screen, to be shown on demand.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guest_renames_itself_and_a_block_folds_its_lines_in_tmux() {
+    if !chat_e2e::installed(
+        "tmux",
+        "-V",
+        "a_guest_renames_itself_and_a_block_folds_its_lines_in_tmux",
+    ) {
+        return;
+    }
+    let bin = chat_tui_binary();
+    let server = TestServer::start(TestServer::config()).await;
+    let tmux = Tmux::new("rename-block");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let conf = dir.path().join("chat-tui.toml");
+    std::fs::write(&conf, "[notify]\nbell = false\n").expect("write the config");
+    for (session, user) in [("cat", "cat"), ("dan", "dan")] {
+        let cmd = format!(
+            "{} --config {} --server {} --user {user}",
+            bin.display(),
+            conf.display(),
+            server.url()
+        );
+        tmux.run(&[
+            "new-session",
+            "-d",
+            "-s",
+            session,
+            "-x",
+            "160",
+            "-y",
+            "40",
+            &cmd,
+        ]);
+    }
+    tmux.wait_for("cat", "connected as cat").await;
+    tmux.wait_for("dan", "connected as dan").await;
+    tmux.line("cat", "/join #lobby");
+    tmux.line("dan", "/join #lobby");
+    tmux.wait_for("cat", "#lobby 2 members").await;
+    tmux.wait_for("dan", "#lobby 2 members").await;
+
+    // dan becomes daniel in place: same room, the new name on his lines.
+    tmux.line("dan", "/nick daniel");
+    tmux.wait_for("dan", "you are now known as daniel").await;
+    tmux.wait_for("cat", "dan is now known as daniel").await;
+    tmux.line("dan", "same person, new name");
+    tmux.wait_for("cat", "daniel: same person, new name").await;
+    tmux.wait_for("dan", "connected as daniel").await;
+
+    // cat blocks daniel: his DM is refused, his room lines are folded.
+    tmux.line("cat", "/block daniel");
+    tmux.wait_for("cat", "you block daniel").await;
+    tmux.line("dan", "/msg cat hello?");
+    tmux.wait_until("dan", "the DM refused as blocked", |screen| {
+        screen.contains("one of you blocks the other") || screen.contains("(failed: blocked)")
+    })
+    .await;
+    tmux.line("dan", "/join #lobby");
+    tmux.line("dan", "a line cat does not want to read");
+    tmux.wait_for("dan", "daniel: a line cat does not want to read")
+        .await;
+    // His lines, the one before the block too, are folded on cat's screen.
+    tmux.wait_until("cat", "two folded lines", |screen| {
+        screen.matches("1 line from a blocked user hidden").count() == 2
+    })
+    .await;
+    assert!(
+        !tmux
+            .capture("cat")
+            .contains("a line cat does not want to read"),
+        "a blocked user's line shows:\n{}",
+        tmux.capture("cat")
+    );
+    tmux.line("cat", "/showblocked");
+    tmux.wait_for("cat", "daniel: a line cat does not want to read")
+        .await;
 }
