@@ -10,13 +10,44 @@
 //! and folds the blocked one's lines. Skipped, with a message, when tmux
 //! is not installed (CI fails instead).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use chat_e2e::TestServer;
 use chat_e2e::tmux::Tmux;
 
 fn chat_tui_binary() -> PathBuf {
     chat_e2e::workspace_binary("chat-tui", "chat-tui")
+}
+
+/// Starts one chat-tui per `(session, extra flags)` in `tmux`, each on
+/// `server` with the configuration file `conf` (none from the home
+/// directory), on a screen wide enough that no line of these scenarios is
+/// cut or wrapped; waits until each says it is connected as its session's
+/// name.
+async fn start_clients(tmux: &Tmux, conf: &Path, server: &str, clients: &[(&str, String)]) {
+    let bin = chat_tui_binary();
+    for (session, flags) in clients {
+        let cmd = format!(
+            "{} --config {} --server {server} --user {session} {flags}",
+            bin.display(),
+            conf.display(),
+        );
+        tmux.run(&[
+            "new-session",
+            "-d",
+            "-s",
+            session,
+            "-x",
+            "160",
+            "-y",
+            "40",
+            &cmd,
+        ]);
+    }
+    for (session, _) in clients {
+        tmux.wait_for(session, &format!("connected as {session}"))
+            .await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -28,43 +59,21 @@ async fn an_owner_sets_the_topic_kicks_and_bans_a_guest_in_tmux() {
     ) {
         return;
     }
-    let bin = chat_tui_binary();
     let server = TestServer::start(TestServer::config()).await;
     let tmux = Tmux::new("moderation");
-    // Each client reads its own configuration file (none from the home
-    // directory) naming only what this test needs.
     let dir = tempfile::tempdir().expect("temp dir");
     let conf = dir.path().join("chat-tui.toml");
     std::fs::write(&conf, "[notify]\nbell = false\n").expect("write the config");
     let password = dir.path().join("ann.password");
     std::fs::write(&password, "ann's long password\n").expect("write ann's password");
-    let common = format!(
-        "{} --config {} --server {}",
-        bin.display(),
-        conf.display(),
-        server.url()
-    );
-    let ann = format!(
-        "{common} --user ann --register --password-file {}",
-        password.display()
-    );
-    let bob = format!("{common} --user bob");
-    // Wide enough that no line of the scenario is cut or wrapped.
-    for (session, cmd) in [("ann", &ann), ("bob", &bob)] {
-        tmux.run(&[
-            "new-session",
-            "-d",
-            "-s",
-            session,
-            "-x",
-            "160",
-            "-y",
-            "40",
-            cmd,
-        ]);
-    }
-    tmux.wait_for("ann", "connected as ann").await;
-    tmux.wait_for("bob", "connected as bob").await;
+    let ann = format!("--register --password-file {}", password.display());
+    start_clients(
+        &tmux,
+        &conf,
+        &server.url(),
+        &[("ann", ann), ("bob", String::new())],
+    )
+    .await;
 
     // Ann's account creates #general, so she owns it (`~` in the members
     // panel); then bob joins.
@@ -171,33 +180,18 @@ async fn a_guest_renames_itself_and_a_block_folds_its_lines_in_tmux() {
     ) {
         return;
     }
-    let bin = chat_tui_binary();
     let server = TestServer::start(TestServer::config()).await;
     let tmux = Tmux::new("rename-block");
     let dir = tempfile::tempdir().expect("temp dir");
     let conf = dir.path().join("chat-tui.toml");
     std::fs::write(&conf, "[notify]\nbell = false\n").expect("write the config");
-    for (session, user) in [("cat", "cat"), ("dan", "dan")] {
-        let cmd = format!(
-            "{} --config {} --server {} --user {user}",
-            bin.display(),
-            conf.display(),
-            server.url()
-        );
-        tmux.run(&[
-            "new-session",
-            "-d",
-            "-s",
-            session,
-            "-x",
-            "160",
-            "-y",
-            "40",
-            &cmd,
-        ]);
-    }
-    tmux.wait_for("cat", "connected as cat").await;
-    tmux.wait_for("dan", "connected as dan").await;
+    start_clients(
+        &tmux,
+        &conf,
+        &server.url(),
+        &[("cat", String::new()), ("dan", String::new())],
+    )
+    .await;
     tmux.line("cat", "/join #lobby");
     tmux.line("dan", "/join #lobby");
     tmux.wait_for("cat", "#lobby 2 members").await;
