@@ -5,6 +5,8 @@ use chat_shared::ServerEvent;
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 use super::{Effect, Input, NetEvent, State, update};
+use crate::msg::{NetCommand, Notification};
+use chat_shared::ClientEvent;
 
 /// A wall-clock instant, in ms (2025-11-22).
 pub const T0: u64 = 1_763_800_000_000;
@@ -41,4 +43,34 @@ pub fn net(s: &mut State, ev: NetEvent) -> Vec<Effect> {
 pub fn server(s: &mut State, name: &str, v: serde_json::Value) -> Vec<Effect> {
     let ev = ServerEvent::parse(name, v).expect("test payload follows the contract");
     net(s, NetEvent::Server(ev))
+}
+
+/// The requests among the effects, as `(req, event)`.
+pub fn requests(fx: &[Effect]) -> Vec<(u64, ClientEvent)> {
+    fx.iter()
+        .filter_map(|e| match e {
+            Effect::Net(NetCommand::Request { req, event }) => Some((*req, event.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Every command to the network task among the effects.
+pub fn net_commands(fx: &[Effect]) -> Vec<NetCommand> {
+    fx.iter()
+        .filter_map(|e| match e {
+            Effect::Net(c) => Some(c.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The notifications among the effects.
+pub fn notifications(fx: &[Effect]) -> Vec<Notification> {
+    fx.iter()
+        .filter_map(|e| match e {
+            Effect::Notify(n) => Some(n.clone()),
+            _ => None,
+        })
+        .collect()
 }

@@ -1,7 +1,7 @@
 //! Unit tests of the state: what the user would notice after a sequence of
 //! keys and network events. The clock is injected with `Input::Tick`.
 
-use super::testing::{T0, ctrl, enter_line, key, net, server, type_text};
+use super::testing::{T0, ctrl, enter_line, key, net, requests, server, type_text};
 use super::*;
 use chat_shared::{
     AckError, ChatError, ConnectRefusal, DmRequest, ErrorCode, JoinAck, PresenceSnapshot,
@@ -28,16 +28,6 @@ fn advance(s: &mut State, d: Duration) -> Vec<Effect> {
     let now = s.now + d;
     let wall = s.wall_ms + d.as_millis() as u64;
     update(s, Input::Tick { now, wall_ms: wall })
-}
-
-/// Requests among the effects, as `(req, event)`.
-fn requests(fx: &[Effect]) -> Vec<(u64, ClientEvent)> {
-    fx.iter()
-        .filter_map(|e| match e {
-            Effect::Net(NetCommand::Request { req, event }) => Some((*req, event.clone())),
-            _ => None,
-        })
-        .collect()
 }
 
 fn volatiles(fx: &[Effect]) -> Vec<ClientEvent> {

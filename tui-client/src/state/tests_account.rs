@@ -7,7 +7,7 @@ use crossterm::event::KeyCode;
 use serde_json::json;
 use tokio::time::Instant;
 
-use super::testing::{T0, enter_line, key, net, server};
+use super::testing::{T0, enter_line, key, net, net_commands, server};
 use super::*;
 use crate::password::Password;
 
@@ -28,15 +28,6 @@ fn refused(s: &mut State, code: ErrorCode, message: &str) -> Vec<Effect> {
             retrying: false,
         },
     )
-}
-
-fn net_commands(fx: &[Effect]) -> Vec<NetCommand> {
-    fx.iter()
-        .filter_map(|e| match e {
-            Effect::Net(c) => Some(c.clone()),
-            _ => None,
-        })
-        .collect()
 }
 
 fn fresh() -> State {

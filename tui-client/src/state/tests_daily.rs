@@ -14,18 +14,8 @@ use crossterm::event::KeyCode;
 use serde_json::json;
 use tokio::time::Instant;
 
-use super::testing::{T0, ctrl, enter_line, key, net, server, type_text};
+use super::testing::{T0, ctrl, enter_line, key, net, notifications, requests, server, type_text};
 use super::*;
-use crate::msg::Notification;
-
-fn requests(fx: &[Effect]) -> Vec<(u64, ClientEvent)> {
-    fx.iter()
-        .filter_map(|e| match e {
-            Effect::Net(NetCommand::Request { req, event }) => Some((*req, event.clone())),
-            _ => None,
-        })
-        .collect()
-}
 
 fn message_requests(fx: &[Effect]) -> Vec<(u64, String)> {
     requests(fx)
@@ -34,15 +24,6 @@ fn message_requests(fx: &[Effect]) -> Vec<(u64, String)> {
             ClientEvent::RoomMessage(m) => Some((req, m.text)),
             ClientEvent::DmMessage(m) => Some((req, m.text)),
             ClientEvent::GlobalMessage(m) => Some((req, m.text)),
-            _ => None,
-        })
-        .collect()
-}
-
-fn notifications(fx: &[Effect]) -> Vec<Notification> {
-    fx.iter()
-        .filter_map(|e| match e {
-            Effect::Notify(n) => Some(n.clone()),
             _ => None,
         })
         .collect()

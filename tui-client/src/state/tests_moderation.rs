@@ -11,45 +11,19 @@ use chat_shared::{
 use serde_json::json;
 use tokio::time::Instant;
 
-use super::testing::{T0, enter_line, net, server, type_text};
+use super::testing::{
+    T0, enter_line, net, net_commands, notifications, requests, server, type_text,
+};
 use super::*;
-use crate::msg::Notification;
 
 /// 14:05 on the day of [`T0`] (08:26:40 UTC).
 const AT_14_05: u64 = T0 + 20_300_000;
-
-fn requests(fx: &[Effect]) -> Vec<(u64, ClientEvent)> {
-    fx.iter()
-        .filter_map(|e| match e {
-            Effect::Net(NetCommand::Request { req, event }) => Some((*req, event.clone())),
-            _ => None,
-        })
-        .collect()
-}
 
 /// The one request a command line sent.
 fn sent(fx: &[Effect]) -> (u64, ClientEvent) {
     let mut r = requests(fx);
     assert_eq!(r.len(), 1, "one request: {r:?}");
     r.remove(0)
-}
-
-fn net_commands(fx: &[Effect]) -> Vec<NetCommand> {
-    fx.iter()
-        .filter_map(|e| match e {
-            Effect::Net(c) => Some(c.clone()),
-            _ => None,
-        })
-        .collect()
-}
-
-fn notifications(fx: &[Effect]) -> Vec<Notification> {
-    fx.iter()
-        .filter_map(|e| match e {
-            Effect::Notify(n) => Some(n.clone()),
-            _ => None,
-        })
-        .collect()
 }
 
 fn answer(s: &mut State, req: u64, reply: AckReply) -> Vec<Effect> {
