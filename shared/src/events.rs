@@ -11,6 +11,7 @@ use crate::moderation::{
     RoomSettingsRequest, RoomUserRequest, UserRequest, UserRoleRequest, UserSanctionRequest,
 };
 use crate::rules::{HISTORY_DEFAULT_LIMIT, HISTORY_MAX_LIMIT};
+use crate::sessions::{Marker, ReadMarkRequest, ReadMarker, RoomChanged, SessionEndRequest};
 
 /// Wire names of every event, client → server and server → client.
 pub mod names {
@@ -54,9 +55,16 @@ pub mod names {
     pub const USER_RENAME: &str = "user:rename";
     pub const ROOM_EVENT: &str = "room:event";
     pub const ROOM_INVITED: &str = "room:invited";
+    // (v3) Several clients per account and read markers.
+    pub const SESSION_LIST: &str = "session:list";
+    pub const SESSION_END: &str = "session:end";
+    pub const READ_MARK: &str = "read:mark";
+    pub const READ_MARKER: &str = "read:marker";
+    pub const ROOM_JOINED: &str = "room:joined";
+    pub const ROOM_LEFT: &str = "room:left";
 
     /// Every event a client may send on `/chat`.
-    pub const CLIENT_EVENTS: [&str; 31] = [
+    pub const CLIENT_EVENTS: [&str; 34] = [
         ROOM_JOIN,
         ROOM_LEAVE,
         ROOM_LIST,
@@ -88,6 +96,9 @@ pub mod names {
         USER_BLOCK,
         USER_UNBLOCK,
         USER_RENAME,
+        SESSION_LIST,
+        SESSION_END,
+        READ_MARK,
     ];
 }
 
@@ -116,6 +127,10 @@ pub struct Auth {
     /// The `id` of the last message received.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub offset: Option<String>,
+    /// (v3) A label the user sees in `session:list` (at most 64
+    /// characters are kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<String>,
 }
 
 /// Written by hand so that the password never reaches a log through `{:?}`
@@ -128,6 +143,7 @@ impl std::fmt::Debug for Auth {
             .field("register", &self.register)
             .field("session", &self.session)
             .field("offset", &self.offset)
+            .field("client", &self.client)
             .finish()
     }
 }
@@ -152,6 +168,10 @@ pub struct SessionInfo {
     /// (v3) The usernames this user blocks.
     #[serde(default)]
     pub blocked: Vec<String>,
+    /// (v3) Where this user stopped reading in each of its rooms and DM
+    /// conversations, with what is unread after it.
+    #[serde(default)]
+    pub markers: Vec<Marker>,
 }
 
 // ---------------------------------------------------------- client payloads
@@ -388,6 +408,10 @@ pub enum ClientEvent {
     UserBlock(UserRequest),
     UserUnblock(UserRequest),
     UserRename(RenameRequest),
+    /// (v3) Several clients per account and read markers.
+    SessionList,
+    SessionEnd(SessionEndRequest),
+    ReadMark(ReadMarkRequest),
 }
 
 /// Why a client event could not be read.
@@ -470,6 +494,9 @@ impl ClientEvent {
             ClientEvent::UserBlock(_) => USER_BLOCK,
             ClientEvent::UserUnblock(_) => USER_UNBLOCK,
             ClientEvent::UserRename(_) => USER_RENAME,
+            ClientEvent::SessionList => SESSION_LIST,
+            ClientEvent::SessionEnd(_) => SESSION_END,
+            ClientEvent::ReadMark(_) => READ_MARK,
         }
     }
 
@@ -503,10 +530,13 @@ impl ClientEvent {
             | ClientEvent::UserUnblock(p) => serde_json::to_value(p),
             ClientEvent::UserRole(p) => serde_json::to_value(p),
             ClientEvent::UserRename(p) => serde_json::to_value(p),
+            ClientEvent::SessionEnd(p) => serde_json::to_value(p),
+            ClientEvent::ReadMark(p) => serde_json::to_value(p),
             ClientEvent::RoomList
             | ClientEvent::PresenceGet
             | ClientEvent::Ping
-            | ClientEvent::UserBans => Ok(Value::Object(Default::default())),
+            | ClientEvent::UserBans
+            | ClientEvent::SessionList => Ok(Value::Object(Default::default())),
         };
         // Serialising these plain structs into a Value cannot fail.
         v.unwrap_or(Value::Null)
@@ -566,6 +596,12 @@ impl ClientEvent {
             USER_BLOCK => ClientEvent::UserBlock(payload(name, "{user}", v)?),
             USER_UNBLOCK => ClientEvent::UserUnblock(payload(name, "{user}", v)?),
             USER_RENAME => ClientEvent::UserRename(payload(name, "{username}", v)?),
+            SESSION_LIST => {
+                empty(name, &v)?;
+                ClientEvent::SessionList
+            }
+            SESSION_END => ClientEvent::SessionEnd(payload(name, "{id}", v)?),
+            READ_MARK => ClientEvent::ReadMark(payload(name, "{room, id} or {with, id}", v)?),
             other => return Err(ParseError::UnknownEvent(other.to_owned())),
         })
     }
@@ -740,6 +776,9 @@ pub enum ServerEvent {
     /// (v3)
     RoomEvent(RoomEvent),
     RoomInvited(RoomInvited),
+    RoomJoined(RoomChanged),
+    RoomLeft(RoomChanged),
+    ReadMarker(ReadMarker),
 }
 
 impl ServerEvent {
@@ -760,6 +799,9 @@ impl ServerEvent {
             ServerEvent::AdminStats(_) => ADMIN_STATS,
             ServerEvent::RoomEvent(_) => ROOM_EVENT,
             ServerEvent::RoomInvited(_) => ROOM_INVITED,
+            ServerEvent::RoomJoined(_) => ROOM_JOINED,
+            ServerEvent::RoomLeft(_) => ROOM_LEFT,
+            ServerEvent::ReadMarker(_) => READ_MARKER,
         }
     }
 
@@ -786,6 +828,9 @@ impl ServerEvent {
             ADMIN_STATS => ServerEvent::AdminStats(p(name, v)?),
             ROOM_EVENT => ServerEvent::RoomEvent(p(name, v)?),
             ROOM_INVITED => ServerEvent::RoomInvited(p(name, v)?),
+            ROOM_JOINED => ServerEvent::RoomJoined(p(name, v)?),
+            ROOM_LEFT => ServerEvent::RoomLeft(p(name, v)?),
+            READ_MARKER => ServerEvent::ReadMarker(p(name, v)?),
             other => return Err(ParseError::UnknownEvent(other.to_owned())),
         })
     }
@@ -1050,11 +1095,14 @@ mod tests {
         // A v2 server's session reads; this one says role and blocks.
         let v3 = json!({ "sid": "abc", "username": "alice", "session": "tok",
             "recovered": false, "rooms": [], "missed": 0, "truncated": false,
-            "role": "moderator", "blocked": ["bob"] });
+            "role": "moderator", "blocked": ["bob"],
+            "markers": [{"room": "#a", "id": "4", "unread": 2}, {"with": "bob", "id": null, "unread": 0}] });
         let ServerEvent::Session(s) = ServerEvent::parse("session", v3.clone()).unwrap() else {
             panic!()
         };
         assert_eq!(s.role, Some(crate::moderation::Role::Moderator));
+        assert_eq!(s.markers.len(), 2);
+        assert_eq!(s.markers[0].unread, 2);
         assert_eq!(serde_json::to_value(&s).unwrap(), v3);
     }
 
@@ -1104,6 +1152,7 @@ mod tests {
                 register: Some(true),
                 session: Some("tok".into()),
                 offset: Some("41".into()),
+                client: None,
             }
         );
         assert_eq!(serde_json::to_value(&a).unwrap(), claim);

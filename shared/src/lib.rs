@@ -34,6 +34,7 @@ pub mod error;
 pub mod events;
 pub mod moderation;
 pub mod rules;
+pub mod sessions;
 
 pub use ack::*;
 pub use admin::*;
@@ -41,6 +42,7 @@ pub use error::*;
 pub use events::*;
 pub use moderation::*;
 pub use rules::*;
+pub use sessions::*;
 
 /// The namespace people chat on.
 pub const CHAT_NS: &str = "/chat";

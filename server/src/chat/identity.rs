@@ -87,6 +87,7 @@ pub(super) fn parse_auth(v: Option<Value>) -> Result<Auth, ConnectRefusal> {
         register,
         session,
         offset,
+        client: None,
     })
 }
 

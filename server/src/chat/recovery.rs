@@ -95,6 +95,7 @@ impl ChatService {
             truncated: replay.truncated,
             role: Some(policy.role(&adm.key, adm.account)),
             blocked: policy.blocked_by(&adm.key),
+            markers: Vec::new(),
         };
         self.metrics.connected(adm.recovered, replay.truncated);
         if !emit_paced(s, names::SESSION, &session).await {

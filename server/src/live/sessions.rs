@@ -50,6 +50,7 @@ impl User {
             rooms: self.rooms.clone(),
             window_ends_at: self.window_ends_at,
             account: self.account,
+            meta: Default::default(),
         }
     }
 

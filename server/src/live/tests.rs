@@ -146,6 +146,7 @@ async fn windows_end_in_their_own_order_whatever_order_they_were_noted_in() {
         rooms: Default::default(),
         window_ends_at: Some(now_ms() + 10_000),
         account: false,
+        meta: Default::default(),
     };
     assert!(s.adopt(&rec)); // ends at t = 10 s
     tokio::time::sleep(Duration::from_secs(11)).await;
@@ -309,6 +310,7 @@ async fn a_session_from_another_node_is_taken_up_and_let_go() {
         rooms: [("#a".to_string(), 0)].into(),
         window_ends_at: Some(now_ms() + 60_000),
         account: false,
+        meta: Default::default(),
     };
     assert!(s.adopt(&rec));
     assert_eq!(

@@ -229,6 +229,44 @@ impl Store for FaultyStore {
         self.inner.settings_version().await
     }
 
+    async fn user_sessions(&self, key: &str) -> Result<Vec<SessionRecord>, StoreError> {
+        self.inner.user_sessions(key).await
+    }
+
+    async fn markers(
+        &self,
+        key: &str,
+    ) -> Result<std::collections::BTreeMap<super::MarkerAt, u64>, StoreError> {
+        self.inner.markers(key).await
+    }
+
+    async fn put_marker(
+        &self,
+        key: &str,
+        at: &super::MarkerAt,
+        id: u64,
+    ) -> Result<u64, StoreError> {
+        self.inner.put_marker(key, at, id).await
+    }
+
+    async fn conversations(
+        &self,
+        key: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<super::ConversationRecord>, StoreError> {
+        self.inner.conversations(key, after, limit).await
+    }
+
+    async fn unread(
+        &self,
+        key: &str,
+        asked: &[(super::MarkerAt, u64)],
+        cap: u64,
+    ) -> Result<Vec<u64>, StoreError> {
+        self.inner.unread(key, asked, cap).await
+    }
+
     async fn prune(&self, older_than_ts: u64) -> Result<u64, StoreError> {
         self.inner.prune(older_than_ts).await
     }

@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use chat_shared::username_key;
 
 use super::{
-    AccountChange, AccountRecord, Committed, Destination, MessageRecord, Page, SessionRecord,
-    Startup, Store, StoreError, now_ms,
+    AccountChange, AccountRecord, Committed, ConversationRecord, Destination, MarkerAt,
+    MessageRecord, Page, SessionRecord, Startup, Store, StoreError, now_ms,
 };
 
 /// Messages in id order, bounded to the newest `capacity`; sessions by
@@ -35,6 +35,8 @@ struct Inner {
     /// (v3) Moderation settings by (scope, field), and their version.
     settings: BTreeMap<(String, String), String>,
     settings_version: u64,
+    /// (v3) Read markers by user key.
+    markers: HashMap<String, BTreeMap<MarkerAt, u64>>,
 }
 
 impl MemoryStore {
@@ -269,6 +271,95 @@ impl Store for MemoryStore {
             .settings
             .iter()
             .map(|((scope, field), v)| (scope.clone(), field.clone(), v.clone()))
+            .collect())
+    }
+
+    async fn user_sessions(&self, key: &str) -> Result<Vec<SessionRecord>, StoreError> {
+        Ok(self
+            .lock()
+            .sessions
+            .values()
+            .filter(|s| username_key(&s.username) == key)
+            .cloned()
+            .collect())
+    }
+
+    async fn markers(&self, key: &str) -> Result<BTreeMap<MarkerAt, u64>, StoreError> {
+        Ok(self.lock().markers.get(key).cloned().unwrap_or_default())
+    }
+
+    async fn put_marker(&self, key: &str, at: &MarkerAt, id: u64) -> Result<u64, StoreError> {
+        let mut inner = self.lock();
+        let m = inner
+            .markers
+            .entry(key.to_owned())
+            .or_default()
+            .entry(at.clone())
+            .or_default();
+        *m = (*m).max(id);
+        Ok(*m)
+    }
+
+    async fn conversations(
+        &self,
+        key: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<ConversationRecord>, StoreError> {
+        let inner = self.lock();
+        let mut seen: HashMap<String, ()> = HashMap::new();
+        let mut out = Vec::new();
+        for m in inner.messages.iter().rev().take_while(|m| m.id > after) {
+            let Destination::Dm { to } = &m.dest else {
+                continue;
+            };
+            let (from_key, to_key) = (username_key(&m.from), username_key(to));
+            let (peer_key, peer) = if to_key == key {
+                (from_key, m.from.clone())
+            } else if from_key == key {
+                (to_key, to.clone())
+            } else {
+                continue;
+            };
+            if seen.insert(peer_key.clone(), ()).is_none() {
+                out.push(ConversationRecord {
+                    peer_key,
+                    peer,
+                    last_id: m.id,
+                });
+                if out.len() >= limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn unread(
+        &self,
+        key: &str,
+        asked: &[(MarkerAt, u64)],
+        cap: u64,
+    ) -> Result<Vec<u64>, StoreError> {
+        let inner = self.lock();
+        Ok(asked
+            .iter()
+            .map(|(at, after)| {
+                let start = inner.messages.partition_point(|m| m.id <= *after);
+                inner
+                    .messages
+                    .range(start..)
+                    .filter(|m| !m.note && username_key(&m.from) != key)
+                    .filter(|m| match (at, &m.dest) {
+                        (MarkerAt::Room(r), Destination::Room(room)) => r == room,
+                        (MarkerAt::Dm(peer), Destination::Dm { to }) => {
+                            username_key(to) == key && username_key(&m.from) == *peer
+                        }
+                        _ => false,
+                    })
+                    .take(cap as usize)
+                    .count() as u64
+            })
             .collect())
     }
 

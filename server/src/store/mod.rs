@@ -250,6 +250,63 @@ pub struct SessionRecord {
     pub window_ends_at: Option<u64>,
     /// The session belongs to an account (it logged in or registered).
     pub account: bool,
+    /// (v3) What `session:list` shows of it.
+    pub meta: SessionMeta,
+}
+
+/// (v3) What `session:list` shows of a session, kept with it so that any
+/// node can list an account's sessions. No socket id: `id` is a public
+/// handle, made for the session and never its token.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionMeta {
+    pub id: String,
+    /// The handshake's `client` label.
+    pub client: Option<String>,
+    /// The client's address when the session began.
+    pub address: Option<String>,
+    /// Wall-clock ms when the session began.
+    pub connected_at: u64,
+}
+
+/// (v3) Where a read marker sits, as the store keys it: a room by its
+/// canonical name (`#ops`), a DM conversation by the other user's
+/// [`username_key`] (`@bob`).
+pub fn marker_key(at: &MarkerAt) -> String {
+    match at {
+        MarkerAt::Room(r) => r.clone(),
+        MarkerAt::Dm(k) => format!("@{k}"),
+    }
+}
+
+/// (v3) A room or a DM conversation, for read markers and unread counts.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum MarkerAt {
+    /// A room, canonical.
+    Room(String),
+    /// The DMs with this user (its [`username_key`]).
+    Dm(String),
+}
+
+impl MarkerAt {
+    /// Reads a [`marker_key`] back.
+    pub fn parse(s: &str) -> Option<MarkerAt> {
+        match s.strip_prefix('@') {
+            Some(k) if !k.is_empty() => Some(MarkerAt::Dm(k.to_owned())),
+            Some(_) => None,
+            None => s.starts_with('#').then(|| MarkerAt::Room(s.to_owned())),
+        }
+    }
+}
+
+/// (v3) One DM conversation of a user, as [`Store::conversations`]
+/// returns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConversationRecord {
+    /// The other user's key and display name.
+    pub peer_key: String,
+    pub peer: String,
+    /// The newest DM between the two, either way.
+    pub last_id: u64,
 }
 
 /// An account: a username only its owner may use. Holds no password, only
@@ -677,6 +734,37 @@ pub trait Store: Send + Sync + 'static {
 
     /// (v3) A number that changes whenever a setting does.
     async fn settings_version(&self) -> Result<u64, StoreError>;
+
+    /// (v3) Every session of the account or guest `key`, live or inside
+    /// its window, on any node.
+    async fn user_sessions(&self, key: &str) -> Result<Vec<SessionRecord>, StoreError>;
+
+    /// (v3) `key`'s read markers: conversation → the id of the last
+    /// message read there.
+    async fn markers(&self, key: &str) -> Result<BTreeMap<MarkerAt, u64>, StoreError>;
+
+    /// (v3) Moves `key`'s marker at `at` forward to `id` (never back),
+    /// committed before it returns; the marker as it stands after.
+    async fn put_marker(&self, key: &str, at: &MarkerAt, id: u64) -> Result<u64, StoreError>;
+
+    /// (v3) The DM conversations of `key` with a DM (either way) newer than
+    /// the id `after`, newest first, at most `limit`.
+    async fn conversations(
+        &self,
+        key: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<ConversationRecord>, StoreError>;
+
+    /// (v3) For each `(conversation, after)`, how many messages others
+    /// sent there with an id above `after` (room events not counted),
+    /// each count stopping at `cap`; in the order asked.
+    async fn unread(
+        &self,
+        key: &str,
+        asked: &[(MarkerAt, u64)],
+        cap: u64,
+    ) -> Result<Vec<u64>, StoreError>;
 
     /// Deletes the messages with `ts < older_than_ts` (retention) and
     /// returns `pruned_upto`, the highest id ever deleted.

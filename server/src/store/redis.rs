@@ -289,6 +289,7 @@ impl From<StoredSession> for SessionRecord {
             rooms: s.rooms,
             window_ends_at: s.window_ends_at,
             account: s.account,
+            meta: Default::default(),
         }
     }
 }
@@ -1105,6 +1106,45 @@ impl Store for RedisStore {
             .zip(all)
             .flat_map(|(scope, fields)| fields.into_iter().map(move |(f, v)| (scope.clone(), f, v)))
             .collect())
+    }
+
+    // (v3) Read markers and an account's sessions: to be stored here.
+    async fn user_sessions(&self, _key: &str) -> Result<Vec<SessionRecord>, StoreError> {
+        Ok(Vec::new())
+    }
+
+    async fn markers(
+        &self,
+        _key: &str,
+    ) -> Result<std::collections::BTreeMap<super::MarkerAt, u64>, StoreError> {
+        Ok(Default::default())
+    }
+
+    async fn put_marker(
+        &self,
+        _key: &str,
+        _at: &super::MarkerAt,
+        id: u64,
+    ) -> Result<u64, StoreError> {
+        Ok(id)
+    }
+
+    async fn conversations(
+        &self,
+        _key: &str,
+        _after: u64,
+        _limit: usize,
+    ) -> Result<Vec<super::ConversationRecord>, StoreError> {
+        Ok(Vec::new())
+    }
+
+    async fn unread(
+        &self,
+        _key: &str,
+        asked: &[(super::MarkerAt, u64)],
+        _cap: u64,
+    ) -> Result<Vec<u64>, StoreError> {
+        Ok(vec![0; asked.len()])
     }
 
     async fn settings_version(&self) -> Result<u64, StoreError> {

@@ -1131,6 +1131,7 @@ impl Writer {
                     rooms: BTreeMap::new(),
                     window_ends_at: r.get::<_, Option<i64>>(3)?.map(from_sql),
                     account: r.get(4)?,
+                    meta: Default::default(),
                 })
             })?;
             for s in rows {
@@ -1557,6 +1558,45 @@ impl Store for SqliteStore {
                 .collect()
         })
         .await
+    }
+
+    // (v3) Read markers and an account's sessions: to be stored here.
+    async fn user_sessions(&self, _key: &str) -> Result<Vec<SessionRecord>, StoreError> {
+        Ok(Vec::new())
+    }
+
+    async fn markers(
+        &self,
+        _key: &str,
+    ) -> Result<std::collections::BTreeMap<super::MarkerAt, u64>, StoreError> {
+        Ok(Default::default())
+    }
+
+    async fn put_marker(
+        &self,
+        _key: &str,
+        _at: &super::MarkerAt,
+        id: u64,
+    ) -> Result<u64, StoreError> {
+        Ok(id)
+    }
+
+    async fn conversations(
+        &self,
+        _key: &str,
+        _after: u64,
+        _limit: usize,
+    ) -> Result<Vec<super::ConversationRecord>, StoreError> {
+        Ok(Vec::new())
+    }
+
+    async fn unread(
+        &self,
+        _key: &str,
+        asked: &[(super::MarkerAt, u64)],
+        _cap: u64,
+    ) -> Result<Vec<u64>, StoreError> {
+        Ok(vec![0; asked.len()])
     }
 
     async fn settings_version(&self) -> Result<u64, StoreError> {

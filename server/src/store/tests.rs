@@ -228,6 +228,7 @@ fn session(token: &str, rooms: &[(&str, u64)], window_ends_at: Option<u64>) -> S
         rooms: rooms.iter().map(|&(r, j)| (r.to_string(), j)).collect(),
         window_ends_at,
         account: false,
+        meta: Default::default(),
     }
 }
 

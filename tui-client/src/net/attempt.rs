@@ -130,6 +130,7 @@ fn build(config: &NetConfig, resume: &Resume, raw: mpsc::UnboundedSender<Raw>) -
         register: config.register.then_some(true),
         session: resume.session.clone(),
         offset: resume.offset.clone(),
+        client: None,
     };
     let auth = serde_json::to_value(&auth).unwrap_or(Value::Null);
     let (on_connect, on_close, on_error, on_any) = (raw.clone(), raw.clone(), raw.clone(), raw);

@@ -218,6 +218,8 @@ fn server_event(state: &mut State, ev: ServerEvent, fx: &mut Vec<Effect>) {
         }
         ServerEvent::RoomEvent(e) => room_events::room_event(state, e, fx),
         ServerEvent::RoomInvited(i) => room_events::invited(state, i, fx),
+        // (v3) Several clients per account: not shown yet.
+        ServerEvent::RoomJoined(_) | ServerEvent::RoomLeft(_) | ServerEvent::ReadMarker(_) => {}
     }
 }
 
