@@ -127,6 +127,11 @@ pub struct Config {
     #[arg(long, env = "CHAT_MAX_CONNECTIONS", default_value_t = 0)]
     pub max_connections: usize,
 
+    /// (v3) Most sessions (clients) one account may have at once; a login
+    /// beyond it ends the account's least recently active session.
+    #[arg(long, env = "CHAT_MAX_SESSIONS_PER_ACCOUNT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_sessions_per_account: u64,
+
     /// Single presence events per second per scope (the namespace, each
     /// room); changes beyond it are folded into one `summary` a second.
     #[arg(long, env = "CHAT_PRESENCE_BURST", default_value_t = 20)]

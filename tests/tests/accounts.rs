@@ -443,20 +443,22 @@ async fn dms_to_an_offline_account_wait_for_it_across_a_restart() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_password_login_takes_the_name_from_a_half_open_session() {
+async fn a_password_login_opens_another_session_beside_a_half_open_one() {
     let server = TestServer::start(TestServer::config()).await;
     let url = server.url();
-    let mut first = TestClient::connect(&url, register("alice", PASSWORD))
+    let first = TestClient::connect(&url, register("alice", PASSWORD))
         .await
         .unwrap();
     let second = TestClient::connect(&url, login("alice", PASSWORD))
         .await
         .expect("the owner gets in from a second place");
-    assert_ne!(second.token(), first.token(), "a fresh session");
-    let err = first.next("chat:error").await;
-    assert_eq!(err["code"], "session_replaced");
+    assert_ne!(second.token(), first.token(), "a session of its own");
+    // (v3) The first is not taken over: the account has both.
+    ok(first.ack("ping", json!({})).await);
     let p = ok(second.ack("presence:get", json!({})).await);
     assert_eq!(p["online"], 1, "one user, counted once: {p}");
+    let list = ok(second.ack("session:list", json!({})).await);
+    assert_eq!(list["sessions"].as_array().unwrap().len(), 2, "{list}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

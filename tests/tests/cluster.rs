@@ -481,9 +481,9 @@ async fn a_node_without_its_redis_refuses_to_start() {
 /// another node, as on one node: that socket is told `session_replaced`.
 /// Without the password the name stays refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_account_password_takes_its_name_from_another_node() {
+async fn an_account_has_sessions_on_both_nodes() {
     let Some(c) = cluster().await else { return };
-    let auth = json!({"username": "alice", "password": "correct horse", "register": true});
+    let auth = json!({"username": "alice", "password": "correct horse", "register": true, "client": "on A"});
     let mut on_a = TestClient::connect(&c.a.url(), auth).await.unwrap();
     let guest = TestClient::connect(&c.b.url(), json!({"username": "alice"}))
         .await
@@ -497,18 +497,57 @@ async fn an_account_password_takes_its_name_from_another_node() {
     let refused = TestClient::connect(&c.b.url(), wrong).await.err().unwrap();
     assert!(refused.starts_with("bad_credentials"), "{refused}");
 
-    let login = json!({"username": "alice", "password": "correct horse"});
-    let on_b = TestClient::connect(&c.b.url(), login).await.unwrap();
+    // (v3) The password opens a second session on B; A's stays.
+    let login = json!({"username": "alice", "password": "correct horse", "client": "on B"});
+    let mut on_b = TestClient::connect(&c.b.url(), login).await.unwrap();
     assert_eq!(on_b.session.as_ref().unwrap()["username"], "alice");
-    assert_eq!(on_a.next("chat:error").await["code"], "session_replaced");
-    // The name is the new session's, on both nodes.
-    let again = TestClient::connect(&c.a.url(), json!({"username": "alice"}))
-        .await
-        .err()
-        .unwrap();
-    assert!(again.starts_with("auth_required"), "{again}");
-    let p = ok(on_b.ack("presence:get", json!({})).await);
-    assert_eq!(p["users"], json!(["alice"]));
+    ok(on_a.ack("ping", json!({})).await);
+    let list = ok(on_b.ack("session:list", json!({})).await);
+    let clients: Vec<&str> = list["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["client"].as_str())
+        .collect();
+    assert_eq!(clients, ["on A", "on B"], "{list}");
+
+    // Membership is the account's, across nodes.
+    ok(on_a.ack("room:join", json!({"room": "#ops"})).await);
+    assert_eq!(on_b.next("room:joined").await, json!({"room": "#ops"}));
+    let mut bob = TestClient::chat(&c.b.url(), "bob").await;
+    ok(bob.ack("room:join", json!({"room": "#ops"})).await);
+    ok(bob
+        .ack("room:message", json!({"room": "#ops", "text": "both?"}))
+        .await);
+    assert_eq!(on_a.next("room:message").await["text"], "both?");
+    assert_eq!(on_b.next("room:message").await["text"], "both?");
+    // A DM reaches both sessions, and the sender's other one.
+    ok(bob
+        .ack("dm:message", json!({"to": "alice", "text": "hi"}))
+        .await);
+    assert_eq!(on_a.next("dm:message").await["text"], "hi");
+    assert_eq!(on_b.next("dm:message").await["text"], "hi");
+    ok(on_a
+        .ack("dm:message", json!({"to": "bob", "text": "from A"}))
+        .await);
+    let mine = on_b.next("dm:message").await;
+    assert_eq!(
+        (mine["from"].as_str(), mine["text"].as_str()),
+        (Some("alice"), Some("from A"))
+    );
+    assert_eq!(bob.next("dm:message").await["text"], "from A");
+    // A marker set on B reaches A.
+    ok(on_b
+        .ack("read:mark", json!({"with": "bob", "id": mine["id"]}))
+        .await);
+    assert_eq!(
+        on_a.next("read:marker").await,
+        json!({"with": "bob", "id": mine["id"]})
+    );
+    // session:end from A ends the session on B.
+    let id_b = list["sessions"][1]["id"].as_str().unwrap().to_owned();
+    ok(on_a.ack("session:end", json!({"id": id_b})).await);
+    assert_eq!(on_b.next("chat:error").await["code"], "session_ended");
 }
 
 /// Presence changes and typing indicators cross nodes: a join, a leave

@@ -144,12 +144,12 @@ impl ChatService {
         let admitted = self.login_here(auth, sid, from).await;
         if !claimed {
             // Another node's session holds the name. Only the account's
-            // password takes it from there, as it does on one node; the
-            // refusals (a password needed, a wrong one) are the same too.
+            // password (or token) opens a session of it here as well: (v3)
+            // the account's sessions there stay. The refusals (a password
+            // needed, a wrong one) are the same as on one node.
             return match admitted {
-                Ok(adm) if adm.account && !adm.recovered => {
+                Ok(adm) if adm.account => {
                     cluster.take_name(&adm.username, ttl).await.map_err(down)?;
-                    cluster.announce_eviction(&key).await.map_err(down)?;
                     Ok(adm)
                 }
                 Ok(adm) => {
@@ -188,7 +188,7 @@ impl ChatService {
             .is_some_and(|owner| owner == key);
         let register = auth.register == Some(true);
         if resumes && !register {
-            return self.state.admit_as(auth, sid, Login::Guest);
+            return self.state.admit_as(auth, sid, Login::Guest, from);
         }
         // The address's record of failed logins, for password logins.
         let address: Address = from
@@ -210,10 +210,10 @@ impl ChatService {
         }
         let account = self.store.account(&key).await.map_err(store_down)?;
         if register {
-            return self.register(auth, sid, &key, resumes, account).await;
+            return self.register(auth, sid, &key, resumes, account, from).await;
         }
         let Some(account) = account else {
-            return self.as_guest(auth, sid, &address);
+            return self.as_guest(auth, sid, &address, from);
         };
         self.check_password(auth, &key, account.hash.clone(), &address)
             .await?;
@@ -222,7 +222,7 @@ impl ChatService {
             rooms: account.rooms,
             seen: account.seen,
         };
-        self.state.admit_as(auth, sid, login)
+        self.state.admit_as(auth, sid, login, from)
     }
 
     /// A name without an account: a guest, where guests may connect
@@ -232,6 +232,7 @@ impl ChatService {
         auth: &Auth,
         sid: Sid,
         address: &Address,
+        from: Option<std::net::IpAddr>,
     ) -> Result<Admission, ConnectRefusal> {
         let name = &auth.username;
         if self.state.config.auth == AuthMode::Accounts {
@@ -251,7 +252,7 @@ impl ChatService {
                 ),
             ));
         }
-        self.state.admit_as(auth, sid, Login::Guest)
+        self.state.admit_as(auth, sid, Login::Guest, from)
     }
 
     /// Checks the handshake's password against the account's `hash`, as
@@ -320,6 +321,7 @@ impl ChatService {
         key: &str,
         resumes: bool,
         existing: Option<AccountRecord>,
+        from: Option<std::net::IpAddr>,
     ) -> Result<Admission, ConnectRefusal> {
         let name = &auth.username;
         if !self.state.config.registration_open() {
@@ -366,7 +368,7 @@ impl ChatService {
         }
         tracing::info!(user = %key, "account created");
         self.admin.send(account_event(name, "created"));
-        self.state.admit_as(auth, sid, Login::Registered)
+        self.state.admit_as(auth, sid, Login::Registered, from)
     }
 
     /// `account:password {old, new}`.

@@ -60,6 +60,8 @@ pub(super) fn parse_auth(v: Option<Value>) -> Result<Auth, ConnectRefusal> {
         )),
     };
     let session = text("session", "the token from the last `session` event")?;
+    // (v3) A label only: anything that is not a string is left out.
+    let client = obj.get("client").and_then(Value::as_str).map(str::to_owned);
     let offset = text("offset", "the id of the last message received")?;
     let password = match obj.get("password") {
         None | Some(Value::Null) => None,
@@ -87,7 +89,7 @@ pub(super) fn parse_auth(v: Option<Value>) -> Result<Auth, ConnectRefusal> {
         register,
         session,
         offset,
-        client: None,
+        client,
     })
 }
 
@@ -140,6 +142,7 @@ impl ChatService {
         let connect_ticket = order.ticket();
         self.transports.admit(s.id);
         let name = (admission.key.clone(), admission.username.clone());
+        let activity = self.state.activity(&admission.key, &admission.token);
         let ctx = Arc::new(SocketCtx {
             _release: Release {
                 state: Arc::clone(&self.state),
@@ -156,6 +159,7 @@ impl ChatService {
             order,
             ended: Default::default(),
             name: std::sync::RwLock::new(name),
+            activity,
         });
         s.extensions.insert(Arc::clone(&ctx));
         s.on_fallback(OnEvent {
@@ -241,6 +245,11 @@ impl ChatService {
 
         let online = self.state.online();
         tracing::info!(user = %adm.username, recovered = adm.recovered, online, "connect");
+        if !adm.first {
+            // (v3) Another client of an account already connected:
+            // presence counts people, and this one was here already.
+            return;
+        }
         let user = &adm.username;
         let connect = Presence::change(PresenceKind::Connect, user, None, online);
         self.presence("", connect.recovered(adm.recovered)).await;
@@ -296,6 +305,11 @@ impl ChatService {
             tracing::info!(user = %adm.username, reason = why, "replaced socket closed");
             return;
         };
+        if !dep.last {
+            // (v3) Another client of the account is still connected.
+            tracing::info!(user = %adm.username, reason = why, "one of several sessions disconnected");
+            return;
+        }
         tracing::info!(user = %adm.username, reason = why, online = dep.online, "disconnect");
         for (room, members) in &dep.rooms {
             let leave = Presence::change(

@@ -59,9 +59,18 @@ impl ChatService {
             // Several nodes: Redis numbers the message (one order for the
             // cluster) and every node, this one included, delivers it
             // from the feed. The ack waits for both.
+            let origin = s.map(|_| ctx.admission.session_id.as_str());
             let msg = cluster
                 .redis
-                .append_new(from, crate::clock::now_ms(), dest, text, action, note)
+                .append_from(
+                    origin,
+                    from,
+                    crate::clock::now_ms(),
+                    dest,
+                    text,
+                    action,
+                    note,
+                )
                 .await
                 .map_err(|e| store_failed(event, e))?;
             turn.take();
@@ -77,7 +86,7 @@ impl ChatService {
             // Registered in the numbering order: commits run these in id
             // order.
             let (svc, msg, sender) = (Arc::clone(self), Arc::clone(&msg), s.cloned());
-            c.on_success(move || svc.deliver_committed(&msg, sender.as_ref()))
+            c.on_success(move || svc.deliver_committed(&msg, sender.as_ref().map(|s| s.id)))
         });
         drop(numbering);
         // Numbered and queued in order: the sender's next event may go
@@ -96,10 +105,10 @@ impl ChatService {
     /// recipients on this node, under the delivery lock. Messages come
     /// here in id order: this node's from their commits, a cluster's from
     /// its feed.
-    pub(super) fn deliver_committed(&self, msg: &Arc<MessageRecord>, sender: Option<&SocketRef>) {
+    pub(super) fn deliver_committed(&self, msg: &Arc<MessageRecord>, origin: Option<Sid>) {
         let delivering = self.delivery.hold();
         self.state.record_numbered(&delivering, msg);
-        self.emit_live(&delivering, msg, sender);
+        self.emit_live(&delivering, msg, origin);
         if msg.note {
             self.after_note(msg);
         }
@@ -176,39 +185,32 @@ impl ChatService {
         });
     }
 
-    /// Emits a numbered message to its recipients on this node. A broadcast skips `sender`'s socket, or,
-    /// without one (it came from the cluster's feed), every socket of the
-    /// user who sent it.
-    pub(super) fn emit_live(
-        &self,
-        _: &Delivering<'_>,
-        msg: &MessageRecord,
-        sender: Option<&SocketRef>,
-    ) {
+    /// Emits a numbered message to its recipients on this node. A
+    /// broadcast or DM skips `origin`, the socket that sent it (here), and
+    /// (v3) reaches the sender's other sessions.
+    pub(super) fn emit_live(&self, _: &Delivering<'_>, msg: &MessageRecord, origin: Option<Sid>) {
         let Some(ns) = self.ns() else { return };
         let recipients = match &msg.dest {
             Destination::Room(room) => ns.to(room.clone()).sockets(),
-            Destination::Dm { to } => self
-                .state
-                .target(to)
-                .and_then(|t| t.sid)
-                .and_then(|sid| ns.get_socket(sid))
-                .into_iter()
-                .collect(),
-            Destination::Global => ns.to(EVERYONE).sockets(),
-            Destination::Broadcast => match sender {
-                Some(s) => s.to(EVERYONE).sockets(),
-                None => {
-                    let from = chat_shared::username_key(&msg.from);
-                    let mut all = ns.to(EVERYONE).sockets();
-                    all.retain(|r| {
-                        r.extensions
-                            .get::<Arc<SocketCtx>>()
-                            .is_none_or(|c| c.key() != from)
-                    });
-                    all
+            // (v3) Every session of the recipient, and every other
+            // session of the sender.
+            Destination::Dm { to } => {
+                let mut sids = self.state.target(to).map(|t| t.sids).unwrap_or_default();
+                if let Some(me) = self.state.target(&msg.from) {
+                    sids.extend(me.sids.into_iter().filter(|&sid| Some(sid) != origin));
                 }
-            },
+                sids.into_iter()
+                    .filter_map(|sid| ns.get_socket(sid))
+                    .collect()
+            }
+            Destination::Global => ns.to(EVERYONE).sockets(),
+            Destination::Broadcast => {
+                let mut all = ns.to(EVERYONE).sockets();
+                if let Some(origin) = origin {
+                    all.retain(|r| r.id != origin);
+                }
+                all
+            }
         };
         self.emit_each(&recipients, msg.event(), msg);
     }
@@ -308,7 +310,7 @@ impl ChatService {
                     Ok(Some(account)) => crate::live::Target {
                         key,
                         username: account.username,
-                        sid: None,
+                        sids: Vec::new(),
                         live: false,
                     },
                     Ok(None) => return Err(not_found()),
@@ -330,6 +332,7 @@ impl ChatService {
 
     pub(super) async fn dm(
         self: &Arc<Self>,
+        s: &SocketRef,
         ctx: &SocketCtx,
         m: DmRequest,
         turn: &mut Option<Turn<'_>>,
@@ -356,7 +359,7 @@ impl ChatService {
             action: m.action,
             note: false,
         };
-        let sending = self.deliver(ctx, event, draft, None, turn).await?;
+        let sending = self.deliver(ctx, event, draft, Some(s), turn).await?;
         // No socket holds the recipient's session: the DM waits for it.
         Ok(Sending {
             held: !target.live,
@@ -400,8 +403,15 @@ pub(super) struct Sending {
 
 impl ChatService {
     /// Delivers one message of the feed to this node's sockets.
-    pub(super) fn deliver_numbered(&self, cluster: &Cluster, msg: &Arc<MessageRecord>) {
-        self.deliver_committed(msg, None);
+    pub(super) fn deliver_numbered(
+        &self,
+        cluster: &Cluster,
+        msg: &Arc<MessageRecord>,
+        origin: Option<&str>,
+    ) {
+        // The sending socket, if its session is here.
+        let origin = origin.and_then(|id| self.state.sid_of_session(&msg.from, id));
+        self.deliver_committed(msg, origin);
         cluster.delivered(msg.id);
     }
 
@@ -413,7 +423,7 @@ impl ChatService {
             Ok(Some(username)) => Some(Target {
                 key,
                 username,
-                sid: None,
+                sids: Vec::new(),
                 live: true,
             }),
             Ok(None) => None,

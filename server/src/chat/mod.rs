@@ -19,6 +19,8 @@
 //! - [`presence`]: presence changes, their folding in a storm, and
 //!   `presence:get` across nodes.
 //! - [`rename`]: (v3) a guest's new name, in place.
+//! - [`clients`]: (v3) one account on several clients: `session:list`,
+//!   `session:end`, membership that follows the account, read markers.
 //! - [`moderation`]: (v3) roles, room settings, invites, kicks, bans,
 //!   mutes and blocks, and the checks the others make, on the node's
 //!   copy of who may do what ([`crate::live::policy`]).
@@ -31,6 +33,7 @@
 //!   handlers give, and the one retry time they state.
 
 mod accounts;
+mod clients;
 mod history;
 mod identity;
 mod messaging;
@@ -117,6 +120,9 @@ pub struct SocketCtx {
     /// until a guest renames itself (`user:rename`). Handlers read it
     /// through [`SocketCtx::key`] and [`SocketCtx::username`].
     name: std::sync::RwLock<(String, String)>,
+    /// (v3) When the session last made a request (shared with the state,
+    /// which ends the least recently active session beyond the limit).
+    activity: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// A snapshot of who a socket is (see [`SocketCtx::me`]).
@@ -289,6 +295,8 @@ impl ChatService {
         ack: AckSender,
         turn: &mut Option<Turn<'_>>,
     ) {
+        ctx.activity
+            .store(crate::clock::now_ms(), std::sync::atomic::Ordering::Relaxed);
         let result = match ClientEvent::parse(event, data) {
             Err(e) => Err(e.to_chat_error(event)),
             Ok(ev) => self.handle(s, ctx, ev, turn).await,
@@ -328,7 +336,7 @@ impl ChatService {
         let name = ev.name();
         let sending = match ev {
             ClientEvent::RoomMessage(m) => self.room_message(ctx, m, turn).await,
-            ClientEvent::DmMessage(m) => self.dm(ctx, m, turn).await,
+            ClientEvent::DmMessage(m) => self.dm(s, ctx, m, turn).await,
             ClientEvent::GlobalMessage(m) => {
                 self.feed(s, ctx, name, &m, Destination::Global, turn).await
             }
@@ -380,6 +388,9 @@ impl ChatService {
                 ts: crate::clock::now_ms(),
             })),
             ClientEvent::AccountPassword(p) => self.change_password(ctx, p).await,
+            ClientEvent::SessionList => self.session_list(ctx).await,
+            ClientEvent::SessionEnd(e) => self.session_end(ctx, &e.id).await,
+            ClientEvent::ReadMark(r) => self.read_mark(s, ctx, r).await,
             other => self.moderate(ctx, other).await,
         }
     }
@@ -466,7 +477,9 @@ impl ChatService {
         tokio::spawn(async move {
             while let Some(ev) = feed.recv().await {
                 match ev {
-                    FeedEvent::Message(m) => svc.deliver_numbered(&cluster, &m),
+                    FeedEvent::Message(m, origin) => {
+                        svc.deliver_numbered(&cluster, &m, origin.as_deref())
+                    }
                     FeedEvent::Claimed { token } => {
                         if let Some(sid) = svc.state.release(&token) {
                             tracing::info!("session taken over by another node");
@@ -479,13 +492,14 @@ impl ChatService {
                     }
                     FeedEvent::Typing(t) => svc.typing_here(&t).await,
                     FeedEvent::Ended { key, error } => svc.ended_elsewhere(&key, &error).await,
+                    FeedEvent::Account(note) => svc.account_note_here(note).await,
                     FeedEvent::Settings => match svc.moderation.refresh().await {
                         Ok(true) => svc.enforce_bans().await,
                         Ok(false) => {}
                         Err(e) => tracing::debug!("moderation: {e}"),
                     },
                     FeedEvent::Evicted { key } => {
-                        if let Some(sid) = svc.state.evict(&key) {
+                        for sid in svc.state.evict(&key) {
                             tracing::info!(user = %key, "name taken by a password login on another node");
                             svc.replace(sid);
                         }

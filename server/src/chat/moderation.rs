@@ -325,19 +325,23 @@ impl ChatService {
             return;
         };
         let key = username_key(user);
-        let Some(sid) = self.state.sid_of(&key) else {
+        let sids = self.state.sids_of(&key);
+        if sids.is_empty() {
             // Away or elsewhere: a resume here reads the removal from the
             // room's settings (see `removals`).
             return;
-        };
-        let socket = self.ns().and_then(|ns| ns.get_socket(sid));
+        }
+        let sockets: Vec<SocketRef> = self
+            .ns()
+            .map(|ns| sids.iter().filter_map(|&sid| ns.get_socket(sid)).collect())
+            .unwrap_or_default();
         match kind {
             RoomEventKind::Invite => {
-                if let Some(s) = socket {
-                    let invited = RoomInvited {
-                        room: room.clone(),
-                        by: msg.from.clone(),
-                    };
+                let invited = RoomInvited {
+                    room: room.clone(),
+                    by: msg.from.clone(),
+                };
+                for s in &sockets {
                     let _ = s.emit(names::ROOM_INVITED, &invited);
                 }
             }
@@ -352,9 +356,10 @@ impl ChatService {
                     self.state.online(),
                 )
                 .with_reason(k.as_str());
-                if let Some(s) = &socket {
+                for s in &sockets {
                     // Out of the room before anything else is sent to it;
-                    // it hears its own leave here, the room below.
+                    // each session hears its own leave here, the room
+                    // below.
                     s.leave(room.clone());
                     let _ = s.emit(names::PRESENCE, &leave);
                 }
@@ -393,12 +398,14 @@ impl ChatService {
         }
     }
 
-    /// Ends the session of `key` on this node, if a socket holds it.
+    /// Ends the sessions of `key` on this node that a socket holds.
     pub(super) fn end_here(&self, key: &str, err: &ChatError) {
-        if let Some(s) = self
+        let Some(ns) = self.ns() else { return };
+        for s in self
             .state
-            .sid_of(key)
-            .and_then(|sid| self.ns().and_then(|ns| ns.get_socket(sid)))
+            .sids_of(key)
+            .into_iter()
+            .filter_map(|sid| ns.get_socket(sid))
         {
             // Ended, not interrupted: no recovery window keeps the name.
             if let Some(ctx) = s.extensions.get::<Arc<SocketCtx>>() {
@@ -791,7 +798,7 @@ impl ChatService {
                 Some(msg.id.to_string()),
             )
             .await?;
-            if target.account && self.state.sid_of(&target.key).is_none() {
+            if target.account && self.state.sids_of(&target.key).is_empty() {
                 self.drop_remembered_room(&target.key, &room).await;
             }
         }
@@ -1006,7 +1013,7 @@ impl ChatService {
     /// contract bans connecting as a guest from the addresses of its
     /// sessions.
     async fn end_banned_here(&self, key: &str, ban: &Sanction, err: &ChatError) {
-        let guest_here = self.state.sid_of(key).is_some() && !self.state.is_account(key);
+        let guest_here = !self.state.sids_of(key).is_empty() && !self.state.is_account(key);
         if guest_here {
             let value = serde_json::to_string(ban).ok();
             for addr in self.addresses_of(key) {
@@ -1022,18 +1029,21 @@ impl ChatService {
         self.end_here(key, err);
     }
 
-    /// The client addresses of `key`'s live socket here.
+    /// The client addresses of `key`'s live sockets here.
     fn addresses_of(&self, key: &str) -> Vec<String> {
+        let Some(ns) = self.ns() else {
+            return Vec::new();
+        };
         self.state
-            .sid_of(key)
-            .and_then(|sid| self.ns().and_then(|ns| ns.get_socket(sid)))
-            .and_then(|s| {
+            .sids_of(key)
+            .into_iter()
+            .filter_map(|sid| ns.get_socket(sid))
+            .filter_map(|s| {
                 s.req_parts()
                     .extensions
                     .get::<crate::http::client_addr::ClientAddr>()
                     .map(|c| c.0.to_string())
             })
-            .into_iter()
             .collect()
     }
 

@@ -22,12 +22,13 @@ impl ChatService {
         // removed it, and nothing after.
         let removed = self.removals(&adm.key);
         let mut replay = if adm.recovered {
-            self.state.replay(&adm.key, ctx.offset.as_deref())
+            self.state
+                .replay(&adm.key, &adm.token, ctx.offset.as_deref())
         } else if let Some(seen) = adm.queued_after {
-            self.state.queued(&adm.key, seen)
+            self.state.queued(&adm.key, &adm.token, seen)
         } else {
             crate::live::Replay {
-                upto: self.state.session_since(&adm.key),
+                upto: self.state.session_since(&adm.key, &adm.token),
                 ..Default::default()
             }
         };
@@ -80,22 +81,24 @@ impl ChatService {
             });
         }
         let policy = self.moderation.cached();
+        let rooms: Vec<String> = adm
+            .rooms
+            .iter()
+            .filter(|r| removed.iter().all(|(gone, _)| gone != *r))
+            .cloned()
+            .collect();
+        let markers = self.markers_for(adm, &rooms).await;
         let session = SessionInfo {
             sid: s.id.to_string(),
             username: adm.username.clone(),
             session: adm.token.clone(),
             recovered: adm.recovered,
-            rooms: adm
-                .rooms
-                .iter()
-                .filter(|r| removed.iter().all(|(gone, _)| gone != *r))
-                .cloned()
-                .collect(),
+            rooms,
             missed: replay.messages.len() as u64,
             truncated: replay.truncated,
             role: Some(policy.role(&adm.key, adm.account)),
             blocked: policy.blocked_by(&adm.key),
-            markers: Vec::new(),
+            markers,
         };
         self.metrics.connected(adm.recovered, replay.truncated);
         if !emit_paced(s, names::SESSION, &session).await {

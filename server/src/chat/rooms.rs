@@ -35,6 +35,9 @@ impl ChatService {
             })?;
         s.join(room.clone());
         if joined.fresh {
+            // (v3) The account's other clients are in it too.
+            self.membership_changed(&adm.key, &room, true, Some(s.id))
+                .await;
             self.joined(&policy, ctx, &room, created).await;
             let online = self.state.online();
             let join = Presence::change(
@@ -98,6 +101,9 @@ impl ChatService {
         );
         self.presence(&room, leave).await;
         s.leave(room.clone());
+        // (v3) The account's other clients are out of it too.
+        self.membership_changed(&adm.key, &room, false, Some(s.id))
+            .await;
         let mut ev = admin_event(AdminEventType::Leave);
         ev.user = Some(adm.username.clone());
         ev.room = Some(room.clone());

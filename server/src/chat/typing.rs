@@ -38,12 +38,16 @@ impl ChatService {
                     to: Some(target.username),
                     typing: t.typing,
                 };
-                if let (Some(sid), Some(ns)) = (target.sid, self.ns()) {
-                    let _ = ns.to(sid).volatile().emit(event, &notice).await;
-                } else if let (true, Some(cluster)) = (target.live, &self.cluster)
-                    && !self.state.name_held(&target.key)
-                {
-                    // On another node, which delivers it.
+                // (v3) Every session of the target: here, and on the other
+                // nodes, which deliver it to theirs.
+                if let (false, Some(ns)) = (target.sids.is_empty(), self.ns()) {
+                    let _ = ns
+                        .to(sid_rooms(&target.sids))
+                        .volatile()
+                        .emit(event, &notice)
+                        .await;
+                }
+                if let (true, Some(cluster)) = (target.live, &self.cluster) {
                     cluster.forward_typing(&notice);
                 }
             }
@@ -59,12 +63,18 @@ impl ChatService {
         let Some(ns) = self.ns() else { return };
         let op = match (&t.room, &t.to) {
             (Some(room), _) => ns.to(room.clone()),
-            (None, Some(to)) => match self.state.target(to).and_then(|u| u.sid) {
-                Some(sid) => ns.to(sid),
-                None => return,
+            (None, Some(to)) => match self.state.target(to) {
+                Some(u) if !u.sids.is_empty() => ns.to(sid_rooms(&u.sids)),
+                _ => return,
             },
             (None, None) => return,
         };
         let _ = op.volatile().emit(names::TYPING, t).await;
     }
+}
+
+/// The rooms named after these sockets' ids (each `/chat` socket is in its
+/// own).
+fn sid_rooms(sids: &[Sid]) -> Vec<String> {
+    sids.iter().map(Sid::to_string).collect()
 }

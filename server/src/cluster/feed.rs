@@ -10,7 +10,7 @@ use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
 use super::{CONTROL_CHANNEL, unavailable};
-use crate::store::redis::{MESSAGES_CHANNEL, decode};
+use crate::store::redis::{MESSAGES_CHANNEL, decode, decode_origin};
 use crate::store::{MessageRecord, RedisStore, StoreError};
 
 /// Missed messages read from the store at once.
@@ -19,16 +19,14 @@ const CATCH_UP_BATCH: usize = 1000;
 /// What the feed hands the node: messages in id order, and takeovers.
 #[derive(Debug)]
 pub enum FeedEvent {
-    Message(Arc<MessageRecord>),
+    /// With (v3) the public id of the session that sent it, when the
+    /// message came live (a catch-up read from the store does not say).
+    Message(Arc<MessageRecord>, Option<String>),
     /// Another node took the session with this token over.
-    Claimed {
-        token: String,
-    },
+    Claimed { token: String },
     /// A password login on another node took the name `key` from
     /// whichever session held it.
-    Evicted {
-        key: String,
-    },
+    Evicted { key: String },
     /// (v3) A server kick or ban on another node: the session of `key`
     /// ends here too, its socket told `error`.
     Ended {
@@ -37,11 +35,33 @@ pub enum FeedEvent {
     },
     /// (v3) Another node changed a moderation setting.
     Settings,
+    /// (v3) Something an account's session on another node did that its
+    /// sessions here follow.
+    Account(AccountNote),
     /// A presence change on another node, its counts the cluster's.
     Presence(chat_shared::Presence),
     /// A typing indicator from a user on another node.
     Typing(chat_shared::TypingNotice),
 }
+/// (v3) What an account's session on one node did that its sessions on
+/// the others follow: membership is the account's, markers follow it, and
+/// `session:end` ends a session wherever it is.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum AccountNote {
+    /// The account joined `room`.
+    Joined { key: String, room: String },
+    /// The account left `room`.
+    Left { key: String, room: String },
+    /// The account's read marker moved.
+    Marker {
+        key: String,
+        marker: chat_shared::ReadMarker,
+    },
+    /// The session `token` was ended with `session:end`.
+    End { key: String, token: String },
+}
+
 /// The feed: see the module doc.
 pub struct Feed;
 
@@ -125,6 +145,9 @@ async fn subscribed(
                             error: e.error,
                         })
                 }
+                (Some("account"), Some(_), Some(json)) => {
+                    serde_json::from_str(json).ok().map(FeedEvent::Account)
+                }
                 (Some("presence"), Some(_), Some(json)) => {
                     serde_json::from_str(json).ok().map(FeedEvent::Presence)
                 }
@@ -140,6 +163,7 @@ async fn subscribed(
             }
             continue;
         }
+        let origin = decode_origin(&payload);
         let Some(m) = decode(&payload) else {
             tracing::warn!("message feed: a message that does not parse");
             continue;
@@ -152,7 +176,7 @@ async fn subscribed(
         }
         *last = m.id;
         redis.saw(m.id);
-        if tx.send(FeedEvent::Message(m)).await.is_err() {
+        if tx.send(FeedEvent::Message(m, origin)).await.is_err() {
             return Ok(());
         }
     }
@@ -173,7 +197,7 @@ async fn catch_up(
         for m in batch {
             *last = m.id;
             redis.saw(m.id);
-            if tx.send(FeedEvent::Message(m)).await.is_err() {
+            if tx.send(FeedEvent::Message(m, None)).await.is_err() {
                 return Ok(false);
             }
         }

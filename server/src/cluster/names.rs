@@ -104,6 +104,16 @@ impl Cluster {
         self.announce("settings", "-").await
     }
 
+    /// (v3) Tells the other nodes what an account's session did here (see
+    /// [`AccountNote`](super::feed::AccountNote)).
+    pub async fn announce_account(
+        &self,
+        note: &super::feed::AccountNote,
+    ) -> Result<(), StoreError> {
+        let body = serde_json::to_string(note).unwrap_or_default();
+        self.announce("account", &body).await
+    }
+
     /// One control line to the other nodes: `WHAT NODE SUBJECT`.
     async fn announce(&self, what: &str, subject: &str) -> Result<(), StoreError> {
         let mut con = self.redis.connection();

@@ -17,7 +17,7 @@ use tokio::time::Instant;
 
 use chat_shared::username_key;
 
-use super::sessions::User;
+use super::sessions::{Session, User};
 use super::{ChatState, Inner, SessionOp};
 use crate::clock::now_ms;
 use crate::store::{AccountChange, SessionRecord, Startup};
@@ -84,20 +84,15 @@ impl ChatState {
     /// came back since). Returns whether it ended.
     pub fn expire(&self, key: &str, absence: u64) -> bool {
         let mut inner = self.lock();
-        let Some(user) = inner.sessions.users.get(key) else {
+        let Some(token) = inner.sessions.users.get(key).and_then(|u| {
+            u.sessions
+                .iter()
+                .find(|s| s.sid.is_none() && s.absence == absence)
+                .map(|s| s.token.clone())
+        }) else {
             return false;
         };
-        if user.sid.is_some() || user.absence != absence {
-            return false;
-        }
-        let token = user.token.clone();
-        let rooms: Vec<String> = user.rooms.keys().cloned().collect();
-        inner.sessions.users.remove(key);
-        inner.sessions.by_token.remove(&token);
-        self.persist(SessionOp::Delete(token));
-        for room in &rooms {
-            inner.rooms.release(room);
-        }
+        self.end_session(&mut inner, key, &token);
         tracing::debug!(user = key, "session expired");
         true
     }
@@ -121,7 +116,14 @@ impl ChatState {
                 continue;
             }
             let key = username_key(&rec.username);
-            if inner.sessions.users.contains_key(&key) {
+            if inner.sessions.by_token.contains_key(&rec.token)
+                || inner
+                    .sessions
+                    .users
+                    .get(&key)
+                    .is_some_and(|u| !(u.account && rec.account))
+            {
+                // A name holds one guest session; an account several.
                 continue;
             }
             let record = self.take_up(&mut inner, &key, rec, ends, now);
@@ -150,8 +152,17 @@ impl ChatState {
             .unwrap_or(now.saturating_add(window));
         let key = username_key(&rec.username);
         let mut inner = self.lock();
-        if inner.sessions.users.contains_key(&key) {
+        if inner.sessions.by_token.contains_key(&rec.token) {
             return inner.sessions.by_token.get(&rec.token) == Some(&key);
+        }
+        if inner
+            .sessions
+            .users
+            .get(&key)
+            .is_some_and(|u| !(u.account && rec.account))
+        {
+            // A guest's name holds one session.
+            return false;
         }
         self.take_up(&mut inner, &key, rec, ends, now);
         true
@@ -168,29 +179,39 @@ impl ChatState {
         ends: u64,
         now: u64,
     ) -> SessionRecord {
-        for room in rec.rooms.keys() {
-            inner.rooms.hold(room);
-        }
-        let user = User {
-            username: rec.username.clone(),
+        let user = match inner.sessions.users.entry(key.to_owned()) {
+            std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                // The first of the user's sessions here: its rooms are
+                // the user's (another session's record says the same).
+                for room in rec.rooms.keys() {
+                    inner.rooms.hold(room);
+                }
+                let mut user = User::new(&rec.username, rec.account);
+                user.rooms = rec.rooms.clone();
+                v.insert(user)
+            }
+        };
+        let absence = self.next_absence();
+        user.sessions.push(Session {
             token: rec.token.clone(),
-            rooms: rec.rooms.clone(),
             sid: None,
             lagging: false,
-            connected_at: 0,
-            since: rec.since,
-            absence: self.next_absence(),
-            window_ends_at: Some(ends),
-            account: rec.account,
             ready: false,
+            since: rec.since,
+            absence,
+            window_ends_at: Some(ends),
+            last_active: Arc::new(std::sync::atomic::AtomicU64::new(rec.meta.connected_at)),
+            meta: rec.meta.clone(),
+        });
+        let record = match user.session(&rec.token) {
+            Some(s) => user.record(s),
+            None => rec.clone(),
         };
-        let record = user.record();
-        let absence = user.absence;
         inner
             .sessions
             .by_token
             .insert(rec.token.clone(), key.to_owned());
-        inner.sessions.users.insert(key.to_owned(), user);
         self.expire_after(
             key,
             absence,

@@ -65,6 +65,12 @@ pub struct Replay {
 }
 
 impl ChatState {
+    /// (v3) The last id handed out: an id above it was never issued.
+    pub fn issued(&self) -> u64 {
+        let inner = self.lock();
+        inner.log.issued.max(inner.log.head)
+    }
+
     pub fn set_pruned_upto(&self, id: u64) {
         self.pruned_upto.fetch_max(id, Ordering::Relaxed);
     }
@@ -127,14 +133,18 @@ impl ChatState {
         }
     }
 
-    /// The messages `key` missed after the message `offset` (or, without a
-    /// usable offset, since its session began), up to the current head.
-    pub fn replay(&self, key: &str, offset: Option<&str>) -> Replay {
+    /// The messages `key`'s session `token` missed after the message
+    /// `offset` (or, without a usable offset, since the session began), up
+    /// to the current head.
+    pub fn replay(&self, key: &str, token: &str, offset: Option<&str>) -> Replay {
         let inner = self.lock();
         let Some(user) = inner.sessions.users.get(key) else {
             return Replay::default();
         };
-        let since = Self::resume_point(offset, user.since, inner.log.head);
+        let Some(session) = user.session(token) else {
+            return Replay::default();
+        };
+        let since = Self::resume_point(offset, session.since, inner.log.head);
         let first = inner.log.first();
         let stored = (since.saturating_add(1) < first).then(|| (since, first - 1));
         Replay {
@@ -150,12 +160,12 @@ impl ChatState {
     /// and up to the session's start (later ones reach it in its
     /// catch-up), from this process's log, and the older range to read
     /// from the store.
-    pub fn queued(&self, key: &str, seen: u64) -> Replay {
+    pub fn queued(&self, key: &str, token: &str, seen: u64) -> Replay {
         let inner = self.lock();
-        let Some(user) = inner.sessions.users.get(key) else {
+        let Some(session) = inner.sessions.users.get(key).and_then(|u| u.session(token)) else {
             return Replay::default();
         };
-        let upto = user.since;
+        let upto = session.since;
         let first = inner.log.first();
         let stored =
             (seen < upto && seen.saturating_add(1) < first).then(|| (seen, (first - 1).min(upto)));

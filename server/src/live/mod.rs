@@ -56,7 +56,7 @@ pub use admission::{Admission, Login};
 pub use log::Replay;
 pub use order::{Delivering, DeliveryOrder, Numbering};
 pub use rooms::{Joined, NodePresence};
-pub use sessions::{Departure, Target};
+pub use sessions::{Departure, SessionView, Target};
 pub use writer::{SessionOp, write_sessions};
 
 /// What the lock guards: one part per owner (see the module doc).
@@ -142,15 +142,16 @@ impl ChatState {
             .users
             .iter()
             .filter_map(|(key, u)| {
-                u.sid.map(|sid| AdminUser {
+                let live: Vec<_> = u.sessions.iter().filter(|s| s.sid.is_some()).collect();
+                let first = live.iter().min_by_key(|s| s.meta.connected_at)?;
+                Some(AdminUser {
                     username: u.username.clone(),
-                    transport: transport_of(sid),
+                    transport: first.sid.map(&transport_of).unwrap_or_default(),
                     rooms: u.rooms.keys().cloned().collect(),
-                    connected_at: u.connected_at,
+                    connected_at: first.meta.connected_at,
                     role: Some(role_of(key, u.account)),
-                    // One session per user until several clients per
-                    // account land.
-                    sessions: Some(1),
+                    // (v3) Its clients connected now.
+                    sessions: Some(live.len() as u64),
                 })
             })
             .collect();

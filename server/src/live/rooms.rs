@@ -53,6 +53,11 @@ impl Rooms {
         }
     }
 
+    /// The live member count of `room`.
+    pub(super) fn live_count(&self, room: &str) -> u64 {
+        self.live.get(room).map_or(0, |s| s.len() as u64)
+    }
+
     /// One user fewer holds `room`; its history goes with the last one.
     pub(super) fn release(&mut self, room: &str) {
         if let Some(n) = self.holders.get_mut(room) {
@@ -128,6 +133,17 @@ pub struct NodePresence {
 impl ChatState {
     /// Joins `key` to `room` (canonical). Idempotent.
     pub fn join(&self, key: &str, room: &str) -> Result<Joined, ErrorCode> {
+        self.join_as(key, room, true)
+    }
+
+    /// (v3) Follows a join the account made on another node: as
+    /// [`join`](Self::join), but the account's rooms are that node's to
+    /// write.
+    pub fn follow_join(&self, key: &str, room: &str) -> Result<Joined, ErrorCode> {
+        self.join_as(key, room, false)
+    }
+
+    fn join_as(&self, key: &str, room: &str, here: bool) -> Result<Joined, ErrorCode> {
         let mut inner = self.lock();
         let head = inner.log.head;
         let max = self.config.max_rooms_per_user;
@@ -142,10 +158,12 @@ impl ChatState {
                 return Err(ErrorCode::TooManyRooms);
             }
             user.rooms.insert(room.to_owned(), head);
-            self.persist(SessionOp::Put(user.record()));
+            for s in &user.sessions {
+                self.persist(SessionOp::Put(user.record(s)));
+            }
         }
-        let live = user.sid.is_some();
-        if fresh && user.account {
+        let live = user.live();
+        if fresh && user.account && here {
             let rooms = AccountChange::Rooms(user.rooms.keys().cloned().collect());
             self.persist_account(&mut inner.written, key, rooms);
         }
@@ -167,6 +185,16 @@ impl ChatState {
 
     /// Takes `key` out of `room`; returns the live member count after.
     pub fn leave(&self, key: &str, room: &str) -> Result<u64, ErrorCode> {
+        self.leave_as(key, room, true)
+    }
+
+    /// (v3) Follows a leave the account made on another node (see
+    /// [`follow_join`](Self::follow_join)).
+    pub fn follow_leave(&self, key: &str, room: &str) -> Result<u64, ErrorCode> {
+        self.leave_as(key, room, false)
+    }
+
+    fn leave_as(&self, key: &str, room: &str, here: bool) -> Result<u64, ErrorCode> {
         let mut inner = self.lock();
         let user = inner
             .sessions
@@ -176,8 +204,10 @@ impl ChatState {
         if user.rooms.remove(room).is_none() {
             return Err(ErrorCode::NotMember);
         }
-        self.persist(SessionOp::Put(user.record()));
-        if user.account {
+        for s in &user.sessions {
+            self.persist(SessionOp::Put(user.record(s)));
+        }
+        if user.account && here {
             let rooms = AccountChange::Rooms(user.rooms.keys().cloned().collect());
             self.persist_account(&mut inner.written, key, rooms);
         }
@@ -228,7 +258,7 @@ impl ChatState {
             .sessions
             .users
             .values()
-            .filter(|u| u.sid.is_some())
+            .filter(|u| u.live())
             .map(|u| u.username.clone())
             .collect();
         users.sort_by_key(|u| username_key(u));
@@ -247,7 +277,7 @@ impl ChatState {
                 .sessions
                 .users
                 .values()
-                .filter(|u| u.sid.is_some())
+                .filter(|u| u.live())
                 .map(|u| u.username.clone())
                 .collect(),
             rooms: inner

@@ -1,8 +1,16 @@
-//! Users and their sessions: who holds which name, by which token, with
-//! which live socket, and what a disconnect changes.
+//! Users and their sessions: who holds which name, by which tokens, with
+//! which live sockets, and what a disconnect changes.
+//!
+//! (v3) A user (an account, or a guest name) has one or more sessions,
+//! each with its own token, socket and offset: an account may be on
+//! several clients at once (`--max-sessions-per-account`), a guest on one.
+//! What belongs to the person is kept once, on the [`User`]: its rooms
+//! (membership is the account's), its name. Presence counts users, not
+//! sessions: a user is online while any of its sessions has a socket.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use chat_shared::{ErrorCode, username_key};
 use socketioxide::socket::Sid;
@@ -10,22 +18,22 @@ use socketioxide::socket::Sid;
 use super::order::Delivering;
 use super::{ChatState, Inner, SessionOp};
 use crate::clock::now_ms;
-use crate::store::{AccountChange, SessionRecord};
+use crate::store::{AccountChange, MarkerAt, SessionMeta, SessionRecord};
 
+/// One client's session.
 #[derive(Debug)]
-pub(super) struct User {
-    pub(super) username: String,
+pub(super) struct Session {
     pub(super) token: String,
-    /// Rooms, each with the log sequence number at which they were joined
-    /// (a restore replays only what came after the join).
-    pub(super) rooms: BTreeMap<String, u64>,
     /// The live socket, if any.
     pub(super) sid: Option<Sid>,
     /// The live socket missed a message (its queue was full) and its
     /// transport is being ended: nothing more is delivered to it live, so
     /// that its client's offset never skips a message.
     pub(super) lagging: bool,
-    pub(super) connected_at: u64,
+    /// The live socket is caught up and in its rooms: DMs go to it live.
+    /// Until then they reach it through its catch-up, so that none is sent
+    /// twice or ahead of the `session` event.
+    pub(super) ready: bool,
     /// The log head when the session began: nothing older is replayed.
     pub(super) since: u64,
     /// A new number (unique in the process, never 0) at every disconnect
@@ -33,54 +41,106 @@ pub(super) struct User {
     pub(super) absence: u64,
     /// Wall-clock ms when the recovery window ends; `None` while live.
     pub(super) window_ends_at: Option<u64>,
-    /// The session belongs to an account.
-    pub(super) account: bool,
-    /// The live socket is caught up and in its rooms: DMs go to it live.
-    /// Until then they reach it through its catch-up, so that none is sent
-    /// twice or ahead of the `session` event.
-    pub(super) ready: bool,
+    /// Wall-clock ms of its last request or connect: the least recently
+    /// active session is the one a login beyond the limit ends. Shared
+    /// with its socket's context, which stamps it on every request
+    /// without taking the state's lock.
+    pub(super) last_active: Arc<AtomicU64>,
+    /// What `session:list` shows (public id, label, address, start).
+    pub(super) meta: SessionMeta,
 }
 
-impl User {
-    pub(super) fn record(&self) -> SessionRecord {
-        SessionRecord {
-            token: self.token.clone(),
-            username: self.username.clone(),
-            since: self.since,
-            rooms: self.rooms.clone(),
-            window_ends_at: self.window_ends_at,
-            account: self.account,
-            meta: Default::default(),
-        }
-    }
-
-    pub(super) fn fresh(
-        username: &str,
-        token: String,
-        sid: Sid,
-        since: u64,
-        account: bool,
-    ) -> User {
-        User {
-            username: username.to_owned(),
+impl Session {
+    pub(super) fn fresh(token: String, sid: Sid, since: u64, meta: SessionMeta) -> Session {
+        Session {
             token,
-            rooms: BTreeMap::new(),
             sid: Some(sid),
             lagging: false,
-            connected_at: now_ms(),
+            ready: false,
             since,
             absence: 0,
             window_ends_at: None,
-            account,
-            ready: false,
+            last_active: Arc::new(AtomicU64::new(now_ms())),
+            meta,
         }
+    }
+
+    /// A socket may get messages live.
+    fn deliverable(&self) -> Option<Sid> {
+        self.sid.filter(|_| self.ready && !self.lagging)
+    }
+}
+
+/// An account, or a guest name, with its sessions.
+#[derive(Debug)]
+pub(super) struct User {
+    pub(super) username: String,
+    /// Rooms, each with the log sequence number at which they were joined
+    /// (a restore replays only what came after the join).
+    pub(super) rooms: BTreeMap<String, u64>,
+    /// The user is an account (it logged in or registered).
+    pub(super) account: bool,
+    /// Never empty: a user with no session left is removed.
+    pub(super) sessions: Vec<Session>,
+    /// (v3) A guest's read markers, for the life of its session (an
+    /// account's are in the store).
+    pub(super) markers: BTreeMap<MarkerAt, u64>,
+}
+
+impl User {
+    pub(super) fn new(username: &str, account: bool) -> User {
+        User {
+            username: username.to_owned(),
+            rooms: BTreeMap::new(),
+            account,
+            sessions: Vec::new(),
+            markers: BTreeMap::new(),
+        }
+    }
+
+    /// The stored form of one of its sessions.
+    pub(super) fn record(&self, s: &Session) -> SessionRecord {
+        SessionRecord {
+            token: s.token.clone(),
+            username: self.username.clone(),
+            since: s.since,
+            rooms: self.rooms.clone(),
+            window_ends_at: s.window_ends_at,
+            account: self.account,
+            meta: s.meta.clone(),
+        }
+    }
+
+    /// Whether any session has a socket.
+    pub(super) fn live(&self) -> bool {
+        self.sessions.iter().any(|s| s.sid.is_some())
+    }
+
+    pub(super) fn session(&self, token: &str) -> Option<&Session> {
+        self.sessions.iter().find(|s| s.token == token)
+    }
+
+    pub(super) fn session_mut(&mut self, token: &str) -> Option<&mut Session> {
+        self.sessions.iter_mut().find(|s| s.token == token)
+    }
+
+    fn by_sid_mut(&mut self, sid: Sid) -> Option<&mut Session> {
+        self.sessions.iter_mut().find(|s| s.sid == Some(sid))
+    }
+
+    /// The sockets that get messages live.
+    fn deliverable(&self) -> Vec<Sid> {
+        self.sessions
+            .iter()
+            .filter_map(Session::deliverable)
+            .collect()
     }
 }
 
 /// The sessions' part of the state.
 #[derive(Debug, Default)]
 pub(super) struct Sessions {
-    /// User key → the user holding that name (live or in their window).
+    /// User key → the user holding that name (live or in a window).
     pub(super) users: HashMap<String, User>,
     /// Session token → user key.
     pub(super) by_token: HashMap<String, String>,
@@ -92,7 +152,11 @@ pub(super) struct Sessions {
 #[derive(Debug)]
 pub struct Departure {
     pub username: String,
-    /// Each room the user was in, with its live member count after.
+    /// The user's last live session went: presence says it left. False
+    /// while another client of the account is still connected.
+    pub last: bool,
+    /// Each room the user was in, with its live member count after (empty
+    /// unless `last`).
     pub rooms: Vec<(String, u64)>,
     pub online: u64,
 }
@@ -102,9 +166,19 @@ pub struct Departure {
 pub struct Target {
     pub key: String,
     pub username: String,
-    /// The socket to deliver to live, if any is ready for it.
-    pub sid: Option<Sid>,
-    /// A socket holds the session (perhaps still catching up).
+    /// The sockets to deliver to live (its sessions' that are ready).
+    pub sids: Vec<Sid>,
+    /// A socket holds one of its sessions (perhaps still catching up).
+    pub live: bool,
+}
+
+/// (v3) One session as `session:list` shows it, before the caller marks
+/// the current one.
+#[derive(Debug, Clone)]
+pub struct SessionView {
+    pub token: String,
+    pub meta: SessionMeta,
+    pub last_active: u64,
     pub live: bool,
 }
 
@@ -124,90 +198,140 @@ impl ChatState {
         self.lock().sessions.online
     }
 
-    /// Ends `key`'s session at once (a password login took the name): its
-    /// socket, if any, stops counting; the caller tells that socket.
-    pub(super) fn end_session(&self, inner: &mut Inner, key: &str) {
-        let Some(old) = inner.sessions.users.remove(key) else {
-            return;
-        };
+    /// Ends one session of `key` at once (a login took the name or the
+    /// session's place, `session:end`): its socket, if any, stops counting;
+    /// the caller tells that socket. Returns that socket.
+    pub(super) fn end_session(&self, inner: &mut Inner, key: &str, token: &str) -> Option<Sid> {
+        let user = inner.sessions.users.get_mut(key)?;
+        let at = user.sessions.iter().position(|s| s.token == token)?;
+        let was_live = user.live();
+        let old = user.sessions.remove(at);
+        let now_live = user.live();
+        let empty = user.sessions.is_empty();
+        let rooms: Vec<String> = user.rooms.keys().cloned().collect();
         inner.sessions.by_token.remove(&old.token);
         self.persist(SessionOp::Delete(old.token.clone()));
-        if old.sid.is_some() {
+        if was_live && !now_live {
             inner.sessions.online = inner.sessions.online.saturating_sub(1);
+            for room in &rooms {
+                inner.rooms.drop_live(room, key);
+            }
         }
-        for room in old.rooms.keys() {
-            inner.rooms.drop_live(room, key);
-            inner.rooms.release(room);
+        if empty {
+            inner.sessions.users.remove(key);
+            for room in &rooms {
+                inner.rooms.release(room);
+            }
         }
+        old.sid
     }
 
-    /// `sid`, `key`'s live socket, is caught up and in its rooms: DMs go to
-    /// it live from now on.
+    /// Ends every session of `key`; returns their sockets.
+    pub(super) fn end_user(&self, inner: &mut Inner, key: &str) -> Vec<Sid> {
+        let tokens: Vec<String> = inner
+            .sessions
+            .users
+            .get(key)
+            .map(|u| u.sessions.iter().map(|s| s.token.clone()).collect())
+            .unwrap_or_default();
+        tokens
+            .iter()
+            .filter_map(|t| self.end_session(inner, key, t))
+            .collect()
+    }
+
+    /// `sid`, one of `key`'s live sockets, is caught up and in its rooms:
+    /// DMs go to it live from now on.
     pub fn set_ready(&self, _: &Delivering<'_>, key: &str, sid: Sid) {
-        if let Some(u) = self.lock().sessions.users.get_mut(key)
-            && u.sid == Some(sid)
+        if let Some(s) = self
+            .lock()
+            .sessions
+            .users
+            .get_mut(key)
+            .and_then(|u| u.by_sid_mut(sid))
         {
-            u.ready = true;
+            s.ready = true;
         }
     }
 
-    /// Whether `sid` is still the live socket of `key`.
+    /// Whether `sid` still holds one of `key`'s sessions.
     pub fn is_current(&self, key: &str, sid: Sid) -> bool {
         self.lock()
             .sessions
             .users
             .get(key)
-            .is_some_and(|u| u.sid == Some(sid))
+            .is_some_and(|u| u.sessions.iter().any(|s| s.sid == Some(sid)))
     }
 
-    /// Ends the live socket `sid` of `key`. A planned leave ends the
-    /// session; otherwise it is kept for the recovery window and ends
-    /// with it (see [`expiry`](super::expiry)). `None` when `sid` is no longer the user's socket (it
-    /// was taken over): nothing changes.
+    /// (v3) The clock `token`'s socket stamps at each request (see
+    /// `Session::last_active`).
+    pub fn activity(&self, key: &str, token: &str) -> Arc<AtomicU64> {
+        self.lock()
+            .sessions
+            .users
+            .get(key)
+            .and_then(|u| u.session(token))
+            .map(|s| Arc::clone(&s.last_active))
+            .unwrap_or_default()
+    }
+
+    /// Ends the live socket `sid` of `key`. A planned leave ends its
+    /// session; otherwise the session is kept for the recovery window and
+    /// ends with it (see [`expiry`](super::expiry)). `None` when `sid`
+    /// holds none of the user's sessions (it was taken over): nothing
+    /// changes.
     pub fn disconnect(self: &Arc<Self>, key: &str, sid: Sid, planned: bool) -> Option<Departure> {
         let mut inner = self.lock();
         let head = inner.log.head;
-        let user = inner.sessions.users.get_mut(key)?;
-        if user.sid != Some(sid) {
-            return None;
+        let user = inner.sessions.users.get(key)?;
+        let s = user.sessions.iter().find(|s| s.sid == Some(sid))?;
+        let (token, lagging) = (s.token.clone(), s.lagging);
+        let last = user.sessions.iter().filter(|s| s.sid.is_some()).count() == 1;
+        let (account, username) = (user.account, user.username.clone());
+        let rooms: Vec<String> = user.rooms.keys().cloned().collect();
+        if planned {
+            // Counts, membership and holds follow in `end_session`.
+            self.end_session(&mut inner, key, &token);
+        } else {
+            let absence = self.next_absence();
+            let window = self.config.recovery_window;
+            let user = inner.sessions.users.get_mut(key)?;
+            let s = user.session_mut(&token)?;
+            s.sid = None;
+            s.ready = false;
+            s.absence = absence;
+            s.last_active.store(now_ms(), Ordering::Relaxed);
+            s.window_ends_at = Some(now_ms().saturating_add(window.as_millis() as u64));
+            let user = inner.sessions.users.get(key)?;
+            let rec = user.record(user.session(&token)?);
+            self.persist(SessionOp::Put(rec));
+            self.expire_after(key, absence, window);
+            if last {
+                inner.sessions.online = inner.sessions.online.saturating_sub(1);
+                for room in &rooms {
+                    inner.rooms.drop_live(room, key);
+                }
+            }
         }
-        user.sid = None;
-        user.ready = false;
-        user.absence = self.next_absence();
-        let delivered = user.account && !user.lagging;
-        if delivered {
-            // Every DM so far reached the socket: later ones wait for the
-            // account's next connect (unless this session resumes first).
+        if last && account && !lagging {
+            // Every DM so far reached a socket of the account: later ones
+            // wait for its next connect (unless a session resumes first).
             self.persist_account(&mut inner.written, key, AccountChange::Seen(head));
         }
-        let user = inner.sessions.users.get_mut(key)?;
-        if !planned {
-            let window = self.config.recovery_window.as_millis() as u64;
-            user.window_ends_at = Some(now_ms().saturating_add(window));
-            self.persist(SessionOp::Put(user.record()));
-        }
-        let absence = user.absence;
-        let username = user.username.clone();
-        let rooms: Vec<String> = user.rooms.keys().cloned().collect();
-        let token = user.token.clone();
-        inner.sessions.online = inner.sessions.online.saturating_sub(1);
-        let mut counts = Vec::with_capacity(rooms.len());
-        for room in rooms {
-            let n = inner.rooms.drop_live(&room, key);
-            counts.push((room, n));
-        }
-        if planned {
-            inner.sessions.users.remove(key);
-            inner.sessions.by_token.remove(&token);
-            self.persist(SessionOp::Delete(token.clone()));
-            for (room, _) in &counts {
-                inner.rooms.release(room);
-            }
+        let counts = if last {
+            rooms
+                .into_iter()
+                .map(|room| {
+                    let n = inner.rooms.live_count(&room);
+                    (room, n)
+                })
+                .collect()
         } else {
-            self.expire_after(key, absence, self.config.recovery_window);
-        }
+            Vec::new()
+        };
         Some(Departure {
             username,
+            last,
             rooms: counts,
             online: inner.sessions.online,
         })
@@ -222,16 +346,21 @@ impl ChatState {
         self.disconnect(key, sid, fresh).is_some()
     }
 
-    /// Marks `sid`, `key`'s live socket, as lagging (see `User::lagging`).
-    /// Returns false if it is no longer the user's socket.
+    /// Marks `sid`, one of `key`'s live sockets, as lagging (see
+    /// `Session::lagging`). Returns false if it holds none of its sessions.
     pub fn set_lagging(&self, key: &str, sid: Sid) -> bool {
         let mut inner = self.lock();
-        match inner.sessions.users.get_mut(key) {
-            Some(u) if u.sid == Some(sid) => {
-                u.lagging = true;
+        match inner
+            .sessions
+            .users
+            .get_mut(key)
+            .and_then(|u| u.by_sid_mut(sid))
+        {
+            Some(s) => {
+                s.lagging = true;
                 true
             }
-            _ => false,
+            None => false,
         }
     }
 
@@ -259,24 +388,31 @@ impl ChatState {
             .remove(old)
             .ok_or(ErrorCode::Internal)?;
         user.username = new_name.to_owned();
-        inner
-            .sessions
-            .by_token
-            .insert(user.token.clone(), new_key.to_owned());
-        if user.sid.is_some() {
+        for s in &user.sessions {
+            inner
+                .sessions
+                .by_token
+                .insert(s.token.clone(), new_key.to_owned());
+            self.persist(SessionOp::Put(user.record(s)));
+        }
+        if user.live() {
             for room in user.rooms.keys() {
                 inner.rooms.drop_live(room, old);
                 inner.rooms.enter(room, new_key);
             }
         }
-        self.persist(SessionOp::Put(user.record()));
         inner.sessions.users.insert(new_key.to_owned(), user);
         Ok(())
     }
 
-    /// The live socket holding `key`'s session here, if any.
-    pub fn sid_of(&self, key: &str) -> Option<Sid> {
-        self.lock().sessions.users.get(key).and_then(|u| u.sid)
+    /// The live sockets holding `key`'s sessions here.
+    pub fn sids_of(&self, key: &str) -> Vec<Sid> {
+        self.lock()
+            .sessions
+            .users
+            .get(key)
+            .map(|u| u.sessions.iter().filter_map(|s| s.sid).collect())
+            .unwrap_or_default()
     }
 
     /// The keys of the users with a live socket here.
@@ -285,40 +421,47 @@ impl ChatState {
             .sessions
             .users
             .iter()
-            .filter(|(_, u)| u.sid.is_some())
+            .filter(|(_, u)| u.live())
             .map(|(k, _)| k.clone())
             .collect()
     }
 
     /// A user who is online or inside a recovery window.
     pub fn target(&self, name: &str) -> Option<Target> {
-        let key = username_key(name);
+        self.target_key(&username_key(name))
+    }
+
+    /// [`target`](Self::target) by key.
+    pub fn target_key(&self, key: &str) -> Option<Target> {
         let inner = self.lock();
-        inner.sessions.users.get(&key).map(|u| Target {
-            key: key.clone(),
+        inner.sessions.users.get(key).map(|u| Target {
+            key: key.to_owned(),
             username: u.username.clone(),
-            sid: u.sid.filter(|_| u.ready && !u.lagging),
-            live: u.sid.is_some(),
+            sids: u.deliverable(),
+            live: u.live(),
         })
     }
 
-    /// When `key`'s session began (the id head then).
-    pub fn session_since(&self, key: &str) -> u64 {
+    /// When `key`'s session `token` began (the id head then).
+    pub fn session_since(&self, key: &str, token: &str) -> u64 {
         self.lock()
             .sessions
             .users
             .get(key)
-            .map_or(u64::MAX, |u| u.since)
+            .and_then(|u| u.session(token))
+            .map_or(u64::MAX, |s| s.since)
     }
 
     /// The oldest DMs `key` may read: all of them for an account, those of
     /// its current session for a guest.
     pub fn dm_floor(&self, key: &str) -> u64 {
-        self.lock()
-            .sessions
-            .users
-            .get(key)
-            .map_or(u64::MAX, |u| if u.account { 0 } else { u.since })
+        self.lock().sessions.users.get(key).map_or(u64::MAX, |u| {
+            if u.account {
+                0
+            } else {
+                u.sessions.iter().map(|s| s.since).min().unwrap_or(u64::MAX)
+            }
+        })
     }
 
     /// Whether `key`'s session belongs to an account.
@@ -330,6 +473,74 @@ impl ChatState {
             .is_some_and(|u| u.account)
     }
 
+    /// (v3) `key`'s sessions here, for `session:list`.
+    pub fn sessions_of(&self, key: &str) -> Vec<SessionView> {
+        self.lock()
+            .sessions
+            .users
+            .get(key)
+            .map(|u| {
+                u.sessions
+                    .iter()
+                    .map(|s| SessionView {
+                        token: s.token.clone(),
+                        meta: s.meta.clone(),
+                        last_active: s.last_active.load(Ordering::Relaxed),
+                        live: s.sid.is_some(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// (v3) Ends `key`'s session `token` here (`session:end`): its token
+    /// no longer resumes. Returns its socket, to be told; `None` also
+    /// when this node does not hold it.
+    pub fn end(&self, key: &str, token: &str) -> (bool, Option<Sid>) {
+        let mut inner = self.lock();
+        let held = inner
+            .sessions
+            .users
+            .get(key)
+            .is_some_and(|u| u.session(token).is_some());
+        (held, self.end_session(&mut inner, key, token))
+    }
+
+    /// (v3) The socket here of the session with the public id `id` of
+    /// the user named `name`, if it is live here.
+    pub fn sid_of_session(&self, name: &str, id: &str) -> Option<Sid> {
+        self.lock()
+            .sessions
+            .users
+            .get(&username_key(name))?
+            .sessions
+            .iter()
+            .find(|s| s.meta.id == id)?
+            .sid
+    }
+
+    /// (v3) A guest's read markers.
+    pub fn guest_markers(&self, key: &str) -> BTreeMap<MarkerAt, u64> {
+        self.lock()
+            .sessions
+            .users
+            .get(key)
+            .map(|u| u.markers.clone())
+            .unwrap_or_default()
+    }
+
+    /// (v3) Moves a guest's marker forward (never back); the marker as it
+    /// stands after.
+    pub fn put_guest_marker(&self, key: &str, at: &MarkerAt, id: u64) -> u64 {
+        let mut inner = self.lock();
+        let Some(u) = inner.sessions.users.get_mut(key) else {
+            return id;
+        };
+        let m = u.markers.entry(at.clone()).or_default();
+        *m = (*m).max(id);
+        *m
+    }
+
     // ------------------------------------------------------------ cluster
 
     /// Another node took the session `token` over: it is no longer this
@@ -337,26 +548,36 @@ impl ChatState {
     /// node's now). Returns the socket that held it here, to be told.
     pub fn release(&self, token: &str) -> Option<Sid> {
         let mut inner = self.lock();
-        let key = inner.sessions.by_token.remove(token)?;
-        let old = inner.sessions.users.remove(&key)?;
-        if old.sid.is_some() {
+        let key = inner.sessions.by_token.get(token)?.clone();
+        let user = inner.sessions.users.get_mut(&key)?;
+        let at = user.sessions.iter().position(|s| s.token == token)?;
+        let was_live = user.live();
+        let old = user.sessions.remove(at);
+        let now_live = user.live();
+        let empty = user.sessions.is_empty();
+        let rooms: Vec<String> = user.rooms.keys().cloned().collect();
+        inner.sessions.by_token.remove(token);
+        if was_live && !now_live {
             inner.sessions.online = inner.sessions.online.saturating_sub(1);
+            for room in &rooms {
+                inner.rooms.drop_live(room, &key);
+            }
         }
-        for room in old.rooms.keys() {
-            inner.rooms.drop_live(room, &key);
-            inner.rooms.release(room);
+        if empty {
+            inner.sessions.users.remove(&key);
+            for room in &rooms {
+                inner.rooms.release(room);
+            }
         }
         old.sid
     }
 
-    /// Ends the session holding `key` here (a password login on another
-    /// node took the name), as a password login here would. Returns its
-    /// live socket, to be told.
-    pub fn evict(&self, key: &str) -> Option<Sid> {
+    /// Ends every session holding `key` here (a login on another node took
+    /// a guest's name), as it would here. Returns their live sockets, to
+    /// be told.
+    pub fn evict(&self, key: &str) -> Vec<Sid> {
         let mut inner = self.lock();
-        let sid = inner.sessions.users.get(key)?.sid;
-        self.end_session(&mut inner, key);
-        sid
+        self.end_user(&mut inner, key)
     }
 
     /// The users this node holds (live or in their window): their
@@ -376,8 +597,9 @@ impl ChatState {
             .sessions
             .users
             .values()
-            .filter(|u| u.sid.is_some())
-            .map(|u| u.token.clone())
+            .flat_map(|u| u.sessions.iter())
+            .filter(|s| s.sid.is_some())
+            .map(|s| s.token.clone())
             .collect()
     }
 }

@@ -209,7 +209,7 @@ async fn replay_is_what_the_user_missed_in_order() {
     let seen_id = seen.id.to_string();
     s.admit(&resume("alice", &a.token, Some(&seen_id)), Sid::new())
         .unwrap();
-    let r = s.replay("alice", Some(&seen_id));
+    let r = s.replay("alice", &a.token, Some(&seen_id));
     let texts: Vec<String> = r.messages.iter().map(|m| m.text.clone()).collect();
     assert_eq!(texts, vec!["r1", "dm", "g", "b"]);
     assert!(!r.truncated);
@@ -231,7 +231,7 @@ async fn replay_reads_what_the_log_no_longer_holds_from_the_store() {
     }
     s.admit(&resume("alice", &a.token, None), Sid::new())
         .unwrap();
-    let r = s.replay("alice", None);
+    let r = s.replay("alice", &a.token, None);
     assert_eq!(r.messages.len(), 3);
     assert_eq!(r.stored, Some((0, 2)), "ids 1 and 2 come from the store");
     assert!(!r.truncated, "nothing was pruned");
@@ -344,4 +344,120 @@ async fn server_full() {
         s.admit(&auth("bob"), Sid::new()).unwrap_err().code,
         ErrorCode::ServerFull
     );
+}
+
+// ------------------------------------------------ (v3) several clients
+
+fn login(name: &str) -> super::Login {
+    super::Login::Account {
+        username: name.into(),
+        rooms: Vec::new(),
+        seen: 0,
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_account_has_several_sessions_counted_once() {
+    let s = state();
+    let (one, two) = (Sid::new(), Sid::new());
+    let a = s
+        .admit_as(&auth("alice"), one, login("Alice"), None)
+        .unwrap();
+    assert!(a.first);
+    s.join("alice", "#a").unwrap();
+    let b = s
+        .admit_as(&auth("alice"), two, login("Alice"), None)
+        .unwrap();
+    assert!(!b.first, "the account was online already");
+    assert!(!b.recovered);
+    assert_ne!(a.token, b.token);
+    assert_eq!(
+        b.rooms,
+        vec!["#a".to_string()],
+        "membership is the account's"
+    );
+    assert_eq!(s.online(), 1, "people, not sockets");
+    assert_eq!(s.members("#a"), 1);
+    assert_eq!(s.sessions_of("alice").len(), 2);
+
+    // One client goes: the account stays online, nobody is told.
+    let d = s.disconnect("alice", one, false).unwrap();
+    assert!(!d.last);
+    assert!(d.rooms.is_empty());
+    assert_eq!(s.online(), 1);
+    // The last one goes: now it leaves.
+    let d = s.disconnect("alice", two, false).unwrap();
+    assert!(d.last);
+    assert_eq!(d.rooms, vec![("#a".to_string(), 0)]);
+    assert_eq!(s.online(), 0);
+    // Each resumes on its own token.
+    let again = s
+        .admit(&resume("alice", &a.token, None), Sid::new())
+        .unwrap();
+    assert!(again.recovered && again.first);
+    let other = s
+        .admit(&resume("alice", &b.token, None), Sid::new())
+        .unwrap();
+    assert!(other.recovered && !other.first);
+    assert_eq!(s.online(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_login_beyond_the_limit_ends_the_least_recently_active_session() {
+    let s = ChatState::new(Config {
+        max_sessions_per_account: 2,
+        ..Config::default()
+    });
+    let (one, two, three) = (Sid::new(), Sid::new(), Sid::new());
+    let a = s
+        .admit_as(&auth("alice"), one, login("Alice"), None)
+        .unwrap();
+    let b = s
+        .admit_as(&auth("alice"), two, login("Alice"), None)
+        .unwrap();
+    // The first one is active again after the second came.
+    s.activity("alice", &a.token)
+        .store(now_ms() + 1_000, std::sync::atomic::Ordering::Relaxed);
+    let c = s
+        .admit_as(&auth("alice"), three, login("Alice"), None)
+        .unwrap();
+    assert_eq!(c.replaced, Some(two), "the least recently active one");
+    assert_eq!(s.sessions_of("alice").len(), 2);
+    assert!(
+        s.session_owner(&b.token).is_none(),
+        "its token no longer resumes"
+    );
+    assert!(s.disconnect("alice", two, false).is_none(), "already gone");
+    assert_eq!(s.online(), 1);
+}
+
+#[tokio::test]
+async fn a_guest_name_still_has_one_session() {
+    let s = state();
+    s.admit(&auth("guest"), Sid::new()).unwrap();
+    assert_eq!(
+        s.admit(&auth("guest"), Sid::new()).unwrap_err().code,
+        ErrorCode::UsernameTaken
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_session_window_ends_that_session_only() {
+    let s = state();
+    let (one, two) = (Sid::new(), Sid::new());
+    let a = s
+        .admit_as(&auth("alice"), one, login("Alice"), None)
+        .unwrap();
+    s.admit_as(&auth("alice"), two, login("Alice"), None)
+        .unwrap();
+    s.disconnect("alice", one, false).unwrap();
+    tokio::time::sleep(Duration::from_secs(121)).await;
+    assert!(s.session_owner(&a.token).is_none(), "its window ended");
+    assert_eq!(s.sessions_of("alice").len(), 1, "the other stays");
+    assert_eq!(s.online(), 1);
+    let (held, sid) = s.end("alice", &s.sessions_of("alice")[0].token);
+    assert!(held);
+    assert_eq!(sid, Some(two));
+    assert!(!s.name_held("alice"));
+    assert_eq!(s.online(), 0);
 }

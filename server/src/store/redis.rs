@@ -245,6 +245,12 @@ struct Stored<'a> {
     note: bool,
     #[serde(default)]
     ix: Vec<String>,
+    /// (v3) The public id of the session that sent it, so that the node
+    /// holding that session skips its socket when it delivers the message
+    /// from the feed (a DM or broadcast goes to the sender's other
+    /// sessions, not back to the one that sent it). Never a socket id.
+    #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
+    origin: Option<std::borrow::Cow<'a, str>>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy)]
@@ -329,7 +335,15 @@ fn dm_pair_key(a: &str, b: &str) -> String {
 }
 
 /// The JSON body of `msg` without its id (the append script adds it).
-fn encode(from: &str, ts: u64, dest: &Destination, text: &str, action: bool, note: bool) -> String {
+fn encode(
+    from: &str,
+    ts: u64,
+    dest: &Destination,
+    text: &str,
+    action: bool,
+    note: bool,
+    origin: Option<&str>,
+) -> String {
     let (kind, to) = match dest {
         Destination::Room(r) => (Kind::Room, Some(r.as_str().into())),
         Destination::Dm { to } => (Kind::Dm, Some(to.as_str().into())),
@@ -346,6 +360,7 @@ fn encode(from: &str, ts: u64, dest: &Destination, text: &str, action: bool, not
         action,
         note,
         ix: indexes(dest, from),
+        origin: origin.map(Into::into),
     };
     // Plain strings and numbers: this cannot fail.
     serde_json::to_string(&body).unwrap_or_default()
@@ -372,6 +387,13 @@ pub fn decode(raw: &str) -> Option<Arc<MessageRecord>> {
         action: s.action,
         note: s.note,
     }))
+}
+
+/// (v3) The session a message as published came from (see
+/// `Stored::origin`).
+pub fn decode_origin(raw: &str) -> Option<String> {
+    let s: Stored = serde_json::from_str(raw).ok()?;
+    s.origin.map(std::borrow::Cow::into_owned)
 }
 
 fn decode_all(raw: Vec<String>) -> Vec<Arc<MessageRecord>> {
@@ -495,7 +517,24 @@ impl RedisStore {
         action: bool,
         note: bool,
     ) -> Result<Arc<MessageRecord>, StoreError> {
-        let body = encode(from, ts, &dest, text, action, note);
+        self.append_from(None, from, ts, dest, text, action, note)
+            .await
+    }
+
+    /// [`append_new`](Self::append_new), noting (v3) the public id of the
+    /// session that sent it for the nodes' delivery (see `Stored::origin`).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn append_from(
+        &self,
+        origin: Option<&str>,
+        from: &str,
+        ts: u64,
+        dest: Destination,
+        text: &str,
+        action: bool,
+        note: bool,
+    ) -> Result<Arc<MessageRecord>, StoreError> {
+        let body = encode(from, ts, &dest, text, action, note, origin);
         let id = self.run_append(0, &body, &dest, from).await?;
         Ok(Arc::new(MessageRecord {
             id,
@@ -833,7 +872,7 @@ impl Store for RedisStore {
 
     async fn append(&self, msg: Arc<MessageRecord>) -> Result<Committed, StoreError> {
         let body = encode(
-            &msg.from, msg.ts, &msg.dest, &msg.text, msg.action, msg.note,
+            &msg.from, msg.ts, &msg.dest, &msg.text, msg.action, msg.note, None,
         );
         let result = self.run_append(msg.id, &body, &msg.dest, &msg.from).await;
         Ok(Committed::ready(result.map(|_| ())))
