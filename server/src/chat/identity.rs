@@ -245,9 +245,10 @@ impl ChatService {
 
         let online = self.state.online();
         tracing::info!(user = %adm.username, recovered = adm.recovered, online, "connect");
-        if !adm.first {
-            // (v3) Another client of an account already connected:
-            // presence counts people, and this one was here already.
+        if !adm.first || (adm.account && self.live_elsewhere(&adm.key, &adm.token).await) {
+            // (v3) Another client of the account is connected (here or on
+            // another node): presence counts people, and it was here
+            // already.
             return;
         }
         let user = &adm.username;
@@ -305,7 +306,7 @@ impl ChatService {
             tracing::info!(user = %adm.username, reason = why, "replaced socket closed");
             return;
         };
-        if !dep.last {
+        if !dep.last || (adm.account && self.live_elsewhere(&adm.key, &ctx.admission.token).await) {
             // (v3) Another client of the account is still connected.
             tracing::info!(user = %adm.username, reason = why, "one of several sessions disconnected");
             return;

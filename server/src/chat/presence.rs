@@ -84,6 +84,26 @@ impl ChatService {
 }
 
 impl ChatService {
+    /// (v3) Whether another node holds a live session of the account `key`
+    /// (other than `token`): its arrival or departure here is not the
+    /// person's. Always false on one node.
+    pub(super) async fn live_elsewhere(&self, key: &str, token: &str) -> bool {
+        if self.cluster.is_none() {
+            return false;
+        }
+        match self.store.user_sessions(key).await {
+            Ok(sessions) => sessions.iter().any(|s| {
+                s.token != token
+                    && s.window_ends_at.is_none()
+                    && self.state.session_owner(&s.token).is_none()
+            }),
+            Err(e) => {
+                tracing::debug!("sessions: {e}");
+                false
+            }
+        }
+    }
+
     /// `presence:get`: every node's users and rooms.
     pub(super) async fn presence_snapshot(&self) -> PresenceSnapshot {
         self.cluster_presence()
@@ -105,7 +125,9 @@ impl ChatService {
         };
         let here = self.state.node_presence();
         let mut users: BTreeMap<String, String> = BTreeMap::new();
-        let mut rooms: BTreeMap<String, u64> = BTreeMap::new();
+        // (v3) Room members by key: an account with sessions on two nodes
+        // is one member.
+        let mut rooms: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
         let mine = cluster.node();
         let others = nodes
             .into_iter()
@@ -116,7 +138,10 @@ impl ChatService {
                 users.insert(username_key(&u), u);
             }
             for (room, members) in p.rooms {
-                *rooms.entry(room).or_default() += members.len() as u64;
+                rooms
+                    .entry(room)
+                    .or_default()
+                    .extend(members.iter().map(|m| username_key(m)));
             }
         }
         Some(PresenceSnapshot {
@@ -124,7 +149,7 @@ impl ChatService {
             users: users.into_values().collect(),
             rooms: rooms
                 .into_iter()
-                .map(|(room, members)| RoomCount::new(room, members))
+                .map(|(room, members)| RoomCount::new(room, members.len() as u64))
                 .collect(),
         })
     }
