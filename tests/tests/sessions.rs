@@ -62,6 +62,13 @@ async fn two_clients_of_one_account_are_one_person_with_every_message() {
     let p = ok(bob.ack("presence:get", json!({})).await);
     assert_eq!(p["online"], 2, "{p}");
     assert_eq!(p["users"], json!(["Alice", "bob"]), "listed once: {p}");
+    let mut admin = TestClient::admin(&url, "admin-secret").await.unwrap();
+    let snap = admin.next("admin:snapshot").await;
+    assert_eq!(snap["online"], 2, "{snap}");
+    let users = snap["users"].as_array().unwrap();
+    assert_eq!(users.len(), 2, "{snap}");
+    let alice = users.iter().find(|u| u["username"] == "Alice").unwrap();
+    assert_eq!(alice["sessions"], 2, "her two clients: {snap}");
 
     // A join on one client applies to the account.
     ok(laptop.ack("room:join", json!({"room": "#ops"})).await);
@@ -458,5 +465,65 @@ async fn unread_counts_are_the_same_after_a_restart() {
     let dm = list.iter().find(|m| m["with"] == "bob").unwrap();
     assert_eq!(dm["id"], Value::Null, "{markers}");
     assert_eq!(dm["unread"], 2, "{markers}");
+    server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_sessions_that_resume_at_once_each_get_what_they_missed_once() {
+    let server = TestServer::start(TestServer::config()).await;
+    let proxy = Proxy::start(server.addr).await;
+    let bob = TestClient::chat(&server.url(), "bob").await;
+    register(&server.url(), "alice").await.disconnect().await;
+    let mut one = TestClient::connect(&proxy.url(), login("alice", "one"))
+        .await
+        .unwrap();
+    let mut two = TestClient::connect(&proxy.url(), login("alice", "two"))
+        .await
+        .unwrap();
+    ok(one.ack("room:join", json!({"room": "#a"})).await);
+    two.next("room:joined").await;
+    ok(bob.ack("room:join", json!({"room": "#a"})).await);
+    let first = ok(bob
+        .ack("room:message", json!({"room": "#a", "text": "seen"}))
+        .await);
+    one.next("room:message").await;
+    two.next("room:message").await;
+    let (t1, t2) = (one.token(), two.token());
+    proxy.set_down(true);
+    proxy.cut();
+    for i in 0..5 {
+        ok(bob
+            .ack(
+                "room:message",
+                json!({"room": "#a", "text": format!("m{i}")}),
+            )
+            .await);
+    }
+    ok(bob
+        .ack("dm:message", json!({"to": "alice", "text": "dm"}))
+        .await);
+    proxy.set_down(false);
+    let auth = |t: &str| json!({"username": "alice", "session": t, "offset": first["id"]});
+    let url = server.url();
+    let (a, b) = tokio::join!(
+        TestClient::connect(&url, auth(&t1)),
+        TestClient::connect(&url, auth(&t2))
+    );
+    for mut c in [a.unwrap(), b.unwrap()] {
+        let s = c.session.clone().unwrap();
+        assert_eq!(s["recovered"], true, "{s}");
+        assert_eq!(s["missed"], 6, "{s}");
+        let mut texts = Vec::new();
+        for _ in 0..6 {
+            let (_, m) = c.next_of(&["room:message", "dm:message"]).await;
+            assert_eq!(m["replayed"], true, "{m}");
+            texts.push(m["text"].as_str().unwrap().to_owned());
+        }
+        assert_eq!(texts, ["m0", "m1", "m2", "m3", "m4", "dm"]);
+        assert!(
+            !arrives(&mut c, "room:message", |_| true).await,
+            "each once"
+        );
+    }
     server.stop().await.unwrap();
 }
