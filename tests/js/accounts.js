@@ -45,6 +45,27 @@ async function main() {
   const h = await back.ack("history", { with: "bob" + tag });
   assert.deepEqual(h.messages.map((m) => m.id), [ack.id]);
 
+  // (v3) A second client of hers: its own session beside the first, the
+  // room shared, read markers synced, both listed; the first stays.
+  const second = open("/chat", { username: name, password, client: "js second" });
+  await connected(second);
+  const s3 = await second.next("session");
+  assert.notEqual(s3.session, s2.session);
+  assert.deepEqual(s3.rooms, ["#ops"]);
+  assert.ok(Array.isArray(s3.markers));
+  const dmMarker = s3.markers.find((m) => m.with === "bob" + tag);
+  assert.deepEqual([dmMarker.id, dmMarker.unread], [null, 1]);
+  ack = await second.ack("room:join", { room: "#two" });
+  assert.equal(ack.ok, true);
+  assert.deepEqual(await back.next("room:joined"), { room: "#two" });
+  ack = await back.ack("read:mark", { with: "bob" + tag, id: dm.id });
+  assert.deepEqual(ack, { ok: true, with: "bob" + tag, id: dm.id });
+  assert.deepEqual(await second.next("read:marker"), { with: "bob" + tag, id: dm.id });
+  const list = await second.ack("session:list", {});
+  assert.deepEqual(list.sessions.map((x) => [x.client, x.current, x.live]), [[null, false, true], ["js second", true, true]]);
+  assert.ok(!JSON.stringify(list).includes(s2.session), "never a token");
+  second.disconnect();
+
   // A new password, and only the new one works.
   ack = await back.ack("account:password", { old: "wrong old one", new: "the next password" });
   assert.equal(ack.error.code, "bad_credentials");
