@@ -7,13 +7,15 @@
 //!
 //! What only a terminal can do is done here, from the state's effects: the
 //! bell and OSC 777/9 desktop notifications, switching mouse capture, and
-//! re-writing the URLs on screen as OSC 8 hyperlinks after each draw.
+//! re-writing the URLs on screen as OSC 8 hyperlinks after each draw. The
+//! terminal's focus reports go to the state as [`Input::Focus`] (read
+//! markers move only while the terminal has the focus).
 
 use std::io::{self, Stdout};
 
 use crossterm::event::{
-    DisableBracketedPaste, DisableMouseCapture, EnableBracketedPaste, EnableMouseCapture, Event,
-    EventStream, MouseEventKind,
+    DisableBracketedPaste, DisableFocusChange, DisableMouseCapture, EnableBracketedPaste,
+    EnableFocusChange, EnableMouseCapture, Event, EventStream, MouseEventKind,
 };
 use crossterm::execute;
 use crossterm::terminal::{
@@ -154,6 +156,7 @@ pub fn restore_terminal() {
         io::stdout(),
         DisableMouseCapture,
         DisableBracketedPaste,
+        DisableFocusChange,
         LeaveAlternateScreen
     );
     let _ = execute!(io::stdout(), crossterm::cursor::Show);
@@ -178,7 +181,15 @@ fn setup_terminal(mouse: bool) -> io::Result<Terminal<CrosstermBackend<Stdout>>>
         }
     }));
     enable_raw_mode()?;
-    execute!(io::stdout(), EnterAlternateScreen, EnableBracketedPaste)?;
+    // Focus reports (v3 read markers): a conversation is marked read only
+    // while the terminal has the focus. A terminal that sends none counts
+    // as focused.
+    execute!(
+        io::stdout(),
+        EnterAlternateScreen,
+        EnableBracketedPaste,
+        EnableFocusChange
+    )?;
     if mouse {
         execute!(io::stdout(), EnableMouseCapture)?;
     }
@@ -252,13 +263,14 @@ async fn event_loop(
                     MouseEventKind::ScrollDown => Some(Input::Wheel(-1)),
                     _ => None,
                 },
+                Some(Ok(Event::FocusGained)) => Some(Input::Focus(true)),
+                Some(Ok(Event::FocusLost)) => Some(Input::Focus(false)),
                 Some(Ok(Event::Resize(..))) => {
                     terminal.autoresize()?;
                     state.dirty = true;
                     urgent = true;
                     None
                 }
-                Some(Ok(_)) => None,
                 // The terminal is gone: nothing more to read.
                 Some(Err(_)) | None => {
                     state.quit = true;

@@ -41,6 +41,11 @@ pub enum Command {
     Register,
     /// `/passwd`: change my account's password.
     Passwd,
+    /// (v3) `/sessions`: list my account's clients.
+    Sessions,
+    /// (v3) `/sessions end ID`: end one of them (the start of its id as
+    /// typed; the state finds the one it names).
+    EndSession(String),
     Rooms,
     Who,
     Help,
@@ -107,7 +112,7 @@ pub struct Sanction {
 
 /// Every command with its usage and what it does, for `/help` and Tab.
 /// [`SECTIONS`] says where each group starts.
-pub const COMMANDS: [(&str, &str, &str); 39] = [
+pub const COMMANDS: [(&str, &str, &str); 40] = [
     ("/join", "/join #room", "join a room and switch to it"),
     (
         "/leave",
@@ -148,6 +153,11 @@ pub const COMMANDS: [(&str, &str, &str); 39] = [
         "make my name an account (asks for a password; keeps the session)",
     ),
     ("/passwd", "/passwd", "change my account's password"),
+    (
+        "/sessions",
+        "/sessions [end ID]",
+        "list my clients (accounts); end ID ends one (its id's start is enough)",
+    ),
     ("/rooms", "/rooms", "list the server's rooms"),
     ("/who", "/who", "list who is online"),
     ("/help", "/help", "show keys and commands"),
@@ -370,6 +380,14 @@ pub fn parse(line: &str) -> Command {
         },
         "/register" => Command::Register,
         "/passwd" => Command::Passwd,
+        "/sessions" => {
+            let mut words = args.split_whitespace();
+            match (words.next(), words.next(), words.next()) {
+                (None, _, _) => Command::Sessions,
+                (Some("end"), Some(id), None) => Command::EndSession(id.to_owned()),
+                _ => Command::Usage(usage("/sessions")),
+            }
+        }
         "/rooms" => Command::Rooms,
         "/who" => Command::Who,
         "/help" | "/?" => Command::Help,
@@ -557,6 +575,16 @@ mod tests {
         assert_eq!(parse("/who"), Command::Who);
         assert_eq!(parse("/help"), Command::Help);
         assert_eq!(parse("/quit"), Command::Quit);
+        assert_eq!(parse("/sessions"), Command::Sessions);
+        assert_eq!(
+            parse("/sessions end 3f9a"),
+            Command::EndSession("3f9a".into())
+        );
+        assert_eq!(parse("/sessions end"), Command::Usage("/sessions [end ID]"));
+        assert_eq!(
+            parse("/sessions kill 3f9a"),
+            Command::Usage("/sessions [end ID]")
+        );
     }
 
     #[test]
@@ -645,6 +673,7 @@ mod tests {
         ];
         let users = vec!["alice".to_string(), "Albert".to_string(), "bob".to_string()];
         assert_eq!(candidates("/j", 0, &rooms, &users), vec!["/join"]);
+        assert_eq!(candidates("/ses", 0, &rooms, &users), vec!["/sessions"]);
         assert_eq!(candidates("/", 0, &rooms, &users).len(), COMMANDS.len());
         assert_eq!(
             candidates("#g", 6, &rooms, &users),

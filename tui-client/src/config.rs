@@ -12,6 +12,8 @@
 //! hyperlinks = true               # URLs as OSC 8 links
 //! max_lines = 10000               # lines kept in memory per conversation
 //! ca_file = "/etc/chat/ca.pem"    # trust this CA for https://
+//! client_label = "chat-tui on laptop" # what /sessions shows for this
+//!                                 # client ("" sends none)
 //!
 //! [servers]
 //! work = "https://chat.example.com"
@@ -60,6 +62,9 @@ pub struct FileConfig {
     pub max_lines: Option<usize>,
     pub ca_file: Option<PathBuf>,
     pub log_file: Option<PathBuf>,
+    /// (v3) The label of this client in the account's session list;
+    /// default "chat-tui on HOSTNAME", `""` sends none.
+    pub client_label: Option<String>,
     #[serde(default)]
     pub notify: NotifyFile,
     #[serde(default)]
@@ -96,6 +101,7 @@ pub struct Overrides {
     pub max_lines: Option<usize>,
     pub ca_file: Option<PathBuf>,
     pub log_file: Option<PathBuf>,
+    pub client_label: Option<String>,
 }
 
 /// The effective settings.
@@ -113,6 +119,9 @@ pub struct Settings {
     pub max_lines: usize,
     pub ca_file: Option<PathBuf>,
     pub log_file: Option<PathBuf>,
+    /// (v3) The handshake's `client` label as sent (cleaned and cut as
+    /// the server keeps it); `None`: none is sent.
+    pub client_label: Option<String>,
     pub notify: NotifySettings,
     pub theme: Theme,
 }
@@ -121,6 +130,27 @@ pub struct Settings {
 /// elsewhere).
 pub fn default_config_path() -> Option<PathBuf> {
     directories::ProjectDirs::from("", "", "chat-tui").map(|d| d.config_dir().join("config.toml"))
+}
+
+/// The label a client sends when nothing says otherwise: `chat-tui on
+/// HOSTNAME`, the host name from the `HOSTNAME` environment variable or
+/// `/etc/hostname`; plain `chat-tui` when neither says.
+pub fn default_client_label() -> String {
+    let from_env = std::env::var("HOSTNAME").ok();
+    let from_file = || {
+        std::fs::read_to_string("/etc/hostname")
+            .ok()
+            .and_then(|t| t.lines().next().map(str::to_owned))
+    };
+    let host = from_env
+        .filter(|h| !h.trim().is_empty())
+        .or_else(from_file)
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty());
+    match host {
+        Some(h) => format!("chat-tui on {h}"),
+        None => "chat-tui".to_owned(),
+    }
 }
 
 /// Reads a configuration file.
@@ -277,6 +307,12 @@ pub fn resolve(
             .max(100),
         ca_file: over.ca_file.or(file.ca_file),
         log_file: over.log_file.or(file.log_file),
+        client_label: chat_shared::client_label(
+            &over
+                .client_label
+                .or(file.client_label)
+                .unwrap_or_else(default_client_label),
+        ),
         notify,
         theme,
     })
@@ -305,6 +341,7 @@ impl Settings {
             max_lines: Some(self.max_lines),
             ca_file: self.ca_file.clone(),
             log_file: self.log_file.clone(),
+            client_label: Some(self.client_label.clone().unwrap_or_default()),
             notify: NotifyFile {
                 bell: Some(self.notify.bell),
                 desktop: Some(self.notify.desktop),
@@ -412,6 +449,11 @@ mod tests {
         assert_eq!(s.user.as_deref(), Some("bob"));
         assert_eq!(s.rooms, ["#x"]);
         assert!(!s.notify.desktop);
+        assert_eq!(
+            s.client_label,
+            chat_shared::client_label(&default_client_label()),
+            "no label configured: chat-tui on this host"
+        );
         // What --print-config prints reads back as the same settings.
         let printed = s.to_toml();
         let again = resolve(
@@ -421,6 +463,38 @@ mod tests {
         )
         .unwrap();
         assert_eq!(again, s);
+    }
+
+    #[test]
+    fn the_client_label_comes_from_the_flag_the_file_or_the_host_name() {
+        let file: FileConfig = toml::from_str("client_label = \"  desk  \"").unwrap();
+        let s = resolve(file.clone(), None, Overrides::default()).unwrap();
+        assert_eq!(s.client_label.as_deref(), Some("desk"));
+        let over = Overrides {
+            client_label: Some("laptop".into()),
+            ..Overrides::default()
+        };
+        let s = resolve(file, None, over).unwrap();
+        assert_eq!(s.client_label.as_deref(), Some("laptop"));
+        // An empty label sends none, and says so in --print-config.
+        let none: FileConfig = toml::from_str("client_label = \"\"").unwrap();
+        let s = resolve(none, None, Overrides::default()).unwrap();
+        assert_eq!(s.client_label, None);
+        let again = resolve(
+            toml::from_str(&s.to_toml()).unwrap(),
+            None,
+            Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(again.client_label, None);
+        // Cut to what the server keeps.
+        let long = Overrides {
+            client_label: Some("x".repeat(100)),
+            ..Overrides::default()
+        };
+        let s = resolve(FileConfig::default(), None, long).unwrap();
+        assert_eq!(s.client_label.map(|l| l.chars().count()), Some(64));
+        assert!(default_client_label().starts_with("chat-tui"));
     }
 
     #[test]

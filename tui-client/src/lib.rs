@@ -8,7 +8,8 @@
 //!   (conversations, outbox, session, editor, actions, viewport, backlog,
 //!   presence, typing, notify, search, account; and for roles and
 //!   moderation: moderation, room_events, blocking, rename, refusals,
-//!   when), each owning its fields.
+//!   when; and for one account on several clients: markers, clients),
+//!   each owning its fields.
 //! - [`config`]: the configuration file, flags and environment merged
 //!   into the effective settings, and the checks done before the screen
 //!   opens (server URL, username, CA file).

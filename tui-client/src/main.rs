@@ -62,6 +62,11 @@ struct Args {
     /// Write a debug log to this file (never to the terminal).
     #[arg(long, env = "CHAT_TUI_LOG")]
     log_file: Option<PathBuf>,
+    /// What this client is called in the account's session list
+    /// (/sessions on another client); default "chat-tui on HOSTNAME", ""
+    /// sends none.
+    #[arg(long, env = "CHAT_TUI_CLIENT_LABEL")]
+    client_label: Option<String>,
     /// How long to wait for the server to acknowledge a request, in ms.
     #[arg(long, env = "CHAT_TUI_ACK_TIMEOUT_MS", default_value_t = 10_000)]
     ack_timeout_ms: u64,
@@ -153,6 +158,7 @@ async fn main() -> std::process::ExitCode {
         max_lines: args.max_lines,
         ca_file: args.ca_file.clone(),
         log_file: args.log_file.clone(),
+        client_label: args.client_label.clone(),
     };
     let settings = match config::resolve(file, path, over) {
         Ok(s) => s,
@@ -225,6 +231,7 @@ async fn main() -> std::process::ExitCode {
         backoff_max: ms(args.backoff_max_ms.max(1)),
         tls,
         fallbacks,
+        client_label: settings.client_label.clone(),
         ..chat_tui::NetConfig::new(&settings.server, &user)
     };
     let options = chat_tui::app::AppOptions {

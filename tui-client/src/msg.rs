@@ -6,8 +6,8 @@
 
 use chat_shared::{
     AckError, BansAck, BlockAck, ChatError, ClientEvent, ConnectRefusal, ErrorCode, HistoryAck,
-    JoinAck, LeaveAck, PresenceSnapshot, RenameAck, RoomInfoAck, RoomListAck, RoomRoleAck,
-    RoomSettingsAck, RoomUserAck, SentAck, ServerEvent, UserRoleAck,
+    JoinAck, LeaveAck, PresenceSnapshot, ReadMarker, RenameAck, RoomInfoAck, RoomListAck,
+    RoomRoleAck, RoomSettingsAck, RoomUserAck, SentAck, ServerEvent, SessionListAck, UserRoleAck,
 };
 use crossterm::event::KeyEvent;
 use tokio::time::Instant;
@@ -66,6 +66,11 @@ pub enum AckReply {
     Blocked(BlockAck),
     /// (v3) `user:rename`: my name now.
     Renamed(RenameAck),
+    /// (v3) `session:list`: this account's sessions.
+    Sessions(SessionListAck),
+    /// (v3) `read:mark`: the marker as it stands now (the server keeps the
+    /// newer one when mine was older).
+    ReadMarked(ReadMarker),
     Done,
 }
 
@@ -141,6 +146,9 @@ pub enum Input {
     Paste(String),
     /// Mouse wheel: positive scrolls up (older), negative down.
     Wheel(i32),
+    /// (v3 read markers) The terminal gained (true) or lost (false) the
+    /// focus; a terminal that never says counts as focused.
+    Focus(bool),
     /// The clock moved: monotonic time and wall-clock milliseconds.
     Tick {
         now: Instant,

@@ -123,16 +123,21 @@ async fn await_accept(
     }
 }
 
-fn build(config: &NetConfig, resume: &Resume, raw: mpsc::UnboundedSender<Raw>) -> ClientBuilder {
-    let auth = Auth {
+/// The handshake's `auth`: who I am, how to resume, and (v3) what this
+/// client is called in the account's session list.
+fn auth(config: &NetConfig, resume: &Resume) -> Auth {
+    Auth {
         username: config.username.clone(),
         password: config.password.as_ref().map(|p| p.expose().to_owned()),
         register: config.register.then_some(true),
         session: resume.session.clone(),
         offset: resume.offset.clone(),
-        client: None,
-    };
-    let auth = serde_json::to_value(&auth).unwrap_or(Value::Null);
+        client: config.client_label.clone(),
+    }
+}
+
+fn build(config: &NetConfig, resume: &Resume, raw: mpsc::UnboundedSender<Raw>) -> ClientBuilder {
+    let auth = serde_json::to_value(auth(config, resume)).unwrap_or(Value::Null);
     let (on_connect, on_close, on_error, on_any) = (raw.clone(), raw.clone(), raw.clone(), raw);
     let mut builder = ClientBuilder::new(config.url.clone());
     if let Some(tls) = &config.tls {
@@ -163,4 +168,23 @@ fn build(config: &NetConfig, resume: &Resume, raw: mpsc::UnboundedSender<Raw>) -
             let _ = on_any.send(Raw::Event(String::from(event), payload_value(payload)));
             async {}.boxed()
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_handshake_names_this_client_unless_told_not_to() {
+        let mut config = NetConfig::new("http://x:1", "alice");
+        let resume = Resume::default();
+        let label = auth(&config, &resume).client.expect("a label by default");
+        assert!(label.starts_with("chat-tui"), "{label}");
+        config.client_label = Some("chat-tui on desk".into());
+        let v = serde_json::to_value(auth(&config, &resume)).unwrap();
+        assert_eq!(v["client"], "chat-tui on desk");
+        config.client_label = None;
+        let v = serde_json::to_value(auth(&config, &resume)).unwrap();
+        assert!(v.get("client").is_none());
+    }
 }

@@ -86,6 +86,9 @@ pub struct NetConfig {
     /// Trusts this connector's certificate authorities for `https://` (from
     /// `--ca-file`); `None`: the system's.
     pub tls: Option<native_tls::TlsConnector>,
+    /// (v3) Sent as `auth.client`: what the account's session list calls
+    /// this client (`/sessions`). `None` sends none.
+    pub client_label: Option<String>,
 }
 
 impl NetConfig {
@@ -103,6 +106,7 @@ impl NetConfig {
             backoff_min: Duration::from_millis(500),
             backoff_max: Duration::from_secs(10),
             tls: None,
+            client_label: chat_shared::client_label(&crate::config::default_client_label()),
         }
     }
 }

@@ -157,8 +157,11 @@ pub(super) fn typed_ack(event: &ClientEvent, v: Value) -> Result<AckReply, AckEr
         ClientEvent::UserBans => AckReply::Bans(parse_ack(v)?),
         ClientEvent::UserBlock(_) | ClientEvent::UserUnblock(_) => AckReply::Blocked(parse_ack(v)?),
         ClientEvent::UserRename(_) => AckReply::Renamed(parse_ack(v)?),
-        // Kicks, bans, mutes and their lifting answer `{ok:true}`, and so
-        // does whatever a newer contract adds until this client reads it.
+        ClientEvent::SessionList => AckReply::Sessions(parse_ack(v)?),
+        ClientEvent::ReadMark(_) => AckReply::ReadMarked(parse_ack(v)?),
+        // Kicks, bans, mutes and their lifting, and `session:end`, answer
+        // `{ok:true}`, and so does whatever a newer contract adds until
+        // this client reads it.
         _ => {
             parse_ack::<chat_shared::EmptyAck>(v)?;
             AckReply::Done
@@ -244,6 +247,26 @@ mod tests {
         let v = serde_json::json!({"ok": true, "room": "#a", "topic": "", "private": false,
             "owners": ["alice"], "ops": [], "members": [{"username": "alice", "role": "owner", "online": true}]});
         assert!(matches!(typed_ack(&ev, v), Ok(AckReply::RoomInfo(i)) if i.owners == ["alice"]));
+    }
+
+    #[test]
+    fn session_and_read_marker_acks_are_typed_too() {
+        let v = serde_json::json!({"ok": true, "sessions": [{"id": "a1", "client": null,
+            "address": "10.0.0.1", "connectedAt": 1, "lastActiveAt": 2, "live": true, "current": true}]});
+        assert!(
+            matches!(typed_ack(&ClientEvent::SessionList, v), Ok(AckReply::Sessions(l)) if l.sessions[0].id == "a1")
+        );
+        let ev = ClientEvent::ReadMark(chat_shared::ReadMarkRequest {
+            at: chat_shared::sessions::Conversation::With("bob".into()),
+            id: "7".into(),
+        });
+        let v = serde_json::json!({"ok": true, "with": "bob", "id": "9"});
+        assert!(matches!(typed_ack(&ev, v), Ok(AckReply::ReadMarked(m)) if m.id == "9"));
+        let ev = ClientEvent::SessionEnd(chat_shared::SessionEndRequest { id: "a1".into() });
+        assert_eq!(
+            typed_ack(&ev, serde_json::json!({"ok": true})),
+            Ok(AckReply::Done)
+        );
     }
 
     #[test]

@@ -8,7 +8,8 @@ use chat_shared::{ClientEvent, RoomRequest, canonical_room, is_valid_username};
 
 use super::outbox::{Target, send_text};
 use super::{
-    ConvId, Effect, NetCommand, Request, State, account, blocking, moderation, rename, search,
+    ConvId, Effect, NetCommand, Request, State, account, blocking, clients, moderation, rename,
+    search,
 };
 use crate::commands::{self, Command};
 
@@ -150,6 +151,8 @@ pub(super) fn run_line(state: &mut State, line: &str, fx: &mut Vec<Effect>) {
         Command::Nick(name) => rename::nick(state, &name, fx),
         Command::Register => account::start_register(state),
         Command::Passwd => account::start_passwd(state),
+        Command::Sessions => clients::list(state, fx),
+        Command::EndSession(start) => clients::end(state, start, fx),
         Command::Msg { to, text } => {
             if !is_valid_username(&to) {
                 state.toast(format!("invalid_username: {to:?} is not a username"));

@@ -115,6 +115,8 @@ pub(super) fn page(state: &mut State, conv: ConvId, result: Result<AckReply, Ack
                     Backlog::Complete
                 };
             }
+            // (v3) The lines after the read marker may be here now.
+            super::markers::refresh_divider(state, &conv);
         }
         Ok(_) | Err(_) => {
             if let Some(c) = state.conv_mut(&conv) {

@@ -129,8 +129,9 @@ pub struct Conversation {
     pub member_count: Option<u64>,
     /// Who is typing here, and until when it is shown.
     pub typing: BTreeMap<String, Instant>,
-    /// The `seq` of the first line that arrived while I was elsewhere: the
-    /// "new messages" line is drawn above it.
+    /// The `seq` of the first line that arrived while I was elsewhere, or
+    /// (v3) of the first message from others after the read marker: the
+    /// "new messages" line is drawn above it (see [`super::markers`]).
     pub unread_marker: Option<u64>,
     pub backlog: Backlog,
     /// (v3) Rooms: the topic, private, roles, and whether I was put out
@@ -371,19 +372,21 @@ impl State {
     }
 
     pub(super) fn switch_to(&mut self, id: ConvId, fx: &mut Vec<Effect>) {
-        if self.active != id {
+        let old = self.active.clone();
+        if old != id {
             self.stop_typing(fx);
-            let old = self.active.clone();
-            // Leaving a conversation is having read it: its marker goes.
-            if let Some(c) = self.conv_mut(&old) {
-                c.unread_marker = None;
-            }
             self.search = None;
         }
         if let Some(c) = self.conv_mut(&id) {
             c.unread = 0;
             c.mentioned = false;
-            self.active = id;
+            self.active = id.clone();
+        }
+        if self.active != old {
+            // Leaving a conversation is having read what I saw of it: its
+            // divider goes, or moves to the read marker (see `markers`).
+            super::markers::left(self, &old);
+            super::markers::opened(self, &id);
         }
     }
 
@@ -420,12 +423,22 @@ pub(super) struct Incoming<'a> {
     pub action: bool,
     /// History (a join's or a page): context, not news.
     pub old: bool,
+    /// Replayed after a `session` event (v3: the read marker's count may
+    /// hold it already).
+    pub replayed: bool,
 }
 
 /// Adds a message from the server to `conv`: an echo of one of mine takes
-/// the place of the pending line; a duplicate (replay or history) is dropped.
+/// the place of the pending line; a duplicate (replay or history) is
+/// dropped. A DM of mine is never an echo (the server sends none to the
+/// client that sent it): it was sent from another of my clients, and is
+/// shown as mine; the one sent here comes back only in its ack, matched by
+/// id.
 pub(super) fn receive(state: &mut State, conv: ConvId, m: Incoming, fx: &mut Vec<Effect>) {
     let mine = state.is_me(m.from);
+    // (v3) Whether it comes after what this account has read, and whether
+    // the session's unread count holds it already.
+    let (after_marker, counted) = super::markers::arriving(state, &conv, &m.id, m.replayed);
     let active = state.active == conv;
     // A blocked user's line is kept (hidden, see `blocking`), never news.
     let blocked = !mine && state.is_blocked(m.from);
@@ -441,7 +454,7 @@ pub(super) fn receive(state: &mut State, conv: ConvId, m: Incoming, fx: &mut Vec
     if c.has_message(&m.id, &from, &text, epoch) {
         return;
     }
-    if mine {
+    if mine && !is_dm {
         // My own message coming back (room or global): attach the id to the
         // oldest pending line with that text, then put it in id order.
         if let Some(pos) = c.entries.iter().position(|e| {
@@ -491,11 +504,14 @@ pub(super) fn receive(state: &mut State, conv: ConvId, m: Incoming, fx: &mut Vec
     } else {
         cap.saturating_mul(2)
     });
-    if mine || m.old || blocked {
+    // Read on another client already: kept, but no news.
+    if mine || m.old || blocked || !after_marker {
         return;
     }
     if !active {
-        c.unread += 1;
+        if !counted {
+            c.unread += 1;
+        }
         c.mentioned |= mention || is_dm;
         if c.unread_marker.is_none() {
             c.unread_marker = Some(seq);
@@ -535,6 +551,7 @@ pub(super) fn room_message(state: &mut State, m: RoomMessage, fx: &mut Vec<Effec
         broadcast: false,
         action: m.action == Some(true),
         old: false,
+        replayed: m.replayed == Some(true),
     };
     receive(state, ConvId::Room(room), incoming, fx);
 }
@@ -559,6 +576,7 @@ pub(super) fn dm_message(state: &mut State, m: DmMessage, old: bool, fx: &mut Ve
         broadcast: false,
         action: m.action == Some(true),
         old,
+        replayed: m.replayed == Some(true),
     };
     receive(state, conv, incoming, fx);
 }
@@ -577,6 +595,7 @@ pub(super) fn feed_message(
         broadcast,
         action: m.action == Some(true),
         old: false,
+        replayed: m.replayed == Some(true),
     };
     receive(state, ConvId::Feed, incoming, fx);
 }
@@ -616,9 +635,11 @@ pub(super) fn joined(state: &mut State, j: JoinAck, switch: bool, fx: &mut Vec<E
             broadcast: false,
             action: m.action == Some(true),
             old: true,
+            replayed: false,
         };
         receive(state, id.clone(), incoming, fx);
     }
+    super::markers::refresh_divider(state, &id);
     super::room_state::learn_room(state, &room_name, fx);
     if switch {
         state.switch_to(id, fx);

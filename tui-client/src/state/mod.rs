@@ -33,6 +33,10 @@
 //!   block and their hidden lines; [`rename`]: `/nick` while connected and
 //!   the `rename` presence event; [`refusals`]: every refusal in plain
 //!   words; [`when`]: times to come ("until 14:05", "9 more minutes").
+//! - (v3) One account on several clients: [`markers`]: read markers, the
+//!   unread counts at connect, marking read what was seen, the divider at
+//!   the marker (`State::markers`); [`clients`]: `/sessions`, and rooms
+//!   joined or left on another client.
 //!
 //! The imports go one way: [`editor`] (keys) calls [`actions`] and
 //! [`viewport`], which calls [`backlog`], which uses [`conversations`].
@@ -41,9 +45,11 @@ pub mod account;
 pub mod actions;
 pub mod backlog;
 pub mod blocking;
+pub mod clients;
 pub mod conversations;
 pub mod editor;
 pub mod event_lines;
+pub mod markers;
 pub mod moderation;
 pub mod notify;
 pub mod outbox;
@@ -125,6 +131,20 @@ enum Request {
         event: ClientEvent,
         quiet: bool,
     },
+    /// (v3) `session:list`; `end`: the start of an id `/sessions end`
+    /// named, to end once the list says which session it is.
+    Sessions {
+        end: Option<String>,
+    },
+    /// (v3) `session:end`, with the session as the user reads it.
+    SessionEnd {
+        shown: String,
+    },
+    /// (v3) `read:mark` of this conversation up to `id`.
+    ReadMark {
+        at: chat_shared::sessions::Conversation,
+        id: String,
+    },
 }
 
 /// The whole client state.
@@ -145,6 +165,8 @@ pub struct State {
     pub users: BTreeSet<String>,
     /// (v3) Whom I block, as the server spells them (see [`blocking`]).
     pub blocked: Vec<String>,
+    /// (v3) The account's read markers (see [`markers`]).
+    pub markers: markers::Markers,
     /// Rooms known from `/rooms` and snapshots, for completion.
     pub known_rooms: BTreeSet<String>,
     /// Rooms to join once the first session is up (from the configuration).
@@ -196,6 +218,7 @@ impl State {
             online: 0,
             users: BTreeSet::new(),
             blocked: Vec::new(),
+            markers: markers::Markers::default(),
             known_rooms: BTreeSet::new(),
             autojoin: Vec::new(),
             toasts: Vec::new(),
@@ -296,7 +319,10 @@ pub fn update(state: &mut State, input: Input) -> Vec<Effect> {
             state.dirty = true;
             session::net_event(state, ev, &mut fx);
         }
+        Input::Focus(focused) => state.viewport.focused = focused,
     }
+    // (v3) What the person has now seen is marked read.
+    markers::after_update(state, &mut fx);
     fx
 }
 
@@ -343,6 +369,8 @@ mod testing;
 mod tests;
 #[cfg(test)]
 mod tests_account;
+#[cfg(test)]
+mod tests_clients;
 #[cfg(test)]
 mod tests_daily;
 #[cfg(test)]

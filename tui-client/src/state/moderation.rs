@@ -464,6 +464,17 @@ fn room_info(state: &mut State, info: RoomInfoAck, show: bool) {
         for o in &info.owners {
             c.room.set_role(o, RoomRole::Owner);
         }
+        // (v3) A room joined on another client came without a join ack:
+        // who is online there comes from here.
+        if c.members.is_empty() {
+            c.members = info
+                .members
+                .iter()
+                .filter(|m| m.online && is_valid_username(&m.username))
+                .map(|m| m.username.clone())
+                .collect();
+            c.member_count = Some(c.members.len() as u64);
+        }
     }
     if !show {
         return;

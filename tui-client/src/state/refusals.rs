@@ -41,6 +41,11 @@ const TOLD_BY_ACK: [&str; 19] = [
     names::USER_RENAME,
 ];
 
+/// (v3) Requests of several clients per account whose refusals are told
+/// from their ack ([`super::clients`]), or not at all: a `read:mark` is
+/// the client's own doing, not the person's.
+const TOLD_BY_CLIENTS: [&str; 3] = [names::SESSION_LIST, names::SESSION_END, names::READ_MARK];
+
 const MESSAGE_EVENTS: [&str; 4] = [
     names::ROOM_MESSAGE,
     names::DM_MESSAGE,
@@ -49,14 +54,15 @@ const MESSAGE_EVENTS: [&str; 4] = [
 ];
 
 /// Whether the ack of the request this `chat:error` refuses tells it (so
-/// the event itself says nothing): every moderation request, a join
-/// refused `invite_only` or `banned`, a message refused `muted` or
-/// `blocked`.
+/// the event itself says nothing): every moderation request, `/sessions`
+/// and `read:mark`, a join refused `invite_only` or `banned`, a message
+/// refused `muted` or `blocked`.
 pub(super) fn worded_by_ack(e: &ChatError) -> bool {
     let Some(event) = e.event() else {
         return false;
     };
     TOLD_BY_ACK.contains(&event)
+        || TOLD_BY_CLIENTS.contains(&event)
         || (event == names::ROOM_JOIN
             && matches!(e.code, ErrorCode::InviteOnly | ErrorCode::Banned))
         || (MESSAGE_EVENTS.contains(&event)

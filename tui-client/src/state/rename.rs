@@ -94,6 +94,7 @@ fn rename_everywhere(state: &mut State, from: &str, to: &str, lines: bool, fx: &
             *b = to.to_owned();
         }
     }
+    super::markers::renamed(state, from, to);
     for out in state.outbox.queue.iter_mut() {
         if let Target::Dm(u) = &mut out.target
             && username_key(u) == key

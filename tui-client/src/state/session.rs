@@ -13,8 +13,8 @@ use tokio::time::Instant;
 
 use super::conversations::{dm_message, feed_message, joined, room_message};
 use super::{
-    ConvId, Effect, RECOVERED_SHOWN, Removed, Request, State, account, backlog, blocking,
-    moderation, outbox, presence, refusals, room_events, typing,
+    ConvId, Effect, RECOVERED_SHOWN, Removed, Request, State, account, backlog, blocking, clients,
+    markers, moderation, outbox, presence, refusals, room_events, typing,
 };
 use crate::msg::{AckReply, ConnectFailure, NetEvent, ends_session};
 
@@ -218,12 +218,15 @@ fn server_event(state: &mut State, ev: ServerEvent, fx: &mut Vec<Effect>) {
         }
         ServerEvent::RoomEvent(e) => room_events::room_event(state, e, fx),
         ServerEvent::RoomInvited(i) => room_events::invited(state, i, fx),
-        // (v3) Several clients per account: not shown yet.
-        ServerEvent::RoomJoined(_) | ServerEvent::RoomLeft(_) | ServerEvent::ReadMarker(_) => {}
+        // (v3) Several clients per account.
+        ServerEvent::RoomJoined(r) => clients::room_joined(state, r, fx),
+        ServerEvent::RoomLeft(r) => clients::room_left(state, r, fx),
+        ServerEvent::ReadMarker(m) => markers::moved_elsewhere(state, m),
     }
 }
 
-fn session(state: &mut State, s: SessionInfo, fx: &mut Vec<Effect>) {
+fn session(state: &mut State, mut s: SessionInfo, fx: &mut Vec<Effect>) {
+    let read_markers = std::mem::take(&mut s.markers);
     state.me = s.username.clone();
     state.session.role = s.role;
     if s.role.is_some() {
@@ -286,6 +289,8 @@ fn session(state: &mut State, s: SessionInfo, fx: &mut Vec<Effect>) {
         }
         state.toast("session not recovered: messages sent meanwhile may be missing");
     }
+    // (v3) The unread counts and read markers, as the server keeps them.
+    markers::from_session(state, read_markers);
     if !state.session.had_session {
         // The rooms of the configuration, joined once per run.
         let auto: Vec<String> = state
@@ -350,7 +355,10 @@ fn ack(state: &mut State, req: u64, result: Result<AckReply, AckError>, fx: &mut
     if let Request::Join { rejoin: true, .. } = request {
         state.outbox.rejoins = state.outbox.rejoins.saturating_sub(1);
     }
-    ack_result(state, request, result, fx);
+    match request {
+        Request::ReadMark { at, id } => markers::acked(state, &at, &id, result),
+        request => ack_result(state, request, result, fx),
+    }
     outbox::pump(state, fx);
 }
 
@@ -394,7 +402,13 @@ fn ack_result(
         (Request::Moderation { event, quiet }, result) => {
             moderation::answered(state, event, quiet, result, fx)
         }
-        (Request::Leave(room), Ok(_)) => state.close_conv(&ConvId::Room(room), fx),
+        (Request::Leave(room), Ok(_)) => {
+            let conv = ConvId::Room(room);
+            markers::forget(state, &conv);
+            state.close_conv(&conv, fx);
+        }
+        (Request::Sessions { end }, result) => clients::listed(state, end, result, fx),
+        (Request::SessionEnd { shown }, result) => clients::ended(state, shown, result),
         (Request::History(conv), result) => backlog::page(state, conv, result),
         (Request::Rooms, Ok(AckReply::Rooms(list))) => {
             let conv = state.active.clone();

@@ -16,6 +16,10 @@ pub struct Viewport {
     /// conversation (its `max_scroll` is then the top).
     pub at_top: bool,
     pub mouse_capture: bool,
+    /// Whether the terminal has the focus (crossterm's focus reports); a
+    /// terminal that never reports counts as focused. A conversation is
+    /// marked read only while it has (see [`super::markers`]).
+    pub focused: bool,
 }
 
 impl Viewport {
@@ -25,6 +29,7 @@ impl Viewport {
             screen_width: NARROW,
             at_top: true,
             mouse_capture: true,
+            focused: true,
         }
     }
 }

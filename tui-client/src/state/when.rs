@@ -1,7 +1,8 @@
 //! (v3) How a time to come is said in moderation lines and refusals:
 //! "until 14:05" (with the day when it is not today), "for 9 more
-//! minutes", "for 2 hours". Times are the user's local time, in the
-//! configured time format, from the state's clock (no clock of its own).
+//! minutes", "for 2 hours"; and a time past in `/sessions`: "2 hours
+//! ago". Times are the user's local time, in the configured time format,
+//! from the state's clock (no clock of its own).
 
 use chrono::{DateTime, FixedOffset};
 
@@ -46,6 +47,20 @@ pub(super) fn left(state: &State, ms: u64) -> String {
     format!("{n} more {unit}{}", if n == 1 { "" } else { "s" })
 }
 
+/// How long ago `ms` was: `just now` (under a minute), `5 minutes ago`,
+/// `2 hours ago`, `3 days ago` (rounded down: "an hour ago" from 60
+/// minutes on).
+pub(super) fn ago(state: &State, ms: u64) -> String {
+    let secs = state.wall_ms.saturating_sub(ms) / 1000;
+    let (n, unit) = match secs {
+        0..60 => return "just now".to_owned(),
+        60..3_600 => (secs / 60, "minute"),
+        3_600..86_400 => (secs / 3_600, "hour"),
+        _ => (secs / 86_400, "day"),
+    };
+    format!("{n} {unit}{} ago", if n == 1 { "" } else { "s" })
+}
+
 /// A duration as typed (`10m`, `2h`) said back: `10 minutes`, `2 hours`,
 /// `90 seconds`: the largest unit that divides it.
 pub(super) fn span(secs: u64) -> String {
@@ -82,5 +97,10 @@ mod tests {
         assert_eq!(span(7200), "2 hours");
         assert_eq!(span(86_400), "1 day");
         assert_eq!(span(90), "90 seconds");
+        assert_eq!(ago(&s, T0 - 20_000), "just now");
+        assert_eq!(ago(&s, T0 + 5_000), "just now", "a clock ahead is now");
+        assert_eq!(ago(&s, T0 - 61_000), "1 minute ago");
+        assert_eq!(ago(&s, T0 - 2 * 3_600_000 - 59_000), "2 hours ago");
+        assert_eq!(ago(&s, T0 - 3 * 86_400_000), "3 days ago");
     }
 }
