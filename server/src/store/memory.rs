@@ -306,6 +306,9 @@ impl Store for MemoryStore {
         after: u64,
         limit: usize,
     ) -> Result<Vec<ConversationRecord>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
         let inner = self.lock();
         let mut seen: HashMap<String, ()> = HashMap::new();
         let mut out = Vec::new();

@@ -18,12 +18,26 @@
 //!   `dm:<a>:<b>` (the pair's keys in order) and `inbox:<key>` (DMs to a
 //!   user). The member lists its index keys (`ix`) so that retention can
 //!   remove it everywhere.
-//! - `session:<token>`: a hash `{node, rec}`: the session and the node that
-//!   holds it. A node only changes or deletes sessions it holds (or new
-//!   ones), so a node that lost a session to another cannot overwrite it.
+//! - `session:<token>`: a hash `{node, rec, user}`: the session (with its
+//!   `session:list` meta), the node that holds it, and (v3) its user's
+//!   key. A node only changes or deletes sessions it holds (or new ones),
+//!   so a node that lost a session to another cannot overwrite it.
 //!   `sessions`: the set of tokens. A session in its window expires with
 //!   it; a live one after [`LIVE_SESSION_TTL`], which its node keeps
 //!   pushing back, so a dead node's sessions do not stay forever.
+//! - (v3) `user-sessions:<key>`: the tokens of a user's sessions, kept by
+//!   the session scripts (a put adds the token and takes it from the set of
+//!   the name it had before a rename; a delete removes it). A session that
+//!   expired (its window ended, its node died) leaves its token behind:
+//!   reading the set drops those whose `session:` key is gone, and so does
+//!   the user's next put.
+//! - (v3) `markers:<key>`: a hash, a user's read markers, [`marker_key`] →
+//!   id, only ever raised (a script).
+//! - (v3) `conversations:<key>`: a sorted set of the user's DM peers (their
+//!   keys), scored by the newest DM between the two either way, and
+//!   `peer-names:<key>`: a hash, peer key → display name as in that DM.
+//!   The append script keeps both sides of a DM up to date in the same
+//!   step as the DM; retention drops a conversation with its newest DM.
 //! - `account:<key>`: a hash `{username, hash, rooms, seen, created}`;
 //!   `accounts`: the set of keys.
 //! - `alive:<node>`: the node's last heartbeat (wall-clock ms).
@@ -41,8 +55,9 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    AccountChange, AccountRecord, Committed, Destination, MessageRecord, Page, SessionRecord,
-    Startup, Store, StoreError, now_ms,
+    AccountChange, AccountRecord, Committed, ConversationRecord, Destination, MarkerAt,
+    MessageRecord, Page, SessionMeta, SessionRecord, Startup, Store, StoreError, marker_key,
+    now_ms,
 };
 
 /// The channel every appended message is published on.
@@ -69,10 +84,16 @@ const PRUNE_BATCH: u64 = 1000;
 /// one node can have handed out meanwhile.
 const ID_GAP_AFTER_LOSS: u64 = 1 << 20;
 
+/// (v3) Most messages one read of an unread count fetches: a count reads
+/// pages of this many until it reaches its cap or the end.
+const UNREAD_PAGE: u64 = 250;
+
 const APPEND: &str = r#"
--- KEYS: epoch, head, log, then the message's indexes.
+-- KEYS: epoch, head, log, then the message's indexes, then for a DM the
+-- recipient's conversations and peer names, and the sender's.
 -- ARGV: the epoch expected, the id (0: the next one), the body without
--- its id, the channel to publish on.
+-- its id, the channel to publish on, how many indexes, then for a DM the
+-- sender's key and name and the recipient's key and name.
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return redis.error_reply('EPOCH the store lost its data')
 end
@@ -84,7 +105,19 @@ else
   if id > head then redis.call('SET', KEYS[2], ARGV[2]) end
 end
 local msg = '{"id":' .. string.format('%d', id) .. ',' .. string.sub(ARGV[3], 2)
-for i = 3, #KEYS do redis.call('ZADD', KEYS[i], id, msg) end
+local last = 3 + tonumber(ARGV[5])
+for i = 3, last do redis.call('ZADD', KEYS[i], id, msg) end
+if #KEYS > last then
+  -- A DM: each side's conversation with the other moves up to it (never
+  -- back, for a late one), with the peer's name as this DM has it. The
+  -- recipient's side first: a DM to oneself is named by its sender.
+  if redis.call('ZADD', KEYS[last + 1], 'GT', 'CH', id, ARGV[6]) == 1 then
+    redis.call('HSET', KEYS[last + 2], ARGV[6], ARGV[7])
+  end
+  if redis.call('ZADD', KEYS[last + 3], 'GT', 'CH', id, ARGV[8]) == 1 then
+    redis.call('HSET', KEYS[last + 4], ARGV[8], ARGV[9])
+  end
+end
 redis.call('PUBLISH', ARGV[4], msg)
 return id
 "#;
@@ -116,12 +149,23 @@ return {epoch, tonumber(redis.call('GET', KEYS[2]) or '0'),
 "#;
 
 const PUT_SESSION: &str = r#"
--- KEYS: session, sessions. ARGV: record, node, expiry (ms, absolute), token.
+-- KEYS: session, sessions, the user's sessions. ARGV: record, node,
+-- expiry (ms, absolute), token, the user's key.
 local owner = redis.call('HGET', KEYS[1], 'node')
 if owner and owner ~= ARGV[2] then return 0 end
-redis.call('HSET', KEYS[1], 'node', ARGV[2], 'rec', ARGV[1])
+local was = redis.call('HGET', KEYS[1], 'user')
+if was and was ~= ARGV[5] then
+  -- Renamed: the token leaves the set of the name it had.
+  redis.call('SREM', 'chat:user-sessions:' .. was, ARGV[4])
+end
+redis.call('HSET', KEYS[1], 'node', ARGV[2], 'rec', ARGV[1], 'user', ARGV[5])
 redis.call('PEXPIREAT', KEYS[1], ARGV[3])
 redis.call('SADD', KEYS[2], ARGV[4])
+-- The user's sessions that expired meanwhile leave the set.
+for _, t in ipairs(redis.call('SMEMBERS', KEYS[3])) do
+  if redis.call('EXISTS', 'chat:session:' .. t) == 0 then redis.call('SREM', KEYS[3], t) end
+end
+redis.call('SADD', KEYS[3], ARGV[4])
 return 1
 "#;
 
@@ -136,9 +180,20 @@ if rec then
   local holder = redis.call('GET', name)
   if holder and string.match(holder, '^%S+') == ARGV[1] then redis.call('DEL', name) end
 end
+local user = redis.call('HGET', KEYS[1], 'user')
+if user then redis.call('SREM', 'chat:user-sessions:' .. user, ARGV[2]) end
 redis.call('DEL', KEYS[1])
 redis.call('SREM', KEYS[2], ARGV[2])
 return 1
+"#;
+
+const PUT_MARKER: &str = r#"
+-- KEYS: the user's markers. ARGV: the place, the id. Moves the marker
+-- forward only; returns it as it stands after.
+local cur = redis.call('HGET', KEYS[1], ARGV[1])
+if cur and tonumber(cur) >= tonumber(ARGV[2]) then return cur end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return ARGV[2]
 "#;
 
 const CLAIM_SESSION: &str = r#"
@@ -189,6 +244,17 @@ while not done and removed < most do
     if d.ts >= cutoff or removed >= most then done = true break end
     redis.call('ZREM', KEYS[1], m)
     for _, k in ipairs(d.ix) do redis.call('ZREM', k, m) end
+    if d.kind == 'dm' then
+      -- A conversation whose newest DM this is goes with it.
+      local a, b = string.lower(d.from), string.lower(d.to)
+      for _, side in ipairs({{a, b}, {b, a}}) do
+        local conv = 'chat:conversations:' .. side[1]
+        if tonumber(redis.call('ZSCORE', conv, side[2]) or '-1') == d.id then
+          redis.call('ZREM', conv, side[2])
+          redis.call('HDEL', 'chat:peer-names:' .. side[1], side[2])
+        end
+      end
+    end
     if d.id > pruned then pruned = d.id end
     removed = removed + 1
   end
@@ -208,6 +274,7 @@ struct Scripts {
     create_account: redis::Script,
     update_account: redis::Script,
     prune: redis::Script,
+    put_marker: redis::Script,
 }
 
 fn scripts() -> &'static Scripts {
@@ -220,6 +287,7 @@ fn scripts() -> &'static Scripts {
         create_account: redis::Script::new(CREATE_ACCOUNT),
         update_account: redis::Script::new(UPDATE_ACCOUNT),
         prune: redis::Script::new(PRUNE),
+        put_marker: redis::Script::new(PUT_MARKER),
     });
     &SCRIPTS
 }
@@ -271,6 +339,23 @@ struct StoredSession {
     rooms: BTreeMap<String, u64>,
     window_ends_at: Option<u64>,
     account: bool,
+    /// (v3) What `session:list` shows of it; absent in a record written
+    /// before v3, which reads as empty.
+    #[serde(default)]
+    meta: StoredMeta,
+}
+
+/// (v3) A session's [`SessionMeta`] as Redis keeps it.
+#[derive(Serialize, Deserialize, Default)]
+struct StoredMeta {
+    #[serde(default)]
+    id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    client: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    address: Option<String>,
+    #[serde(default)]
+    connected_at: u64,
 }
 
 impl From<&SessionRecord> for StoredSession {
@@ -282,6 +367,12 @@ impl From<&SessionRecord> for StoredSession {
             rooms: s.rooms.clone(),
             window_ends_at: s.window_ends_at,
             account: s.account,
+            meta: StoredMeta {
+                id: s.meta.id.clone(),
+                client: s.meta.client.clone(),
+                address: s.meta.address.clone(),
+                connected_at: s.meta.connected_at,
+            },
         }
     }
 }
@@ -295,7 +386,12 @@ impl From<StoredSession> for SessionRecord {
             rooms: s.rooms,
             window_ends_at: s.window_ends_at,
             account: s.account,
-            meta: Default::default(),
+            meta: SessionMeta {
+                id: s.meta.id,
+                client: s.meta.client,
+                address: s.meta.address,
+                connected_at: s.meta.connected_at,
+            },
         }
     }
 }
@@ -565,10 +661,28 @@ impl RedisStore {
         inv.key(key(&["epoch"]))
             .key(key(&["head"]))
             .key(key(&["log"]));
-        for ix in indexes(dest, from) {
+        let ix = indexes(dest, from);
+        let n = ix.len();
+        for ix in ix {
             inv.key(ix);
         }
-        inv.arg(epoch).arg(id).arg(body).arg(MESSAGES_CHANNEL);
+        inv.arg(epoch)
+            .arg(id)
+            .arg(body)
+            .arg(MESSAGES_CHANNEL)
+            .arg(n);
+        if let Destination::Dm { to } = dest {
+            // (v3) Both sides' conversations, in the same step.
+            let (from_key, to_key) = (username_key(from), username_key(to));
+            inv.key(key(&["conversations", &to_key]))
+                .key(key(&["peer-names", &to_key]))
+                .key(key(&["conversations", &from_key]))
+                .key(key(&["peer-names", &from_key]))
+                .arg(from_key)
+                .arg(from)
+                .arg(to_key)
+                .arg(to);
+        }
         let mut con = self.inner.con.clone();
         let result: redis::RedisResult<u64> = inv.invoke_async(&mut con).await;
         match result {
@@ -885,16 +999,19 @@ impl Store for RedisStore {
             .unwrap_or_else(|| now_ms() + LIVE_SESSION_TTL.as_millis() as u64);
         let node = self.inner.node.clone();
         let token = session.token.clone();
+        let user = username_key(&session.username);
         let result = self
             .write(async |con| {
                 scripts()
                     .put_session
                     .key(key(&["session", &token]))
                     .key(key(&["sessions"]))
+                    .key(key(&["user-sessions", &user]))
                     .arg(rec)
                     .arg(node)
                     .arg(expires)
                     .arg(&token)
+                    .arg(&user)
                     .invoke_async::<i64>(con)
                     .await
             })
@@ -1147,43 +1264,172 @@ impl Store for RedisStore {
             .collect())
     }
 
-    // (v3) Read markers and an account's sessions: to be stored here.
-    async fn user_sessions(&self, _key: &str) -> Result<Vec<SessionRecord>, StoreError> {
-        Ok(Vec::new())
+    /// The user's set of tokens, then each session's record: a token
+    /// whose session is gone (expired, or a record that does not read)
+    /// leaves the set.
+    async fn user_sessions(&self, k: &str) -> Result<Vec<SessionRecord>, StoreError> {
+        let set = key(&["user-sessions", k]);
+        let tokens: Vec<String> = self.read(async |con| con.smembers(&set).await).await?;
+        if tokens.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for token in &tokens {
+            pipe.hget(key(&["session", token]), "rec");
+        }
+        let recs: Vec<Option<String>> = self.read(async |con| pipe.query_async(con).await).await?;
+        let mut sessions = Vec::new();
+        let mut gone = Vec::new();
+        for (token, rec) in tokens.into_iter().zip(recs) {
+            match rec.and_then(|r| serde_json::from_str::<StoredSession>(&r).ok()) {
+                Some(s) => sessions.push(SessionRecord::from(s)),
+                None => gone.push(token),
+            }
+        }
+        if !gone.is_empty() {
+            let _: () = self.read(async |con| con.srem(&set, gone).await).await?;
+        }
+        sessions.sort_by(|a, b| a.token.cmp(&b.token));
+        Ok(sessions)
     }
 
-    async fn markers(
-        &self,
-        _key: &str,
-    ) -> Result<std::collections::BTreeMap<super::MarkerAt, u64>, StoreError> {
-        Ok(Default::default())
+    async fn markers(&self, k: &str) -> Result<BTreeMap<MarkerAt, u64>, StoreError> {
+        let raw: BTreeMap<String, String> = self
+            .read(async |con| con.hgetall(key(&["markers", k])).await)
+            .await?;
+        raw.into_iter()
+            .map(|(at, id)| match (MarkerAt::parse(&at), id.parse::<u64>()) {
+                (Some(at), Ok(id)) => Ok((at, id)),
+                _ => Err(StoreError::Unavailable(format!(
+                    "redis: a read marker of {k} does not read ({at}: {id})"
+                ))),
+            })
+            .collect()
     }
 
-    async fn put_marker(
-        &self,
-        _key: &str,
-        _at: &super::MarkerAt,
-        id: u64,
-    ) -> Result<u64, StoreError> {
-        Ok(id)
+    /// One script: the marker moves forward only, atomically, and is
+    /// committed (as Redis commits) when it answers.
+    async fn put_marker(&self, k: &str, at: &MarkerAt, id: u64) -> Result<u64, StoreError> {
+        let stored: String = self
+            .write(async |con| {
+                scripts()
+                    .put_marker
+                    .key(key(&["markers", k]))
+                    .arg(marker_key(at))
+                    .arg(id)
+                    .invoke_async(con)
+                    .await
+            })
+            .await?;
+        stored.parse().map_err(|_| {
+            StoreError::Unavailable(format!(
+                "redis: a read marker of {k} does not read ({stored})"
+            ))
+        })
     }
 
+    /// The newest `limit` of the user's `conversations:` set above
+    /// `after`, then their names.
     async fn conversations(
         &self,
-        _key: &str,
-        _after: u64,
-        _limit: usize,
-    ) -> Result<Vec<super::ConversationRecord>, StoreError> {
-        Ok(Vec::new())
+        k: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<ConversationRecord>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut cmd = Self::newest_cmd(&key(&["conversations", k]), after, None, false, limit);
+        cmd.arg("WITHSCORES");
+        let peers: Vec<(String, f64)> = self.read(async |con| cmd.query_async(con).await).await?;
+        if peers.is_empty() {
+            return Ok(Vec::new());
+        }
+        let names: Vec<Option<String>> = self
+            .read(async |con| {
+                redis::cmd("HMGET")
+                    .arg(key(&["peer-names", k]))
+                    .arg(peers.iter().map(|(p, _)| p).collect::<Vec<_>>())
+                    .query_async(con)
+                    .await
+            })
+            .await?;
+        peers
+            .into_iter()
+            .zip(names)
+            .map(|((peer_key, score), name)| {
+                // Scores are ids, whole and far below 2^53.
+                if !(score.is_finite() && score >= 0.0) {
+                    return Err(StoreError::Unavailable(format!(
+                        "redis: a conversation of {k} has the score {score}"
+                    )));
+                }
+                Ok(ConversationRecord {
+                    // Written with the score in one script; should the name
+                    // be missing, the key still names the peer.
+                    peer: name.unwrap_or_else(|| peer_key.clone()),
+                    peer_key,
+                    last_id: score as u64,
+                })
+            })
+            .collect()
     }
 
+    /// Reads each conversation's entries past its marker, oldest first, in
+    /// pages of [`UNREAD_PAGE`] (one pipeline a round for every count
+    /// still going), and counts those from others that are not room
+    /// events, until the count reaches `cap` or the entries end. A room
+    /// reads `room:<room>`; a DM conversation `dm:<a>:<b>`, its pair.
     async fn unread(
         &self,
-        _key: &str,
-        asked: &[(super::MarkerAt, u64)],
-        _cap: u64,
+        k: &str,
+        asked: &[(MarkerAt, u64)],
+        cap: u64,
     ) -> Result<Vec<u64>, StoreError> {
-        Ok(vec![0; asked.len()])
+        let mut counts = vec![0u64; asked.len()];
+        if cap == 0 {
+            return Ok(counts);
+        }
+        let page = cap.min(UNREAD_PAGE);
+        // (which count, its key, the offset of its next page)
+        let mut going: Vec<(usize, String, u64)> = asked
+            .iter()
+            .enumerate()
+            .filter_map(|(i, (at, _))| match at {
+                MarkerAt::Room(room) => Some((i, key(&["room", room]), 0)),
+                // One's own DMs are never unread.
+                MarkerAt::Dm(peer) if peer == k => None,
+                MarkerAt::Dm(peer) => Some((i, dm_pair_key(k, peer), 0)),
+            })
+            .collect();
+        while !going.is_empty() {
+            let mut pipe = redis::pipe();
+            for (i, zset, offset) in &going {
+                pipe.cmd("ZRANGE")
+                    .arg(zset)
+                    .arg(format!("({}", asked[*i].1))
+                    .arg("+inf")
+                    .arg("BYSCORE")
+                    .arg("LIMIT")
+                    .arg(*offset)
+                    .arg(page);
+            }
+            let raw: Vec<Vec<String>> = self.read(async |con| pipe.query_async(con).await).await?;
+            let mut next = Vec::new();
+            for ((i, zset, offset), members) in going.into_iter().zip(raw) {
+                let full = members.len() as u64 == page;
+                let others = decode_all(members)
+                    .into_iter()
+                    .filter(|m| !m.note && username_key(&m.from) != k)
+                    .count() as u64;
+                counts[i] = counts[i].saturating_add(others).min(cap);
+                if full && counts[i] < cap {
+                    next.push((i, zset, offset + page));
+                }
+            }
+            going = next;
+        }
+        Ok(counts)
     }
 
     async fn settings_version(&self) -> Result<u64, StoreError> {

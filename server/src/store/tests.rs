@@ -92,7 +92,264 @@ on_every_store!(
     queued_dms_are_those_to_the_user_in_the_range,
     settings_are_kept_by_scope_and_field_and_survive_a_reopen,
     room_events_are_replayed_and_kept_out_of_history,
+    sessions_keep_their_meta_and_are_listed_by_user,
+    read_markers_move_forward_only_and_survive_a_reopen,
+    conversations_are_both_directions_newest_first,
+    unread_counts_others_messages_past_the_marker_up_to_the_cap,
 );
+
+/// (v3) What `session:list` shows of a session comes back with it, at
+/// startup and in its user's list; the list follows deletes and renames.
+async fn sessions_keep_their_meta_and_are_listed_by_user(b: Backend) {
+    let store = (b.open)();
+    store.startup().await.unwrap();
+    let with_meta = |token: &str, username: &str, client: Option<&str>| SessionRecord {
+        username: username.into(),
+        account: client.is_some(),
+        meta: SessionMeta {
+            id: format!("pub-{token}"),
+            client: client.map(str::to_owned),
+            address: Some(format!("10.0.0.{}", token.len())),
+            connected_at: BASE_TS + token.len() as u64,
+        },
+        ..session(token, &[("#a", 3)], None)
+    };
+    let phone = with_meta("t1", "Alice", Some("chat-tui 0.3"));
+    let laptop = with_meta("t22", "alice", None);
+    let other = with_meta("t333", "Bob", Some("web"));
+    let brief = session("t4444", &[], None);
+    for s in [&phone, &laptop, &other, &brief] {
+        store.put_session(s).await.unwrap().await.unwrap();
+    }
+    let listed = |key: &'static str| {
+        let store = Arc::clone(&store);
+        async move {
+            let mut got = store.user_sessions(key).await.unwrap();
+            got.sort_by(|a, b| a.token.cmp(&b.token));
+            got
+        }
+    };
+    assert_eq!(listed("alice").await, vec![phone.clone(), laptop.clone()]);
+    assert_eq!(listed("bob").await, vec![other.clone()]);
+    assert_eq!(listed("usert4444").await, vec![brief.clone()]);
+    assert!(listed("carol").await.is_empty());
+
+    store.delete_session("t22").await.unwrap().await.unwrap();
+    assert_eq!(listed("alice").await, vec![phone.clone()], "deleted: gone");
+    // A rename moves the session to the new name's list.
+    let renamed = SessionRecord {
+        username: "Alicia".into(),
+        ..phone.clone()
+    };
+    store.put_session(&renamed).await.unwrap().await.unwrap();
+    assert!(listed("alice").await.is_empty(), "renamed away");
+    assert_eq!(listed("alicia").await, vec![renamed.clone()]);
+    store.close().await;
+    drop(store);
+
+    let store = (b.open)();
+    let mut sessions = store.startup().await.unwrap().sessions;
+    sessions.sort_by(|a, b| a.token.cmp(&b.token));
+    assert_eq!(sessions, vec![renamed.clone(), other.clone(), brief]);
+    let mut got = store.user_sessions("alicia").await.unwrap();
+    got.sort_by(|a, b| a.token.cmp(&b.token));
+    assert_eq!(got, vec![renamed], "listed after a restart");
+}
+
+/// (v3) A read marker only moves forward, whatever order the marks come
+/// in, each mark answers with the marker as it stands, and all of it is
+/// there after a restart.
+async fn read_markers_move_forward_only_and_survive_a_reopen(b: Backend) {
+    let store = (b.open)();
+    store.startup().await.unwrap();
+    assert!(store.markers("alice").await.unwrap().is_empty());
+    let ops = MarkerAt::Room("#ops".into());
+    let bob = MarkerAt::Dm("bob".into());
+    assert_eq!(store.put_marker("alice", &ops, 5).await.unwrap(), 5);
+    assert_eq!(
+        store.put_marker("alice", &ops, 3).await.unwrap(),
+        5,
+        "never back"
+    );
+    assert_eq!(store.put_marker("alice", &ops, 9).await.unwrap(), 9);
+    assert_eq!(store.put_marker("alice", &bob, 4).await.unwrap(), 4);
+    assert_eq!(store.put_marker("bob", &ops, 1).await.unwrap(), 1);
+    // Marks racing each other: the highest wins, none goes back.
+    let general = MarkerAt::Room("#general".into());
+    let racing = [7u64, 19, 2, 20, 11, 3, 15, 1, 18, 6].map(|id| {
+        let (store, at) = (Arc::clone(&store), general.clone());
+        tokio::spawn(async move { (id, store.put_marker("alice", &at, id).await.unwrap()) })
+    });
+    for mark in racing {
+        let (id, stood) = mark.await.unwrap();
+        assert!(stood >= id, "{id} answered {stood}");
+    }
+    let want = BTreeMap::from([(ops.clone(), 9), (bob, 4), (general, 20)]);
+    assert_eq!(store.markers("alice").await.unwrap(), want);
+    assert_eq!(
+        store.markers("bob").await.unwrap(),
+        BTreeMap::from([(ops, 1)])
+    );
+    store.close().await;
+    drop(store);
+
+    let store = (b.open)();
+    store.startup().await.unwrap();
+    assert_eq!(store.markers("alice").await.unwrap(), want, "kept");
+}
+
+/// (v3) A user's DM conversations: a DM either way counts, the newest
+/// first with the peer's name as that DM has it, from `after` on, at most
+/// `limit`; retention takes a conversation with its last DM.
+async fn conversations_are_both_directions_newest_first(b: Backend) {
+    let store = (b.open)();
+    store.startup().await.unwrap();
+    append_all(
+        &store,
+        [
+            dm(1, "alice", "Zoe"),
+            dm(2, "alice", "Bob"),
+            dm(3, "Carol", "alice"),
+            dm(4, "bob", "Alice"),
+            dm(5, "dave", "bob"),
+            dm(6, "alice", "Erin"),
+            room(7, "alice", "#a"),
+            msg(8, "alice", Destination::Global),
+            dm(9, "carol", "ALICE"),
+        ],
+    )
+    .await;
+    let convs = |key: &'static str, after: u64, limit: usize| {
+        let store = Arc::clone(&store);
+        async move {
+            store
+                .conversations(key, after, limit)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|c| (c.peer_key, c.peer, c.last_id))
+                .collect::<Vec<_>>()
+        }
+    };
+    let c = |k: &str, name: &str, id: u64| (k.to_owned(), name.to_owned(), id);
+    assert_eq!(
+        convs("alice", 0, 10).await,
+        vec![
+            c("carol", "carol", 9),
+            c("erin", "Erin", 6),
+            c("bob", "bob", 4),
+            c("zoe", "Zoe", 1)
+        ]
+    );
+    assert_eq!(
+        convs("alice", 4, 10).await,
+        vec![c("carol", "carol", 9), c("erin", "Erin", 6)],
+        "only those with a DM after 4"
+    );
+    assert_eq!(
+        convs("alice", 0, 2).await,
+        vec![c("carol", "carol", 9), c("erin", "Erin", 6)]
+    );
+    assert_eq!(
+        convs("bob", 0, 10).await,
+        vec![c("dave", "dave", 5), c("alice", "Alice", 4)]
+    );
+    assert!(convs("alice", 9, 10).await.is_empty());
+    assert!(convs("nobody", 0, 10).await.is_empty());
+    assert!(convs("alice", 0, 0).await.is_empty());
+
+    // The only DM with Zoe is older than the cutoff.
+    store.prune(BASE_TS + 2).await.unwrap();
+    assert_eq!(
+        convs("alice", 0, 10).await,
+        vec![
+            c("carol", "carol", 9),
+            c("erin", "Erin", 6),
+            c("bob", "bob", 4)
+        ]
+    );
+    assert!(convs("zoe", 0, 10).await.is_empty());
+}
+
+/// (v3) Unread: messages from others past the marker, room events not
+/// counted, each count stopping at the cap; rooms and DMs alike.
+async fn unread_counts_others_messages_past_the_marker_up_to_the_cap(b: Backend) {
+    let store = (b.open)();
+    store.startup().await.unwrap();
+    let mut event = (*room(4, "bob", "#a")).clone();
+    event.note = true;
+    event.text = MessageRecord::note_text(&chat_shared::RoomEvent::new(
+        chat_shared::RoomEventKind::Kick,
+    ));
+    append_all(
+        &store,
+        [
+            room(1, "alice", "#a"),
+            room(2, "bob", "#a"),
+            room(3, "Bob", "#a"),
+            Arc::new(event),
+            room(5, "Alice", "#a"),
+            room(6, "carol", "#a"),
+            room(7, "bob", "#a"),
+            room(8, "bob", "#b"),
+            dm(9, "bob", "alice"),
+            dm(10, "alice", "bob"),
+            dm(11, "BOB", "Alice"),
+            dm(12, "carol", "alice"),
+            dm(13, "bob", "carol"),
+            dm(14, "alice", "alice"),
+        ],
+    )
+    .await;
+    let room_at = |r: &str| MarkerAt::Room(r.into());
+    let dm_at = |k: &str| MarkerAt::Dm(k.into());
+    let asked = [
+        (room_at("#a"), 0),
+        (room_at("#a"), 2),
+        (room_at("#a"), 7),
+        (room_at("#b"), 0),
+        (dm_at("bob"), 0),
+        (dm_at("bob"), 9),
+        (dm_at("carol"), 0),
+        (dm_at("dave"), 0),
+        (room_at("#nobody"), 0),
+        (dm_at("alice"), 0),
+    ];
+    assert_eq!(
+        store.unread("alice", &asked, 100).await.unwrap(),
+        vec![4, 3, 0, 1, 2, 1, 1, 0, 0, 0]
+    );
+    assert_eq!(
+        store
+            .unread("bob", &[(room_at("#a"), 0), (dm_at("alice"), 0)], 100)
+            .await
+            .unwrap(),
+        vec![3, 1],
+        "bob's own and the event are not his unread"
+    );
+    let two = [(room_at("#a"), 0), (dm_at("bob"), 0)];
+    assert_eq!(store.unread("alice", &two, 2).await.unwrap(), vec![2, 2]);
+    assert_eq!(store.unread("alice", &two, 1).await.unwrap(), vec![1, 1]);
+    assert_eq!(store.unread("alice", &two, 0).await.unwrap(), vec![0, 0]);
+    assert!(store.unread("alice", &[], 10).await.unwrap().is_empty());
+
+    // A long backlog, half of it one's own: counted over many reads, and
+    // cut at the cap.
+    append_all(
+        &store,
+        (100..700).map(|i| room(i, if i % 2 == 0 { "alice" } else { "bob" }, "#big")),
+    )
+    .await;
+    let big = [(room_at("#big"), 0), (room_at("#big"), 599)];
+    assert_eq!(
+        store.unread("alice", &big, 1000).await.unwrap(),
+        vec![300, 50]
+    );
+    assert_eq!(
+        store.unread("alice", &big, 260).await.unwrap(),
+        vec![260, 50]
+    );
+}
 
 /// (v3) The moderation settings: a write per field, a version that moves
 /// with every change, and all of it after a restart.
@@ -785,8 +1042,9 @@ async fn sqlite_migrates_a_version_1_database() {
 /// past it. Messages committed one at a time, with the watermark moved
 /// every 7 ids, land on both sides of it, some DMs arriving after a higher
 /// id (below the watermark already); every DM read then agrees with the
-/// memory store, which has no watermark. Retention takes the pruned DMs
-/// out of `dm_index` too.
+/// memory store, which has no watermark, and so do (v3) the DM
+/// conversations and unread counts, which `conversations` folds at the
+/// watermark. Retention takes the pruned DMs out of `dm_index` too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_dm_reads_agree_with_memory_across_the_watermark() {
     let (_dir, path) = sqlite_dir();
@@ -861,9 +1119,44 @@ async fn sqlite_dm_reads_agree_with_memory_across_the_watermark() {
         checked > 200,
         "the pages were not empty ({checked} DMs read)"
     );
+    let same_conversations = async |sqlite: &Arc<dyn Store>, memory: &Arc<dyn Store>| {
+        for a in users {
+            for (after, limit) in [(0, 100), (0, 2), (9, 100), (30, 1), (55, 100), (62, 100)] {
+                let got = sqlite.conversations(a, after, limit).await.unwrap();
+                let want = memory.conversations(a, after, limit).await.unwrap();
+                assert_eq!(got, want, "conversations {a} {after} {limit}");
+            }
+        }
+    };
+    same_conversations(&sqlite, &memory).await;
+    let db = rusqlite::Connection::open(path.join("chat.db")).unwrap();
+    let folded: i64 = db
+        .query_row("SELECT count(*) FROM conversations", [], |r| r.get(0))
+        .unwrap();
+    drop(db);
+    assert!(folded >= 6, "the watermark folded DMs: {folded} rows");
+    for a in users {
+        for cap in [100, 3] {
+            let asked: Vec<(MarkerAt, u64)> = [0, 9, 21, 40, 58]
+                .into_iter()
+                .flat_map(|after| {
+                    users
+                        .iter()
+                        .map(move |b| (MarkerAt::Dm(b.to_string()), after))
+                        .chain([(MarkerAt::Room("#a".into()), after)])
+                })
+                .collect();
+            let got = sqlite.unread(a, &asked, cap).await.unwrap();
+            let want = memory.unread(a, &asked, cap).await.unwrap();
+            assert_eq!(got, want, "unread {a} cap {cap}");
+            assert!(want.iter().any(|&n| n > 0));
+        }
+    }
 
     // Retention: messages up to id 30 go, and so do their index rows.
     sqlite.prune(BASE_TS + 31).await.unwrap();
+    memory.prune(BASE_TS + 31).await.unwrap();
+    same_conversations(&sqlite, &memory).await;
     let (page, _) = sqlite.dm_history("ann", "bob", None, 0, 100).await.unwrap();
     assert!(ids(&page).iter().all(|&id| id > 30), "{:?}", ids(&page));
     sqlite.close().await;
@@ -958,6 +1251,90 @@ async fn sqlite_migrates_a_version_2_database_s_dms() {
     assert_eq!(queued[0].text, "from version 2");
     let (page, more) = store.dm_history("ann", "bob", None, 0, 10).await.unwrap();
     assert_eq!((ids(&page), more), (vec![3, 5, 6], false));
+}
+
+/// (v3) A version 4 database opens at version 5: its sessions gain their
+/// user's key (so they are listed by user), and its DMs, indexed or past
+/// the watermark, are the users' conversations and count as unread.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_migrates_a_version_4_database_s_sessions_and_dms() {
+    let (_dir, path) = sqlite_dir();
+    {
+        let mut conn = rusqlite::Connection::open(path.join("chat.db")).unwrap();
+        let tx = conn.transaction().unwrap();
+        super::sqlite::migrate_for_tests(&tx, 4).unwrap();
+        tx.execute_batch(
+            "INSERT INTO messages (id, ts, kind, from_name, from_key, to_name, to_key, text)
+                 VALUES (3, 1, 'dm', 'Bob', 'bob', 'Ann', 'ann', 'hi'),
+                        (5, 2, 'dm', 'Ann', 'ann', 'Bob', 'bob', 'hello'),
+                        (6, 3, 'dm', 'Bob', 'bob', 'Ann', 'ann', 'still there?'),
+                        (7, 4, 'dm', 'Carl', 'carl', 'BOB', 'bob', 'psst'),
+                        (9, 5, 'dm', 'Dee', 'dee', 'Ann', 'ann', 'past the watermark');
+             INSERT INTO messages (id, ts, kind, from_name, from_key, room, text)
+                 VALUES (8, 4, 'room', 'Bob', 'bob', '#a', 'in a room');
+             INSERT INTO dm_index (to_key, id) VALUES ('ann', 3), ('bob', 5), ('ann', 6),
+                 ('bob', 7);
+             UPDATE meta SET value = 8 WHERE key = 'dm_indexed_upto';
+             INSERT INTO meta (key, value) VALUES ('head', 9), ('clean', 1);
+             INSERT INTO sessions (token, username, since, window_ends_at, account)
+                 VALUES ('t1', 'Bob', 0, NULL, 1), ('t2', 'ann', 0, NULL, 0);
+             INSERT INTO session_rooms (token, room, joined_at) VALUES ('t1', '#a', 2);",
+        )
+        .unwrap();
+        tx.commit().unwrap();
+    }
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&path).unwrap());
+    assert_eq!(store.startup().await.unwrap().head, 9);
+    let bobs = store.user_sessions("bob").await.unwrap();
+    assert_eq!(bobs.len(), 1);
+    assert_eq!((bobs[0].token.as_str(), bobs[0].account), ("t1", true));
+    assert_eq!(bobs[0].rooms, BTreeMap::from([("#a".to_owned(), 2)]));
+    assert_eq!(
+        bobs[0].meta,
+        SessionMeta::default(),
+        "nothing was kept of it"
+    );
+    assert_eq!(store.user_sessions("ann").await.unwrap()[0].token, "t2");
+
+    let peers = |key: &'static str| {
+        let store = Arc::clone(&store);
+        async move {
+            store
+                .conversations(key, 0, 10)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|c| (c.peer, c.last_id))
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        peers("ann").await,
+        vec![("Dee".into(), 9), ("Bob".into(), 6)]
+    );
+    assert_eq!(
+        peers("bob").await,
+        vec![("Carl".into(), 7), ("Ann".into(), 6)]
+    );
+    let bob_and_dee = [
+        (MarkerAt::Dm("bob".into()), 0),
+        (MarkerAt::Dm("bob".into()), 3),
+        (MarkerAt::Dm("dee".into()), 0),
+    ];
+    assert_eq!(
+        store.unread("ann", &bob_and_dee, 100).await.unwrap(),
+        vec![2, 1, 1]
+    );
+    // New DMs join the old ones.
+    append_all(&store, [dm(10, "ann", "carl"), dm(11, "bob", "ann")]).await;
+    assert_eq!(
+        peers("ann").await,
+        vec![("bob".into(), 11), ("carl".into(), 10), ("Dee".into(), 9)]
+    );
+    assert_eq!(
+        store.unread("ann", &bob_and_dee, 100).await.unwrap(),
+        vec![3, 2, 1]
+    );
 }
 
 #[tokio::test]
@@ -1370,6 +1747,57 @@ async fn redis_live_sessions_are_kept_and_windows_expire() {
         store.session("live").await.unwrap().is_none(),
         "its holder now"
     );
+}
+
+/// (v3) A user's list of sessions in Redis follows what removes a session
+/// besides a delete: a window that ends (the key expires) and another node
+/// that claims the session and ends it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_user_sessions_follow_expiry_and_other_nodes() {
+    use ::redis::AsyncCommands;
+    let dir = tempfile::tempdir().unwrap();
+    let Some(server) = redis::LocalRedis::for_test(dir.path(), false) else {
+        return;
+    };
+    let a = RedisStore::open(&server.url(), "a").unwrap();
+    a.startup().await.unwrap();
+    let mut short = session("short", &[], Some(now_ms() + 200));
+    short.username = "Ann".into();
+    let mut kept = session("kept", &[], None);
+    kept.username = "ann".into();
+    for s in [&short, &kept] {
+        a.put_session(s).await.unwrap().await.unwrap();
+    }
+    let tokens = |store: &RedisStore| {
+        let store = store.clone();
+        async move {
+            let mut t: Vec<String> = store
+                .user_sessions("ann")
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|s| s.token)
+                .collect();
+            t.sort();
+            t
+        }
+    };
+    assert_eq!(tokens(&a).await, ["kept", "short"]);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(tokens(&a).await, ["kept"], "the window ended");
+    let mut con = a.connection();
+    let left: Vec<String> = con.smembers("chat:user-sessions:ann").await.unwrap();
+    assert_eq!(left, ["kept"], "and its token left the set");
+
+    // Node b takes the session over, then ends it.
+    let b = RedisStore::open(&server.url(), "b").unwrap();
+    b.startup().await.unwrap();
+    assert_eq!(tokens(&b).await, ["kept"], "any node lists it");
+    b.claim_session("kept").await.unwrap().unwrap();
+    b.delete_session("kept").await.unwrap().await.unwrap();
+    assert!(tokens(&a).await.is_empty());
+    let left: Vec<String> = con.smembers("chat:user-sessions:ann").await.unwrap();
+    assert!(left.is_empty(), "{left:?}");
 }
 
 // ------------------------------------------------------- commit outcomes
