@@ -498,12 +498,6 @@ impl ChatService {
                         Ok(false) => {}
                         Err(e) => tracing::debug!("moderation: {e}"),
                     },
-                    FeedEvent::Evicted { key } => {
-                        for sid in svc.state.evict(&key) {
-                            tracing::info!(user = %key, "name taken by a password login on another node");
-                            svc.replace(sid);
-                        }
-                    }
                 }
                 if cluster.redis.is_closed() {
                     return;

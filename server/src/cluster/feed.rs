@@ -24,9 +24,6 @@ pub enum FeedEvent {
     Message(Arc<MessageRecord>, Option<String>),
     /// Another node took the session with this token over.
     Claimed { token: String },
-    /// A password login on another node took the name `key` from
-    /// whichever session held it.
-    Evicted { key: String },
     /// (v3) A server kick or ban on another node: the session of `key`
     /// ends here too, its socket told `error`.
     Ended {
@@ -127,9 +124,6 @@ async fn subscribed(
                 (_, Some(node), _) if node == redis.node() => None,
                 (Some("claimed"), Some(_), Some(token)) => Some(FeedEvent::Claimed {
                     token: token.to_owned(),
-                }),
-                (Some("evicted"), Some(_), Some(key)) => Some(FeedEvent::Evicted {
-                    key: key.to_owned(),
                 }),
                 (Some("settings"), Some(_), _) => Some(FeedEvent::Settings),
                 (Some("ended"), Some(_), Some(json)) => {

@@ -81,12 +81,6 @@ impl Cluster {
         self.announce("claimed", token).await
     }
 
-    /// Tells the other nodes that a password login here took the name
-    /// `key`: the session holding it elsewhere ends.
-    pub async fn announce_eviction(&self, key: &str) -> Result<(), StoreError> {
-        self.announce("evicted", key).await
-    }
-
     /// (v3) Tells the other nodes to end the session of `key` (a server
     /// kick or ban): its socket there gets `err` and is disconnected.
     pub async fn announce_end(

@@ -572,14 +572,6 @@ impl ChatState {
         old.sid
     }
 
-    /// Ends every session holding `key` here (a login on another node took
-    /// a guest's name), as it would here. Returns their live sockets, to
-    /// be told.
-    pub fn evict(&self, key: &str) -> Vec<Sid> {
-        let mut inner = self.lock();
-        self.end_user(&mut inner, key)
-    }
-
     /// The users this node holds (live or in their window): their
     /// names stay taken across the cluster.
     pub fn held_names(&self) -> Vec<String> {
