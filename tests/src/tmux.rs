@@ -33,6 +33,25 @@ impl Tmux {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// Starts the workspace's `chat-tui` with `args` in a new tmux session
+    /// `pane`, on a 160×40 screen: wide enough that no line of the
+    /// scenarios is cut or wrapped.
+    pub fn chat_tui(&self, pane: &str, args: &str) {
+        let bin = crate::workspace_binary("chat-tui", "chat-tui");
+        let cmd = format!("{} {args}", bin.display());
+        self.run(&[
+            "new-session",
+            "-d",
+            "-s",
+            pane,
+            "-x",
+            "160",
+            "-y",
+            "40",
+            &cmd,
+        ]);
+    }
+
     /// tmux's bell flag of `target`'s window: "1" once it rang.
     pub fn bell_flag(&self, target: &str) -> String {
         self.run(&["display-message", "-p", "-t", target, "#{window_bell_flag}"])

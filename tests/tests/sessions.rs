@@ -30,6 +30,13 @@ async fn logged_in(url: &str, name: &str, client: &str) -> TestClient {
         .unwrap_or_else(|e| panic!("{name} refused: {e}"))
 }
 
+/// `c` posts `text` in `room`; the ack.
+async fn say(c: &TestClient, room: &str, text: impl Into<String>) -> Value {
+    let text: String = text.into();
+    ok(c.ack("room:message", json!({"room": room, "text": text}))
+        .await)
+}
+
 /// Whether `event` arrives within a short while (for what must not come).
 async fn arrives(c: &mut TestClient, event: &str, pred: impl Fn(&Value) -> bool) -> bool {
     tokio::time::timeout(Duration::from_millis(400), c.next_where(event, pred))
@@ -82,9 +89,7 @@ async fn two_clients_of_one_account_are_one_person_with_every_message() {
     );
 
     // A room message reaches each session once.
-    ok(bob
-        .ack("room:message", json!({"room": "#ops", "text": "deploy?"}))
-        .await);
+    say(&bob, "#ops", "deploy?").await;
     for c in [&mut laptop, &mut desktop] {
         let m = c.next("room:message").await;
         assert_eq!(m["text"], "deploy?");
@@ -134,9 +139,7 @@ async fn two_clients_of_one_account_are_one_person_with_every_message() {
     assert_eq!(laptop.next("room:left").await, json!({"room": "#ops"}));
     let leave = bob.next_where("presence", |p| p["event"] == "leave").await;
     assert_eq!(leave["members"], 1, "{leave}");
-    ok(bob
-        .ack("room:message", json!({"room": "#ops", "text": "gone?"}))
-        .await);
+    say(&bob, "#ops", "gone?").await;
     for c in [&mut laptop, &mut desktop] {
         assert!(!arrives(c, "room:message", |_| true).await);
     }
@@ -174,9 +177,7 @@ async fn each_session_recovers_exactly_once_while_the_other_stays_live() {
     let mut desk = logged_in(&server.url(), "alice", "desk").await;
     ok(desk.ack("room:join", json!({"room": "#a"})).await);
     ok(bob.ack("room:join", json!({"room": "#a"})).await);
-    ok(bob
-        .ack("room:message", json!({"room": "#a", "text": "m0"}))
-        .await);
+    say(&bob, "#a", "m0").await;
     assert_eq!(desk.next("room:message").await["text"], "m0");
     let token = roaming.token();
     // The phone saw m0 too (it is a member through the account).
@@ -189,12 +190,7 @@ async fn each_session_recovers_exactly_once_while_the_other_stays_live() {
     proxy.set_down(true);
     proxy.cut();
     for i in 1..=3 {
-        ok(bob
-            .ack(
-                "room:message",
-                json!({"room": "#a", "text": format!("m{i}")}),
-            )
-            .await);
+        say(&bob, "#a", format!("m{i}")).await;
     }
     ok(bob
         .ack("dm:message", json!({"to": "alice", "text": "dm"}))
@@ -224,9 +220,7 @@ async fn each_session_recovers_exactly_once_while_the_other_stays_live() {
         !arrives(&mut desk, "room:message", |_| true).await,
         "the desk got each once"
     );
-    ok(bob
-        .ack("room:message", json!({"room": "#a", "text": "live"}))
-        .await);
+    say(&bob, "#a", "live").await;
     assert_eq!(back.next("room:message").await["text"], "live");
     assert_eq!(desk.next("room:message").await["text"], "live");
     assert!(!arrives(&mut back, "room:message", |_| true).await, "once");
@@ -334,12 +328,7 @@ async fn read_markers_move_forward_and_follow_the_account() {
     ok(bob.ack("room:join", json!({"room": "#a"})).await);
     let mut ids = Vec::new();
     for i in 0..3 {
-        let a = ok(bob
-            .ack(
-                "room:message",
-                json!({"room": "#a", "text": format!("m{i}")}),
-            )
-            .await);
+        let a = say(&bob, "#a", format!("m{i}")).await;
         ids.push(a["id"].as_str().unwrap().to_owned());
     }
     let ack = ok(laptop
@@ -421,23 +410,14 @@ async fn unread_counts_are_the_same_after_a_restart() {
     let alice = register(&url, "alice").await;
     ok(alice.ack("room:join", json!({"room": "#a"})).await);
     ok(bob.ack("room:join", json!({"room": "#a"})).await);
-    let read = ok(bob
-        .ack("room:message", json!({"room": "#a", "text": "read"}))
-        .await);
+    let read = say(&bob, "#a", "read").await;
     ok(alice
         .ack("read:mark", json!({"room": "#a", "id": read["id"]}))
         .await);
     for i in 0..3 {
-        ok(bob
-            .ack(
-                "room:message",
-                json!({"room": "#a", "text": format!("u{i}")}),
-            )
-            .await);
+        say(&bob, "#a", format!("u{i}")).await;
     }
-    ok(alice
-        .ack("room:message", json!({"room": "#a", "text": "mine"}))
-        .await);
+    say(&alice, "#a", "mine").await;
     for i in 0..2 {
         ok(bob
             .ack(
@@ -483,21 +463,14 @@ async fn two_sessions_that_resume_at_once_each_get_what_they_missed_once() {
     ok(one.ack("room:join", json!({"room": "#a"})).await);
     two.next("room:joined").await;
     ok(bob.ack("room:join", json!({"room": "#a"})).await);
-    let first = ok(bob
-        .ack("room:message", json!({"room": "#a", "text": "seen"}))
-        .await);
+    let first = say(&bob, "#a", "seen").await;
     one.next("room:message").await;
     two.next("room:message").await;
     let (t1, t2) = (one.token(), two.token());
     proxy.set_down(true);
     proxy.cut();
     for i in 0..5 {
-        ok(bob
-            .ack(
-                "room:message",
-                json!({"room": "#a", "text": format!("m{i}")}),
-            )
-            .await);
+        say(&bob, "#a", format!("m{i}")).await;
     }
     ok(bob
         .ack("dm:message", json!({"to": "alice", "text": "dm"}))

@@ -10,14 +10,10 @@
 //! and folds the blocked one's lines. Skipped, with a message, when tmux
 //! is not installed (CI fails instead).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use chat_e2e::TestServer;
 use chat_e2e::tmux::Tmux;
-
-fn chat_tui_binary() -> PathBuf {
-    chat_e2e::workspace_binary("chat-tui", "chat-tui")
-}
 
 /// Starts one chat-tui per `(session, extra flags)` in `tmux`, each on
 /// `server` with the configuration file `conf` (none from the home
@@ -25,24 +21,12 @@ fn chat_tui_binary() -> PathBuf {
 /// cut or wrapped; waits until each says it is connected as its session's
 /// name.
 async fn start_clients(tmux: &Tmux, conf: &Path, server: &str, clients: &[(&str, String)]) {
-    let bin = chat_tui_binary();
     for (session, flags) in clients {
-        let cmd = format!(
-            "{} --config {} --server {server} --user {session} {flags}",
-            bin.display(),
-            conf.display(),
+        let args = format!(
+            "--config {} --server {server} --user {session} {flags}",
+            conf.display()
         );
-        tmux.run(&[
-            "new-session",
-            "-d",
-            "-s",
-            session,
-            "-x",
-            "160",
-            "-y",
-            "40",
-            &cmd,
-        ]);
+        tmux.chat_tui(session, &args);
     }
     for (session, _) in clients {
         tmux.wait_for(session, &format!("connected as {session}"))

@@ -15,23 +15,11 @@ use serde_json::json;
 /// Starts chat-tui in the tmux session `pane` as the user `user`, with
 /// `flags`, and waits until it is connected.
 async fn start(tmux: &Tmux, pane: &str, conf: &Path, server: &str, user: &str, flags: &str) {
-    let bin = chat_e2e::workspace_binary("chat-tui", "chat-tui");
-    let cmd = format!(
-        "{} --config {} --server {server} --user {user} {flags}",
-        bin.display(),
-        conf.display(),
+    let args = format!(
+        "--config {} --server {server} --user {user} {flags}",
+        conf.display()
     );
-    tmux.run(&[
-        "new-session",
-        "-d",
-        "-s",
-        pane,
-        "-x",
-        "160",
-        "-y",
-        "40",
-        &cmd,
-    ]);
+    tmux.chat_tui(pane, &args);
     tmux.wait_for(pane, &format!("connected as {user}")).await;
 }
 

@@ -202,6 +202,19 @@ impl ChatState {
     /// session's place, `session:end`): its socket, if any, stops counting;
     /// the caller tells that socket. Returns that socket.
     pub(super) fn end_session(&self, inner: &mut Inner, key: &str, token: &str) -> Option<Sid> {
+        self.remove_session(inner, key, token, true)
+    }
+
+    /// Takes `key`'s session `token` out of the state (and, with `stored`,
+    /// out of the store): a user whose last live session it was goes
+    /// offline, one with no session left is forgotten. Returns its socket.
+    fn remove_session(
+        &self,
+        inner: &mut Inner,
+        key: &str,
+        token: &str,
+        stored: bool,
+    ) -> Option<Sid> {
         let user = inner.sessions.users.get_mut(key)?;
         let at = user.sessions.iter().position(|s| s.token == token)?;
         let was_live = user.live();
@@ -210,7 +223,9 @@ impl ChatState {
         let empty = user.sessions.is_empty();
         let rooms: Vec<String> = user.rooms.keys().cloned().collect();
         inner.sessions.by_token.remove(&old.token);
-        self.persist(SessionOp::Delete(old.token.clone()));
+        if stored {
+            self.persist(SessionOp::Delete(old.token.clone()));
+        }
         if was_live && !now_live {
             inner.sessions.online = inner.sessions.online.saturating_sub(1);
             for room in &rooms {
@@ -549,27 +564,7 @@ impl ChatState {
     pub fn release(&self, token: &str) -> Option<Sid> {
         let mut inner = self.lock();
         let key = inner.sessions.by_token.get(token)?.clone();
-        let user = inner.sessions.users.get_mut(&key)?;
-        let at = user.sessions.iter().position(|s| s.token == token)?;
-        let was_live = user.live();
-        let old = user.sessions.remove(at);
-        let now_live = user.live();
-        let empty = user.sessions.is_empty();
-        let rooms: Vec<String> = user.rooms.keys().cloned().collect();
-        inner.sessions.by_token.remove(token);
-        if was_live && !now_live {
-            inner.sessions.online = inner.sessions.online.saturating_sub(1);
-            for room in &rooms {
-                inner.rooms.drop_live(room, &key);
-            }
-        }
-        if empty {
-            inner.sessions.users.remove(&key);
-            for room in &rooms {
-                inner.rooms.release(room);
-            }
-        }
-        old.sid
+        self.remove_session(&mut inner, &key, token, false)
     }
 
     /// The users this node holds (live or in their window): their
