@@ -344,26 +344,37 @@ impl Store for MemoryStore {
         asked: &[(MarkerAt, u64)],
         cap: u64,
     ) -> Result<Vec<u64>, StoreError> {
+        // One pass over what is newer than the oldest marker asked, each
+        // message counted for the conversation it belongs to (a connect
+        // asks for hundreds at once).
         let inner = self.lock();
-        Ok(asked
-            .iter()
-            .map(|(at, after)| {
-                let start = inner.messages.partition_point(|m| m.id <= *after);
-                inner
-                    .messages
-                    .range(start..)
-                    .filter(|m| !m.note && username_key(&m.from) != key)
-                    .filter(|m| match (at, &m.dest) {
-                        (MarkerAt::Room(r), Destination::Room(room)) => r == room,
-                        (MarkerAt::Dm(peer), Destination::Dm { to }) => {
-                            username_key(to) == key && username_key(&m.from) == *peer
-                        }
-                        _ => false,
-                    })
-                    .take(cap as usize)
-                    .count() as u64
-            })
-            .collect())
+        let mut index: HashMap<&MarkerAt, Vec<usize>> = HashMap::new();
+        for (i, (at, _)) in asked.iter().enumerate() {
+            index.entry(at).or_default().push(i);
+        }
+        let mut counts = vec![0u64; asked.len()];
+        let oldest = asked.iter().map(|(_, after)| *after).min().unwrap_or(u64::MAX);
+        let start = inner.messages.partition_point(|m| m.id <= oldest);
+        for m in inner.messages.range(start..) {
+            if m.note {
+                continue;
+            }
+            let from = username_key(&m.from);
+            if from == key {
+                continue;
+            }
+            let at = match &m.dest {
+                Destination::Room(room) => MarkerAt::Room(room.clone()),
+                Destination::Dm { to } if username_key(to) == key => MarkerAt::Dm(from),
+                _ => continue,
+            };
+            for &i in index.get(&at).into_iter().flatten() {
+                if m.id > asked[i].1 && counts[i] < cap {
+                    counts[i] += 1;
+                }
+            }
+        }
+        Ok(counts)
     }
 
     async fn settings_version(&self) -> Result<u64, StoreError> {
