@@ -12,8 +12,8 @@
 //!   and the user task that answers pings, sends on command and records
 //!   every bench message it receives (latency, duplicates, last id).
 //! - [`scenarios`]: idle, fan-out, DM pairs, churn, recovery storm,
-//!   logins, a restart on stored history and a burst of abandoned
-//!   handshakes, with
+//!   logins, a restart on stored history, a burst of abandoned
+//!   handshakes and several sessions per account (with read markers), with
 //!   what they share (mass bring-up, the rate pacer, the receipt check, the
 //!   rate ladder).
 //! - [`server`]: the targets: launched (chat-server binary, Node peer) or
@@ -51,6 +51,7 @@ pub enum Scenario {
     Login,
     Restart,
     Burst,
+    Sessions,
 }
 
 impl Scenario {
@@ -64,6 +65,7 @@ impl Scenario {
             Scenario::Login => "login",
             Scenario::Restart => "restart",
             Scenario::Burst => "burst",
+            Scenario::Sessions => "sessions",
         }
     }
 }
@@ -104,13 +106,14 @@ pub struct Config {
     /// `NAME=PID` of a running server (for RSS and CPU figures).
     #[arg(long = "pid")]
     pub pids: Vec<String>,
-    /// Scenarios to run. (The burst comes before the logins: against one
-    /// long-running server, the login flood locks the bench's address.)
+    /// Scenarios to run. (The burst and the sessions come before the
+    /// logins: against one long-running server, the login flood locks the
+    /// bench's address.)
     #[arg(
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "idle,fanout,dm,churn,recovery,burst,login,restart"
+        default_value = "idle,fanout,dm,churn,recovery,burst,sessions,login,restart"
     )]
     pub scenarios: Vec<Scenario>,
     /// Write every scenario's JSON to this file (an array).
@@ -237,6 +240,43 @@ pub struct Config {
     /// Burst: seconds after the reap at which the RSS kept is read.
     #[arg(long, default_value_t = 20.0)]
     pub burst_settle_secs: f64,
+    /// Sessions: accounts (registered with a password each), in rooms of
+    /// `--sessions-room-size` and DM pairs.
+    #[arg(long, default_value_t = 200)]
+    pub sessions_accounts: usize,
+    /// Sessions: sessions per account, one run each, in increasing order
+    /// (each adds password logins to the sessions already up).
+    #[arg(long, value_delimiter = ',', default_value = "1,2,3")]
+    pub sessions_per_account: Vec<usize>,
+    /// Sessions: accounts per room.
+    #[arg(long, default_value_t = 20)]
+    pub sessions_room_size: usize,
+    /// Sessions: offered room messages per second (the same for every
+    /// session count: deliveries grow with the sessions).
+    #[arg(long, default_value_t = 1000.0)]
+    pub sessions_room_rate: f64,
+    /// Sessions: offered DMs per second over all pairs.
+    #[arg(long, default_value_t = 2000.0)]
+    pub sessions_dm_rate: f64,
+    /// Sessions, read markers: rooms the loaded account is in (the server
+    /// allows 50 a user by default).
+    #[arg(long, default_value_t = 50)]
+    pub markers_rooms: usize,
+    /// Sessions, read markers: messages guests send to each of its rooms.
+    #[arg(long, default_value_t = 20)]
+    pub markers_room_messages: usize,
+    /// Sessions, read markers: guests that send it DMs (one conversation
+    /// each).
+    #[arg(long, default_value_t = 200)]
+    pub markers_dms: usize,
+    /// Sessions, read markers: DMs each of those guests sends.
+    #[arg(long, default_value_t = 3)]
+    pub markers_dm_messages: usize,
+    /// Sessions, read markers: connects of each kind measured (password
+    /// logins, then token resumes) for the loaded and the plain account;
+    /// 0 skips the markers part.
+    #[arg(long, default_value_t = 50)]
+    pub markers_reconnects: usize,
     /// `--max-connections` given to a launched chat-server.
     #[arg(long, default_value_t = 200_000)]
     pub max_connections: u64,
@@ -358,6 +398,9 @@ async fn run_one(
         Scenario::Login => scenarios::login::run(ctx).await,
         Scenario::Restart => scenarios::restart::run(ctx, spec, server).await,
         Scenario::Burst => scenarios::burst::run(ctx).await,
+        // The peer has no accounts: nothing to measure (the report says so).
+        Scenario::Sessions if matches!(spec, TargetSpec::Peer { .. }) => Figures::default(),
+        Scenario::Sessions => scenarios::sessions::run(ctx).await,
     }
 }
 
@@ -411,6 +454,9 @@ pub async fn run(cfg: &Config) -> Result<Vec<ScenarioReport>, Error> {
                 &mut report,
                 &[scenarios::dm::label(cfg.dm_pairs.max(1))],
             ),
+            Scenario::Sessions if specs.iter().any(|s| matches!(s, TargetSpec::Peer { .. })) => {
+                report.notes.push(scenarios::sessions::PEER_NOTE.to_owned());
+            }
             _ => {}
         }
         println!("{}", report.table());

@@ -23,6 +23,99 @@ fn scenario<'a>(reports: &'a [ScenarioReport], name: &str) -> &'a ScenarioReport
         .unwrap_or_else(|| panic!("no {name} report"))
 }
 
+/// The sessions scenario's flags for a short run: 20 accounts in rooms of
+/// 10 (10 DM pairs), 1 then 2 sessions each, 50 messages/s; an account in
+/// 5 rooms with 10 DM conversations, 3 connects of each kind.
+const SESSIONS_ARGS: [&str; 20] = [
+    "--sessions-accounts",
+    "20",
+    "--sessions-per-account",
+    "1,2",
+    "--sessions-room-size",
+    "10",
+    "--sessions-room-rate",
+    "50",
+    "--sessions-dm-rate",
+    "50",
+    "--markers-rooms",
+    "5",
+    "--markers-room-messages",
+    "4",
+    "--markers-dms",
+    "10",
+    "--markers-dm-messages",
+    "2",
+    "--markers-reconnects",
+    "3",
+];
+
+/// Every session came up in its account's room and received every room
+/// message and DM meant for it exactly once, with 1 and with 2 sessions per
+/// account; every measured connect came up (resumes recovered) with nothing
+/// to replay, and the plain account had no marker.
+fn assert_sessions_delivered(r: &ScenarioReport) {
+    let table = r.table();
+    for (k, label) in [
+        (1.0, "1 session per account"),
+        (2.0, "2 sessions per account"),
+    ] {
+        assert_eq!(
+            value(r, &format!("{label}: sessions up")),
+            20.0 * k,
+            "{table}"
+        );
+        assert_eq!(value(r, &format!("{label}: logins failed")), 0.0, "{table}");
+        assert_eq!(
+            value(
+                r,
+                &format!("{label}: new sessions not in their account's room")
+            ),
+            0.0,
+            "{table}"
+        );
+        // A room message reaches every session of the room's 10 accounts;
+        // a DM every session of its recipient and the sender's other ones.
+        for (step, fan) in [("rooms of 10", 10.0 * k), ("10 DM pairs", 2.0 * k - 1.0)] {
+            let step = format!("{label}, {step} at 50 msgs/s: ");
+            assert!(value(r, &format!("{step}deliveries/s")) > 0.0, "{table}");
+            assert_eq!(
+                value(r, &format!("{step}deliveries per message")),
+                fan,
+                "{table}"
+            );
+            for what in ["lost", "duplicates", "unexpected"] {
+                assert_eq!(value(r, &format!("{step}{what}")), 0.0, "{table}");
+            }
+        }
+    }
+    assert_eq!(value(r, "markers: entries expected"), 15.0, "{table}");
+    for who in [
+        "plain account",
+        "loaded account (5 rooms, 10 conversations)",
+    ] {
+        assert_eq!(value(r, &format!("{who}: connects failed")), 0.0, "{table}");
+        assert_eq!(
+            value(r, &format!("{who}: resumes not recovered")),
+            0.0,
+            "{table}"
+        );
+        assert_eq!(
+            value(
+                r,
+                &format!("{who}: missed (replayed) at the measured connects")
+            ),
+            0.0,
+            "{table}"
+        );
+    }
+    assert_eq!(value(r, "plain account: markers entries"), 0.0, "{table}");
+    assert_eq!(
+        value(r, "plain account: connects with wrong markers"),
+        0.0,
+        "{table}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_scenario_delivers_everything_exactly_once() {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -91,7 +184,8 @@ async fn every_scenario_delivers_everything_exactly_once() {
         "--burst-settle-secs",
         "0",
     ];
-    let cfg = chat_bench::Config::try_parse_from(args).expect("bench flags");
+    let cfg = chat_bench::Config::try_parse_from(args.into_iter().chain(SESSIONS_ARGS))
+        .expect("bench flags");
     let reports = tokio::time::timeout(Duration::from_secs(240), chat_bench::run(&cfg))
         .await
         .expect("the smoke run ends in time")
@@ -168,6 +262,10 @@ async fn every_scenario_delivers_everything_exactly_once() {
         dm.table()
     );
 
+    // Deliveries only: what the markers say is checked on the memory store
+    // (below), whose markers this server's store may not keep yet.
+    assert_sessions_delivered(scenario(&reports, "sessions"));
+
     let churn = scenario(&reports, "churn");
     assert!(value(churn, "cycles completed") > 0.0, "{}", churn.table());
     assert_eq!(value(churn, "cycles failed"), 0.0, "{}", churn.table());
@@ -184,6 +282,59 @@ async fn every_scenario_delivers_everything_exactly_once() {
     assert_eq!(value(rec, "lost"), 0.0, "{}", rec.table());
     assert_eq!(value(rec, "duplicates"), 0.0, "{}", rec.table());
     assert_eq!(value(rec, "truncated sessions"), 0.0, "{}", rec.table());
+
+    let _ = stop.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
+}
+
+/// The sessions scenario against chat-server on its memory store, markers
+/// included: the loaded account's `session.markers` lists its 5 rooms and
+/// 10 conversations, each with the marker it set and the unread count
+/// after it, at every measured connect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_sessions_per_account_and_read_markers() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let config =
+        chat_server::Config::try_parse_from(["chat-server", "--rate", "0", "--store", "memory"])
+            .expect("server flags");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(chat_server::serve(listener, config, async {
+        let _ = stopped.await;
+    }));
+
+    let url = format!("{TARGET}=http://{addr}");
+    let args = [
+        "chat-bench",
+        "--url",
+        &url,
+        "--scenarios",
+        "sessions",
+        "--step-secs",
+        "1",
+        "--login-workers",
+        "5",
+    ];
+    let cfg = chat_bench::Config::try_parse_from(args.into_iter().chain(SESSIONS_ARGS))
+        .expect("bench flags");
+    let reports = tokio::time::timeout(Duration::from_secs(120), chat_bench::run(&cfg))
+        .await
+        .expect("the run ends in time")
+        .expect("the bench runs");
+    let r = scenario(&reports, "sessions");
+    assert_sessions_delivered(r);
+    let loaded = "loaded account (5 rooms, 10 conversations)";
+    let table = r.table();
+    assert_eq!(
+        value(r, &format!("{loaded}: markers entries")),
+        15.0,
+        "{table}"
+    );
+    assert_eq!(
+        value(r, &format!("{loaded}: connects with wrong markers")),
+        0.0,
+        "{table}"
+    );
 
     let _ = stop.send(());
     let _ = tokio::time::timeout(Duration::from_secs(10), server).await;

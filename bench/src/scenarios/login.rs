@@ -31,7 +31,8 @@ use super::{
 use crate::client::{self, UserState};
 use crate::report::Figures;
 
-fn password(i: usize) -> String {
+/// The password of account `i` (also the sessions scenario's).
+pub(super) fn password(i: usize) -> String {
     format!("bench password {i:06}")
 }
 

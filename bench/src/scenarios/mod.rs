@@ -1,4 +1,4 @@
-//! The eight scenarios and what they share: bringing many users up at once,
+//! The nine scenarios and what they share: bringing many users up at once,
 //! pacing bench messages at a fixed offered rate, and checking what arrived.
 
 pub mod burst;
@@ -10,6 +10,7 @@ pub mod ladder;
 pub mod login;
 pub mod recovery;
 pub mod restart;
+pub mod sessions;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -20,6 +21,8 @@ use futures_util::future::join_all;
 use hdrhistogram::Histogram;
 use serde_json::json;
 use tokio::sync::{Semaphore, mpsc};
+
+use chat_shared::SessionInfo;
 
 use crate::Config;
 use crate::client::{self, Cmd, Dest, Recv, UserHandle, UserState};
@@ -78,6 +81,8 @@ pub struct Up {
     pub recovered: bool,
     pub truncated: bool,
     pub missed: u64,
+    /// The `session` event, when the user came up.
+    pub info: Option<SessionInfo>,
     pub error: Option<String>,
     /// The state, when the user could not be brought up.
     pub state: Option<UserState>,
@@ -164,6 +169,7 @@ pub async fn bring_up(
                         recovered: info.as_ref().is_some_and(|i| i.recovered),
                         truncated: info.as_ref().is_some_and(|i| i.truncated),
                         missed: info.as_ref().map_or(0, |i| i.missed),
+                        info,
                         error: None,
                         state: None,
                     };
@@ -175,6 +181,7 @@ pub async fn bring_up(
                     recovered: false,
                     truncated: false,
                     missed: 0,
+                    info: None,
                     error: Some(last_err),
                     state: Some(st),
                 }
