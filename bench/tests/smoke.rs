@@ -52,8 +52,10 @@ const SESSIONS_ARGS: [&str; 20] = [
 /// Every session came up in its account's room and received every room
 /// message and DM meant for it exactly once, with 1 and with 2 sessions per
 /// account; every measured connect came up (resumes recovered) with nothing
-/// to replay, and the plain account had no marker.
-fn assert_sessions_delivered(r: &ScenarioReport) {
+/// to replay; the loaded account's `session.markers` listed its 5 rooms and
+/// 10 conversations, each with the marker it set and the unread count after
+/// it, every time, and the plain account had none.
+fn assert_sessions(r: &ScenarioReport) {
     let table = r.table();
     for (k, label) in [
         (1.0, "1 session per account"),
@@ -108,12 +110,21 @@ fn assert_sessions_delivered(r: &ScenarioReport) {
             "{table}"
         );
     }
-    assert_eq!(value(r, "plain account: markers entries"), 0.0, "{table}");
-    assert_eq!(
-        value(r, "plain account: connects with wrong markers"),
-        0.0,
-        "{table}"
-    );
+    for (who, entries) in [
+        ("plain account", 0.0),
+        ("loaded account (5 rooms, 10 conversations)", 15.0),
+    ] {
+        assert_eq!(
+            value(r, &format!("{who}: markers entries")),
+            entries,
+            "{table}"
+        );
+        assert_eq!(
+            value(r, &format!("{who}: connects with wrong markers")),
+            0.0,
+            "{table}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -262,9 +273,7 @@ async fn every_scenario_delivers_everything_exactly_once() {
         dm.table()
     );
 
-    // Deliveries only: what the markers say is checked on the memory store
-    // (below), whose markers this server's store may not keep yet.
-    assert_sessions_delivered(scenario(&reports, "sessions"));
+    assert_sessions(scenario(&reports, "sessions"));
 
     let churn = scenario(&reports, "churn");
     assert!(value(churn, "cycles completed") > 0.0, "{}", churn.table());
@@ -282,59 +291,6 @@ async fn every_scenario_delivers_everything_exactly_once() {
     assert_eq!(value(rec, "lost"), 0.0, "{}", rec.table());
     assert_eq!(value(rec, "duplicates"), 0.0, "{}", rec.table());
     assert_eq!(value(rec, "truncated sessions"), 0.0, "{}", rec.table());
-
-    let _ = stop.send(());
-    let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
-}
-
-/// The sessions scenario against chat-server on its memory store, markers
-/// included: the loaded account's `session.markers` lists its 5 rooms and
-/// 10 conversations, each with the marker it set and the unread count
-/// after it, at every measured connect.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn several_sessions_per_account_and_read_markers() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let config =
-        chat_server::Config::try_parse_from(["chat-server", "--rate", "0", "--store", "memory"])
-            .expect("server flags");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(chat_server::serve(listener, config, async {
-        let _ = stopped.await;
-    }));
-
-    let url = format!("{TARGET}=http://{addr}");
-    let args = [
-        "chat-bench",
-        "--url",
-        &url,
-        "--scenarios",
-        "sessions",
-        "--step-secs",
-        "1",
-        "--login-workers",
-        "5",
-    ];
-    let cfg = chat_bench::Config::try_parse_from(args.into_iter().chain(SESSIONS_ARGS))
-        .expect("bench flags");
-    let reports = tokio::time::timeout(Duration::from_secs(120), chat_bench::run(&cfg))
-        .await
-        .expect("the run ends in time")
-        .expect("the bench runs");
-    let r = scenario(&reports, "sessions");
-    assert_sessions_delivered(r);
-    let loaded = "loaded account (5 rooms, 10 conversations)";
-    let table = r.table();
-    assert_eq!(
-        value(r, &format!("{loaded}: markers entries")),
-        15.0,
-        "{table}"
-    );
-    assert_eq!(
-        value(r, &format!("{loaded}: connects with wrong markers")),
-        0.0,
-        "{table}"
-    );
 
     let _ = stop.send(());
     let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
