@@ -353,7 +353,11 @@ impl Store for MemoryStore {
             index.entry(at).or_default().push(i);
         }
         let mut counts = vec![0u64; asked.len()];
-        let oldest = asked.iter().map(|(_, after)| *after).min().unwrap_or(u64::MAX);
+        let oldest = asked
+            .iter()
+            .map(|(_, after)| *after)
+            .min()
+            .unwrap_or(u64::MAX);
         let start = inner.messages.partition_point(|m| m.id <= oldest);
         for m in inner.messages.range(start..) {
             if m.note {
