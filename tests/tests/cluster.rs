@@ -27,12 +27,21 @@ async fn cluster() -> Option<Cluster> {
 /// [`cluster`] on a Redis that keeps an append-only file (`aof`), synced
 /// at every write, or keeps nothing across its restart.
 async fn cluster_on(aof: bool) -> Option<Cluster> {
+    cluster_configured(aof, |_| {}).await
+}
+
+/// [`cluster_on`], each node's configuration changed by `tweak`.
+async fn cluster_configured(aof: bool, tweak: fn(&mut chat_server::Config)) -> Option<Cluster> {
     let dir = tempfile::tempdir().unwrap();
     let redis = LocalRedis::for_test(dir.path(), aof)?;
     // No rate limit: the tests send faster than a person types.
-    let config = |node: &str| chat_server::Config {
-        rate: 0.0,
-        ..TestServer::clustered(&redis.url(), node)
+    let config = |node: &str| {
+        let mut c = chat_server::Config {
+            rate: 0.0,
+            ..TestServer::clustered(&redis.url(), node)
+        };
+        tweak(&mut c);
+        c
     };
     let a = TestServer::start(config("node-a")).await;
     let b = TestServer::start(config("node-b")).await;
@@ -548,6 +557,31 @@ async fn an_account_has_sessions_on_both_nodes() {
     let id_b = list["sessions"][1]["id"].as_str().unwrap().to_owned();
     ok(on_a.ack("session:end", json!({"id": id_b})).await);
     assert_eq!(on_b.next("chat:error").await["code"], "session_ended");
+}
+
+/// (v3) The session limit counts an account's sessions on every node: a
+/// login beyond it ends the least recently active one, here on the other
+/// node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_session_limit_counts_every_node() {
+    let Some(c) = cluster_configured(false, |c| c.max_sessions_per_account = 2).await else {
+        return;
+    };
+    let first = json!({"username": "alice", "password": "correct horse", "register": true});
+    let on_a = TestClient::connect(&c.a.url(), first).await.unwrap();
+    let login = json!({"username": "alice", "password": "correct horse"});
+    let mut on_b = TestClient::connect(&c.b.url(), login.clone())
+        .await
+        .unwrap();
+    // A's session is the more recently active one now.
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    ok(on_a.ack("ping", json!({})).await);
+    let third = TestClient::connect(&c.a.url(), login).await.unwrap();
+    let err = on_b.next("chat:error").await;
+    assert_eq!(err["code"], "session_replaced", "{err}");
+    ok(on_a.ack("ping", json!({})).await);
+    let list = ok(third.ack("session:list", json!({})).await);
+    assert_eq!(list["sessions"].as_array().unwrap().len(), 2, "{list}");
 }
 
 /// Presence changes and typing indicators cross nodes: a join, a leave

@@ -150,6 +150,7 @@ impl ChatService {
             return match admitted {
                 Ok(adm) if adm.account => {
                     cluster.take_name(&adm.username, ttl).await.map_err(down)?;
+                    self.limit_across_nodes(&adm).await;
                     Ok(adm)
                 }
                 Ok(adm) => {
@@ -166,6 +167,9 @@ impl ChatService {
         }
         if admitted.is_err() && !held_here && !self.state.name_held(&key) {
             cluster.release_name(&key).await;
+        }
+        if let Ok(adm) = &admitted {
+            self.limit_across_nodes(adm).await;
         }
         admitted
     }

@@ -78,7 +78,7 @@ impl ChatService {
                 .ok_or_else(not_found)?,
             None => return Err(not_found()),
         };
-        self.end_session_here(&me.key, &token);
+        self.end_session_here(&me.key, &token, false);
         if let Some(cluster) = &self.cluster {
             // Whichever node holds it lets it go; the store forgets it so
             // that no node takes it up again.
@@ -88,6 +88,7 @@ impl ChatService {
             let note = AccountNote::End {
                 key: me.key.clone(),
                 token,
+                replaced: false,
             };
             if let Err(e) = cluster.announce_account(&note).await {
                 tracing::warn!("cluster: {e}");
@@ -98,8 +99,9 @@ impl ChatService {
     }
 
     /// Ends `key`'s session `token` if this node holds it: its socket, if
-    /// any, gets `session_ended` and is disconnected.
-    fn end_session_here(&self, key: &str, token: &str) {
+    /// any, gets `session_ended` (or, `replaced` by a login beyond the
+    /// limit, `session_replaced`) and is disconnected.
+    fn end_session_here(&self, key: &str, token: &str, replaced: bool) {
         let (_, sid) = self.state.end(key, token);
         let Some(s) = sid.and_then(|sid| self.ns().and_then(|ns| ns.get_socket(sid))) else {
             return;
@@ -107,13 +109,79 @@ impl ChatService {
         if let Some(ctx) = s.extensions.get::<Arc<SocketCtx>>() {
             ctx.ended.store(true, std::sync::atomic::Ordering::Relaxed);
         }
-        let err = ChatError::new(
-            ErrorCode::SessionEnded,
-            "this session was ended from another of your clients",
-            names::SESSION,
-        );
+        let err = if replaced {
+            ChatError::new(
+                ErrorCode::SessionReplaced,
+                "a newer login of your account took this session's place: it has at most as many sessions as the server allows",
+                names::SESSION,
+            )
+        } else {
+            ChatError::new(
+                ErrorCode::SessionEnded,
+                "this session was ended from another of your clients",
+                names::SESSION,
+            )
+        };
         let _ = s.emit(names::CHAT_ERROR, &err);
         let _ = s.disconnect();
+    }
+
+    /// (v3) On a cluster, the session limit counts the account's sessions
+    /// on every node: after a new session `adm` began here, the least
+    /// recently active sessions beyond `--max-sessions-per-account`
+    /// (another node's known by when they began) end wherever they are.
+    /// This node's own count was kept when it admitted `adm`.
+    pub(super) async fn limit_across_nodes(&self, adm: &Admission) {
+        let Some(cluster) = &self.cluster else { return };
+        if !adm.account || adm.recovered {
+            return;
+        }
+        let max = self.state.config.max_sessions_per_account as usize;
+        let stored = match self.store.user_sessions(&adm.key).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::debug!("sessions: {e}");
+                return;
+            }
+        };
+        // (last active, token, held here)
+        let mut all: Vec<(u64, String, bool)> = self
+            .state
+            .sessions_of(&adm.key)
+            .into_iter()
+            .map(|v| (v.last_active, v.token, true))
+            .collect();
+        for r in stored {
+            if self.state.session_owner(&r.token).is_none() {
+                all.push((r.meta.connected_at, r.token, false));
+            }
+        }
+        let excess = all.len().saturating_sub(max);
+        if excess == 0 {
+            return;
+        }
+        all.sort();
+        for (_, token, here) in all
+            .into_iter()
+            .filter(|(_, t, _)| *t != adm.token)
+            .take(excess)
+        {
+            if here {
+                self.end_session_here(&adm.key, &token, true);
+                continue;
+            }
+            if let Err(e) = self.store.delete_session(&token).await {
+                tracing::warn!("sessions: {e}");
+            }
+            let note = AccountNote::End {
+                key: adm.key.clone(),
+                token,
+                replaced: true,
+            };
+            if let Err(e) = cluster.announce_account(&note).await {
+                tracing::warn!("cluster: {e}");
+            }
+        }
     }
 
     /// The account's sessions as the store holds them (every node's).
@@ -368,7 +436,11 @@ impl ChatService {
                 }
             }
             AccountNote::Marker { key, marker } => self.marker_moved(&key, None, &marker),
-            AccountNote::End { key, token } => self.end_session_here(&key, &token),
+            AccountNote::End {
+                key,
+                token,
+                replaced,
+            } => self.end_session_here(&key, &token, replaced),
         }
     }
 }

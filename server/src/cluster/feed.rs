@@ -55,8 +55,14 @@ pub enum AccountNote {
         key: String,
         marker: chat_shared::ReadMarker,
     },
-    /// The session `token` was ended with `session:end`.
-    End { key: String, token: String },
+    /// The session `token` was ended with `session:end`, or (`replaced`)
+    /// by a login beyond the account's session limit.
+    End {
+        key: String,
+        token: String,
+        #[serde(default)]
+        replaced: bool,
+    },
 }
 
 /// The feed: see the module doc.
