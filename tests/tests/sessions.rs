@@ -500,3 +500,43 @@ async fn two_sessions_that_resume_at_once_each_get_what_they_missed_once() {
     }
     server.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_clients_share_one_presence_one_membership_and_every_dm() {
+    let server = TestServer::start(TestServer::config()).await;
+    let url = server.url();
+    let mut bob = TestClient::chat(&url, "bob").await;
+    let mut clients = vec![register(&url, "Alice").await];
+    for label in ["two", "three"] {
+        clients.push(logged_in(&url, "alice", label).await);
+    }
+    let p = ok(bob.ack("presence:get", json!({})).await);
+    assert_eq!(
+        (p["online"].as_u64(), p["users"].clone()),
+        (Some(2), json!(["Alice", "bob"]))
+    );
+    ok(clients[2].ack("room:join", json!({"room": "#x"})).await);
+    for c in &mut clients[..2] {
+        assert_eq!(c.next("room:joined").await, json!({"room": "#x"}));
+    }
+    ok(bob.ack("room:join", json!({"room": "#x"})).await);
+    say(&bob, "#x", "to all three").await;
+    ok(clients[0]
+        .ack("dm:message", json!({"to": "bob", "text": "from one"}))
+        .await);
+    for (i, c) in clients.iter_mut().enumerate() {
+        assert_eq!(c.next("room:message").await["text"], "to all three");
+        assert!(!arrives(c, "room:message", |_| true).await, "once");
+        if i > 0 {
+            assert_eq!(c.next("dm:message").await["text"], "from one");
+        }
+    }
+    assert!(!arrives(&mut clients[0], "dm:message", |_| true).await);
+    let joins = bob
+        .seen()
+        .into_iter()
+        .filter(|(e, p)| e == "presence" && p["event"] == "connect" && p["user"] == "Alice")
+        .count();
+    assert_eq!(joins, 1, "one connect for three clients");
+    server.stop().await.unwrap();
+}
