@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use chat_e2e::server_process::ServerProcess;
 use chat_e2e::{Proxy, TestClient, TestServer, err_code, ok};
 use serde_json::{Value, json};
 
@@ -539,4 +540,85 @@ async fn three_clients_share_one_presence_one_membership_and_every_dm() {
         .count();
     assert_eq!(joins, 1, "one connect for three clients");
     server.stop().await.unwrap();
+}
+
+/// Read markers acked before a SIGKILL are there after it, and both
+/// clients of the account resume their own sessions with what they
+/// missed.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn markers_and_both_sessions_survive_a_sigkill() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().expect("a UTF-8 temp path").to_owned();
+    let start = || {
+        ServerProcess::start(
+            &["--bind", "127.0.0.1:0", "--rate", "0", "--data-dir", &data],
+            &[],
+        )
+    };
+    let mut server = start();
+    let url = format!("http://{}", server.addr().await);
+    let bob = TestClient::chat(&url, "bob").await;
+    let mut one = register(&url, "alice").await;
+    let mut two = logged_in(&url, "alice", "two").await;
+    ok(one.ack("room:join", json!({"room": "#a"})).await);
+    two.next("room:joined").await;
+    ok(bob.ack("room:join", json!({"room": "#a"})).await);
+    let mut last = Value::Null;
+    for i in 0..4 {
+        last = say(&bob, "#a", format!("m{i}")).await;
+    }
+    let marked = ok(two
+        .ack("read:mark", json!({"room": "#a", "id": last["id"]}))
+        .await);
+    assert_eq!(marked["id"], last["id"]);
+    let offsets: Vec<String> = {
+        let mut got = Vec::new();
+        for c in [&mut one, &mut two] {
+            let mut id = String::new();
+            for _ in 0..4 {
+                id = c.next("room:message").await["id"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned();
+            }
+            got.push(id);
+        }
+        got
+    };
+    let tokens = [one.token(), two.token()];
+    server.kill().await;
+
+    let mut server = start();
+    let url = format!("http://{}", server.addr().await);
+    // Bob's name is still his (his session waits in its window).
+    let carol = TestClient::chat(&url, "carol").await;
+    ok(carol.ack("room:join", json!({"room": "#a"})).await);
+    let after = say(&carol, "#a", "after the crash").await;
+    for (token, offset) in tokens.iter().zip(&offsets) {
+        let mut c = TestClient::connect(
+            &url,
+            json!({"username": "alice", "session": token, "offset": offset}),
+        )
+        .await
+        .expect("each client resumes its own session");
+        let s = c.session.clone().unwrap();
+        assert_eq!(s["recovered"], true, "{s}");
+        assert_eq!(s["missed"], 1, "{s}");
+        let m = c.next("room:message").await;
+        assert_eq!(
+            (m["id"].clone(), m["replayed"].clone()),
+            (after["id"].clone(), json!(true))
+        );
+        let marker = s["markers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["room"] == "#a")
+            .cloned()
+            .unwrap_or_else(|| panic!("{s}"));
+        assert_eq!(marker["id"], last["id"], "the acked marker: {s}");
+        assert_eq!(marker["unread"], 1, "{s}");
+    }
+    server.kill().await;
 }
