@@ -37,6 +37,11 @@ struct Inner {
     settings_version: u64,
     /// (v3) Read markers by user key.
     markers: HashMap<String, BTreeMap<MarkerAt, u64>>,
+    /// (v3) User key → the other user's key → its name and the newest DM
+    /// between them, kept as DMs are appended, so that listing a user's
+    /// conversations at connect does not read the whole log. A pair whose
+    /// newest DM is gone (id at most `pruned_upto`) is left out.
+    conversations: HashMap<String, HashMap<String, (String, u64)>>,
 }
 
 impl MemoryStore {
@@ -102,6 +107,20 @@ impl Store for MemoryStore {
         // The usual case, the newest id, skips the binary search (whose
         // every step reads another message: 4-5 % of the server's CPU at
         // 50 000 DMs/s).
+        if let Destination::Dm { to } = &msg.dest {
+            let (from_key, to_key) = (username_key(&msg.from), username_key(to));
+            for (me, peer, name) in [(&from_key, &to_key, to), (&to_key, &from_key, &msg.from)] {
+                let entry = inner
+                    .conversations
+                    .entry(me.clone())
+                    .or_default()
+                    .entry(peer.clone())
+                    .or_insert_with(|| (name.clone(), 0));
+                if msg.id > entry.1 {
+                    *entry = (name.clone(), msg.id);
+                }
+            }
+        }
         if inner.messages.back().is_none_or(|last| last.id < msg.id) {
             inner.messages.push_back(msg);
         } else {
@@ -310,31 +329,21 @@ impl Store for MemoryStore {
             return Ok(Vec::new());
         }
         let inner = self.lock();
-        let mut seen: HashMap<String, ()> = HashMap::new();
-        let mut out = Vec::new();
-        for m in inner.messages.iter().rev().take_while(|m| m.id > after) {
-            let Destination::Dm { to } = &m.dest else {
-                continue;
-            };
-            let (from_key, to_key) = (username_key(&m.from), username_key(to));
-            let (peer_key, peer) = if to_key == key {
-                (from_key, m.from.clone())
-            } else if from_key == key {
-                (to_key, to.clone())
-            } else {
-                continue;
-            };
-            if seen.insert(peer_key.clone(), ()).is_none() {
-                out.push(ConversationRecord {
-                    peer_key,
-                    peer,
-                    last_id: m.id,
-                });
-                if out.len() >= limit {
-                    break;
-                }
-            }
-        }
+        let floor = after.max(inner.pruned_upto);
+        let mut out: Vec<ConversationRecord> = inner
+            .conversations
+            .get(key)
+            .into_iter()
+            .flatten()
+            .filter(|(_, (_, last))| *last > floor)
+            .map(|(peer_key, (peer, last))| ConversationRecord {
+                peer_key: peer_key.clone(),
+                peer: peer.clone(),
+                last_id: *last,
+            })
+            .collect();
+        out.sort_by_key(|c| std::cmp::Reverse(c.last_id));
+        out.truncate(limit);
         Ok(out)
     }
 
@@ -396,6 +405,11 @@ impl Store for MemoryStore {
             keep
         });
         inner.pruned_upto = pruned;
+        // Pairs whose newest DM went: nothing of them is left.
+        for peers in inner.conversations.values_mut() {
+            peers.retain(|_, (_, last)| *last > pruned);
+        }
+        inner.conversations.retain(|_, peers| !peers.is_empty());
         Ok(pruned)
     }
 
