@@ -109,15 +109,23 @@ impl Store for MemoryStore {
         // 50 000 DMs/s).
         if let Destination::Dm { to } = &msg.dest {
             let (from_key, to_key) = (username_key(&msg.from), username_key(to));
-            for (me, peer, name) in [(&from_key, &to_key, to), (&to_key, &from_key, &msg.from)] {
-                let entry = inner
-                    .conversations
-                    .entry(me.clone())
-                    .or_default()
-                    .entry(peer.clone())
-                    .or_insert_with(|| (name.clone(), 0));
-                if msg.id > entry.1 {
-                    *entry = (name.clone(), msg.id);
+            for (me, peer, name) in [
+                (from_key.clone(), &to_key, to),
+                (to_key.clone(), &from_key, &msg.from),
+            ] {
+                // A known pair (the usual case) allocates nothing.
+                let peers = inner.conversations.entry(me).or_default();
+                match peers.get_mut(peer.as_str()) {
+                    Some(entry) if msg.id > entry.1 => {
+                        entry.1 = msg.id;
+                        if entry.0 != *name {
+                            entry.0.clone_from(name);
+                        }
+                    }
+                    Some(_) => {}
+                    None => {
+                        peers.insert(peer.clone(), (name.clone(), msg.id));
+                    }
                 }
             }
         }
