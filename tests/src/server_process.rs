@@ -46,6 +46,17 @@ impl ServerProcess {
         }
     }
 
+    /// The real binary on the default on-disk store in `data`, on a free
+    /// port, with no rate limit: what a test that kills it and starts it
+    /// again on the same data directory needs.
+    pub fn on_disk(data: &std::path::Path) -> ServerProcess {
+        let data = data.to_str().expect("a UTF-8 data path");
+        ServerProcess::start(
+            &["--bind", "127.0.0.1:0", "--rate", "0", "--data-dir", data],
+            &[],
+        )
+    }
+
     /// Waits for a stderr line containing `needle` and returns it.
     pub async fn wait_for(&mut self, needle: &str) -> String {
         let found = tokio::time::timeout(WAIT, async {

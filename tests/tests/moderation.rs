@@ -621,13 +621,7 @@ fn role_command(dir: &std::path::Path, name: &str, role: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn roles_and_bans_apply_while_running_and_survive_a_sigkill() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().to_str().expect("a UTF-8 temp path").to_owned();
-    let start = || {
-        ServerProcess::start(
-            &["--bind", "127.0.0.1:0", "--rate", "0", "--data-dir", &data],
-            &[],
-        )
-    };
+    let start = || ServerProcess::on_disk(dir.path());
     let mut server = start();
     let url = format!("http://{}", server.addr().await);
     let register = json!({"username": "boss", "password": PASSWORD, "register": true});

@@ -549,13 +549,7 @@ async fn three_clients_share_one_presence_one_membership_and_every_dm() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn markers_and_both_sessions_survive_a_sigkill() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().to_str().expect("a UTF-8 temp path").to_owned();
-    let start = || {
-        ServerProcess::start(
-            &["--bind", "127.0.0.1:0", "--rate", "0", "--data-dir", &data],
-            &[],
-        )
-    };
+    let start = || ServerProcess::on_disk(dir.path());
     let mut server = start();
     let url = format!("http://{}", server.addr().await);
     let bob = TestClient::chat(&url, "bob").await;

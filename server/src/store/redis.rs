@@ -604,6 +604,30 @@ impl RedisStore {
     /// Appends a message that the store numbers: the next id of the
     /// cluster, in one round trip that also publishes it on
     /// [`MESSAGES_CHANNEL`]. Returns the message with its id.
+    /// The members of the set `set` (sorted), each with the hash
+    /// `prefix:<member>`, in one pipelined read: the accounts, or the
+    /// settings' scopes.
+    async fn hashes_of(
+        &self,
+        set: &str,
+        prefix: &str,
+    ) -> Result<Vec<(String, BTreeMap<String, String>)>, StoreError> {
+        let mut members: Vec<String> = self
+            .read(async |con| con.smembers(key(&[set])).await)
+            .await?;
+        members.sort();
+        if members.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for m in &members {
+            pipe.hgetall(key(&[prefix, m]));
+        }
+        let all: Vec<BTreeMap<String, String>> =
+            self.read(async |con| pipe.query_async(con).await).await?;
+        Ok(members.into_iter().zip(all).collect())
+    }
+
     pub async fn append_new(
         &self,
         from: &str,
@@ -1138,20 +1162,11 @@ impl Store for RedisStore {
     }
 
     async fn accounts(&self) -> Result<Vec<AccountRecord>, StoreError> {
-        let mut keys: Vec<String> = self
-            .read(async |con| con.smembers(key(&["accounts"])).await)
-            .await?;
-        keys.sort();
-        if keys.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut pipe = redis::pipe();
-        for k in &keys {
-            pipe.hgetall(key(&["account", k]));
-        }
-        let all: Vec<BTreeMap<String, String>> =
-            self.read(async |con| pipe.query_async(con).await).await?;
-        Ok(all.into_iter().filter_map(account_from).collect())
+        let all = self.hashes_of("accounts", "account").await?;
+        Ok(all
+            .into_iter()
+            .filter_map(|(_, fields)| account_from(fields))
+            .collect())
     }
 
     async fn create_account(&self, account: &AccountRecord) -> Result<Committed, StoreError> {
@@ -1244,22 +1259,9 @@ impl Store for RedisStore {
     }
 
     async fn settings(&self) -> Result<Vec<super::Setting>, StoreError> {
-        let mut scopes: Vec<String> = self
-            .read(async |con| con.smembers(key(&["settings"])).await)
-            .await?;
-        scopes.sort();
-        if scopes.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut pipe = redis::pipe();
-        for scope in &scopes {
-            pipe.hgetall(key(&["settings", scope]));
-        }
-        let all: Vec<BTreeMap<String, String>> =
-            self.read(async |con| pipe.query_async(con).await).await?;
-        Ok(scopes
+        let all = self.hashes_of("settings", "settings").await?;
+        Ok(all
             .into_iter()
-            .zip(all)
             .flat_map(|(scope, fields)| fields.into_iter().map(move |(f, v)| (scope.clone(), f, v)))
             .collect())
     }
