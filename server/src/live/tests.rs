@@ -461,3 +461,24 @@ async fn a_session_window_ends_that_session_only() {
     assert!(!s.name_held("alice"));
     assert_eq!(s.online(), 0);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_second_session_whose_transport_vanishes_mid_handshake_is_let_go_alone() {
+    let s = state();
+    let (one, two) = (Sid::new(), Sid::new());
+    let a = s
+        .admit_as(&auth("alice"), one, login("Alice"), None)
+        .unwrap();
+    s.join("alice", "#a").unwrap();
+    let b = s
+        .admit_as(&auth("alice"), two, login("Alice"), None)
+        .unwrap();
+    // The second socket never connects: its guard lets the fresh session go.
+    assert!(s.abandon("alice", two, true));
+    assert!(s.session_owner(&b.token).is_none(), "its token is gone");
+    assert_eq!(s.sessions_of("alice").len(), 1, "the first stays");
+    assert!(s.is_current("alice", one));
+    assert_eq!(s.online(), 1);
+    assert_eq!(s.members("#a"), 1, "still in its room");
+    assert_eq!(s.session_owner(&a.token).as_deref(), Some("alice"));
+}
