@@ -334,6 +334,7 @@ mod tests {
             text: "psst".into(),
             replayed: Some(true),
             action: Some(true),
+            ..Default::default()
         });
         for m in [room, dm] {
             let v = serde_json::to_value(&m).unwrap();

@@ -5,6 +5,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::admin::{AdminEvent, AdminSnapshot, AdminStats};
+use crate::changes::{
+    MessageDeleteRequest, MessageEditRequest, MessageReactRequest, MessageUpdate, Reaction,
+};
 use crate::error::{ChatError, ErrorCode};
 use crate::moderation::{
     RenameRequest, Role, RoomEvent, RoomInvited, RoomRoleRequest, RoomSanctionRequest,
@@ -62,9 +65,14 @@ pub mod names {
     pub const READ_MARKER: &str = "read:marker";
     pub const ROOM_JOINED: &str = "room:joined";
     pub const ROOM_LEFT: &str = "room:left";
+    // (v3) Replies, edits, deletions and reactions.
+    pub const MESSAGE_EDIT: &str = "message:edit";
+    pub const MESSAGE_DELETE: &str = "message:delete";
+    pub const MESSAGE_REACT: &str = "message:react";
+    pub const MESSAGE_UPDATE: &str = "message:update";
 
     /// Every event a client may send on `/chat`.
-    pub const CLIENT_EVENTS: [&str; 34] = [
+    pub const CLIENT_EVENTS: [&str; 37] = [
         ROOM_JOIN,
         ROOM_LEAVE,
         ROOM_LIST,
@@ -99,6 +107,9 @@ pub mod names {
         SESSION_LIST,
         SESSION_END,
         READ_MARK,
+        MESSAGE_EDIT,
+        MESSAGE_DELETE,
+        MESSAGE_REACT,
     ];
 }
 
@@ -191,6 +202,9 @@ pub struct RoomMessageRequest {
     /// sent, so a plain message keeps its v1 shape.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub action: bool,
+    /// (v3) The id of the message this one answers.
+    #[serde(rename = "replyTo", default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<String>,
 }
 
 /// `dm:message` from a client.
@@ -201,6 +215,9 @@ pub struct DmRequest {
     /// (v2) An IRC-style `/me` line; see [`RoomMessageRequest::action`].
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub action: bool,
+    /// (v3) The id of the message this one answers.
+    #[serde(rename = "replyTo", default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<String>,
 }
 
 /// `global:message` and `broadcast:message` from a client.
@@ -210,6 +227,9 @@ pub struct TextRequest {
     /// (v2) An IRC-style `/me` line; see [`RoomMessageRequest::action`].
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub action: bool,
+    /// (v3) The id of the message this one answers.
+    #[serde(rename = "replyTo", default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<String>,
 }
 
 /// Where a typing signal goes: a room or one user.
@@ -412,6 +432,10 @@ pub enum ClientEvent {
     SessionList,
     SessionEnd(SessionEndRequest),
     ReadMark(ReadMarkRequest),
+    /// (v3) Replies, edits, deletions and reactions.
+    MessageEdit(MessageEditRequest),
+    MessageDelete(MessageDeleteRequest),
+    MessageReact(MessageReactRequest),
 }
 
 /// Why a client event could not be read.
@@ -497,6 +521,9 @@ impl ClientEvent {
             ClientEvent::SessionList => SESSION_LIST,
             ClientEvent::SessionEnd(_) => SESSION_END,
             ClientEvent::ReadMark(_) => READ_MARK,
+            ClientEvent::MessageEdit(_) => MESSAGE_EDIT,
+            ClientEvent::MessageDelete(_) => MESSAGE_DELETE,
+            ClientEvent::MessageReact(_) => MESSAGE_REACT,
         }
     }
 
@@ -532,6 +559,9 @@ impl ClientEvent {
             ClientEvent::UserRename(p) => serde_json::to_value(p),
             ClientEvent::SessionEnd(p) => serde_json::to_value(p),
             ClientEvent::ReadMark(p) => serde_json::to_value(p),
+            ClientEvent::MessageEdit(p) => serde_json::to_value(p),
+            ClientEvent::MessageDelete(p) => serde_json::to_value(p),
+            ClientEvent::MessageReact(p) => serde_json::to_value(p),
             ClientEvent::RoomList
             | ClientEvent::PresenceGet
             | ClientEvent::Ping
@@ -602,6 +632,9 @@ impl ClientEvent {
             }
             SESSION_END => ClientEvent::SessionEnd(payload(name, "{id}", v)?),
             READ_MARK => ClientEvent::ReadMark(payload(name, "{room, id} or {with, id}", v)?),
+            MESSAGE_EDIT => ClientEvent::MessageEdit(payload(name, "{id, text}", v)?),
+            MESSAGE_DELETE => ClientEvent::MessageDelete(payload(name, "{id}", v)?),
+            MESSAGE_REACT => ClientEvent::MessageReact(payload(name, "{id, emoji, on}", v)?),
             other => return Err(ParseError::UnknownEvent(other.to_owned())),
         })
     }
@@ -616,6 +649,7 @@ pub struct RoomMessage {
     pub ts: u64,
     pub from: String,
     pub room: String,
+    #[serde(default)]
     pub text: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replayed: Option<bool>,
@@ -623,6 +657,19 @@ pub struct RoomMessage {
     /// that a v1 client never sees the field unless someone sends an action.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub action: Option<bool>,
+    /// (v3) The id of the message this one answers.
+    #[serde(rename = "replyTo", default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<String>,
+    /// (v3) When it was last edited (ms); `text` is the edited text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edited: Option<u64>,
+    /// (v3) `Some(true)` once deleted: `text` is then absent (read as
+    /// empty).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted: Option<bool>,
+    /// (v3) Reactions, as `history` and replays show them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reactions: Vec<Reaction>,
 }
 
 /// `dm:message` as delivered.
@@ -632,12 +679,26 @@ pub struct DmMessage {
     pub ts: u64,
     pub from: String,
     pub to: String,
+    #[serde(default)]
     pub text: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replayed: Option<bool>,
     /// (v2) `Some(true)` for an action line; see [`RoomMessage::action`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub action: Option<bool>,
+    /// (v3) The id of the message this one answers.
+    #[serde(rename = "replyTo", default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<String>,
+    /// (v3) When it was last edited (ms); `text` is the edited text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edited: Option<u64>,
+    /// (v3) `Some(true)` once deleted: `text` is then absent (read as
+    /// empty).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted: Option<bool>,
+    /// (v3) Reactions, as `history` and replays show them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reactions: Vec<Reaction>,
 }
 
 /// `global:message` and `broadcast:message` as delivered.
@@ -646,12 +707,26 @@ pub struct FeedMessage {
     pub id: String,
     pub ts: u64,
     pub from: String,
+    #[serde(default)]
     pub text: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replayed: Option<bool>,
     /// (v2) `Some(true)` for an action line; see [`RoomMessage::action`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub action: Option<bool>,
+    /// (v3) The id of the message this one answers.
+    #[serde(rename = "replyTo", default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<String>,
+    /// (v3) When it was last edited (ms); `text` is the edited text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edited: Option<u64>,
+    /// (v3) `Some(true)` once deleted: `text` is then absent (read as
+    /// empty).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted: Option<bool>,
+    /// (v3) Reactions, as `history` and replays show them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reactions: Vec<Reaction>,
 }
 
 /// `typing` as relayed: `{from, room, typing}` or `{from, to, typing}`.
@@ -779,6 +854,7 @@ pub enum ServerEvent {
     RoomJoined(RoomChanged),
     RoomLeft(RoomChanged),
     ReadMarker(ReadMarker),
+    MessageUpdate(MessageUpdate),
 }
 
 impl ServerEvent {
@@ -802,6 +878,7 @@ impl ServerEvent {
             ServerEvent::RoomJoined(_) => ROOM_JOINED,
             ServerEvent::RoomLeft(_) => ROOM_LEFT,
             ServerEvent::ReadMarker(_) => READ_MARKER,
+            ServerEvent::MessageUpdate(_) => MESSAGE_UPDATE,
         }
     }
 
@@ -831,6 +908,7 @@ impl ServerEvent {
             ROOM_JOINED => ServerEvent::RoomJoined(p(name, v)?),
             ROOM_LEFT => ServerEvent::RoomLeft(p(name, v)?),
             READ_MARKER => ServerEvent::ReadMarker(p(name, v)?),
+            MESSAGE_UPDATE => ServerEvent::MessageUpdate(p(name, v)?),
             other => return Err(ParseError::UnknownEvent(other.to_owned())),
         })
     }
@@ -875,6 +953,7 @@ mod tests {
                     room: "#general".into(),
                     text: "hi".into(),
                     action: false,
+                    ..Default::default()
                 }),
             ),
             (
@@ -884,6 +963,7 @@ mod tests {
                     to: "bob".into(),
                     text: "hi".into(),
                     action: false,
+                    ..Default::default()
                 }),
             ),
             (
@@ -910,6 +990,7 @@ mod tests {
                     room: "#general".into(),
                     text: "waves".into(),
                     action: true,
+                    ..Default::default()
                 }),
             ),
             (
@@ -919,6 +1000,7 @@ mod tests {
                     to: "bob".into(),
                     text: "waves".into(),
                     action: true,
+                    ..Default::default()
                 }),
             ),
             (
@@ -927,6 +1009,7 @@ mod tests {
                 ClientEvent::GlobalMessage(TextRequest {
                     text: "waves".into(),
                     action: true,
+                    ..Default::default()
                 }),
             ),
             (
@@ -935,6 +1018,7 @@ mod tests {
                 ClientEvent::BroadcastMessage(TextRequest {
                     text: "waves".into(),
                     action: true,
+                    ..Default::default()
                 }),
             ),
             (

@@ -21,6 +21,8 @@
 //!   `Result<T, ChatError>`.
 //! - [`admin`]: the `/admin` namespace's payloads, and [`RoomCount`],
 //!   which `room:list` and `presence:get` share with them.
+//! - [`changes`]: (v3) replies, edits, deletions and reactions: their
+//!   requests, `message:update`, the reaction rule.
 //! - [`moderation`]: (v3) server and room roles, the rank rule, room
 //!   events, and the payloads of moderation, blocks and renames.
 //!
@@ -30,6 +32,7 @@
 
 pub mod ack;
 pub mod admin;
+pub mod changes;
 pub mod error;
 pub mod events;
 pub mod moderation;
@@ -38,6 +41,7 @@ pub mod sessions;
 
 pub use ack::*;
 pub use admin::*;
+pub use changes::*;
 pub use error::*;
 pub use events::*;
 pub use moderation::*;

@@ -25,6 +25,7 @@ pub(super) fn history_message(m: &MessageRecord, events: bool) -> Option<History
             text: m.text.clone(),
             replayed: None,
             action,
+            ..Default::default()
         })),
         Destination::Dm { to } => Some(HistoryMessage::Dm(chat_shared::DmMessage {
             id,
@@ -34,6 +35,7 @@ pub(super) fn history_message(m: &MessageRecord, events: bool) -> Option<History
             text: m.text.clone(),
             replayed: None,
             action,
+            ..Default::default()
         })),
         Destination::Global | Destination::Broadcast => None,
     }

@@ -226,6 +226,7 @@ mod tests {
         let ev = ClientEvent::GlobalMessage(chat_shared::TextRequest {
             text: "x".into(),
             action: false,
+            ..Default::default()
         });
         let v = serde_json::json!({"ok": false, "error": {"code": "rate_limited", "message": "slow", "context": {}}});
         assert!(

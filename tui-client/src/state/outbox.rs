@@ -208,14 +208,24 @@ fn event_of(out: &Outgoing) -> ClientEvent {
             room: room.clone(),
             text,
             action,
+            ..Default::default()
         }),
         Target::Dm(to) => ClientEvent::DmMessage(DmRequest {
             to: to.clone(),
             text,
             action,
+            ..Default::default()
         }),
-        Target::Global => ClientEvent::GlobalMessage(TextRequest { text, action }),
-        Target::Broadcast => ClientEvent::BroadcastMessage(TextRequest { text, action }),
+        Target::Global => ClientEvent::GlobalMessage(TextRequest {
+            text,
+            action,
+            ..Default::default()
+        }),
+        Target::Broadcast => ClientEvent::BroadcastMessage(TextRequest {
+            text,
+            action,
+            ..Default::default()
+        }),
     }
 }
 

@@ -222,6 +222,8 @@ fn server_event(state: &mut State, ev: ServerEvent, fx: &mut Vec<Effect>) {
         ServerEvent::RoomJoined(r) => clients::room_joined(state, r, fx),
         ServerEvent::RoomLeft(r) => clients::room_left(state, r, fx),
         ServerEvent::ReadMarker(m) => markers::moved_elsewhere(state, m),
+        // (v3) Changes to messages: not shown yet.
+        ServerEvent::MessageUpdate(_) => {}
     }
 }
 

@@ -209,6 +209,7 @@ fn own_messages_show_pending_then_sent_without_duplicate_echo() {
             room: "#general".into(),
             text: "hello".into(),
             action: false,
+            ..Default::default()
         })
     );
     let e = s.conv(&general()).unwrap().entries.back().unwrap().clone();
@@ -357,16 +358,19 @@ fn outbox_holds_messages_until_the_session_is_back_and_sends_them_in_order() {
                 room: "#general".into(),
                 text: "one".into(),
                 action: false,
+                ..Default::default()
             }),
             ClientEvent::RoomMessage(RoomMessageRequest {
                 room: "#general".into(),
                 text: "two".into(),
                 action: false,
+                ..Default::default()
             }),
             ClientEvent::DmMessage(DmRequest {
                 to: "bob".into(),
                 text: "three".into(),
                 action: false,
+                ..Default::default()
             }),
         ]
     );
@@ -476,6 +480,7 @@ fn join_history_merges_and_does_not_count_as_unread() {
             text: "old".into(),
             replayed: None,
             action: None,
+            ..Default::default()
         },
         RoomMessage {
             id: "2".into(),
@@ -485,6 +490,7 @@ fn join_history_merges_and_does_not_count_as_unread() {
             text: "older?".into(),
             replayed: None,
             action: None,
+            ..Default::default()
         },
     ];
     let ack = JoinAck {
@@ -705,6 +711,7 @@ fn direct_messages_open_a_conversation_with_the_peer() {
             to: "Bob".into(),
             text: "hi back".into(),
             action: false,
+            ..Default::default()
         }))
     );
     assert_eq!(texts(&s, &dm), vec!["psst", "hi back"]);
@@ -743,6 +750,7 @@ fn feed_commands_and_local_checks() {
         Some(ClientEvent::GlobalMessage(TextRequest {
             text: "hello world".into(),
             action: false,
+            ..Default::default()
         }))
     );
     ack_sent(&mut s, &fx, "1");
@@ -752,6 +760,7 @@ fn feed_commands_and_local_checks() {
         Some(ClientEvent::BroadcastMessage(TextRequest {
             text: "to the rest".into(),
             action: false,
+            ..Default::default()
         }))
     );
     assert_eq!(texts(&s, &ConvId::Feed), vec!["hello world", "to the rest"]);
@@ -1103,6 +1112,7 @@ fn a_restarted_server_numbering_from_one_again_loses_nothing() {
             text: "also before".into(),
             replayed: None,
             action: None,
+            ..Default::default()
         },
         RoomMessage {
             id: "1".into(),
@@ -1112,6 +1122,7 @@ fn a_restarted_server_numbering_from_one_again_loses_nothing() {
             text: "after the restart".into(),
             replayed: None,
             action: None,
+            ..Default::default()
         },
     ];
     let ack = JoinAck {

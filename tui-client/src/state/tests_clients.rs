@@ -127,6 +127,7 @@ fn history(ids: std::ops::RangeInclusive<u32>, from: &str) -> HistoryAck {
                     text: format!("line {i}"),
                     replayed: None,
                     action: None,
+                    ..Default::default()
                 })
             })
             .collect(),

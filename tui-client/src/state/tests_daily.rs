@@ -233,6 +233,7 @@ fn notifications_can_be_switched_off_and_history_never_notifies() {
             text: "alice said hi yesterday".into(),
             replayed: None,
             action: None,
+            ..Default::default()
         }],
         topic: String::new(),
         private: false,
@@ -383,6 +384,7 @@ fn history_page(s: &mut State, req: u64, ids: &[u32], more: bool) -> Vec<Effect>
                 text: format!("old {i}"),
                 replayed: None,
                 action: None,
+                ..Default::default()
             })
         })
         .collect();

@@ -82,6 +82,7 @@ fn msg(id: &str, ts: u64, from: &str, text: &str) -> RoomMessage {
         text: text.into(),
         replayed: None,
         action: None,
+        ..Default::default()
     }
 }
 
