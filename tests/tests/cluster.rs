@@ -1141,3 +1141,95 @@ async fn a_kick_on_one_node_reaches_a_resume_on_the_other() {
         "the room after the kick reached carol"
     );
 }
+
+/// (v3) A change made on one node reaches the message's audience on the
+/// other, in order with the messages, and both nodes' history shows the
+/// message as it stands; a deletion's text is gone from Redis.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn message_changes_hold_on_every_node() {
+    let Some(c) = cluster().await else { return };
+    let alice = TestClient::chat(&c.a.url(), "alice").await;
+    let mut bob = TestClient::chat(&c.b.url(), "bob").await;
+    ok(alice.ack("room:join", json!({"room": "#ops"})).await);
+    ok(bob.ack("room:join", json!({"room": "#ops"})).await);
+    let sent = ok(alice
+        .ack(
+            "room:message",
+            json!({"room": "#ops", "text": "secret token abc123"}),
+        )
+        .await);
+    let target = sent["id"].as_str().unwrap().to_owned();
+    let edit = ok(alice
+        .ack(
+            "message:edit",
+            json!({"id": target, "text": "oops, token abc1234"}),
+        )
+        .await);
+    // A reaction from B, to the message numbered on A.
+    ok(bob
+        .ack(
+            "message:react",
+            json!({"id": target, "emoji": "👍", "on": true}),
+        )
+        .await);
+    let reply = ok(bob
+        .ack(
+            "room:message",
+            json!({"room": "#ops", "text": "rotate it", "replyTo": target}),
+        )
+        .await);
+    let u = bob
+        .next_where("message:update", |u| u["kind"] == "edit")
+        .await;
+    assert_eq!(
+        (u["id"].clone(), u["text"].clone()),
+        (edit["id"].clone(), json!("oops, token abc1234"))
+    );
+    let h = ok(alice.ack("history", json!({"room": "#ops"})).await);
+    assert_eq!(h["messages"][0]["text"], "oops, token abc1234", "{h}");
+    assert_eq!(
+        h["messages"][0]["reactions"][0]["users"],
+        json!(["bob"]),
+        "{h}"
+    );
+    assert_eq!(h["messages"][1]["replyTo"], target.as_str());
+    assert_eq!(h["messages"][1]["id"], reply["id"]);
+    ok(alice.ack("message:delete", json!({"id": target})).await);
+    let u = bob
+        .next_where("message:update", |u| u["kind"] == "delete")
+        .await;
+    assert_eq!(u["target"], target.as_str());
+    for node in [&alice, &bob] {
+        let h = ok(node.ack("history", json!({"room": "#ops"})).await);
+        assert_eq!(h["messages"][0]["deleted"], true, "{h}");
+        assert!(!h.to_string().contains("abc123"), "{h}");
+    }
+    // Nothing in Redis holds the text any more.
+    let client = redis::Client::open(c.redis.url()).unwrap();
+    let mut con = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("chat:*")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    for k in keys {
+        let kind: String = redis::cmd("TYPE")
+            .arg(&k)
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        if kind != "zset" {
+            continue;
+        }
+        let members: Vec<String> = redis::cmd("ZRANGE")
+            .arg(&k)
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        for m in members {
+            assert!(!m.contains("abc123"), "{k}: {m}");
+        }
+    }
+}
