@@ -266,8 +266,10 @@ pub struct Config {
     pub command: Option<Command>,
 
     /// Run as one node of a cluster that shares this Redis
-    /// (`redis://host:6379/`): messages and their ids, sessions, accounts
-    /// and usernames live there, and `--store` is not used.
+    /// (`redis://host:6379/`, or the Sentinels that watch its primary:
+    /// `redis+sentinel://host:26379,host2:26379/service`): messages and
+    /// their ids, sessions, accounts and usernames live there, and
+    /// `--store` is not used.
     #[arg(long, env = "CHAT_REDIS_URL", global = true)]
     pub redis_url: Option<String>,
 

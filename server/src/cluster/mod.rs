@@ -82,11 +82,13 @@ impl Cluster {
     /// control messages).
     pub fn new(redis: RedisStore, head: u64) -> Self {
         let (outbox, mut rx) = mpsc::unbounded_channel::<String>();
-        let mut con = redis.connection();
+        let publisher = redis.clone();
         tokio::spawn(async move {
             while let Some(msg) = rx.recv().await {
                 // Presence and typing are best effort: a Redis blip loses
-                // some, as a dropped volatile packet would.
+                // some, as a dropped volatile packet would. The connection
+                // is the store's current one (it moves in a failover).
+                let mut con = publisher.connection();
                 let sent: redis::RedisResult<i64> = con.publish(CONTROL_CHANNEL, msg).await;
                 if let Err(e) = sent {
                     tracing::debug!("control message: {e}");

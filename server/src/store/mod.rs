@@ -13,6 +13,8 @@
 //!   one writer thread doing group commit, a small pool of readers.
 //! - `redis.rs`: [`RedisStore`], on a Redis server that several nodes
 //!   share (`--redis-url`): ids come from Redis, one order for the cluster.
+//! - `sentinel.rs`: (v3) the Redis store under Sentinel: which server is
+//!   the primary, and real Sentinels for tests.
 //! - `faulty.rs`: [`FaultyStore`], a wrapper that makes writes fail on
 //!   demand, so tests can inject a full disk through the seam.
 //!
@@ -27,6 +29,7 @@
 mod faulty;
 mod memory;
 pub mod redis;
+pub mod sentinel;
 mod sqlite;
 
 #[cfg(test)]

@@ -73,6 +73,10 @@ pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
 /// last heartbeat, is shorter).
 pub const LIVE_SESSION_TTL: Duration = Duration::from_secs(3600);
 
+/// (v3) Under Sentinel, how long a write waits for a replica to confirm
+/// it (`WAIT`) before it is acknowledged anyway.
+pub const REPLICA_WAIT: Duration = Duration::from_millis(500);
+
 /// How long one Redis request may take before it counts as failed.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -627,7 +631,21 @@ fn unavailable(e: redis::RedisError) -> StoreError {
 
 /// Shared by the store and its heartbeat task.
 struct Inner {
-    con: ConnectionManager,
+    /// The connection to the primary; replaced when a failover moves it
+    /// (Sentinel).
+    con: std::sync::RwLock<ConnectionManager>,
+    /// The primary's URL now.
+    primary: Mutex<String>,
+    /// (v3) The Sentinels to ask which server is the primary, if the URL
+    /// named them.
+    sentinel: Option<super::sentinel::SentinelUrl>,
+    /// Writes not yet known to be on a replica were acknowledged anyway
+    /// (no replica answered `WAIT` in time): said once, until one does.
+    unreplicated: AtomicBool,
+    /// (v3) Replicas connected to the primary, as of the last heartbeat:
+    /// with none (the one a failover promoted has not got its own yet),
+    /// writes do not wait for one.
+    replicas: std::sync::atomic::AtomicU64,
     node: String,
     healthy: AtomicBool,
     closed: AtomicBool,
@@ -648,6 +666,23 @@ pub struct RedisStore {
     url: String,
 }
 
+impl Inner {
+    fn con(&self) -> ConnectionManager {
+        self.con.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// A connection manager to `url`, as the store configures them.
+fn manager(url: &str) -> redis::RedisResult<ConnectionManager> {
+    let client = redis::Client::open(url)?;
+    let config = ConnectionManagerConfig::new()
+        .set_response_timeout(Some(RESPONSE_TIMEOUT))
+        .set_connection_timeout(Some(RESPONSE_TIMEOUT))
+        .set_number_of_retries(2)
+        .set_max_delay(Duration::from_secs(2));
+    ConnectionManager::new_lazy_with_config(client, config)
+}
+
 impl std::fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisStore")
@@ -666,16 +701,25 @@ impl RedisStore {
             path: url.into(),
             reason,
         };
-        let client = redis::Client::open(url).map_err(|e| open_error(e.to_string()))?;
-        let config = ConnectionManagerConfig::new()
-            .set_response_timeout(Some(RESPONSE_TIMEOUT))
-            .set_connection_timeout(Some(RESPONSE_TIMEOUT))
-            .set_number_of_retries(2)
-            .set_max_delay(Duration::from_secs(2));
-        let con = ConnectionManager::new_lazy_with_config(client, config)
-            .map_err(|e| open_error(e.to_string()))?;
+        let sentinel = match super::sentinel::SentinelUrl::parse(url) {
+            None => None,
+            Some(Ok(s)) => Some(s),
+            Some(Err(e)) => return Err(open_error(e)),
+        };
+        let primary = match &sentinel {
+            None => url.to_owned(),
+            Some(s) => s
+                .primary_blocking()
+                .map_err(|e| open_error(format!("no Sentinel names the primary: {e}")))?,
+        };
+        let con = manager(&primary).map_err(|e| open_error(e.to_string()))?;
         let inner = Arc::new(Inner {
-            con,
+            con: std::sync::RwLock::new(con),
+            primary: Mutex::new(primary),
+            sentinel,
+            unreplicated: AtomicBool::new(false),
+            // Assumed until the first heartbeat says.
+            replicas: std::sync::atomic::AtomicU64::new(1),
             node: node.to_owned(),
             healthy: AtomicBool::new(true),
             closed: AtomicBool::new(false),
@@ -697,12 +741,58 @@ impl RedisStore {
 
     /// The shared connection (it reconnects by itself).
     pub fn connection(&self) -> ConnectionManager {
-        self.inner.con.clone()
+        self.inner.con()
     }
 
-    /// A client for the same Redis (pub/sub needs its own connection).
+    /// A client for the same Redis (pub/sub needs its own connection):
+    /// the primary as the store knows it now.
     pub fn client(&self) -> Result<redis::Client, StoreError> {
-        redis::Client::open(self.url.as_str()).map_err(unavailable)
+        let primary = self
+            .inner
+            .primary
+            .lock()
+            .map(|p| p.clone())
+            .unwrap_or_else(|e| e.into_inner().clone());
+        redis::Client::open(primary.as_str()).map_err(unavailable)
+    }
+
+    /// (v3) Under Sentinel, waits (at most [`REPLICA_WAIT`]) until a
+    /// replica holds every write made so far on the store's connection,
+    /// so that a failover cannot lose what is then acknowledged. A
+    /// primary with no replica in time is said in the log, and the write
+    /// stands: it is stored and may have been delivered already.
+    async fn replicated(&self) {
+        if self.inner.sentinel.is_none() {
+            return;
+        }
+        if self.inner.replicas.load(Ordering::Relaxed) == 0 {
+            if !self.inner.unreplicated.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    "redis: the primary has no replica; until one connects, a failover may lose the latest writes"
+                );
+            }
+            return;
+        }
+        let mut con = self.inner.con();
+        let acked: redis::RedisResult<i64> = redis::cmd("WAIT")
+            .arg(1)
+            .arg(REPLICA_WAIT.as_millis() as u64)
+            .query_async(&mut con)
+            .await;
+        match acked {
+            Ok(n) if n >= 1 => {
+                if self.inner.unreplicated.swap(false, Ordering::Relaxed) {
+                    tracing::info!("redis: a replica has the writes again");
+                }
+            }
+            Ok(_) | Err(_) => {
+                if !self.inner.unreplicated.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        "redis: no replica confirmed a write within {REPLICA_WAIT:?}; until one does, a failover may lose the latest writes"
+                    );
+                }
+            }
+        }
     }
 
     /// Notes that this node has seen (and may have delivered) the id
@@ -855,12 +945,13 @@ impl RedisStore {
             for (score, old, new) in &swaps {
                 inv.arg(score).arg(old).arg(new);
             }
-            let mut con = self.inner.con.clone();
+            let mut con = self.inner.con();
             let result: redis::RedisResult<u64> = inv.invoke_async(&mut con).await;
             match result {
                 Ok(id) => {
                     self.inner.known_head.fetch_max(id, Ordering::Relaxed);
                     self.inner.healthy.store(true, Ordering::Relaxed);
+                    self.replicated().await;
                     return Ok(id);
                 }
                 Err(e) if e.code() == Some("CONFLICT") && tries < CHANGE_TRIES => continue,
@@ -932,12 +1023,13 @@ impl RedisStore {
                 .arg(to_key)
                 .arg(to);
         }
-        let mut con = self.inner.con.clone();
+        let mut con = self.inner.con();
         let result: redis::RedisResult<u64> = inv.invoke_async(&mut con).await;
         match result {
             Ok(id) => {
                 self.inner.known_head.fetch_max(id, Ordering::Relaxed);
                 self.inner.healthy.store(true, Ordering::Relaxed);
+                self.replicated().await;
                 Ok(id)
             }
             Err(e) => {
@@ -965,9 +1057,12 @@ impl RedisStore {
         f: impl AsyncFnOnce(&mut ConnectionManager) -> redis::RedisResult<T>,
     ) -> Result<T, StoreError> {
         self.writable()?;
-        let mut con = self.inner.con.clone();
+        let mut con = self.inner.con();
         let result = f(&mut con).await;
         self.inner.healthy.store(result.is_ok(), Ordering::Relaxed);
+        if result.is_ok() {
+            self.replicated().await;
+        }
         result.map_err(unavailable)
     }
 
@@ -975,7 +1070,7 @@ impl RedisStore {
         &self,
         f: impl AsyncFnOnce(&mut ConnectionManager) -> redis::RedisResult<T>,
     ) -> Result<T, StoreError> {
-        let mut con = self.inner.con.clone();
+        let mut con = self.inner.con();
         f(&mut con).await.map_err(unavailable)
     }
 
@@ -1142,7 +1237,10 @@ async fn heartbeat(inner: Weak<Inner>) {
         if expected.is_empty() {
             continue; // before startup
         }
-        let mut con = inner.con.clone();
+        if let Some(sentinel) = &inner.sentinel {
+            follow_primary(&inner, sentinel).await;
+        }
+        let mut con = inner.con();
         let alive = key(&["alive", &inner.node]);
         let epoch: redis::RedisResult<Option<String>> = redis::pipe()
             .set_ex(&alive, now_ms(), 24 * 3600)
@@ -1179,6 +1277,48 @@ async fn heartbeat(inner: Weak<Inner>) {
                 }
             }
         }
+    }
+}
+
+/// (v3) Asks the Sentinels which server is the primary and, if it moved
+/// (a failover), moves the store's connection to it. The message feed
+/// follows at its next reconnect ([`RedisStore::client`]).
+async fn follow_primary(inner: &Inner, sentinel: &super::sentinel::SentinelUrl) {
+    let now = match sentinel.primary().await {
+        Ok(url) => url,
+        Err(e) => {
+            tracing::debug!("sentinel: {e}");
+            return;
+        }
+    };
+    let moved = {
+        let mut primary = inner.primary.lock().unwrap_or_else(|e| e.into_inner());
+        (*primary != now).then(|| std::mem::replace(&mut *primary, now.clone()))
+    };
+    // How many replicas the primary has now (they follow a failover a
+    // little after it).
+    let mut con = inner.con();
+    let info: redis::RedisResult<String> = redis::cmd("INFO")
+        .arg("replication")
+        .query_async(&mut con)
+        .await;
+    if let Ok(info) = info
+        && let Some(n) = info
+            .lines()
+            .find_map(|l| l.strip_prefix("connected_slaves:"))
+            .and_then(|n| n.trim().parse::<u64>().ok())
+    {
+        inner.replicas.store(n, Ordering::Relaxed);
+    }
+    let Some(before) = moved else { return };
+    // The new primary's replicas are counted at the next beat.
+    inner.replicas.store(0, Ordering::Relaxed);
+    match manager(&now) {
+        Ok(con) => {
+            *inner.con.write().unwrap_or_else(|e| e.into_inner()) = con;
+            tracing::warn!(from = %before, to = %now, "redis: the primary moved (failover); following it");
+        }
+        Err(e) => tracing::warn!("redis: cannot connect to the new primary {now}: {e}"),
     }
 }
 
@@ -1410,7 +1550,7 @@ impl Store for RedisStore {
         let k = username_key(&account.username);
         let rooms = serde_json::to_string(&account.rooms).unwrap_or_default();
         let created: redis::RedisResult<i64> = {
-            let mut con = self.inner.con.clone();
+            let mut con = self.inner.con();
             self.writable()?;
             scripts()
                 .create_account
@@ -1734,6 +1874,8 @@ pub struct LocalRedis {
     port: u16,
     dir: std::path::PathBuf,
     aof: bool,
+    /// (v3) The primary's port, for a replica.
+    replica_of: Option<u16>,
 }
 
 impl LocalRedis {
@@ -1763,9 +1905,31 @@ impl LocalRedis {
             port,
             dir: dir.to_owned(),
             aof,
+            replica_of: None,
         };
         r.spawn()?;
         Ok(r)
+    }
+
+    /// (v3) Starts a replica of the Redis on `primary` (port), with an
+    /// append-only file synced at every write, in `dir`.
+    pub fn start_replica(dir: &std::path::Path, primary: u16) -> std::io::Result<LocalRedis> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let mut r = LocalRedis {
+            child: None,
+            port,
+            dir: dir.to_owned(),
+            aof: true,
+            replica_of: Some(primary),
+        };
+        r.spawn()?;
+        Ok(r)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
     }
 
     fn spawn(&mut self) -> std::io::Result<()> {
@@ -1777,6 +1941,17 @@ impl LocalRedis {
             .args(["--appendfsync", "always"])
             .arg("--dir")
             .arg(&self.dir)
+            .args(
+                self.replica_of
+                    .map(|p| {
+                        vec![
+                            "--replicaof".to_owned(),
+                            "127.0.0.1".to_owned(),
+                            p.to_string(),
+                        ]
+                    })
+                    .unwrap_or_default(),
+            )
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()?;
