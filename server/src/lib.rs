@@ -61,6 +61,8 @@ pub struct App {
     pub io: SocketIo,
     pub state: Arc<ChatState>,
     pub metrics: Arc<metrics::Metrics>,
+    /// The other nodes, when several share a Redis.
+    pub cluster: Option<Arc<cluster::Cluster>>,
 }
 
 /// `/healthz`, `/readyz` and, when given, `/metrics`.
@@ -220,8 +222,9 @@ pub fn app(config: Config, store: Arc<dyn store::Store>, startup: &store::Startu
     svc.account_watch
         .start(Arc::clone(&svc.store), svc.admin.clone());
     let moderation = Arc::clone(&svc.moderation);
+    let cluster = svc.cluster.clone();
     chat::register(svc);
-    admin::register(&io, Arc::clone(&state), moderation);
+    admin::register(&io, Arc::clone(&state), moderation, cluster.clone());
     let on_main_port = metrics_here.then(|| (Arc::clone(&metrics), Arc::clone(&state)));
     let router = ops_routes(store, on_main_port)
         .layer(layer)
@@ -239,6 +242,7 @@ pub fn app(config: Config, store: Arc<dyn store::Store>, startup: &store::Startu
         io,
         state,
         metrics,
+        cluster,
     }
 }
 
@@ -281,6 +285,7 @@ pub async fn serve_on(
         io,
         state,
         metrics,
+        cluster,
     } = app(config, Arc::clone(&store), &startup);
     let reloader = tls::watch_sighup(tls.clone(), Arc::clone(&metrics));
     // Said once the store is open: a server that cannot open it never
@@ -307,6 +312,7 @@ pub async fn serve_on(
         io.clone(),
         Arc::clone(&state),
         Arc::clone(&metrics),
+        cluster,
     ));
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(listener::serve(

@@ -59,6 +59,10 @@ pub struct AdminUser {
     /// (v3) How many clients the user has connected.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sessions: Option<u64>,
+    /// (v3) On a cluster, the node the user is connected to (the first
+    /// of its clients' nodes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 /// `AdminUser.transport` of a socket on WebSocket.
@@ -203,6 +207,7 @@ mod tests {
             transport: TRANSPORT_WEBSOCKET.into(),
             role: None,
             sessions: None,
+            node: None,
         };
         let v = serde_json::to_value(&u).unwrap();
         assert_eq!(

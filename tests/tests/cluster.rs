@@ -1292,3 +1292,53 @@ async fn what_one_node_acknowledged_the_other_answers_at_once() {
     assert_eq!(kept["queued"], true, "{kept}");
     drop(dropping);
 }
+
+/// (v3) `/admin` on one node sees the whole cluster: every node's users,
+/// each with its node, and the cluster's counts in `admin:stats`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_sees_every_node() {
+    let Some(c) = cluster_configured(false, |cfg| {
+        cfg.stats_interval = Duration::from_millis(200);
+    })
+    .await
+    else {
+        return;
+    };
+    let alice = TestClient::chat(&c.a.url(), "alice").await;
+    let bob = TestClient::chat(&c.b.url(), "bob").await;
+    ok(alice.ack("room:join", json!({"room": "#r"})).await);
+    ok(bob.ack("room:join", json!({"room": "#r"})).await);
+    // Each node writes its share of `/admin` with its heartbeat.
+    let snap = eventually("both nodes' users in the snapshot", || async {
+        let mut admin = TestClient::admin(&c.a.url(), "admin-secret").await.ok()?;
+        let snap = admin.next("admin:snapshot").await;
+        (snap["users"].as_array()?.len() == 2).then_some(snap)
+    })
+    .await;
+    assert_eq!(snap["online"], 2, "{snap}");
+    assert_eq!(
+        snap["rooms"],
+        json!([{"room": "#r", "members": 2}]),
+        "{snap}"
+    );
+    let node_of = |name: &str| {
+        snap["users"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|u| u["username"] == name)
+            .map(|u| u["node"].clone())
+            .unwrap()
+    };
+    assert_eq!(node_of("alice"), "node-a", "{snap}");
+    assert_eq!(node_of("bob"), "node-b", "{snap}");
+    let mut admin = TestClient::admin(&c.b.url(), "admin-secret").await.unwrap();
+    ok(alice
+        .ack("room:message", json!({"room": "#r", "text": "counted"}))
+        .await);
+    let stats = admin
+        .next_where("admin:stats", |s| s["messagesTotal"].as_u64() >= Some(1))
+        .await;
+    assert_eq!(stats["online"], 2, "{stats}");
+    assert_eq!(stats["rooms"], 1, "{stats}");
+}

@@ -523,9 +523,27 @@ impl ChatService {
             }
         });
         tokio::spawn(Arc::clone(&beating).write_presence(Arc::clone(&self.state)));
+        let (io, state, moderation, metrics) = (
+            self.io.clone(),
+            Arc::clone(&self.state),
+            Arc::clone(&self.moderation),
+            Arc::clone(&self.metrics),
+        );
+        let admin_share = move || {
+            let policy = moderation.cached();
+            let snapshot = state.admin_snapshot(
+                |sid| crate::ops::admin::transport_of(&io, sid),
+                |key, account| policy.role(key, account),
+            );
+            crate::cluster::admin::AdminShare {
+                users: snapshot.users,
+                messages_total: metrics.messages_total(),
+            }
+        };
         tokio::spawn(crate::cluster::heartbeat::run(
             beating,
             Arc::clone(&self.state),
+            admin_share,
         ));
     }
 }

@@ -2,9 +2,6 @@
 //! (the gate itself is [`super::presence_gate`]).
 
 use super::*;
-use std::collections::BTreeMap;
-
-use chat_shared::{RoomCount, username_key};
 
 impl ChatService {
     /// Sends a presence change to its scope (`""`: every `/chat` socket;
@@ -116,41 +113,12 @@ impl ChatService {
     /// cannot say: then this node's own).
     pub(super) async fn cluster_presence(&self) -> Option<PresenceSnapshot> {
         let cluster = self.cluster.as_ref()?;
-        let nodes = match cluster.presence().await {
-            Ok(n) => n,
+        match cluster.snapshot(self.state.node_presence()).await {
+            Ok(p) => Some(p),
             Err(e) => {
                 tracing::warn!("cluster presence: {e}");
-                return None;
-            }
-        };
-        let here = self.state.node_presence();
-        let mut users: BTreeMap<String, String> = BTreeMap::new();
-        // (v3) Room members by key: an account with sessions on two nodes
-        // is one member.
-        let mut rooms: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
-        let mine = cluster.node();
-        let others = nodes
-            .into_iter()
-            .filter(|(node, _)| node != mine)
-            .map(|(_, p)| p);
-        for p in others.chain(std::iter::once(here)) {
-            for u in p.users {
-                users.insert(username_key(&u), u);
-            }
-            for (room, members) in p.rooms {
-                rooms
-                    .entry(room)
-                    .or_default()
-                    .extend(members.iter().map(|m| username_key(m)));
+                None
             }
         }
-        Some(PresenceSnapshot {
-            online: users.len() as u64,
-            users: users.into_values().collect(),
-            rooms: rooms
-                .into_iter()
-                .map(|(room, members)| RoomCount::new(room, members.len() as u64))
-                .collect(),
-        })
     }
 }

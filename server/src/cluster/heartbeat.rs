@@ -14,8 +14,13 @@ use crate::store::redis::{HEARTBEAT_INTERVAL, LIVE_SESSION_TTL};
 use crate::store::{SessionRecord, StoreError};
 
 /// Beats every [`HEARTBEAT_INTERVAL`] for `state`'s node until the store
-/// is closed; then the node's presence is removed at once.
-pub async fn run(cluster: Arc<Cluster>, state: Arc<ChatState>) {
+/// is closed; then the node's presence is removed at once. Each beat also
+/// writes `admin_share()`, the node's share of `/admin`.
+pub async fn run(
+    cluster: Arc<Cluster>,
+    state: Arc<ChatState>,
+    admin_share: impl Fn() -> super::admin::AdminShare + Send + 'static,
+) {
     let mut tick = tokio::time::interval(HEARTBEAT_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut failing = false;
@@ -38,6 +43,9 @@ pub async fn run(cluster: Arc<Cluster>, state: Arc<ChatState>) {
         state.set_pruned_upto(cluster.redis.lost_upto());
         let names = state.held_names();
         let ttl = name_ttl(state.config.recovery_window);
+        if let Err(e) = cluster.put_admin_share(&admin_share()).await {
+            tracing::debug!("cluster admin share: {e}");
+        }
         match cluster.beat(&names, ttl).await {
             Ok(()) => failing = false,
             Err(e) if !failing => {

@@ -30,6 +30,7 @@
 //! keeps names, sessions and presence alive, and tells a dead node. The
 //! three use this file, never the other way.
 
+pub mod admin;
 pub mod feed;
 pub mod heartbeat;
 pub mod names;

@@ -152,6 +152,7 @@ impl ChatState {
                     role: Some(role_of(key, u.account)),
                     // (v3) Its clients connected now.
                     sessions: Some(live.len() as u64),
+                    node: None,
                 })
             })
             .collect();
