@@ -165,7 +165,14 @@ impl Link<'_> {
         let ev = match ServerEvent::parse(&name, value) {
             Ok(ev) => ev,
             Err(e) => {
-                tracing::debug!("ignored server event {name}: {e}");
+                // Not the parser's words: they may quote the payload, and
+                // so a message's text, which must not outlive its deletion
+                // in a log file.
+                let why = match e {
+                    chat_shared::ParseError::UnknownEvent(_) => "unknown event",
+                    chat_shared::ParseError::InvalidPayload(_) => "payload outside the contract",
+                };
+                tracing::debug!("ignored server event {name}: {why}");
                 return Flow::Go;
             }
         };
@@ -333,6 +340,8 @@ fn message_id(ev: &ServerEvent) -> Option<&str> {
         ServerEvent::DmMessage(m) => Some(&m.id),
         ServerEvent::GlobalMessage(m) | ServerEvent::BroadcastMessage(m) => Some(&m.id),
         ServerEvent::RoomEvent(e) => Some(&e.id),
+        // (v3) Changes are numbered in the same sequence as messages.
+        ServerEvent::MessageUpdate(u) => Some(&u.id),
         _ => None,
     }
 }

@@ -136,6 +136,10 @@ pub(super) fn typed_ack(event: &ClientEvent, v: Value) -> Result<AckReply, AckEr
         | ClientEvent::DmMessage(_)
         | ClientEvent::GlobalMessage(_)
         | ClientEvent::BroadcastMessage(_) => AckReply::Sent(parse_ack(v)?),
+        // (v3) `{ok:true, id, ts}`, `id` the change's own.
+        ClientEvent::MessageEdit(_)
+        | ClientEvent::MessageDelete(_)
+        | ClientEvent::MessageReact(_) => AckReply::Sent(parse_ack(v)?),
         ClientEvent::Typing(_) => {
             parse_ack::<chat_shared::EmptyAck>(v)?;
             AckReply::Done
