@@ -766,6 +766,48 @@ mod tests {
     }
 
     #[test]
+    fn message_change_commands() {
+        assert_eq!(parse("/reply sure"), Command::Reply("sure".into()));
+        assert_eq!(
+            parse("/re  sure thing"),
+            Command::Reply("sure thing".into())
+        );
+        assert_eq!(parse("/reply"), Command::Usage("/reply text"));
+        assert_eq!(parse("/edit fixed"), Command::Edit("fixed".into()));
+        assert_eq!(parse("/edit "), Command::Usage("/edit text"));
+        assert_eq!(parse("/delete"), Command::Delete);
+        assert_eq!(parse("/delete 12"), Command::Usage("/delete"));
+        assert_eq!(parse("/react :+1:"), Command::React(":+1:".into()));
+        assert_eq!(parse("/react 👍 🎉"), Command::Usage("/react emoji"));
+        assert_eq!(
+            parse("s/helo/hello/"),
+            Command::Substitute(Substitution {
+                old: "helo".into(),
+                new: "hello".into(),
+                all: false
+            })
+        );
+        assert_eq!(parse("s//x/"), Command::Usage("s/old/new/[g]"));
+        assert_eq!(parse("s/he said so"), Command::Say("s/he said so".into()));
+        // s/// sits under /edit in /help.
+        let lines = help_lines();
+        let edit = lines
+            .iter()
+            .position(|l| l.trim_start().starts_with("/edit text"))
+            .expect("/edit listed");
+        assert!(lines[edit + 1].trim_start().starts_with("s/old/new/[g]"));
+        assert!(KEYS.iter().any(|(k, _)| k.contains("Alt-Up")));
+        assert!(KEYS.iter().any(|(k, _)| *k == "Alt-G"));
+    }
+
+    #[test]
+    fn completion_of_emoji_names() {
+        assert_eq!(candidates(":+1:", 7, &[], &[]), vec!["👍"]);
+        assert_eq!(candidates(":he", 0, &[], &[]), vec!["❤️"]);
+        assert!(candidates(":zzz", 0, &[], &[]).is_empty());
+    }
+
+    #[test]
     fn word_before_cursor() {
         assert_eq!(word_before("/msg al", 7), (5, "al".to_string()));
         assert_eq!(word_before("/jo", 3), (0, "/jo".to_string()));

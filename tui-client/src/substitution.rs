@@ -7,7 +7,8 @@
 //! A line is read as a substitution only when it has exactly that shape:
 //! `s/`, two more unescaped slashes, and nothing after the last but an
 //! optional `g`. So `s/he said so` is a message; to send a line that looks
-//! like a substitution, start it with a space.
+//! like a substitution, start it with a space (which, as any leading
+//! space of a message, is not sent).
 
 /// A parsed `s/old/new/[g]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
