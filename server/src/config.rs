@@ -105,6 +105,11 @@ pub struct Config {
     #[arg(long, env = "CHAT_MAX_TEXT", default_value_t = 2000)]
     pub max_text: usize,
 
+    /// (v3) How long after sending its author may edit a message
+    /// (`edit_window_passed` after). 0s: messages cannot be edited.
+    #[arg(long, env = "CHAT_EDIT_WINDOW", default_value = "15m", value_parser = humantime::parse_duration)]
+    pub edit_window: Duration,
+
     /// Most rooms one user may be in at once.
     #[arg(long, env = "CHAT_MAX_ROOMS_PER_USER", default_value_t = 50)]
     pub max_rooms_per_user: usize,

@@ -14,8 +14,16 @@ pub(super) fn history_message(m: &MessageRecord, events: bool) -> Option<History
             .and_then(|v| serde_json::from_value(v).ok())
             .map(HistoryMessage::Event);
     }
+    if !m.is_message() {
+        return None;
+    }
     let id = m.id.to_string();
     let action = m.action.then_some(true);
+    // (v3) As the message stands now.
+    let reply_to = m.reply_to.map(|r| r.to_string());
+    let edited = m.edited();
+    let deleted = m.deleted().then_some(true);
+    let reactions = reactions(m);
     match &m.dest {
         Destination::Room(room) => Some(HistoryMessage::Room(chat_shared::RoomMessage {
             id,
@@ -25,7 +33,10 @@ pub(super) fn history_message(m: &MessageRecord, events: bool) -> Option<History
             text: m.text.clone(),
             replayed: None,
             action,
-            ..Default::default()
+            reply_to,
+            edited,
+            deleted,
+            reactions,
         })),
         Destination::Dm { to } => Some(HistoryMessage::Dm(chat_shared::DmMessage {
             id,
@@ -35,10 +46,31 @@ pub(super) fn history_message(m: &MessageRecord, events: bool) -> Option<History
             text: m.text.clone(),
             replayed: None,
             action,
-            ..Default::default()
+            reply_to,
+            edited,
+            deleted,
+            reactions,
         })),
         Destination::Global | Destination::Broadcast => None,
     }
+}
+
+/// (v3) A message's reactions as the contract shows them: a count each,
+/// and at most [`chat_shared::REACTION_USERS_MAX`] names.
+fn reactions(m: &MessageRecord) -> Vec<chat_shared::Reaction> {
+    m.reactions()
+        .iter()
+        .map(|r| chat_shared::Reaction {
+            emoji: r.emoji.clone(),
+            count: r.users.len() as u64,
+            users: r
+                .users
+                .iter()
+                .take(chat_shared::REACTION_USERS_MAX)
+                .cloned()
+                .collect(),
+        })
+        .collect()
 }
 
 impl ChatService {
@@ -56,7 +88,7 @@ impl ChatService {
             .state
             .room_recent(room)
             .into_iter()
-            .filter(|m| (events || !m.note) && before.is_none_or(|b| m.id < b))
+            .filter(|m| (m.is_message() || (events && m.note)) && before.is_none_or(|b| m.id < b))
             .collect();
         if recent.len() > limit {
             recent.drain(..recent.len() - limit);

@@ -13,12 +13,30 @@ use crate::live::Target;
 use chat_shared::username_key;
 
 /// A message before it is numbered: what the sender asked for.
-struct Draft<'a> {
-    text: &'a str,
-    dest: Destination,
-    action: bool,
+pub(super) struct Draft<'a> {
+    pub(super) text: &'a str,
+    pub(super) dest: Destination,
+    pub(super) action: bool,
     /// (v3) A room event: `text` holds its fields.
-    note: bool,
+    pub(super) note: bool,
+    /// (v3) The message it answers (checked).
+    pub(super) reply_to: Option<u64>,
+    /// (v3) A change to another message (checked).
+    pub(super) change: Option<crate::store::Change>,
+}
+
+impl<'a> Draft<'a> {
+    /// A plain message of `text` to `dest`.
+    pub(super) fn message(text: &'a str, dest: Destination, action: bool) -> Self {
+        Draft {
+            text,
+            dest,
+            action,
+            note: false,
+            reply_to: None,
+            change: None,
+        }
+    }
 }
 
 impl ChatService {
@@ -27,7 +45,7 @@ impl ChatService {
     /// (so a message refused `unavailable` reached nobody). The sender's
     /// ack waits for the same commit (see [`Sending`]). A store that cannot
     /// take writes refuses the message before it is numbered.
-    async fn deliver(
+    pub(super) async fn deliver(
         self: &Arc<Self>,
         ctx: &SocketCtx,
         event: &'static str,
@@ -40,8 +58,17 @@ impl ChatService {
             dest,
             action,
             note,
+            reply_to,
+            change,
         } = draft;
         let from = &ctx.username();
+        let record = MessageRecord {
+            action,
+            note,
+            reply_to,
+            change: change.map(Box::new),
+            ..MessageRecord::new(0, 0, from, dest, text)
+        };
         let sending = |msg, committed, queued_at| Sending {
             msg,
             committed,
@@ -62,15 +89,7 @@ impl ChatService {
             let origin = s.map(|_| ctx.admission.session_id.as_str());
             let msg = cluster
                 .redis
-                .append_from(
-                    origin,
-                    from,
-                    crate::clock::now_ms(),
-                    dest,
-                    text,
-                    action,
-                    note,
-                )
+                .append_from(origin, record)
                 .await
                 .map_err(|e| store_failed(event, e))?;
             turn.take();
@@ -78,9 +97,7 @@ impl ChatService {
             return Ok(sending(msg, crate::store::Committed::ready(Ok(())), None));
         }
         let numbering = self.delivery.number().await;
-        let msg = self
-            .state
-            .number(&numbering, from, text, dest, action, note);
+        let msg = self.state.number(&numbering, record);
         let queued = std::time::Instant::now();
         let committed = self.store.append(Arc::clone(&msg)).await.map(|c| {
             // Registered in the numbering order: commits run these in id
@@ -125,10 +142,8 @@ impl ChatService {
     ) -> Result<Arc<MessageRecord>, ChatError> {
         let text = MessageRecord::note_text(note);
         let draft = Draft {
-            text: &text,
-            dest: Destination::Room(room.to_owned()),
-            action: false,
             note: true,
+            ..Draft::message(&text, Destination::Room(room.to_owned()), false)
         };
         let sending = self.deliver(ctx, event, draft, None, &mut None).await?;
         sending
@@ -273,12 +288,14 @@ impl ChatService {
         let event = names::ROOM_MESSAGE;
         let room = self.member_room(ctx, event, &m.room)?;
         self.check_muted(ctx, event, Some(&room))?;
+        let dest = Destination::Room(room);
+        let reply_to = self
+            .reply_target(ctx, event, m.reply_to.as_deref(), &dest)
+            .await?;
         let text = self.text(ctx, event, &m.text)?;
         let draft = Draft {
-            text,
-            dest: Destination::Room(room),
-            action: m.action,
-            note: false,
+            reply_to,
+            ..Draft::message(text, dest, m.action)
         };
         self.deliver(ctx, event, draft, None, turn).await
     }
@@ -351,13 +368,16 @@ impl ChatService {
             )
             .with("to", target.username));
         }
+        let dest = Destination::Dm {
+            to: target.username,
+        };
+        let reply_to = self
+            .reply_target(ctx, event, m.reply_to.as_deref(), &dest)
+            .await?;
         let text = self.text(ctx, event, &m.text)?;
-        let to = target.username;
         let draft = Draft {
-            text,
-            dest: Destination::Dm { to },
-            action: m.action,
-            note: false,
+            reply_to,
+            ..Draft::message(text, dest, m.action)
         };
         let sending = self.deliver(ctx, event, draft, Some(s), turn).await?;
         // No socket holds the recipient's session: the DM waits for it.
@@ -377,11 +397,12 @@ impl ChatService {
         turn: &mut Option<Turn<'_>>,
     ) -> Result<Sending, ChatError> {
         self.check_muted(ctx, event, None)?;
+        let reply_to = self
+            .reply_target(ctx, event, m.reply_to.as_deref(), &dest)
+            .await?;
         let draft = Draft {
-            text: self.text(ctx, event, &m.text)?,
-            dest,
-            action: m.action,
-            note: false,
+            reply_to,
+            ..Draft::message(self.text(ctx, event, &m.text)?, dest, m.action)
         };
         self.deliver(ctx, event, draft, Some(s), turn).await
     }

@@ -14,6 +14,8 @@
 //! - [`messaging`]: room, DM, global and broadcast messages, from the
 //!   request to the ack, in the delivery order
 //!   ([`crate::live::DeliveryOrder`]); DMs to users on other nodes.
+//! - [`changes`]: (v3) replies, edits, deletions and reactions: who may
+//!   change which message; each change travels like a message.
 //! - [`history`]: `history` pages.
 //! - [`typing`]: typing indicators, here and from other nodes.
 //! - [`presence`]: presence changes, their folding in a storm, and
@@ -33,6 +35,7 @@
 //!   handlers give, and the one retry time they state.
 
 mod accounts;
+mod changes;
 mod clients;
 mod history;
 mod identity;
@@ -344,6 +347,9 @@ impl ChatService {
                 self.feed(s, ctx, name, &m, Destination::Broadcast, turn)
                     .await
             }
+            ClientEvent::MessageEdit(m) => self.edit(ctx, m, turn).await,
+            ClientEvent::MessageDelete(m) => self.delete(ctx, m, turn).await,
+            ClientEvent::MessageReact(m) => self.react(ctx, m, turn).await,
             request => {
                 // Messages have their own limit (in `text`).
                 take_token(ctx.requests.as_ref(), name, "too many requests: slow down")?;
@@ -381,7 +387,10 @@ impl ChatService {
             m @ (ClientEvent::RoomMessage(_)
             | ClientEvent::DmMessage(_)
             | ClientEvent::GlobalMessage(_)
-            | ClientEvent::BroadcastMessage(_)) => Err(message(m.name())),
+            | ClientEvent::BroadcastMessage(_)
+            | ClientEvent::MessageEdit(_)
+            | ClientEvent::MessageDelete(_)
+            | ClientEvent::MessageReact(_)) => Err(message(m.name())),
             ClientEvent::Typing(t) => self.typing(s, ctx, t).await,
             ClientEvent::History(h) => self.history(ctx, h).await,
             ClientEvent::Ping => Ok(Reply::Ping(PingAck {

@@ -55,7 +55,11 @@ impl ChatService {
         let history: Vec<chat_shared::RoomMessage> = {
             let limit = self.state.config.history;
             // Messages only: room events are not history.
-            let mut page: Vec<_> = joined.history.into_iter().filter(|m| !m.note).collect();
+            let mut page: Vec<_> = joined
+                .history
+                .into_iter()
+                .filter(|m| m.is_message())
+                .collect();
             if page.len() < limit {
                 page = self.room_page(&room, None, limit, false).await.0;
             }

@@ -41,6 +41,33 @@ impl Log {
         self.messages.partition_point(|m| m.id <= id)
     }
 
+    /// (v3) Applies `change` to the message it targets, if the log holds
+    /// it; a deletion also erases the text of the message's edits here.
+    fn fold(&mut self, change: &MessageRecord) {
+        let Some(c) = change.change.as_deref() else {
+            return;
+        };
+        let at = self.messages.partition_point(|m| m.id < c.target);
+        if let Some(m) = self.messages.get_mut(at).filter(|m| m.id == c.target)
+            && let Some(next) = m.folded_with(change)
+        {
+            *m = Arc::new(next);
+        }
+        if c.op == crate::store::ChangeOp::Delete {
+            for m in self.messages.range_mut(at..) {
+                if let Some(erased) = m.erased_edit_of(c.target) {
+                    *m = Arc::new(erased);
+                }
+            }
+        }
+    }
+
+    /// (v3) The message `id` as the log holds it now, if it does.
+    pub(super) fn get(&self, id: u64) -> Option<Arc<MessageRecord>> {
+        let at = self.messages.partition_point(|m| m.id < id);
+        self.messages.get(at).filter(|m| m.id == id).cloned()
+    }
+
     /// Takes up the head the store kept.
     pub(super) fn start_at(&mut self, head: u64) {
         self.head = self.head.max(head);
@@ -79,26 +106,12 @@ impl ChatState {
     /// delivered) by [`record_numbered`](Self::record_numbered) once its
     /// write has committed. The numbering order is the store's write
     /// order.
-    pub fn number(
-        &self,
-        _: &Numbering<'_>,
-        from: &str,
-        text: &str,
-        dest: Destination,
-        action: bool,
-        note: bool,
-    ) -> Arc<MessageRecord> {
+    pub fn number(&self, _: &Numbering<'_>, mut draft: MessageRecord) -> Arc<MessageRecord> {
         let mut inner = self.lock();
         inner.log.issued = inner.log.issued.max(inner.log.head) + 1;
-        Arc::new(MessageRecord {
-            id: inner.log.issued,
-            ts: now_ms(),
-            from: from.to_owned(),
-            dest,
-            text: text.to_owned(),
-            action,
-            note,
-        })
+        draft.id = inner.log.issued;
+        draft.ts = now_ms();
+        Arc::new(draft)
     }
 
     /// Numbers a message and keeps it at once, for tests of the log.
@@ -111,7 +124,11 @@ impl ChatState {
         action: bool,
     ) -> Arc<MessageRecord> {
         let order = super::DeliveryOrder::default();
-        let msg = self.number(&order.number_now(), from, text, dest, action, false);
+        let draft = MessageRecord {
+            action,
+            ..MessageRecord::new(0, 0, from, dest, text)
+        };
+        let msg = self.number(&order.number_now(), draft);
         self.record_numbered(&order.hold(), &msg);
         msg
     }
@@ -124,13 +141,25 @@ impl ChatState {
         let mut inner = self.lock();
         inner.log.head = inner.log.head.max(msg.id);
         inner.log.issued = inner.log.issued.max(msg.id);
-        inner.rooms.keep(msg, self.config.history);
+        if msg.change.is_some() {
+            // (v3) A change: what this process keeps of its target (the
+            // log, the room's recent history) now shows it.
+            inner.log.fold(msg);
+            inner.rooms.fold(msg);
+        } else {
+            inner.rooms.keep(msg, self.config.history);
+        }
         if self.config.replay_buffer > 0 {
             if inner.log.messages.len() >= self.config.replay_buffer {
                 inner.log.messages.pop_front();
             }
             inner.log.messages.push_back(Arc::clone(msg));
         }
+    }
+
+    /// (v3) The message `id`, if this process's log still holds it.
+    pub fn logged(&self, id: u64) -> Option<Arc<MessageRecord>> {
+        self.lock().log.get(id)
     }
 
     /// The messages `key`'s session `token` missed after the message

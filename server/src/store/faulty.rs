@@ -143,6 +143,10 @@ impl Store for FaultyStore {
         self.inner.replay(user_key, rooms, after, upto, limit).await
     }
 
+    async fn message(&self, id: u64) -> Result<Option<Arc<MessageRecord>>, StoreError> {
+        self.inner.message(id).await
+    }
+
     async fn room_entries(
         &self,
         room: &str,

@@ -63,13 +63,14 @@ pub(crate) use crate::clock::now_ms;
 
 /// Where a message went. Usernames compare by [`username_key`]; the names
 /// kept here are display names, which keep their case.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum Destination {
     /// A room, by its canonical name (`#general`).
     Room(String),
     /// A direct message to one user (display name).
     Dm { to: String },
     /// `global:message`: every `/chat` socket, the sender included.
+    #[default]
     Global,
     /// `broadcast:message`: every `/chat` socket but the sender's.
     Broadcast,
@@ -77,15 +78,22 @@ pub enum Destination {
 
 /// One message as stored and delivered. Holds nothing node-local (no
 /// socket id), so any node can deliver it from the store.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// (v3) The same sequence also numbers room events (`note`) and changes
+/// to messages (`change`); a message itself carries its state as the
+/// changes so far left it (`folded`), so that a history page is read in
+/// one pass, whatever was edited or reacted to.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MessageRecord {
     /// Unique and increasing across restarts (and nodes).
     pub id: u64,
     /// Milliseconds since the Unix epoch.
     pub ts: u64,
-    /// The sender's display name.
+    /// The sender's display name (of a change: who made it).
     pub from: String,
+    /// Of a change: the audience of its target (see [`Change`]).
     pub dest: Destination,
+    /// Of an edit: the new text; of a reaction or deletion: empty.
     pub text: String,
     /// An IRC-style `/me` line.
     pub action: bool,
@@ -95,9 +103,166 @@ pub struct MessageRecord {
     /// this record's). Delivered as `room:event`, replayed like a
     /// message, left out of `history` unless asked for.
     pub note: bool,
+    /// (v3) The message this one answers.
+    pub reply_to: Option<u64>,
+    /// (v3) A change to another message rather than a message: delivered
+    /// as `message:update`, replayed like a message, never in `history`.
+    pub change: Option<Box<Change>>,
+    /// (v3) What changes did to this message so far; `None` for one
+    /// never changed (most of them).
+    pub folded: Option<Box<Folded>>,
+}
+
+/// (v3) A change to the message `target`. As a record, it is numbered in
+/// the message sequence; its `dest` is who must hear of it: the target's
+/// room, the other side of a DM (`from` being who changed it), or
+/// everyone (`Global`, for a global or a broadcast message).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub target: u64,
+    pub op: ChangeOp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChangeOp {
+    /// The record's `text` replaces the target's.
+    Edit,
+    /// Erases the target's text; its edits lose theirs.
+    Delete,
+    /// The record's author adds (`on`) or takes back one reaction.
+    React { emoji: String, on: bool },
+}
+
+impl ChangeOp {
+    pub fn kind(&self) -> chat_shared::ChangeKind {
+        match self {
+            ChangeOp::Edit => chat_shared::ChangeKind::Edit,
+            ChangeOp::Delete => chat_shared::ChangeKind::Delete,
+            ChangeOp::React { .. } => chat_shared::ChangeKind::React,
+        }
+    }
+}
+
+/// (v3) A message's state after its changes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Folded {
+    /// When it was last edited (ms).
+    pub edited: Option<u64>,
+    /// Deleted: its text is gone.
+    pub deleted: bool,
+    /// One entry per emoji held by at least one user, in the order they
+    /// were first added.
+    pub reactions: Vec<ReactionRecord>,
+}
+
+/// (v3) Who holds one emoji on a message.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ReactionRecord {
+    pub emoji: String,
+    /// Display names, in the order they reacted; one per user.
+    pub users: Vec<String>,
 }
 
 impl MessageRecord {
+    /// A plain message.
+    pub fn new(id: u64, ts: u64, from: &str, dest: Destination, text: &str) -> Self {
+        MessageRecord {
+            id,
+            ts,
+            from: from.to_owned(),
+            dest,
+            text: text.to_owned(),
+            ..Default::default()
+        }
+    }
+
+    /// A message a change may target (not a room event or a change).
+    pub fn is_message(&self) -> bool {
+        !self.note && self.change.is_none()
+    }
+
+    pub fn deleted(&self) -> bool {
+        self.folded.as_ref().is_some_and(|f| f.deleted)
+    }
+
+    pub fn edited(&self) -> Option<u64> {
+        self.folded.as_ref().and_then(|f| f.edited)
+    }
+
+    pub fn reactions(&self) -> &[ReactionRecord] {
+        self.folded.as_ref().map_or(&[], |f| &f.reactions)
+    }
+
+    /// The message as `change` leaves it: `None` when it changes nothing
+    /// (a change of another message, an edit or reaction of a deleted
+    /// one, a reaction already held or not held).
+    pub fn folded_with(&self, change: &MessageRecord) -> Option<MessageRecord> {
+        let c = change.change.as_deref()?;
+        if c.target != self.id || !self.is_message() || self.deleted() {
+            return None;
+        }
+        let mut next = self.clone();
+        let f = next.folded.get_or_insert_with(Default::default);
+        match &c.op {
+            ChangeOp::Edit => {
+                next.text.clone_from(&change.text);
+                f.edited = Some(change.ts);
+            }
+            ChangeOp::Delete => {
+                next.text.clear();
+                f.deleted = true;
+                f.edited = None;
+                f.reactions.clear();
+            }
+            ChangeOp::React { emoji, on } => {
+                let who = username_key(&change.from);
+                let at = f.reactions.iter().position(|r| r.emoji == *emoji);
+                let holds =
+                    at.is_some_and(|i| f.reactions[i].users.iter().any(|u| username_key(u) == who));
+                match (on, at) {
+                    (true, _) if holds => return None,
+                    (true, Some(i)) => f.reactions[i].users.push(change.from.clone()),
+                    (true, None) => f.reactions.push(ReactionRecord {
+                        emoji: emoji.clone(),
+                        users: vec![change.from.clone()],
+                    }),
+                    (false, Some(i)) if holds => {
+                        f.reactions[i].users.retain(|u| username_key(u) != who);
+                        if f.reactions[i].users.is_empty() {
+                            f.reactions.remove(i);
+                        }
+                    }
+                    (false, _) => return None,
+                }
+            }
+        }
+        Some(next)
+    }
+
+    /// An edit of the message `target` with its text erased (the target
+    /// was deleted); `None` for any other record.
+    pub fn erased_edit_of(&self, target: u64) -> Option<MessageRecord> {
+        let c = self.change.as_deref()?;
+        (c.target == target && c.op == ChangeOp::Edit && !self.text.is_empty()).then(|| {
+            let mut erased = self.clone();
+            erased.text.clear();
+            erased
+        })
+    }
+
+    /// The two sides of a DM, sorted by key: `message:update`'s `dm`.
+    fn dm_pair(&self) -> Option<[&str; 2]> {
+        let Destination::Dm { to } = &self.dest else {
+            return None;
+        };
+        let (a, b) = (self.from.as_str(), to.as_str());
+        Some(if username_key(a) <= username_key(b) {
+            [a, b]
+        } else {
+            [b, a]
+        })
+    }
+
     /// What a room event keeps in `text`: its fields but the id, time,
     /// room and author, which the record holds.
     pub fn note_text(ev: &chat_shared::RoomEvent) -> String {
@@ -135,6 +300,9 @@ impl MessageRecord {
         if self.note {
             return ROOM_EVENT;
         }
+        if self.change.is_some() {
+            return MESSAGE_UPDATE;
+        }
         match self.dest {
             Destination::Room(_) => ROOM_MESSAGE,
             Destination::Dm { .. } => DM_MESSAGE,
@@ -156,12 +324,17 @@ impl MessageRecord {
     /// message when they joined), should get this message in a replay of
     /// what came after `after`. A DM counts only for its recipient: the
     /// sender had its own ack. A broadcast never goes back to its sender.
+    /// (v3) A change of a DM counts for both sides: the other one, and
+    /// the author's other sessions.
     pub fn is_for(&self, user_key: &str, rooms: &BTreeMap<String, u64>, after: u64) -> bool {
         if self.id <= after {
             return false;
         }
         match &self.dest {
             Destination::Room(room) => rooms.get(room).is_some_and(|&joined| joined < self.id),
+            Destination::Dm { to } if self.change.is_some() => {
+                username_key(to) == user_key || username_key(&self.from) == user_key
+            }
             Destination::Dm { to } => username_key(to) == user_key,
             Destination::Global => true,
             Destination::Broadcast => username_key(&self.from) != user_key,
@@ -172,7 +345,10 @@ impl MessageRecord {
         if self.note {
             return self.serialize_note(s, replayed);
         }
-        let fields = 5 + usize::from(self.action) + usize::from(replayed);
+        if let Some(change) = &self.change {
+            return self.serialize_change(change, s, replayed);
+        }
+        let fields = 9 + usize::from(self.action) + usize::from(replayed);
         let mut st = s.serialize_struct("Message", fields)?;
         // The contract makes ids opaque strings: a client never does
         // arithmetic on them, and JavaScript could not hold a u64 anyway.
@@ -184,16 +360,89 @@ impl MessageRecord {
             Destination::Dm { to } => st.serialize_field("to", to)?,
             Destination::Global | Destination::Broadcast => {}
         }
-        st.serialize_field("text", &self.text)?;
+        // (v3) A deleted message has no text; every v3 field is left
+        // out while unused, so a message nobody changed keeps its v2 shape.
+        if !self.deleted() {
+            st.serialize_field("text", &self.text)?;
+        }
         // Absent means false: a v1 client never sees the field unless
         // someone sends an action.
         if self.action {
             st.serialize_field("action", &true)?;
         }
+        if let Some(r) = self.reply_to {
+            st.serialize_field("replyTo", &r.to_string())?;
+        }
+        if let Some(f) = &self.folded {
+            if let Some(e) = f.edited {
+                st.serialize_field("edited", &e)?;
+            }
+            if f.deleted {
+                st.serialize_field("deleted", &true)?;
+            }
+            if !f.reactions.is_empty() {
+                st.serialize_field("reactions", &WireReactions(&f.reactions))?;
+            }
+        }
         if replayed {
             st.serialize_field("replayed", &true)?;
         }
         st.end()
+    }
+
+    /// A change's wire payload, `message:update`: `{id, ts, target, kind,
+    /// by, room?, dm?, text?, emoji?, on?}`.
+    fn serialize_change<S: Serializer>(
+        &self,
+        c: &Change,
+        s: S,
+        replayed: bool,
+    ) -> Result<S::Ok, S::Error> {
+        let mut st = s.serialize_struct("MessageUpdate", 9)?;
+        st.serialize_field("id", &self.id.to_string())?;
+        st.serialize_field("ts", &self.ts)?;
+        st.serialize_field("target", &c.target.to_string())?;
+        st.serialize_field("kind", &c.op.kind())?;
+        st.serialize_field("by", &self.from)?;
+        if let Destination::Room(room) = &self.dest {
+            st.serialize_field("room", room)?;
+        }
+        if let Some(pair) = self.dm_pair() {
+            st.serialize_field("dm", &pair)?;
+        }
+        match &c.op {
+            ChangeOp::Edit => st.serialize_field("text", &self.text)?,
+            ChangeOp::Delete => {}
+            ChangeOp::React { emoji, on } => {
+                st.serialize_field("emoji", emoji)?;
+                st.serialize_field("on", on)?;
+            }
+        }
+        if replayed {
+            st.serialize_field("replayed", &true)?;
+        }
+        st.end()
+    }
+}
+
+/// A message's reactions as the wire has them: `[{emoji, count, users}]`,
+/// at most [`REACTION_USERS_MAX`](chat_shared::REACTION_USERS_MAX) names
+/// each.
+struct WireReactions<'a>(&'a [ReactionRecord]);
+
+impl serde::Serialize for WireReactions<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let mut seq = s.serialize_seq(Some(self.0.len()))?;
+        for r in self.0 {
+            let users = &r.users[..r.users.len().min(chat_shared::REACTION_USERS_MAX)];
+            seq.serialize_element(&chat_shared::Reaction {
+                emoji: r.emoji.clone(),
+                count: r.users.len() as u64,
+                users: users.to_vec(),
+            })?;
+        }
+        seq.end()
     }
 }
 
@@ -626,7 +875,10 @@ pub trait Store: Send + Sync + 'static {
     async fn startup(&self) -> Result<Startup, StoreError>;
 
     /// Queues a message. The caller assigned its id and enqueues in id
-    /// order.
+    /// order. (v3) A change is applied to its target in the same write
+    /// ([`MessageRecord::folded_with`]); a deletion also erases the
+    /// text of the target's earlier edits, from wherever the backend keeps
+    /// it (see each backend).
     async fn append(&self, msg: Arc<MessageRecord>) -> Result<Committed, StoreError>;
 
     /// Queues an upsert of the whole session, rooms included.
@@ -638,6 +890,8 @@ pub trait Store: Send + Sync + 'static {
     /// The committed messages with `after < id <= upto` that
     /// [`MessageRecord::is_for`] the user, oldest first; the newest `limit`
     /// of them if there are more. The caller merges its in-flight tail.
+    /// (v3) Of DMs, those to the user: its own changes of DMs (which
+    /// `is_for` also names) come from the node's log only.
     async fn replay(
         &self,
         user_key: &str,
@@ -647,9 +901,14 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<Arc<MessageRecord>>, StoreError>;
 
+    /// (v3) The message `id` as its changes left it (a room event or a
+    /// change, too), if the store holds it.
+    async fn message(&self, id: u64) -> Result<Option<Arc<MessageRecord>>, StoreError>;
+
     /// The newest `limit` messages of `room` older than the id `before`
     /// (the newest of all when `None`), oldest first, and whether older
-    /// ones exist. Room events are left out.
+    /// ones exist. Room events and changes are left out; each message
+    /// comes as its changes left it.
     async fn room_history(
         &self,
         room: &str,

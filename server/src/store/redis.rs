@@ -55,9 +55,9 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    AccountChange, AccountRecord, Committed, ConversationRecord, Destination, MarkerAt,
-    MessageRecord, Page, SessionMeta, SessionRecord, Startup, Store, StoreError, marker_key,
-    now_ms,
+    AccountChange, AccountRecord, Change, ChangeOp, Committed, ConversationRecord, Destination,
+    Folded, MarkerAt, MessageRecord, Page, ReactionRecord, SessionMeta, SessionRecord, Startup,
+    Store, StoreError, marker_key, now_ms,
 };
 
 /// The channel every appended message is published on.
@@ -83,6 +83,10 @@ const PRUNE_BATCH: u64 = 1000;
 /// Ids skipped when a Redis that lost its data is taken up again: more than
 /// one node can have handed out meanwhile.
 const ID_GAP_AFTER_LOSS: u64 = 1 << 20;
+
+/// (v3) How many times a change is tried when its target changes under
+/// it (another change in between).
+const CHANGE_TRIES: u32 = 8;
 
 /// (v3) Most messages one read of an unread count fetches: a count reads
 /// pages of this many until it reaches its cap or the end.
@@ -226,6 +230,53 @@ redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 return 1
 "#;
 
+/// (v3) Appends a change and applies it to its target. See
+/// `RedisStore::run_change`.
+const CHANGE: &str = r#"
+-- KEYS: epoch, head, log, the change's indexes (ARGV[5] of them), the
+-- target's indexes (ARGV[6] of them), the target's set of edits.
+-- ARGV: the epoch expected, the id (0: the next one), the change's body
+-- without its id, the channel, the two counts, 'edit', 'delete' or '',
+-- then triples (score, member as read, member to put instead): the
+-- target, and for a deletion its edits with their text erased.
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return redis.error_reply('EPOCH the store lost its data')
+end
+local nc = tonumber(ARGV[5])
+local nt = tonumber(ARGV[6])
+local edits = KEYS[4 + nc + nt]
+for i = 8, #ARGV, 3 do
+  local now = redis.call('ZRANGE', KEYS[3], ARGV[i], ARGV[i], 'BYSCORE')
+  if now[1] ~= ARGV[i + 1] then
+    return redis.error_reply('CONFLICT the message changed meanwhile')
+  end
+end
+local id = tonumber(ARGV[2])
+if id == 0 then
+  id = redis.call('INCR', KEYS[2])
+else
+  local head = tonumber(redis.call('GET', KEYS[2]) or '0')
+  if id > head then redis.call('SET', KEYS[2], ARGV[2]) end
+end
+local msg = '{"id":' .. string.format('%d', id) .. ',' .. string.sub(ARGV[3], 2)
+for i = 3, 3 + nc do redis.call('ZADD', KEYS[i], id, msg) end
+for i = 8, #ARGV, 3 do
+  redis.call('ZREM', KEYS[3], ARGV[i + 1])
+  redis.call('ZADD', KEYS[3], ARGV[i], ARGV[i + 2])
+  for k = 4 + nc, 3 + nc + nt do
+    redis.call('ZREM', KEYS[k], ARGV[i + 1])
+    redis.call('ZADD', KEYS[k], ARGV[i], ARGV[i + 2])
+  end
+end
+if ARGV[7] == 'edit' then
+  redis.call('SADD', edits, id)
+elseif ARGV[7] == 'delete' then
+  redis.call('DEL', edits)
+end
+redis.call('PUBLISH', ARGV[4], msg)
+return id
+"#;
+
 const PRUNE: &str = r#"
 -- KEYS: log, pruned. ARGV: the cutoff ts, the most to remove. Removes the
 -- oldest messages while they are older than the cutoff, from the log and
@@ -275,6 +326,7 @@ struct Scripts {
     update_account: redis::Script,
     prune: redis::Script,
     put_marker: redis::Script,
+    change: redis::Script,
 }
 
 fn scripts() -> &'static Scripts {
@@ -287,6 +339,7 @@ fn scripts() -> &'static Scripts {
         create_account: redis::Script::new(CREATE_ACCOUNT),
         update_account: redis::Script::new(UPDATE_ACCOUNT),
         prune: redis::Script::new(PRUNE),
+        change: redis::Script::new(CHANGE),
         put_marker: redis::Script::new(PUT_MARKER),
     });
     &SCRIPTS
@@ -319,6 +372,26 @@ struct Stored<'a> {
     /// sessions, not back to the one that sent it). Never a socket id.
     #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
     origin: Option<std::borrow::Cow<'a, str>>,
+    /// (v3) The message this one answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    re: Option<u64>,
+    /// (v3) A change: the message it changes, and what it does (`edit`,
+    /// `delete`, `react`; a reaction's `emoji` and `on`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    target: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    op: Option<chat_shared::ChangeKind>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    emoji: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    on: Option<bool>,
+    /// (v3) A message as its changes left it (see [`super::Folded`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    edited: Option<u64>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    deleted: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    reactions: Vec<ReactionRecord>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy)]
@@ -431,35 +504,55 @@ fn dm_pair_key(a: &str, b: &str) -> String {
 }
 
 /// The JSON body of `msg` without its id (the append script adds it).
-fn encode(
-    from: &str,
-    ts: u64,
-    dest: &Destination,
-    text: &str,
-    action: bool,
-    note: bool,
-    origin: Option<&str>,
-) -> String {
-    let (kind, to) = match dest {
+fn encode(msg: &MessageRecord, origin: Option<&str>) -> String {
+    let (kind, to) = match &msg.dest {
         Destination::Room(r) => (Kind::Room, Some(r.as_str().into())),
         Destination::Dm { to } => (Kind::Dm, Some(to.as_str().into())),
         Destination::Global => (Kind::Global, None),
         Destination::Broadcast => (Kind::Broadcast, None),
     };
+    let (target, op, emoji, on) = match msg.change.as_deref() {
+        None => (None, None, None, None),
+        Some(c) => match &c.op {
+            ChangeOp::React { emoji, on } => (
+                Some(c.target),
+                Some(c.op.kind()),
+                Some(emoji.clone()),
+                Some(*on),
+            ),
+            op => (Some(c.target), Some(op.kind()), None, None),
+        },
+    };
+    let folded = msg.folded.as_deref();
     let body = Stored {
         id: 0,
-        ts,
-        from: from.into(),
+        ts: msg.ts,
+        from: msg.from.as_str().into(),
         kind,
         to,
-        text: text.into(),
-        action,
-        note,
-        ix: indexes(dest, from),
+        text: msg.text.as_str().into(),
+        action: msg.action,
+        note: msg.note,
+        ix: indexes(&msg.dest, &msg.from),
         origin: origin.map(Into::into),
+        re: msg.reply_to,
+        target,
+        op,
+        emoji,
+        on,
+        edited: folded.and_then(|f| f.edited),
+        deleted: folded.is_some_and(|f| f.deleted),
+        reactions: folded.map(|f| f.reactions.clone()).unwrap_or_default(),
     };
     // Plain strings and numbers: this cannot fail.
     serde_json::to_string(&body).unwrap_or_default()
+}
+
+/// `msg` as a member of the log and its indexes: its body with its id
+/// first, as the append script writes it.
+fn member(msg: &MessageRecord) -> String {
+    let body = encode(msg, None);
+    format!("{{\"id\":{},{}", msg.id, &body[1..])
 }
 
 /// Reads a message as stored (and as published).
@@ -474,6 +567,27 @@ pub fn decode(raw: &str) -> Option<Arc<MessageRecord>> {
         (Kind::Broadcast, _) => Destination::Broadcast,
         _ => return None,
     };
+    let change = match (s.target, s.op) {
+        (Some(target), Some(kind)) => Some(Box::new(Change {
+            target,
+            op: match kind {
+                chat_shared::ChangeKind::Edit => ChangeOp::Edit,
+                chat_shared::ChangeKind::Delete => ChangeOp::Delete,
+                chat_shared::ChangeKind::React => ChangeOp::React {
+                    emoji: s.emoji.unwrap_or_default(),
+                    on: s.on.unwrap_or(true),
+                },
+            },
+        })),
+        _ => None,
+    };
+    let folded = (s.edited.is_some() || s.deleted || !s.reactions.is_empty()).then(|| {
+        Box::new(Folded {
+            edited: s.edited,
+            deleted: s.deleted,
+            reactions: s.reactions,
+        })
+    });
     Some(Arc::new(MessageRecord {
         id: s.id,
         ts: s.ts,
@@ -482,6 +596,9 @@ pub fn decode(raw: &str) -> Option<Arc<MessageRecord>> {
         text: s.text.into_owned(),
         action: s.action,
         note: s.note,
+        reply_to: s.re,
+        change,
+        folded,
     }))
 }
 
@@ -637,34 +754,142 @@ impl RedisStore {
         action: bool,
         note: bool,
     ) -> Result<Arc<MessageRecord>, StoreError> {
-        self.append_from(None, from, ts, dest, text, action, note)
-            .await
+        let record = MessageRecord {
+            action,
+            note,
+            ..MessageRecord::new(0, ts, from, dest, text)
+        };
+        self.append_from(None, record).await
     }
 
-    /// [`append_new`](Self::append_new), noting (v3) the public id of the
-    /// session that sent it for the nodes' delivery (see `Stored::origin`).
-    #[allow(clippy::too_many_arguments)]
+    /// Numbers `record` (its id and time are set here) and appends it,
+    /// noting (v3) the public id of the session that sent it for the
+    /// nodes' delivery (see `Stored::origin`).
     pub async fn append_from(
         &self,
         origin: Option<&str>,
-        from: &str,
-        ts: u64,
-        dest: Destination,
-        text: &str,
-        action: bool,
-        note: bool,
+        mut record: MessageRecord,
     ) -> Result<Arc<MessageRecord>, StoreError> {
-        let body = encode(from, ts, &dest, text, action, note, origin);
-        let id = self.run_append(0, &body, &dest, from).await?;
-        Ok(Arc::new(MessageRecord {
-            id,
-            ts,
-            from: from.to_owned(),
-            dest,
-            text: text.to_owned(),
-            action,
-            note,
-        }))
+        record.ts = now_ms();
+        record.id = if record.change.is_some() {
+            self.run_change(0, &record, origin).await?
+        } else {
+            let body = encode(&record, origin);
+            self.run_append(0, &body, &record.dest, &record.from)
+                .await?
+        };
+        Ok(Arc::new(record))
+    }
+
+    /// (v3) Appends the change `record` (`id` 0: numbered here) and, in
+    /// the same script, replaces its target (and, for a deletion, the
+    /// target's edits, their text erased) in the log and the indexes.
+    /// The replacements are made here from what was read, and the script
+    /// applies them only if the members are still the ones read; another
+    /// change in between makes it read again.
+    async fn run_change(
+        &self,
+        id: u64,
+        record: &MessageRecord,
+        origin: Option<&str>,
+    ) -> Result<u64, StoreError> {
+        let Some(c) = record.change.as_deref() else {
+            return Err(StoreError::Unavailable("not a change".into()));
+        };
+        let body = encode(record, origin);
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let mut swaps: Vec<(u64, String, String)> = Vec::new();
+            let found = self.members(&[c.target]).await?;
+            let target = found.first().and_then(|raw| decode(raw).map(|m| (raw, m)));
+            let mut target_ix = Vec::new();
+            if let Some((raw, m)) = &target {
+                target_ix = indexes(&m.dest, &m.from);
+                if let Some(next) = m.folded_with(record) {
+                    swaps.push((m.id, (*raw).clone(), member(&next)));
+                }
+            }
+            let edits_key = key(&["edits", &c.target.to_string()]);
+            if c.op == ChangeOp::Delete {
+                let ids: Vec<u64> = self
+                    .read(async |con| con.smembers(&edits_key).await)
+                    .await?;
+                for raw in self.members(&ids).await? {
+                    if let Some(erased) = decode(&raw).and_then(|e| e.erased_edit_of(c.target)) {
+                        swaps.push((erased.id, raw, member(&erased)));
+                    }
+                }
+            }
+            self.writable()?;
+            let epoch = self
+                .inner
+                .epoch
+                .lock()
+                .map(|e| e.clone())
+                .unwrap_or_default();
+            let mut inv = scripts().change.prepare_invoke();
+            inv.key(key(&["epoch"]))
+                .key(key(&["head"]))
+                .key(key(&["log"]));
+            let change_ix = indexes(&record.dest, &record.from);
+            for k in &change_ix {
+                inv.key(k);
+            }
+            for k in &target_ix {
+                inv.key(k);
+            }
+            inv.key(&edits_key);
+            let mode = match c.op {
+                ChangeOp::Edit => "edit",
+                ChangeOp::Delete => "delete",
+                ChangeOp::React { .. } => "",
+            };
+            inv.arg(epoch)
+                .arg(id)
+                .arg(&body)
+                .arg(MESSAGES_CHANNEL)
+                .arg(change_ix.len())
+                .arg(target_ix.len())
+                .arg(mode);
+            for (score, old, new) in &swaps {
+                inv.arg(score).arg(old).arg(new);
+            }
+            let mut con = self.inner.con.clone();
+            let result: redis::RedisResult<u64> = inv.invoke_async(&mut con).await;
+            match result {
+                Ok(id) => {
+                    self.inner.known_head.fetch_max(id, Ordering::Relaxed);
+                    self.inner.healthy.store(true, Ordering::Relaxed);
+                    return Ok(id);
+                }
+                Err(e) if e.code() == Some("CONFLICT") && tries < CHANGE_TRIES => continue,
+                Err(e) => {
+                    if e.code() != Some("CONFLICT") {
+                        self.inner.healthy.store(false, Ordering::Relaxed);
+                    }
+                    return Err(unavailable(e));
+                }
+            }
+        }
+    }
+
+    /// The log's members with these ids (those it holds), in one round
+    /// trip.
+    async fn members(&self, ids: &[u64]) -> Result<Vec<String>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for id in ids {
+            pipe.cmd("ZRANGE")
+                .arg(key(&["log"]))
+                .arg(id)
+                .arg(id)
+                .arg("BYSCORE");
+        }
+        let raw: Vec<Vec<String>> = self.read(async |con| pipe.query_async(con).await).await?;
+        Ok(raw.into_iter().flatten().collect())
     }
 
     async fn run_append(
@@ -1009,11 +1234,21 @@ impl Store for RedisStore {
     }
 
     async fn append(&self, msg: Arc<MessageRecord>) -> Result<Committed, StoreError> {
-        let body = encode(
-            &msg.from, msg.ts, &msg.dest, &msg.text, msg.action, msg.note, None,
-        );
-        let result = self.run_append(msg.id, &body, &msg.dest, &msg.from).await;
+        let result = if msg.change.is_some() {
+            self.run_change(msg.id, &msg, None).await
+        } else {
+            let body = encode(&msg, None);
+            self.run_append(msg.id, &body, &msg.dest, &msg.from).await
+        };
         Ok(Committed::ready(result.map(|_| ())))
+    }
+
+    async fn message(&self, id: u64) -> Result<Option<Arc<MessageRecord>>, StoreError> {
+        Ok(self
+            .members(&[id])
+            .await?
+            .first()
+            .and_then(|raw| decode(raw)))
     }
 
     async fn put_session(&self, session: &SessionRecord) -> Result<Committed, StoreError> {
@@ -1122,9 +1357,7 @@ impl Store for RedisStore {
         // History holds messages: room events are left out (a page may
         // then be short; `more` still says whether older entries exist).
         let (mut page, more) = self.page(cmd, limit).await?;
-        if !events {
-            page.retain(|m| !m.note);
-        }
+        page.retain(|m| m.is_message() || (events && m.note));
         Ok((page, more))
     }
 
@@ -1137,7 +1370,11 @@ impl Store for RedisStore {
         limit: usize,
     ) -> Result<Page, StoreError> {
         let cmd = Self::newest_cmd(&dm_pair_key(a_key, b_key), after, before, false, limit + 1);
-        self.page(cmd, limit).await
+        // Changes are left out (a page may then be short; `more` still
+        // says whether older entries exist).
+        let (mut page, more) = self.page(cmd, limit).await?;
+        page.retain(|m| m.is_message());
+        Ok((page, more))
     }
 
     async fn queued_dms(
@@ -1422,7 +1659,7 @@ impl Store for RedisStore {
                 let full = members.len() as u64 == page;
                 let others = decode_all(members)
                     .into_iter()
-                    .filter(|m| !m.note && username_key(&m.from) != k)
+                    .filter(|m| m.is_message() && username_key(&m.from) != k)
                     .count() as u64;
                 counts[i] = counts[i].saturating_add(others).min(cap);
                 if full && counts[i] < cap {

@@ -42,13 +42,13 @@ use rusqlite::{
 use tokio::sync::{Semaphore, oneshot};
 
 use super::{
-    AccountChange, AccountRecord, Committed, ConversationRecord, Destination, ID_GAP_AFTER_CRASH,
-    MarkerAt, MessageRecord, Page, Resolver, SessionMeta, SessionRecord, Startup, Store,
-    StoreError, marker_key, now_ms,
+    AccountChange, AccountRecord, Change, ChangeOp, Committed, ConversationRecord, Destination,
+    Folded, ID_GAP_AFTER_CRASH, MarkerAt, MessageRecord, Page, ReactionRecord, Resolver,
+    SessionMeta, SessionRecord, Startup, Store, StoreError, marker_key, now_ms,
 };
 
 /// The schema version this code reads and writes.
-pub const SCHEMA_VERSION: u32 = 5;
+pub const SCHEMA_VERSION: u32 = 6;
 
 /// Most writes queued and not yet committed. A full queue makes `append`
 /// wait (back-pressure on senders rather than unbounded memory). It also
@@ -90,6 +90,11 @@ const DM_TAIL_IDS: u64 = 8192;
 /// The page cache of the writer's connection, in KiB.
 const WRITER_CACHE_KIB: i64 = 16 * 1024;
 
+/// (v3) The least time between two checkpoints that empty the WAL after
+/// deletions (see `Writer::erase`): a deleted text is gone from the files
+/// within about this long of its commit.
+const ERASE_SPACING: Duration = Duration::from_millis(500);
+
 /// WAL pages written between automatic checkpoints (about 40 MiB).
 const CHECKPOINT_PAGES: i64 = 10_000;
 
@@ -129,7 +134,7 @@ type Migration = fn(&Transaction) -> rusqlite::Result<()>;
 
 /// Every schema step, in order. See the module doc.
 const MIGRATIONS: [Migration; SCHEMA_VERSION as usize] =
-    [v0_to_v1, v1_to_v2, v2_to_v3, v3_to_v4, v4_to_v5];
+    [v0_to_v1, v1_to_v2, v2_to_v3, v3_to_v4, v4_to_v5, v5_to_v6];
 
 /// Version 1: messages, sessions, meta.
 ///
@@ -327,6 +332,40 @@ fn v4_to_v5(tx: &Transaction) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// Version 6 (v3 of the contract): replies, edits, deletions and
+/// reactions.
+///
+/// - A change is a row of `messages` like any message (so that a replay
+///   finds it by the same indexes, in order), with `action` 3 (edit: the
+///   new `text`), 4 (delete), 5 or 6 (a reaction added or taken back:
+///   the emoji in `text`), and `target` the id of the message it changes.
+///   `messages_target` (partial: only changes have a `target`) finds a
+///   message's edits when it is deleted, to erase their text.
+/// - A message carries its state as its changes left it, written by the
+///   writer in the same transaction as each change: `text` as last
+///   edited, `edited` (ms), `deleted`, `reactions` (JSON, `[{emoji,
+///   users}]`, NULL when none). So a history page stays one search of
+///   `messages_room` (or `dm_index`), whatever was changed; `action < 2`
+///   keeps changes and room events out of it.
+/// - `reply_to`: the message a message answers.
+fn v5_to_v6(tx: &Transaction) -> rusqlite::Result<()> {
+    tx.execute_batch(
+        "ALTER TABLE messages ADD COLUMN reply_to INTEGER;
+         ALTER TABLE messages ADD COLUMN target INTEGER;
+         ALTER TABLE messages ADD COLUMN edited INTEGER;
+         ALTER TABLE messages ADD COLUMN deleted INTEGER NOT NULL DEFAULT 0;
+         ALTER TABLE messages ADD COLUMN reactions TEXT;
+         CREATE INDEX messages_target ON messages (target) WHERE target IS NOT NULL;",
+    )
+}
+
+/// `action` of a change row: an edit, a deletion, a reaction added, one
+/// taken back (see [`v5_to_v6`]).
+const ACTION_EDIT: i64 = 3;
+const ACTION_DELETE: i64 = 4;
+const ACTION_REACT_ON: i64 = 5;
+const ACTION_REACT_OFF: i64 = 6;
+
 /// Folds the DMs with an id above ?1 into `conversations`: per pair the
 /// newest DM (SQLite takes the bare columns from the row that gave
 /// `max(id)`), sorted by key so that the writes walk the table once; a
@@ -338,7 +377,7 @@ const FOLD_CONVERSATIONS: &str = "
                CASE WHEN from_key <= to_key THEN from_name ELSE to_name END AS lo_name,
                CASE WHEN from_key <= to_key THEN to_name ELSE from_name END AS hi_name,
                max(id) AS last_id
-        FROM messages WHERE id > ?1 AND to_key IS NOT NULL
+        FROM messages WHERE id > ?1 AND to_key IS NOT NULL AND action < 2
         GROUP BY min(from_key, to_key), max(from_key, to_key)
     ) WHERE true ORDER BY lo_key, hi_key
     ON CONFLICT (lo_key, hi_key) DO UPDATE
@@ -375,34 +414,44 @@ pub(super) fn migrate_for_tests(tx: &Transaction, to: u32) -> rusqlite::Result<(
 macro_rules! select_messages {
     ($rest:literal) => {
         concat!(
-            "SELECT id, ts, kind, from_name, room, to_name, text, action FROM messages ",
+            "SELECT id, ts, kind, from_name, room, to_name, text, action,
+                    reply_to, target, edited, deleted, reactions FROM messages ",
             $rest
         )
     };
 }
 
 /// `room_history`: ?1 room, ?2 before, ?3 limit.
-/// Room events (`action` 2) are left out: history holds messages.
+/// Room events (`action` 2) and changes (3 and up) are left out:
+/// history holds messages.
 const ROOM_PAGE: &str =
     select_messages!("WHERE room = ?1 AND id < ?2 AND action < 2 ORDER BY id DESC LIMIT ?3");
 /// `room_entries` with events: the same, room events included.
 const ROOM_PAGE_EVENTS: &str =
-    select_messages!("WHERE room = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3");
+    select_messages!("WHERE room = ?1 AND id < ?2 AND action < 3 ORDER BY id DESC LIMIT ?3");
+/// (v3) Erases the text of the edits (?2) of the message ?1, found
+/// through `messages_target`.
+const ERASE_EDITS: &str =
+    "UPDATE messages SET text = '' WHERE target = ?1 AND action = ?2 AND text <> ''";
+/// (v3) One message by id.
+const MESSAGE_BY_ID: &str = select_messages!("WHERE id = ?1");
 /// A replay's room: ?1 room, ?2 after, ?3 upto, ?4 limit.
 const ROOM_RANGE: &str =
     select_messages!("WHERE room = ?1 AND id > ?2 AND id <= ?3 ORDER BY id DESC LIMIT ?4");
 /// DMs to one user up to the watermark, through `dm_index`: ?1 recipient
 /// key, ?2 after, ?3 below (at most the watermark + 1), ?4 a sender to
-/// keep (NULL: any), ?5 limit.
-const DM_INDEXED: &str =
-    "SELECT m.id, m.ts, m.kind, m.from_name, m.room, m.to_name, m.text, m.action
+/// keep (NULL: any, changes included, as a replay wants them; given:
+/// messages only, as history wants them), ?5 limit.
+const DM_INDEXED: &str = "SELECT m.id, m.ts, m.kind, m.from_name, m.room, m.to_name, m.text,
+         m.action, m.reply_to, m.target, m.edited, m.deleted, m.reactions
      FROM dm_index d JOIN messages m ON m.id = d.id
-     WHERE d.to_key = ?1 AND d.id > ?2 AND d.id < ?3 AND (?4 IS NULL OR m.from_key = ?4)
+     WHERE d.to_key = ?1 AND d.id > ?2 AND d.id < ?3
+         AND (?4 IS NULL OR (m.from_key = ?4 AND m.action < 2))
      ORDER BY d.id DESC LIMIT ?5";
 /// DMs to one user past the watermark, by id in `messages`: the same
 /// parameters, ?2 at least the watermark.
 const DM_TAIL: &str = select_messages!(
-    "WHERE id > ?2 AND id < ?3 AND to_key = ?1 AND (?4 IS NULL OR from_key = ?4)
+    "WHERE id > ?2 AND id < ?3 AND to_key = ?1 AND (?4 IS NULL OR (from_key = ?4 AND action < 2))
      ORDER BY id DESC LIMIT ?5"
 );
 /// (v3) A user's conversations as folded up to the watermark, those where
@@ -416,7 +465,8 @@ const CONVERSATIONS: [&str; 2] = [
 /// watermark, so at most [`DM_TAIL_IDS`] ids), newest first: what
 /// `conversations` does not hold yet.
 const CONVERSATIONS_TAIL: &str = "SELECT from_key, from_name, to_key, to_name, id FROM messages
-     WHERE id > ?2 AND to_key IS NOT NULL AND (to_key = ?1 OR from_key = ?1) ORDER BY id DESC";
+     WHERE id > ?2 AND to_key IS NOT NULL AND (to_key = ?1 OR from_key = ?1) AND action < 2
+     ORDER BY id DESC";
 /// (v3) The newest DM between ?1 and ?2 as folded into `conversations`.
 const CONVERSATION_LAST: &str =
     "SELECT last_id FROM conversations WHERE lo_key = min(?1, ?2) AND hi_key = max(?1, ?2)";
@@ -428,10 +478,12 @@ const UNREAD_ROOM: &str = "SELECT count(*) FROM (SELECT 1 FROM messages
 /// through `dm_index`, at most ?5.
 const UNREAD_DM_INDEXED: &str = "SELECT count(*) FROM (SELECT 1
      FROM dm_index d JOIN messages m ON m.id = d.id
-     WHERE d.to_key = ?1 AND d.id > ?3 AND d.id <= ?4 AND m.from_key = ?2 LIMIT ?5)";
+     WHERE d.to_key = ?1 AND d.id > ?3 AND d.id <= ?4 AND m.from_key = ?2 AND m.action < 2
+     LIMIT ?5)";
 /// (v3) The DMs to ?1 with an id above ?2 (at least the watermark), their
 /// senders and ids: unread DMs past the watermark, for every peer at once.
-const UNREAD_DM_TAIL: &str = "SELECT from_key, id FROM messages WHERE id > ?2 AND to_key = ?1";
+const UNREAD_DM_TAIL: &str =
+    "SELECT from_key, id FROM messages WHERE id > ?2 AND to_key = ?1 AND action < 2";
 /// A replay's globals or broadcasts: ?1 kind, ?2 after, ?3 upto, ?4 a
 /// sender to leave out (NULL: none), ?5 limit. The two `IS NULL` terms
 /// repeat the partial index's condition so that SQLite may use it.
@@ -445,10 +497,11 @@ const INSERT_ROWS: usize = 32;
 
 /// `INSERT INTO messages … VALUES` with `rows` rows of parameters.
 fn insert_messages_sql(rows: usize) -> String {
-    let row = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+    let row = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
     format!(
         "INSERT INTO messages
-         (id, ts, kind, from_name, from_key, room, to_name, to_key, text, action)
+         (id, ts, kind, from_name, from_key, room, to_name, to_key, text, action,
+          reply_to, target)
          VALUES {}",
         vec![row; rows].join(", ")
     )
@@ -473,8 +526,11 @@ struct MessageRow<'a> {
     to_name: Option<&'a str>,
     to_key: Option<String>,
     text: &'a str,
-    /// 0 a message, 1 an action (`/me`), 2 (v3) a room event.
+    /// 0 a message, 1 an action (`/me`), 2 (v3) a room event, 3 to 6 a
+    /// change (see [`v5_to_v6`]).
     action: i64,
+    reply_to: Option<i64>,
+    target: Option<i64>,
 }
 
 impl<'a> MessageRow<'a> {
@@ -485,6 +541,19 @@ impl<'a> MessageRow<'a> {
             Destination::Global => ("global", None, None, None),
             Destination::Broadcast => ("broadcast", None, None, None),
         };
+        let (action, text, target) = match m.change.as_deref() {
+            None if m.note => (2, m.text.as_str(), None),
+            None => (i64::from(m.action), m.text.as_str(), None),
+            Some(c) => {
+                let (action, text) = match &c.op {
+                    ChangeOp::Edit => (ACTION_EDIT, m.text.as_str()),
+                    ChangeOp::Delete => (ACTION_DELETE, ""),
+                    ChangeOp::React { emoji, on: true } => (ACTION_REACT_ON, emoji.as_str()),
+                    ChangeOp::React { emoji, on: false } => (ACTION_REACT_OFF, emoji.as_str()),
+                };
+                (action, text, Some(to_sql(c.target)))
+            }
+        };
         MessageRow {
             id: to_sql(m.id),
             ts: to_sql(m.ts),
@@ -494,12 +563,14 @@ impl<'a> MessageRow<'a> {
             room,
             to_name,
             to_key,
-            text: &m.text,
-            action: if m.note { 2 } else { i64::from(m.action) },
+            text,
+            action,
+            reply_to: m.reply_to.map(to_sql),
+            target,
         }
     }
 
-    fn params(&self) -> [&dyn rusqlite::ToSql; 10] {
+    fn params(&self) -> [&dyn rusqlite::ToSql; 12] {
         [
             &self.id,
             &self.ts,
@@ -511,6 +582,8 @@ impl<'a> MessageRow<'a> {
             &self.to_key,
             &self.text,
             &self.action,
+            &self.reply_to,
+            &self.target,
         ]
     }
 }
@@ -551,6 +624,41 @@ fn insert_messages(
         rest = tail;
     }
     Ok(())
+}
+
+/// (v3) Applies the change `m` (already inserted) to its target's row,
+/// in the same transaction. Returns whether it was a deletion, whose
+/// erased text the WAL still holds until the next checkpoint.
+fn fold_change(tx: &Transaction, m: &MessageRecord) -> rusqlite::Result<bool> {
+    let Some(c) = m.change.as_deref() else {
+        return Ok(false);
+    };
+    let target = tx
+        .prepare_cached(MESSAGE_BY_ID)?
+        .query_row([to_sql(c.target)], message_from_row)
+        .optional()?;
+    if let Some(next) = target.and_then(|t| t.folded_with(m)) {
+        let reactions = (!next.reactions().is_empty())
+            .then(|| serde_json::to_string(next.reactions()).unwrap_or_default());
+        tx.prepare_cached(
+            "UPDATE messages SET text = ?2, edited = ?3, deleted = ?4, reactions = ?5
+             WHERE id = ?1",
+        )?
+        .execute(params![
+            to_sql(next.id),
+            next.text,
+            next.edited().map(to_sql),
+            next.deleted(),
+            reactions
+        ])?;
+    }
+    if c.op != ChangeOp::Delete {
+        return Ok(false);
+    }
+    // The message's earlier edits carried its text too.
+    tx.prepare_cached(ERASE_EDITS)?
+        .execute(params![to_sql(c.target), ACTION_EDIT])?;
+    Ok(true)
 }
 
 /// The SQLite store. See the module doc.
@@ -726,6 +834,8 @@ impl SqliteStore {
             dm_tail: true,
             dm_tail_ids,
             outcome: Outcome::start(),
+            erase_pending: false,
+            last_erase: Instant::now(),
         };
         std::thread::Builder::new()
             .name("chat-store-writer".into())
@@ -865,6 +975,12 @@ fn open_writer(path: &Path) -> Result<Connection, StoreError> {
     conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)
         .map_err(|e| fail(e.to_string()))?;
     conn.pragma_update(None, "wal_autocheckpoint", CHECKPOINT_PAGES)
+        .map_err(|e| fail(e.to_string()))?;
+    // (v3) A deleted message's text must leave the file, not only the
+    // table: with secure_delete, the space a row (or a rewritten row)
+    // gave up is overwritten with zeros. The WAL still holds the pages as
+    // they were until a checkpoint empties it (see `Writer::erase`).
+    conn.pragma_update(None, "secure_delete", "ON")
         .map_err(|e| fail(e.to_string()))?;
     // Every statement the writer runs stays prepared (the default cache
     // of 16 is fewer than it has).
@@ -1056,6 +1172,11 @@ struct Writer {
     /// [`DM_TAIL_IDS`], or a test's.
     dm_tail_ids: u64,
     outcome: Outcome,
+    /// (v3) A deletion has committed whose old text the WAL may still
+    /// hold: the next [`erase`](Writer::erase) empties it.
+    erase_pending: bool,
+    /// When the WAL was last emptied for a deletion.
+    last_erase: Instant,
 }
 
 impl Writer {
@@ -1071,11 +1192,17 @@ impl Writer {
     /// as a crash would.
     fn serve(mut self) -> Option<oneshot::Sender<()>> {
         loop {
-            let wait = HEARTBEAT_INTERVAL.saturating_sub(self.last_beat.elapsed());
+            let mut wait = HEARTBEAT_INTERVAL.saturating_sub(self.last_beat.elapsed());
+            if let Some(due) = self.erase_due_in() {
+                wait = wait.min(due);
+            }
             let first = match self.rx.recv_timeout(wait) {
                 Ok(op) => op,
                 Err(RecvTimeoutError::Timeout) => {
-                    self.idle_beat();
+                    self.erase();
+                    if self.last_beat.elapsed() >= HEARTBEAT_INTERVAL {
+                        self.idle_beat();
+                    }
                     continue;
                 }
                 Err(RecvTimeoutError::Disconnected) => return None,
@@ -1118,6 +1245,7 @@ impl Writer {
                 self.last_commit = Instant::now();
                 self.last_batch = writes.len();
                 self.commit(writes);
+                self.erase();
             }
             let closed = match control {
                 Some(Op::Startup(reply)) => {
@@ -1183,10 +1311,20 @@ impl Writer {
             // Runs of messages go in together, in queue order with the
             // other writes.
             let mut run: Vec<&MessageRecord> = Vec::new();
+            let mut deleted = false;
             for (write, _) in &writes {
                 if let Write::Append(m) = write {
-                    run.push(m);
                     refusals.push(None);
+                    if m.change.is_none() {
+                        run.push(m);
+                        continue;
+                    }
+                    // (v3) A change applies to its target, which may be in
+                    // the run before it.
+                    run.push(m);
+                    insert_messages(tx, &run, dm_indexed)?;
+                    run.clear();
+                    deleted |= fold_change(tx, m)?;
                     continue;
                 }
                 insert_messages(tx, &run, dm_indexed)?;
@@ -1225,12 +1363,13 @@ impl Writer {
             if beat {
                 set_meta(tx, META_ALIVE, now_ms())?;
             }
-            Ok((refusals, watermark, tail))
+            Ok((refusals, watermark, tail, deleted))
         });
         match self.record(result) {
-            Ok((refusals, watermark, tail)) => {
+            Ok((refusals, watermark, tail, deleted)) => {
                 self.dm_indexed = watermark;
                 self.dm_tail = tail;
+                self.erase_pending |= deleted;
                 if beat {
                     self.last_beat = Instant::now();
                 }
@@ -1249,6 +1388,33 @@ impl Writer {
                 self.outcome.hand_out(outcomes);
             }
         }
+    }
+
+    /// (v3) Empties the WAL after a deletion, so that the erased text is
+    /// gone from every file (the database file's pages were overwritten by
+    /// `secure_delete` in the checkpoint): at most every [`ERASE_SPACING`],
+    /// so that a run of deletions costs one checkpoint. A reader in the
+    /// way leaves it pending for the next try.
+    fn erase(&mut self) {
+        if !self.erase_pending || self.last_erase.elapsed() < ERASE_SPACING {
+            return;
+        }
+        self.last_erase = Instant::now();
+        match self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                r.get::<_, i64>(0)
+            }) {
+            Ok(0) => self.erase_pending = false,
+            Ok(_) => tracing::debug!("checkpoint after a deletion was blocked: retrying"),
+            Err(e) => tracing::warn!(error = %e, "checkpoint after a deletion failed"),
+        }
+    }
+
+    /// How long until a pending [`erase`](Self::erase) is due.
+    fn erase_due_in(&self) -> Option<Duration> {
+        self.erase_pending
+            .then(|| ERASE_SPACING.saturating_sub(self.last_erase.elapsed()))
     }
 
     fn idle_beat(&mut self) {
@@ -1454,14 +1620,54 @@ fn message_from_row(r: &Row) -> rusqlite::Result<MessageRecord> {
         _ => return Err(bad_row(2, "unknown message kind")),
     };
     let action: i64 = r.get(7)?;
+    let text: String = r.get(6)?;
+    let target: Option<i64> = r.get(9)?;
+    let change = match (target, action) {
+        (Some(t), ACTION_EDIT..=ACTION_REACT_OFF) => Some(Box::new(Change {
+            target: from_sql(t),
+            op: match action {
+                ACTION_EDIT => ChangeOp::Edit,
+                ACTION_DELETE => ChangeOp::Delete,
+                on => ChangeOp::React {
+                    emoji: text.clone(),
+                    on: on == ACTION_REACT_ON,
+                },
+            },
+        })),
+        _ => None,
+    };
+    let text = match change.as_deref() {
+        Some(Change {
+            op: ChangeOp::React { .. } | ChangeOp::Delete,
+            ..
+        }) => String::new(),
+        _ => text,
+    };
+    let edited: Option<i64> = r.get(10)?;
+    let deleted: bool = r.get(11)?;
+    let reactions: Option<String> = r.get(12)?;
+    let reactions: Vec<ReactionRecord> = match reactions {
+        Some(json) => serde_json::from_str(&json).map_err(|_| bad_row(12, "reactions"))?,
+        None => Vec::new(),
+    };
+    let folded = (edited.is_some() || deleted || !reactions.is_empty()).then(|| {
+        Box::new(Folded {
+            edited: edited.map(from_sql),
+            deleted,
+            reactions,
+        })
+    });
     Ok(MessageRecord {
         id: from_sql(r.get(0)?),
         ts: from_sql(r.get(1)?),
         from: r.get(3)?,
         dest,
-        text: r.get(6)?,
+        text,
         action: action == 1,
         note: action == 2,
+        reply_to: r.get::<_, Option<i64>>(8)?.map(from_sql),
+        change,
+        folded,
     })
 }
 
@@ -1634,6 +1840,16 @@ impl Store for SqliteStore {
             Ok(found.into_iter().skip(skip).map(Arc::new).collect())
         })
         .await
+    }
+
+    async fn message(&self, id: u64) -> Result<Option<Arc<MessageRecord>>, StoreError> {
+        self.read(move |c| {
+            c.prepare_cached(MESSAGE_BY_ID)?
+                .query_row([to_sql(id)], message_from_row)
+                .optional()
+        })
+        .await
+        .map(|m| m.map(Arc::new))
     }
 
     async fn room_entries(
@@ -2009,7 +2225,16 @@ mod tests {
     fn every_read_uses_an_index() {
         let dir = tempfile::tempdir().unwrap();
         let conn = open_writer(&dir.path().join(DB_FILE)).unwrap();
-        for sql in [ROOM_PAGE, ROOM_RANGE, DM_INDEXED, DM_TAIL, FEED] {
+        for sql in [
+            ROOM_PAGE,
+            ROOM_PAGE_EVENTS,
+            ROOM_RANGE,
+            DM_INDEXED,
+            DM_TAIL,
+            FEED,
+            MESSAGE_BY_ID,
+            ERASE_EDITS,
+        ] {
             let mut st = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
             // Unbound parameters are NULL: the plan does not depend on them.
             let mut rows = st.raw_query();

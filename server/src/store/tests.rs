@@ -96,6 +96,9 @@ on_every_store!(
     read_markers_move_forward_only_and_survive_a_reopen,
     conversations_are_both_directions_newest_first,
     unread_counts_others_messages_past_the_marker_up_to_the_cap,
+    changes_fold_into_their_message_and_are_replayed_in_order,
+    a_deletion_erases_the_text_and_its_edits,
+    dm_changes_stay_out_of_dm_history_and_unread,
 );
 
 /// (v3) What `session:list` shows of a session comes back with it, at
@@ -440,6 +443,177 @@ async fn room_events_are_replayed_and_kept_out_of_history(b: Backend) {
     assert_eq!(note.reason.as_deref(), Some("spam"));
 }
 
+/// (v3) A change numbered `id` by `by` of the message `target`, to
+/// `dest` (the target's audience).
+fn change(
+    id: u64,
+    by: &str,
+    dest: Destination,
+    target: u64,
+    op: ChangeOp,
+    text: &str,
+) -> Arc<MessageRecord> {
+    Arc::new(MessageRecord {
+        change: Some(Box::new(Change { target, op })),
+        ..MessageRecord::new(id, BASE_TS + id, by, dest, text)
+    })
+}
+
+fn react(emoji: &str, on: bool) -> ChangeOp {
+    ChangeOp::React {
+        emoji: emoji.into(),
+        on,
+    }
+}
+
+/// (v3) Edits and reactions fold into their message: a history page
+/// (one read) shows it as it stands, changes stay out of history, a
+/// replay has every change in order after the message, and it all
+/// survives a reopen.
+async fn changes_fold_into_their_message_and_are_replayed_in_order(b: Backend) {
+    let store = (b.open)();
+    store.startup().await.unwrap();
+    let ops = || Destination::Room("#ops".into());
+    let mut answer = (*room(2, "bob", "#ops")).clone();
+    answer.reply_to = Some(1);
+    append_all(
+        &store,
+        [
+            room(1, "alice", "#ops"),
+            Arc::new(answer),
+            change(3, "alice", ops(), 1, ChangeOp::Edit, "hello, fixed"),
+            change(4, "bob", ops(), 1, react("👍", true), ""),
+            change(5, "Carol", ops(), 1, react("👍", true), ""),
+            change(6, "carol", ops(), 1, react("👍", true), ""),
+            change(7, "bob", ops(), 1, react("🎉", true), ""),
+            change(8, "bob", ops(), 1, react("🎉", false), ""),
+            change(9, "alice", ops(), 1, react("👀", false), ""),
+        ],
+    )
+    .await;
+    for store in [Arc::clone(&store), {
+        store.close().await;
+        drop(store);
+        let again = (b.open)();
+        again.startup().await.unwrap();
+        again
+    }] {
+        let (page, more) = store.room_history("#ops", None, 10).await.unwrap();
+        assert_eq!(ids(&page), vec![1, 2], "history holds the messages only");
+        assert!(!more);
+        let first = &page[0];
+        assert_eq!(first.text, "hello, fixed");
+        assert_eq!(first.edited(), Some(BASE_TS + 3));
+        assert!(!first.deleted());
+        // One reaction a user: Carol's second 👍 (another case) counts
+        // once; 🎉 was taken back; taking back what one never held does
+        // nothing.
+        assert_eq!(
+            first.reactions(),
+            &[ReactionRecord {
+                emoji: "👍".into(),
+                users: vec!["bob".into(), "Carol".into()],
+            }]
+        );
+        assert_eq!(page[1].reply_to, Some(1));
+        let found = store.message(1).await.unwrap().unwrap();
+        assert_eq!(found.text, "hello, fixed");
+        assert!(store.message(42).await.unwrap().is_none());
+        let edit = store.message(3).await.unwrap().unwrap();
+        assert_eq!(edit.change.as_deref().map(|c| c.target), Some(1));
+        let rooms = BTreeMap::from([("#ops".to_owned(), 0)]);
+        let replay = store.replay("dave", &rooms, 0, 9, 100).await.unwrap();
+        assert_eq!(ids(&replay), (1..=9).collect::<Vec<_>>());
+        assert_eq!(
+            replay[0].text, "hello, fixed",
+            "a replayed message is as it stands"
+        );
+        assert_eq!(
+            replay[4].change.as_deref().map(|c| (&c.op, c.target)),
+            Some((&react("👍", true), 1))
+        );
+    }
+}
+
+/// (v3) A deletion leaves the message without its text, its reactions or
+/// the text of its earlier edits, everywhere a read can find them; later
+/// edits and reactions of it change nothing.
+async fn a_deletion_erases_the_text_and_its_edits(b: Backend) {
+    let store = (b.open)();
+    store.startup().await.unwrap();
+    let general = || Destination::Room("#general".into());
+    let mut first = (*room(1, "alice", "#general")).clone();
+    first.text = "my password is hunter2".into();
+    append_all(
+        &store,
+        [
+            Arc::new(first),
+            change(
+                2,
+                "alice",
+                general(),
+                1,
+                ChangeOp::Edit,
+                "my password is hunter3",
+            ),
+            change(3, "bob", general(), 1, react("😱", true), ""),
+            change(4, "alice", general(), 1, ChangeOp::Delete, ""),
+            change(5, "alice", general(), 1, ChangeOp::Edit, "back again"),
+            change(6, "bob", general(), 1, react("👍", true), ""),
+        ],
+    )
+    .await;
+    let (page, _) = store.room_history("#general", None, 10).await.unwrap();
+    assert_eq!(ids(&page), vec![1]);
+    assert!(page[0].deleted());
+    assert_eq!(page[0].text, "");
+    assert!(page[0].reactions().is_empty());
+    let rooms = BTreeMap::from([("#general".to_owned(), 0)]);
+    let replay = store.replay("carol", &rooms, 0, 6, 100).await.unwrap();
+    assert_eq!(ids(&replay), (1..=6).collect::<Vec<_>>());
+    for m in &replay {
+        assert!(!m.text.contains("hunter"), "{m:?}");
+    }
+    let wire = serde_json::to_value(&*page[0]).unwrap();
+    assert_eq!(
+        wire.get("text"),
+        None,
+        "a deleted message has no text: {wire}"
+    );
+    assert_eq!(wire["deleted"], json!(true));
+}
+
+/// (v3) Changes of DMs reach the other side in a replay, but are not
+/// DMs: history, unread counts and conversations count messages only.
+async fn dm_changes_stay_out_of_dm_history_and_unread(b: Backend) {
+    let store = (b.open)();
+    store.startup().await.unwrap();
+    let to = |u: &str| Destination::Dm { to: u.into() };
+    append_all(
+        &store,
+        [
+            dm(1, "alice", "bob"),
+            change(2, "bob", to("alice"), 1, react("👍", true), ""),
+            change(3, "alice", to("bob"), 1, ChangeOp::Edit, "edited"),
+        ],
+    )
+    .await;
+    let (page, _) = store.dm_history("alice", "bob", None, 0, 10).await.unwrap();
+    assert_eq!(ids(&page), vec![1]);
+    assert_eq!(page[0].text, "edited");
+    assert_eq!(page[0].reactions().len(), 1);
+    let unread = store
+        .unread("alice", &[(MarkerAt::Dm("bob".into()), 0)], 100)
+        .await
+        .unwrap();
+    assert_eq!(unread, vec![0], "a reaction is not an unread message");
+    let none = BTreeMap::new();
+    let to_alice = store.replay("alice", &none, 0, 3, 10).await.unwrap();
+    assert_eq!(ids(&to_alice), vec![2], "alice hears of bob's reaction");
+    let to_bob = store.replay("bob", &none, 0, 3, 10).await.unwrap();
+    assert_eq!(ids(&to_bob), vec![1, 3]);
+}
+
 const BASE_TS: u64 = 1_700_000_000_000;
 
 fn msg(id: u64, from: &str, dest: Destination) -> Arc<MessageRecord> {
@@ -451,6 +625,7 @@ fn msg(id: u64, from: &str, dest: Destination) -> Arc<MessageRecord> {
         text: format!("message {id}"),
         action: false,
         note: false,
+        ..Default::default()
     })
 }
 
@@ -1192,6 +1367,7 @@ async fn sqlite_a_big_batch_reads_back_whole() {
                 text: format!("line {id} \u{1F600} \"quoted\""),
                 action: id % 3 == 0,
                 note: false,
+                ..Default::default()
             })
         })
         .collect();
