@@ -249,8 +249,12 @@ pub(super) fn explain(state: &State, e: &ChatError, asked: Option<&ClientEvent>)
             "that message is gone: it was deleted, or is not one you can see".to_owned()
         }
         ErrorCode::EditWindowPassed => {
-            "too late to edit that message: the server allows edits only for a while after sending (/delete still works)"
-                .to_owned()
+            let why = sanitize_for_display(&e.message);
+            if why.trim().is_empty() {
+                "too late to edit that message: edits are allowed only for a while after sending (/delete still works)".to_owned()
+            } else {
+                format!("too late to edit that message: {why} (/delete still works)")
+            }
         }
         ErrorCode::UnknownEvent if changing => format!(
             "this server does not know {} (it is older than edits, deletions and reactions)",
