@@ -104,6 +104,15 @@ fn send_edit(state: &mut State, chosen: Chosen, text: &str, fx: &mut Vec<Effect>
         state.toast("that is its text already: nothing to change");
         return;
     }
+    // The line typed (`/edit …`, `s/old/new/`) may hold what a later
+    // deletion must take out of the input history.
+    if let Some(typed) = state.editor.history.last().cloned()
+        && let Some(e) = state
+            .conv_mut(&chosen.conv)
+            .and_then(|c| c.entries.get_mut(chosen.pos))
+    {
+        e.changes.typed(&typed);
+    }
     let event = ClientEvent::MessageEdit(MessageEditRequest {
         id: chosen.id,
         text,

@@ -45,6 +45,11 @@ pub struct LineChanges {
     /// The change id of the edit shown, when known: an older edit that
     /// arrives after it is not applied over it.
     last_edit: Option<String>,
+    /// What this client typed that holds versions of this line: the
+    /// earlier texts of a line of mine, and the `/edit` or `s/old/new/`
+    /// lines that changed it. They are in the input history anyway; kept
+    /// here so that a deletion takes them out of it too.
+    typed: Vec<String>,
 }
 
 /// One emoji's reactions to a line.
@@ -128,6 +133,7 @@ impl LineChanges {
             deleted,
             reactions: sets,
             last_edit: None,
+            typed: Vec::new(),
         }
     }
 
@@ -135,6 +141,13 @@ impl LineChanges {
     /// deleted, whatever the server sent.
     pub fn shown_text<'a>(&self, text: &'a str) -> &'a str {
         if self.deleted { "" } else { text }
+    }
+
+    /// Remembers that `line`, typed here, holds a version of this line.
+    pub(super) fn typed(&mut self, line: &str) {
+        if !line.trim().is_empty() && !self.typed.iter().any(|t| t == line) {
+            self.typed.push(line.to_owned());
+        }
     }
 
     /// The reactions of `emoji`, if any.
@@ -342,10 +355,16 @@ pub(super) fn edit(state: &mut State, conv: &ConvId, pos: usize, text: &str, cha
     {
         return;
     }
+    let before = e.text.clone();
+    let mine = matches!(e.kind, EntryKind::Own(_));
     c.retext(pos, sanitize_for_display(text));
     let Some(e) = c.entries.get_mut(pos) else {
         return;
     };
+    if mine {
+        // The text I typed first is still in my input history.
+        e.changes.typed(&before);
+    }
     e.changes.edited = true;
     if let Some(id) = change {
         e.changes.last_edit = Some(id.to_owned());
@@ -361,17 +380,20 @@ pub(super) fn erase(state: &mut State, conv: &ConvId, pos: usize) {
         return;
     };
     let Some(e) = c.entries.get(pos) else { return };
-    let old = e.text.clone();
+    let mut versions = vec![e.text.clone()];
     let seq = e.seq;
     let id = e.id.clone();
     c.retext(pos, String::new());
     if let Some(e) = c.entries.get_mut(pos) {
+        versions.append(&mut e.changes.typed);
         e.changes.deleted = true;
         e.changes.edited = false;
         e.changes.reactions.clear();
         e.mention = false;
     }
-    forget_typed(state, &old);
+    for text in &versions {
+        forget_typed(state, text);
+    }
     if state.selection.seq == Some(seq) {
         state.selection.clear();
     }
@@ -383,28 +405,44 @@ pub(super) fn erase(state: &mut State, conv: &ConvId, pos: usize) {
     search::refresh(state);
 }
 
+/// Below this many characters a deleted text takes out of the input
+/// history only the lines that are that message (`ok`, `/me ok`), not
+/// every line that holds it.
+const SHORT_TEXT: usize = 8;
+
+/// Whether the input line `line` holds `text`.
+fn holds(line: &str, text: &str) -> bool {
+    let line = sanitize_for_display(line);
+    let line = line.trim();
+    if text.chars().count() >= SHORT_TEXT {
+        line.contains(text)
+    } else {
+        line == text || line.ends_with(&format!(" {text}"))
+    }
+}
+
 /// The input history's lines that hold `text` go (a pasted secret typed
 /// once must not come back with Up).
 fn forget_typed(state: &mut State, text: &str) {
-    if text.trim().is_empty() {
+    let text = text.trim();
+    if text.is_empty() {
         return;
     }
     let ed = &mut state.editor;
     let before = ed.history.len();
-    ed.history
-        .retain(|line| !sanitize_for_display(line).contains(text));
+    ed.history.retain(|line| !holds(line, text));
     if ed.history.len() != before {
         // Browsing the history: the place may be gone, and the line shown
         // from it may be the text.
         if ed.history_pos.is_some() {
             ed.history_pos = None;
-            if sanitize_for_display(&ed.input).contains(text) {
+            if holds(&ed.input, text) {
                 ed.input.clear();
                 ed.cursor = 0;
             }
         }
     }
-    if sanitize_for_display(&ed.draft).contains(text) {
+    if holds(&ed.draft, text) {
         ed.draft.clear();
     }
 }

@@ -418,6 +418,30 @@ fn the_typed_secret_leaves_the_input_history_when_deleted() {
 }
 
 #[test]
+fn every_version_of_an_edited_line_leaves_the_input_history_when_deleted() {
+    let mut s = in_general();
+    let (req, _) = only_change(&enter_line(&mut s, "a short ok"));
+    ack(&mut s, req, sent("4"));
+    let (req, _) = only_change(&enter_line(&mut s, "the key is sk-live-4242"));
+    ack(&mut s, req, sent("5"));
+    let (req, _) = only_change(&enter_line(&mut s, "s/sk-live-4242/[redacted]/"));
+    ack(&mut s, req, sent("6"));
+    assert_eq!(line(&s, "5").text, "the key is [redacted]");
+    enter_line(&mut s, "/delete");
+    let (req, _) = only_change(&super::update(&mut s, key(KeyCode::Char('y'))));
+    ack(&mut s, req, sent("7"));
+    assert!(line(&s, "5").changes.deleted);
+    assert!(
+        !s.editor.history.iter().any(|l| l.contains("sk-live-4242")),
+        "{:?}",
+        s.editor.history
+    );
+    assert!(!format!("{s:?}").contains("sk-live-4242"));
+    // What was typed about other things stays.
+    assert!(s.editor.history.iter().any(|l| l == "a short ok"));
+}
+
+#[test]
 fn a_question_about_a_line_deleted_meanwhile_goes() {
     let mut s = in_general();
     enter_line(&mut s, "/delete");
