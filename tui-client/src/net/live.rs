@@ -365,3 +365,28 @@ pub(super) fn discard(client: Client) {
         let _ = timeout(Duration::from_secs(2), client.disconnect()).await;
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_change_moves_the_offset_as_a_message_does() {
+        let mut resume = Resume {
+            session: Some("t".into()),
+            offset: Some("5".into()),
+            last_contact: None,
+            established: true,
+        };
+        let update = ServerEvent::parse(
+            "message:update",
+            serde_json::json!({"id": "9", "ts": 1, "target": "5", "kind": "delete", "by": "bob",
+                               "room": "#a"}),
+        )
+        .expect("a contract payload");
+        note_offset(&mut resume, &update);
+        // A reconnect asks for what came after the change, not for the
+        // change again.
+        assert_eq!(resume.offset.as_deref(), Some("9"));
+    }
+}

@@ -275,6 +275,26 @@ mod tests {
     }
 
     #[test]
+    fn message_change_acks_carry_the_change_id() {
+        let ev = ClientEvent::MessageEdit(chat_shared::MessageEditRequest {
+            id: "4".into(),
+            text: "fixed".into(),
+        });
+        let v = serde_json::json!({"ok": true, "id": "9", "ts": 5});
+        assert!(matches!(typed_ack(&ev, v), Ok(AckReply::Sent(a)) if a.id == "9"));
+        let ev = ClientEvent::MessageReact(chat_shared::MessageReactRequest {
+            id: "4".into(),
+            emoji: "👍".into(),
+            on: true,
+        });
+        let v = serde_json::json!({"ok": false, "error": {"code": "message_not_found",
+            "message": "no message 4 that you can see", "context": {"event": "message:react"}}});
+        assert!(
+            matches!(typed_ack(&ev, v), Err(AckError::Refused(e)) if e.code == ErrorCode::MessageNotFound)
+        );
+    }
+
+    #[test]
     fn payloads_unwrap_to_one_value() {
         let v = serde_json::json!({"ok": true});
         assert_eq!(payload_value(Payload::Text(vec![v.clone()])), v);

@@ -202,6 +202,9 @@ fn valid_id(id: &str) -> bool {
 /// that id, else the newest line with it (a fresh session of the same
 /// server keeps its ids). Room events and notices are not messages.
 pub(super) fn position(c: &Conversation, id: &str, epoch: u32) -> Option<usize> {
+    if !c.holds_id(id) {
+        return None;
+    }
     let is = |e: &super::Entry| e.id.as_deref() == Some(id) && e.kind != EntryKind::System;
     c.entries
         .iter()
@@ -230,6 +233,10 @@ pub(super) fn held(
     now: &LineChanges,
 ) -> Option<usize> {
     let changed = now.edited || now.deleted;
+    // Most messages are new: the id index says so without a search.
+    if !c.has_message(id, from, text, epoch) && !(changed && c.holds_id(id)) {
+        return None;
+    }
     let from_key = username_key(from);
     c.entries.iter().rposition(|e| {
         e.id.as_deref() == Some(id)

@@ -207,6 +207,12 @@ impl Conversation {
             .is_some_and(|seen| seen.iter().any(|&(ep, p)| ep == epoch || p == print))
     }
 
+    /// (v3) Whether any line holds `id` (of any epoch): a cheap test
+    /// before a search of the lines for it.
+    pub fn holds_id(&self, id: &str) -> bool {
+        self.ids.contains_key(id)
+    }
+
     /// Whether an entry of `epoch` holds `id`.
     pub fn has_id_in_epoch(&self, id: &str, epoch: u32) -> bool {
         self.ids
