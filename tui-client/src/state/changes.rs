@@ -234,7 +234,8 @@ pub(super) fn held(
 ) -> Option<usize> {
     let changed = now.edited || now.deleted;
     // Most messages are new: the id index says so without a search.
-    if !c.has_message(id, from, text, epoch) && !(changed && c.holds_id(id)) {
+    let maybe_held = c.has_message(id, from, text, epoch) || (changed && c.holds_id(id));
+    if !maybe_held {
         return None;
     }
     let from_key = username_key(from);
