@@ -5,8 +5,9 @@
 //! change, marked "(edited)"; alice pastes a secret and deletes it (after
 //! the `delete? (y/n)` question), and it is gone from both screens; bob
 //! reacts with a Tab-completed `:+1:` and alice with 🎉 on a line selected
-//! with Alt-Up, each seen in the other client; and bob, started again,
-//! gets all of it from the server's history as it stands. Skipped, with a
+//! with Alt-Up, each seen in the other client; a DM deleted and reacted to
+//! shows so on both sides; and bob, started again, gets all of it from the
+//! server's history as it stands. Skipped, with a
 //! message, when tmux is not installed.
 
 use std::path::Path;
@@ -125,6 +126,27 @@ async fn replies_edits_deletions_and_reactions_in_tmux() {
     tmux.line("alice", "/react 🎉");
     tmux.wait_until("bob", "🎉 1 under bob's reply", |s| {
         line_then(s, &["bob: in the wiki, under ops"], &["🎉 1"])
+    })
+    .await;
+
+    // In a DM too: alice's secret deleted on both sides, and her reaction
+    // to bob's answer seen by him.
+    tmux.line("alice", "/msg bob psst, the door code is 4711");
+    tmux.line("bob", "/msg alice");
+    tmux.wait_for_line("bob", &["alice: psst, the door code is 4711"])
+        .await;
+    tmux.line("alice", "/delete");
+    tmux.wait_for("alice", "delete? (y/n) alice: psst").await;
+    tmux.keys("alice", &["y"]);
+    tmux.wait_until("bob", "the DM deleted", |s| {
+        !s.contains("4711") && s.lines().any(|l| in_order(l, &["alice: [deleted]"]))
+    })
+    .await;
+    tmux.line("bob", "got it, thanks");
+    tmux.wait_for_line("alice", &["bob: got it, thanks"]).await;
+    tmux.line("alice", "/react :eyes:");
+    tmux.wait_until("bob", "👀 1 under his DM", |s| {
+        line_then(s, &["bob: got it, thanks"], &["👀 1"])
     })
     .await;
 

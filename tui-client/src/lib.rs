@@ -2,7 +2,8 @@
 //!
 //! Layout:
 //! - [`commands`]: the input line's language: `/join` and the other slash
-//!   commands, and Tab completion of commands, rooms and usernames.
+//!   commands, and Tab completion of commands, rooms, usernames and (v3)
+//!   emoji names.
 //! - (v3) [`substitution`]: `s/old/new/` typed as a line, which edits my
 //!   last message; [`emoji`]: the emoji short names (`:+1:`) for `/react`
 //!   and Tab.
