@@ -649,7 +649,8 @@ pub struct RoomMessage {
     pub ts: u64,
     pub from: String,
     pub room: String,
-    #[serde(default)]
+    /// Absent (read as empty) once the message is deleted (v3).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub text: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replayed: Option<bool>,
@@ -679,7 +680,8 @@ pub struct DmMessage {
     pub ts: u64,
     pub from: String,
     pub to: String,
-    #[serde(default)]
+    /// Absent (read as empty) once the message is deleted (v3).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub text: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replayed: Option<bool>,
@@ -707,7 +709,8 @@ pub struct FeedMessage {
     pub id: String,
     pub ts: u64,
     pub from: String,
-    #[serde(default)]
+    /// Absent (read as empty) once the message is deleted (v3).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub text: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replayed: Option<bool>,

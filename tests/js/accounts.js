@@ -1,6 +1,7 @@
 // The official Socket.IO JavaScript client against chat-server's accounts
 // (docs/PROTOCOL.md, "Accounts"): register, log in, the refusals, a DM kept
-// for an account that is offline, its remembered rooms, account:password.
+// for an account that is offline, its remembered rooms, account:password,
+// a second client, and (v3) replies, edits, reactions and deletions.
 // Usage: node accounts.js http://127.0.0.1:PORT websocket|polling
 // Exits 0 when every check passed; prints the first failure and exits 1.
 "use strict";
@@ -65,6 +66,33 @@ async function main() {
   assert.deepEqual(list.sessions.map((x) => [x.client, x.current, x.live]), [[null, false, true], ["js second", true, true]]);
   assert.ok(!JSON.stringify(list).includes(s2.session), "never a token");
   second.disconnect();
+
+  // (v3) Replies, edits, reactions and deletions, as the official client
+  // sends and receives them.
+  assert.equal((await bob.ack("room:join", { room: "#ops" })).ok, true);
+  const q = await back.ack("room:message", { room: "#ops", text: "is the deploy done?" });
+  const r = await bob.ack("room:message", { room: "#ops", text: "yes", replyTo: q.id });
+  const reply = await back.next("room:message", (m) => m.id === r.id);
+  assert.equal(reply.replyTo, q.id);
+  const e = await back.ack("message:edit", { id: q.id, text: "is the deploy finished?" });
+  assert.equal(e.ok, true);
+  let u = await bob.next("message:update", (x) => x.id === e.id);
+  assert.deepEqual([u.kind, u.target, u.text, u.by, u.room], ["edit", q.id, "is the deploy finished?", name, "#ops"]);
+  const like = await bob.ack("message:react", { id: q.id, emoji: "👍", on: true });
+  u = await back.next("message:update", (x) => x.id === like.id);
+  assert.deepEqual([u.kind, u.emoji, u.on, u.by], ["react", "👍", true, "bob" + tag]);
+  ack = await bob.ack("message:edit", { id: q.id, text: "not mine" });
+  assert.equal(ack.error.code, "forbidden");
+  let page = await bob.ack("history", { room: "#ops" });
+  const asked = page.messages.find((m) => m.id === q.id);
+  assert.equal(asked.text, "is the deploy finished?");
+  assert.deepEqual(asked.reactions, [{ emoji: "👍", count: 1, users: ["bob" + tag] }]);
+  const gone = await back.ack("message:delete", { id: q.id });
+  u = await bob.next("message:update", (x) => x.id === gone.id);
+  assert.deepEqual([u.kind, "text" in u], ["delete", false]);
+  page = await bob.ack("history", { room: "#ops" });
+  const deleted = page.messages.find((m) => m.id === q.id);
+  assert.deepEqual([deleted.deleted, "text" in deleted], [true, false]);
 
   // A new password, and only the new one works.
   ack = await back.ack("account:password", { old: "wrong old one", new: "the next password" });

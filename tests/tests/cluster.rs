@@ -186,28 +186,21 @@ async fn presence_counts_every_node() {
     ok(alice.ack("room:join", json!({"room": "#r"})).await);
     ok(bob.ack("room:join", json!({"room": "#r"})).await);
     ok(carol.ack("room:join", json!({"room": "#other"})).await);
-    // Each node publishes its share with its heartbeat: the other node's
-    // answer catches up within a beat or two.
+    // Each node writes its share before it acknowledges a change: the
+    // other node's answer has it from the next request on.
     let rooms = json!([{"room": "#other", "members": 1}, {"room": "#r", "members": 2}]);
     for asker in [&alice, &bob] {
-        eventually("every node's users and rooms", || async {
-            let p = ok(asker.ack("presence:get", json!({})).await);
-            (p["online"] == 3
-                && p["users"] == json!(["alice", "bob", "carol"])
-                && p["rooms"] == rooms)
-                .then_some(())
-        })
-        .await;
+        let p = ok(asker.ack("presence:get", json!({})).await);
+        assert_eq!(p["online"], 3, "{p}");
+        assert_eq!(p["users"], json!(["alice", "bob", "carol"]), "{p}");
+        assert_eq!(p["rooms"], rooms, "{p}");
         // (v3) room:list items also carry each room's settings.
         let listed = json!([
             {"room": "#other", "members": 1, "topic": "", "private": false},
             {"room": "#r", "members": 2, "topic": "", "private": false}
         ]);
-        eventually("every node's rooms", || async {
-            let list = ok(asker.ack("room:list", json!({})).await);
-            (list["rooms"] == listed).then_some(())
-        })
-        .await;
+        let list = ok(asker.ack("room:list", json!({})).await);
+        assert_eq!(list["rooms"], listed);
     }
     // bob leaves: node A's answer drops him too.
     bob.disconnect().await;
@@ -1140,4 +1133,162 @@ async fn a_kick_on_one_node_reaches_a_resume_on_the_other() {
             .any(|(n, v)| n == "room:message" && v["text"] == "after"),
         "the room after the kick reached carol"
     );
+}
+
+/// (v3) A change made on one node reaches the message's audience on the
+/// other, in order with the messages, and both nodes' history shows the
+/// message as it stands; a deletion's text is gone from Redis.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn message_changes_hold_on_every_node() {
+    let Some(c) = cluster().await else { return };
+    let alice = TestClient::chat(&c.a.url(), "alice").await;
+    let mut bob = TestClient::chat(&c.b.url(), "bob").await;
+    ok(alice.ack("room:join", json!({"room": "#ops"})).await);
+    ok(bob.ack("room:join", json!({"room": "#ops"})).await);
+    let sent = ok(alice
+        .ack(
+            "room:message",
+            json!({"room": "#ops", "text": "secret token abc123"}),
+        )
+        .await);
+    let target = sent["id"].as_str().unwrap().to_owned();
+    let edit = ok(alice
+        .ack(
+            "message:edit",
+            json!({"id": target, "text": "oops, token abc1234"}),
+        )
+        .await);
+    // A reaction from B, to the message numbered on A.
+    ok(bob
+        .ack(
+            "message:react",
+            json!({"id": target, "emoji": "👍", "on": true}),
+        )
+        .await);
+    let reply = ok(bob
+        .ack(
+            "room:message",
+            json!({"room": "#ops", "text": "rotate it", "replyTo": target}),
+        )
+        .await);
+    let u = bob
+        .next_where("message:update", |u| u["kind"] == "edit")
+        .await;
+    assert_eq!(
+        (u["id"].clone(), u["text"].clone()),
+        (edit["id"].clone(), json!("oops, token abc1234"))
+    );
+    let h = ok(alice.ack("history", json!({"room": "#ops"})).await);
+    assert_eq!(h["messages"][0]["text"], "oops, token abc1234", "{h}");
+    assert_eq!(
+        h["messages"][0]["reactions"][0]["users"],
+        json!(["bob"]),
+        "{h}"
+    );
+    assert_eq!(h["messages"][1]["replyTo"], target.as_str());
+    assert_eq!(h["messages"][1]["id"], reply["id"]);
+    ok(alice.ack("message:delete", json!({"id": target})).await);
+    let u = bob
+        .next_where("message:update", |u| u["kind"] == "delete")
+        .await;
+    assert_eq!(u["target"], target.as_str());
+    for node in [&alice, &bob] {
+        let h = ok(node.ack("history", json!({"room": "#ops"})).await);
+        assert_eq!(h["messages"][0]["deleted"], true, "{h}");
+        assert!(!h.to_string().contains("abc123"), "{h}");
+    }
+    // Nothing in Redis holds the text any more.
+    let client = redis::Client::open(c.redis.url()).unwrap();
+    let mut con = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("chat:*")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    for k in keys {
+        let kind: String = redis::cmd("TYPE")
+            .arg(&k)
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        if kind != "zset" {
+            continue;
+        }
+        let members: Vec<String> = redis::cmd("ZRANGE")
+            .arg(&k)
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        for m in members {
+            assert!(!m.contains("abc123"), "{k}: {m}");
+        }
+    }
+}
+
+/// (v3) What one node acknowledged, the other answers at once (no wait
+/// for a heartbeat): a join's members, a connect in `presence:get`, a
+/// recipient that dropped (its DM is `queued`), both nodes' users for a
+/// control client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_one_node_acknowledged_the_other_answers_at_once() {
+    let Some(c) = cluster().await else { return };
+    let (a1, a2) = (
+        TestClient::chat(&c.a.url(), "a1").await,
+        TestClient::chat(&c.a.url(), "a2").await,
+    );
+    let (b1, b2) = (
+        TestClient::chat(&c.b.url(), "b1").await,
+        TestClient::chat(&c.b.url(), "b2").await,
+    );
+    for who in [&a1, &a2, &b1] {
+        ok(who.ack("room:join", json!({"room": "#team"})).await);
+    }
+    let last = ok(b2.ack("room:join", json!({"room": "#team"})).await);
+    assert_eq!(last["members"], json!(["a1", "a2", "b1", "b2"]), "{last}");
+
+    // A connect on B is in A's presence:get right after.
+    let newcomer = TestClient::chat(&c.b.url(), "newcomer").await;
+    let p = ok(a1.ack("presence:get", json!({})).await);
+    assert_eq!(p["online"], 5, "{p}");
+    assert!(
+        p["users"].as_array().unwrap().contains(&json!("newcomer")),
+        "{p}"
+    );
+    let control = TestClient::chat(&c.a.url(), "control").await;
+    let p = ok(control.ack("presence:get", json!({})).await);
+    assert_eq!(
+        p["users"],
+        json!(["a1", "a2", "b1", "b2", "control", "newcomer"]),
+        "{p}"
+    );
+    assert_eq!(p["rooms"], json!([{"room": "#team", "members": 4}]), "{p}");
+    drop(newcomer);
+
+    // A user whose transport vanishes on A is in its recovery window: a
+    // DM from B is kept for it, and the ack says so.
+    let proxy = Proxy::start(c.a.addr).await;
+    let dropping = TestClient::chat(&proxy.url(), "dropping").await;
+    let mut b1 = b1;
+    let live = ok(b1
+        .ack(
+            "dm:message",
+            json!({"to": "dropping", "text": "still there?"}),
+        )
+        .await);
+    assert_eq!(live.get("queued"), None, "{live}");
+    proxy.cut();
+    b1.next_where("presence", |p| {
+        p["event"] == "disconnect" && p["user"] == "dropping"
+    })
+    .await;
+    let kept = ok(b1
+        .ack(
+            "dm:message",
+            json!({"to": "dropping", "text": "are you back?"}),
+        )
+        .await);
+    assert_eq!(kept["queued"], true, "{kept}");
+    drop(dropping);
 }

@@ -240,6 +240,8 @@ impl ChatService {
         if let Some(old) = adm.replaced {
             self.replace(old);
         }
+        // Every node lists the user before it hears it is connected.
+        self.sync_presence().await;
         self.restore(&s, &ctx).await;
         drop(turn);
 
@@ -306,6 +308,9 @@ impl ChatService {
             tracing::info!(user = %adm.username, reason = why, "replaced socket closed");
             return;
         };
+        // No node lists the user as live once anyone hears it left (a DM
+        // to it is then `queued`).
+        self.sync_presence().await;
         if !dep.last || (adm.account && self.live_elsewhere(&adm.key, &ctx.admission.token).await) {
             // (v3) Another client of the account is still connected.
             tracing::info!(user = %adm.username, reason = why, "one of several sessions disconnected");

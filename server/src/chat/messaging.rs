@@ -440,12 +440,14 @@ impl ChatService {
     pub(super) async fn remote_target(&self, to: &str) -> Option<Target> {
         let cluster = self.cluster.as_ref()?;
         let key = username_key(to);
-        match cluster.holder(&key).await {
-            Ok(Some(username)) => Some(Target {
+        match cluster.holder_live(&key).await {
+            // (v3) A user in its recovery window there: a DM to it is
+            // kept, and the ack says so.
+            Ok(Some((username, live))) => Some(Target {
                 key,
                 username,
                 sids: Vec::new(),
-                live: true,
+                live,
             }),
             Ok(None) => None,
             Err(e) => {

@@ -473,6 +473,15 @@ impl ChatService {
         });
     }
 
+    /// (v3) With several nodes, writes this node's presence after a
+    /// change and waits for it (see [`crate::cluster::presence`]): the
+    /// change is then what every node answers.
+    pub(super) async fn sync_presence(&self) {
+        if let Some(cluster) = &self.cluster {
+            cluster.sync_presence().await;
+        }
+    }
+
     /// Starts delivering the cluster's messages after the id `after`, and
     /// the node's heartbeat. Does nothing without a cluster. Both tasks
     /// end once the store is closed.
@@ -513,6 +522,7 @@ impl ChatService {
                 }
             }
         });
+        tokio::spawn(Arc::clone(&beating).write_presence(Arc::clone(&self.state)));
         tokio::spawn(crate::cluster::heartbeat::run(
             beating,
             Arc::clone(&self.state),

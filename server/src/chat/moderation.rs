@@ -237,8 +237,9 @@ impl ChatService {
         self.admin.send(ev);
     }
 
-    /// Whether `p` is a member of `room`: online on any node, or an
-    /// account that has it among its rooms.
+    /// Whether `p` is a member of `room`: online on any node, an account
+    /// that has it among its rooms, or (several nodes) a session of `p`'s
+    /// that keeps it.
     async fn is_room_member(&self, room: &str, p: &Person) -> bool {
         if self.state.is_member(&p.key, room) {
             return true;
@@ -249,10 +250,22 @@ impl ChatService {
         {
             return true;
         }
-        self.room_members(room, Vec::new())
+        if self
+            .room_members(room, Vec::new())
             .await
             .iter()
             .any(|u| username_key(u) == p.key)
+        {
+            return true;
+        }
+        // A guest in its recovery window on another node: its session
+        // keeps its rooms.
+        self.cluster.is_some()
+            && self
+                .store
+                .user_sessions(&p.key)
+                .await
+                .is_ok_and(|sessions| sessions.iter().any(|s| s.rooms.contains_key(room)))
     }
 
     /// Every member of `room`, online or not, with whether they are

@@ -82,6 +82,7 @@ impl ChatService {
             cluster.release_name(&me.key).await;
         }
         tracing::info!(from = %me.username, to = name, "rename");
+        self.sync_presence().await;
         let mut p = Presence::change(PresenceKind::Rename, name, None, self.state.online());
         p.from = Some(me.username.clone());
         self.presence("", p).await;

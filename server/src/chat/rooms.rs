@@ -35,6 +35,8 @@ impl ChatService {
             })?;
         s.join(room.clone());
         if joined.fresh {
+            // Every node lists the member before the join is acked.
+            self.sync_presence().await;
             // (v3) The account's other clients are in it too.
             self.membership_changed(&adm.key, &room, true, Some(s.id))
                 .await;
@@ -95,6 +97,7 @@ impl ChatService {
         let members = self.state.leave(&adm.key, &room).map_err(|code| {
             ChatError::new(code, format!("not in {room}"), event).with("room", room.clone())
         })?;
+        self.sync_presence().await;
         // Announced before the socket leaves, so the leaver hears it too.
         let online = self.state.online();
         let leave = Presence::change(

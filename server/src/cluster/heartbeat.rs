@@ -8,8 +8,8 @@ use std::time::Duration;
 use chat_shared::username_key;
 
 use super::names::name_ttl;
-use super::{Cluster, NODE_TTL_BEATS, unavailable};
-use crate::live::{ChatState, NodePresence};
+use super::{Cluster, unavailable};
+use crate::live::ChatState;
 use crate::store::redis::{HEARTBEAT_INTERVAL, LIVE_SESSION_TTL};
 use crate::store::{SessionRecord, StoreError};
 
@@ -37,9 +37,8 @@ pub async fn run(cluster: Arc<Cluster>, state: Arc<ChatState>) {
         // Messages Redis lost (it restarted empty) count as pruned.
         state.set_pruned_upto(cluster.redis.lost_upto());
         let names = state.held_names();
-        let presence = state.node_presence();
         let ttl = name_ttl(state.config.recovery_window);
-        match cluster.beat(&names, &presence, ttl).await {
+        match cluster.beat(&names, ttl).await {
             Ok(()) => failing = false,
             Err(e) if !failing => {
                 failing = true;
@@ -79,15 +78,9 @@ impl Cluster {
 
     /// The heartbeat's share of the cluster: keeps this node's names
     /// (`names`: the display names of the users it holds, live or in their
-    /// window) taken, and publishes its presence.
-    pub async fn beat(
-        &self,
-        names: &[String],
-        presence: &NodePresence,
-        name_ttl: Duration,
-    ) -> Result<(), StoreError> {
+    /// window) taken, and has its presence written again.
+    pub async fn beat(&self, names: &[String], name_ttl: Duration) -> Result<(), StoreError> {
         let mut con = self.redis.connection();
-        let node_ttl = HEARTBEAT_INTERVAL * NODE_TTL_BEATS;
         let script = redis::Script::new(KEEP_NAMES);
         let mut keep = script.prepare_invoke();
         keep.arg(self.node()).arg(name_ttl.as_millis() as u64);
@@ -95,19 +88,9 @@ impl Cluster {
             keep.key(format!("chat:name:{}", username_key(n))).arg(n);
         }
         let _: i64 = keep.invoke_async(&mut con).await.map_err(unavailable)?;
-        let body = serde_json::to_string(presence).unwrap_or_default();
-        let _: () = redis::pipe()
-            .pset_ex(
-                format!("chat:node:{}", self.node()),
-                body,
-                node_ttl.as_millis() as u64,
-            )
-            .ignore()
-            .sadd("chat:nodes", self.node())
-            .ignore()
-            .query_async(&mut con)
-            .await
-            .map_err(unavailable)?;
+        // The presence itself goes through the presence writer, so that
+        // a beat never puts back an older snapshot over a newer one.
+        self.refresh_presence();
         Ok(())
     }
 

@@ -17,9 +17,12 @@
 //! - Usernames: `chat:name:<key>` holds the node whose user has the name,
 //!   taken with `SET NX` and refreshed by the node's heartbeat, so a dead
 //!   node's names come free after the recovery window.
-//! - Presence: each node publishes its users and room counts in
-//!   `chat:node:<id>` (expiring with its heartbeat); `presence:get` and
-//!   `room:list` add up the nodes that are alive.
+//! - Presence: each node publishes its users and room members in
+//!   `chat:node:<id>` (expiring with its heartbeat), written as they
+//!   change before the change is acknowledged ([`presence`]), so that
+//!   `presence:get`, `room:list`, join acks and DMs' `queued` on any node
+//!   see what any node has acknowledged; they add up the nodes that are
+//!   alive.
 //!
 //! Layout: this file holds [`Cluster`], the control messages' publisher
 //! and presence; [`feed`] the message feed; [`names`] usernames and the
@@ -30,6 +33,7 @@
 pub mod feed;
 pub mod heartbeat;
 pub mod names;
+pub mod presence;
 
 use std::time::Duration;
 
@@ -62,6 +66,8 @@ pub struct Cluster {
     delivered: watch::Sender<u64>,
     /// Control messages to publish, in order (presence, typing).
     outbox: mpsc::UnboundedSender<String>,
+    /// This node's presence writes (see [`presence`]).
+    presence_sync: presence::PresenceSync,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -91,6 +97,7 @@ impl Cluster {
             redis,
             delivered: watch::Sender::new(head),
             outbox,
+            presence_sync: Default::default(),
         }
     }
 
@@ -181,6 +188,8 @@ impl Cluster {
         let mut con = self.redis.connection();
         let _: redis::RedisResult<()> = redis::pipe()
             .del(format!("chat:node:{}", self.node()))
+            .ignore()
+            .del(presence::node_users_key(self.node()))
             .ignore()
             .srem("chat:nodes", self.node())
             .ignore()
