@@ -8,6 +8,8 @@
 
 use chat_shared::{RoomRole, parse_duration_secs};
 
+use crate::substitution::{self, Substitution};
+
 /// A parsed input line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
@@ -95,6 +97,19 @@ pub enum Command {
     ShowBlocked,
     /// `/reconnect`: connect again after a kick, a ban or a refusal.
     Reconnect,
+    /// (v3) `/reply text`: answer the selected message, or the newest of
+    /// someone else.
+    Reply(String),
+    /// (v3) `/edit text`: the new text of my selected or newest message.
+    Edit(String),
+    /// (v3) `s/old/new/[g]` typed as a whole line (see [`crate::substitution`]).
+    Substitute(Substitution),
+    /// (v3) `/delete`: my newest message or the selected one (asks first).
+    Delete,
+    /// (v3) `/react emoji`: add (or, held already, take back) a reaction to
+    /// the selected message or the newest; a short name (`:+1:`) is its
+    /// emoji.
+    React(String),
     /// A command with missing arguments: the usage line to show.
     Usage(&'static str),
     /// A `/word` this client does not know.
@@ -112,7 +127,7 @@ pub struct Sanction {
 
 /// Every command with its usage and what it does, for `/help` and Tab.
 /// [`SECTIONS`] says where each group starts.
-pub const COMMANDS: [(&str, &str, &str); 40] = [
+pub const COMMANDS: [(&str, &str, &str); 44] = [
     ("/join", "/join #room", "join a room and switch to it"),
     (
         "/leave",
@@ -166,6 +181,26 @@ pub const COMMANDS: [(&str, &str, &str); 40] = [
         "/reconnect",
         "/reconnect",
         "connect again after a kick, a ban or a refusal",
+    ),
+    (
+        "/reply",
+        "/reply text",
+        "answer a message; the reply shows what it answers",
+    ),
+    (
+        "/edit",
+        "/edit text",
+        "replace the text of my message (shown \"(edited)\")",
+    ),
+    (
+        "/delete",
+        "/delete",
+        "delete my message (asks first; ops may delete any in their room)",
+    ),
+    (
+        "/react",
+        "/react emoji",
+        "react: 👍 or :+1: (Tab completes :names:); again takes it back",
     ),
     (
         "/block",
@@ -264,8 +299,12 @@ pub const COMMANDS: [(&str, &str, &str); 40] = [
 ];
 
 /// Where each group of [`COMMANDS`] starts, and its heading in `/help`.
-pub const SECTIONS: [(&str, &str); 4] = [
+pub const SECTIONS: [(&str, &str); 5] = [
     ("/join", "commands:"),
+    (
+        "/reply",
+        "messages (the selected one, Alt-Up/Alt-Down; else the newest that fits):",
+    ),
     ("/block", "blocking (anyone):"),
     (
         "/info",
@@ -277,6 +316,12 @@ pub const SECTIONS: [(&str, &str); 4] = [
 /// The usage column's width in `/help`; a longer usage puts its
 /// description on the next line.
 const USAGE_COLUMN: usize = 18;
+
+/// `s/old/new/` in `/help`, under `/edit` (it is not a slash command).
+pub const SUBSTITUTE_HELP: (&str, &str) = (
+    "s/old/new/[g]",
+    "fix my message: the first old becomes new (g: every one)",
+);
 
 /// The lines `/help` (and `chat-tui --help`) prints for the commands.
 pub fn help_lines() -> Vec<String> {
@@ -291,17 +336,29 @@ pub fn help_lines() -> Vec<String> {
         } else {
             out.push(format!("  {usage:<USAGE_COLUMN$} {what}"));
         }
+        if name == "/edit" {
+            let (usage, what) = SUBSTITUTE_HELP;
+            out.push(format!("  {usage:<USAGE_COLUMN$} {what}"));
+        }
     }
     out
 }
 
 /// The keys, for `/help`.
-pub const KEYS: [(&str, &str); 14] = [
+pub const KEYS: [(&str, &str); 16] = [
     ("Enter", "send the line"),
     ("Up/Down", "input history"),
     (
         "Tab",
-        "complete a command, #room or username (again: next match)",
+        "complete a command, #room, username or :emoji: (again: next match)",
+    ),
+    (
+        "Alt-Up / Alt-Down",
+        "select an older / newer message (for /reply /edit /delete /react)",
+    ),
+    (
+        "Alt-G",
+        "go to the message the selected (or newest) reply answers",
     ),
     ("Ctrl-N / Ctrl-P", "next / previous conversation"),
     ("Alt-1..9", "go to conversation n"),
@@ -311,7 +368,10 @@ pub const KEYS: [(&str, &str); 14] = [
     ),
     ("Home/End", "oldest / newest line (when the input is empty)"),
     ("Ctrl-R / Ctrl-S", "search; then older / newer match"),
-    ("Esc", "dismiss the toasts, end the search"),
+    (
+        "Esc",
+        "dismiss the toasts, end the search, clear the selection",
+    ),
     ("Ctrl-U / Ctrl-W", "clear the input line / delete a word"),
     ("Ctrl-A / Ctrl-E", "start / end of the input line"),
     ("F2", "hide / show the side panels"),
@@ -330,6 +390,11 @@ fn usage(cmd: &str) -> &'static str {
 /// Reads one input line. A line starting with `//` sends the text with one
 /// `/` removed, so a message can start with a slash.
 pub fn parse(line: &str) -> Command {
+    match substitution::parse(line) {
+        substitution::Parsed::Yes(s) => return Command::Substitute(s),
+        substitution::Parsed::EmptyOld => return Command::Usage(SUBSTITUTE_HELP.0),
+        substitution::Parsed::No => {}
+    }
     let Some(rest) = line.strip_prefix('/') else {
         return Command::Say(line.to_owned());
     };
@@ -393,6 +458,16 @@ pub fn parse(line: &str) -> Command {
         "/help" | "/?" => Command::Help,
         "/quit" | "/exit" => Command::Quit,
         "/reconnect" => Command::Reconnect,
+        "/reply" | "/re" => text_arg(Command::Reply),
+        "/edit" => text_arg(Command::Edit),
+        "/delete" | "/del" => match args.trim() {
+            "" => Command::Delete,
+            _ => Command::Usage(usage("/delete")),
+        },
+        "/react" => match args.split_whitespace().collect::<Vec<_>>()[..] {
+            [emoji] => Command::React(emoji.to_owned()),
+            _ => Command::Usage(usage("/react")),
+        },
         _ => moderation(&cmd, args).unwrap_or(Command::Unknown(cmd)),
     }
 }
@@ -504,10 +579,15 @@ pub fn word_before(input: &str, cursor: usize) -> (usize, String) {
 
 /// Candidates for the word `word` that starts at char index `start`: a
 /// command when it is the line's first word and starts with `/`, a room
-/// when it starts with `#`, a username otherwise. Case-insensitive prefix
+/// when it starts with `#`, (v3) an emoji when it starts with `:` (`:+1:`
+/// → 👍, see [`crate::emoji`]), a username otherwise. Case-insensitive prefix
 /// match, sorted, without duplicates.
 pub fn candidates(word: &str, start: usize, rooms: &[String], users: &[String]) -> Vec<String> {
     let lower = word.to_lowercase();
+    if word.starts_with(':') {
+        // (v3) An emoji's short name: its emoji, in the table's order.
+        return crate::emoji::completions(word);
+    }
     let mut out: Vec<String> = if start == 0 && word.starts_with('/') {
         COMMANDS
             .iter()
@@ -683,6 +763,48 @@ mod tests {
         assert_eq!(candidates("@b", 4, &rooms, &users), vec!["@bob"]);
         // A slash word that is not the first word is not a command.
         assert!(candidates("/j", 3, &rooms, &users).is_empty());
+    }
+
+    #[test]
+    fn message_change_commands() {
+        assert_eq!(parse("/reply sure"), Command::Reply("sure".into()));
+        assert_eq!(
+            parse("/re  sure thing"),
+            Command::Reply("sure thing".into())
+        );
+        assert_eq!(parse("/reply"), Command::Usage("/reply text"));
+        assert_eq!(parse("/edit fixed"), Command::Edit("fixed".into()));
+        assert_eq!(parse("/edit "), Command::Usage("/edit text"));
+        assert_eq!(parse("/delete"), Command::Delete);
+        assert_eq!(parse("/delete 12"), Command::Usage("/delete"));
+        assert_eq!(parse("/react :+1:"), Command::React(":+1:".into()));
+        assert_eq!(parse("/react 👍 🎉"), Command::Usage("/react emoji"));
+        assert_eq!(
+            parse("s/helo/hello/"),
+            Command::Substitute(Substitution {
+                old: "helo".into(),
+                new: "hello".into(),
+                all: false
+            })
+        );
+        assert_eq!(parse("s//x/"), Command::Usage("s/old/new/[g]"));
+        assert_eq!(parse("s/he said so"), Command::Say("s/he said so".into()));
+        // s/// sits under /edit in /help.
+        let lines = help_lines();
+        let edit = lines
+            .iter()
+            .position(|l| l.trim_start().starts_with("/edit text"))
+            .expect("/edit listed");
+        assert!(lines[edit + 1].trim_start().starts_with("s/old/new/[g]"));
+        assert!(KEYS.iter().any(|(k, _)| k.contains("Alt-Up")));
+        assert!(KEYS.iter().any(|(k, _)| *k == "Alt-G"));
+    }
+
+    #[test]
+    fn completion_of_emoji_names() {
+        assert_eq!(candidates(":+1:", 7, &[], &[]), vec!["👍"]);
+        assert_eq!(candidates(":he", 0, &[], &[]), vec!["❤️"]);
+        assert!(candidates(":zzz", 0, &[], &[]).is_empty());
     }
 
     #[test]

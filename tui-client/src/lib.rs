@@ -2,13 +2,18 @@
 //!
 //! Layout:
 //! - [`commands`]: the input line's language: `/join` and the other slash
-//!   commands, and Tab completion of commands, rooms and usernames.
+//!   commands, and Tab completion of commands, rooms, usernames and (v3)
+//!   emoji names.
+//! - (v3) [`substitution`]: `s/old/new/` typed as a line, which edits my
+//!   last message; [`emoji`]: the emoji short names (`:+1:`) for `/react`
+//!   and Tab.
 //! - [`state`]: the application state and the pure
 //!   `update(&mut State, Input) -> Vec<Effect>`, one file per concern
 //!   (conversations, outbox, session, editor, actions, viewport, backlog,
 //!   presence, typing, notify, search, account; and for roles and
 //!   moderation: moderation, room_events, blocking, rename, refusals,
-//!   when; and for one account on several clients: markers, clients),
+//!   when; and for one account on several clients: markers, clients;
+//!   and for messages that change: changes, change_commands, selection),
 //!   each owning its fields.
 //! - [`config`]: the configuration file, flags and environment merged
 //!   into the effective settings, and the checks done before the screen
@@ -36,10 +41,12 @@ pub mod app;
 pub mod client;
 pub mod commands;
 pub mod config;
+pub mod emoji;
 pub mod msg;
 pub mod net;
 pub mod password;
 pub mod state;
+pub mod substitution;
 pub mod theme;
 pub mod view;
 

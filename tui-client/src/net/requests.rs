@@ -136,6 +136,10 @@ pub(super) fn typed_ack(event: &ClientEvent, v: Value) -> Result<AckReply, AckEr
         | ClientEvent::DmMessage(_)
         | ClientEvent::GlobalMessage(_)
         | ClientEvent::BroadcastMessage(_) => AckReply::Sent(parse_ack(v)?),
+        // (v3) `{ok:true, id, ts}`, `id` the change's own.
+        ClientEvent::MessageEdit(_)
+        | ClientEvent::MessageDelete(_)
+        | ClientEvent::MessageReact(_) => AckReply::Sent(parse_ack(v)?),
         ClientEvent::Typing(_) => {
             parse_ack::<chat_shared::EmptyAck>(v)?;
             AckReply::Done
@@ -267,6 +271,26 @@ mod tests {
         assert_eq!(
             typed_ack(&ev, serde_json::json!({"ok": true})),
             Ok(AckReply::Done)
+        );
+    }
+
+    #[test]
+    fn message_change_acks_carry_the_change_id() {
+        let ev = ClientEvent::MessageEdit(chat_shared::MessageEditRequest {
+            id: "4".into(),
+            text: "fixed".into(),
+        });
+        let v = serde_json::json!({"ok": true, "id": "9", "ts": 5});
+        assert!(matches!(typed_ack(&ev, v), Ok(AckReply::Sent(a)) if a.id == "9"));
+        let ev = ClientEvent::MessageReact(chat_shared::MessageReactRequest {
+            id: "4".into(),
+            emoji: "👍".into(),
+            on: true,
+        });
+        let v = serde_json::json!({"ok": false, "error": {"code": "message_not_found",
+            "message": "no message 4 that you can see", "context": {"event": "message:react"}}});
+        assert!(
+            matches!(typed_ack(&ev, v), Err(AckError::Refused(e)) if e.code == ErrorCode::MessageNotFound)
         );
     }
 

@@ -8,8 +8,8 @@ use chat_shared::{ClientEvent, RoomRequest, canonical_room, is_valid_username};
 
 use super::outbox::{Target, send_text};
 use super::{
-    ConvId, Effect, NetCommand, Request, State, account, blocking, clients, moderation, rename,
-    search,
+    ConvId, Effect, NetCommand, Request, State, account, blocking, change_commands, clients,
+    moderation, rename, search,
 };
 use crate::commands::{self, Command};
 
@@ -20,6 +20,13 @@ pub enum Confirm {
     Quit { unsent: usize },
     /// Enter on a pasted text longer than the message pane.
     LongText { line: String, lines: usize },
+    /// (v3) `/delete` of the message `id` of `conv`; `quoted`: its author
+    /// and start, as the question shows them.
+    Delete {
+        conv: ConvId,
+        id: String,
+        quoted: String,
+    },
 }
 
 impl Confirm {
@@ -30,6 +37,7 @@ impl Confirm {
                 if *unsent == 1 { "" } else { "s" }
             ),
             Confirm::LongText { lines, .. } => format!("send these {lines} lines? (y/n)"),
+            Confirm::Delete { quoted, .. } => format!("delete? (y/n) {quoted}"),
         }
     }
 }
@@ -63,7 +71,7 @@ pub(super) fn submit(state: &mut State, fx: &mut Vec<Effect>) {
     run_line(state, &line, fx);
 }
 
-fn active_target(state: &State) -> Target {
+pub(super) fn active_target(state: &State) -> Target {
     match &state.active {
         ConvId::Room(r) => Target::Room(r.clone()),
         ConvId::Dm(u) => Target::Dm(u.clone()),
@@ -146,6 +154,7 @@ pub(super) fn run_line(state: &mut State, line: &str, fx: &mut Vec<Effect>) {
                 c.unread_marker = None;
             }
             state.search = None;
+            state.selection.clear();
         }
         Command::Search(query) => search::start(state, &query),
         Command::Nick(name) => rename::nick(state, &name, fx),
@@ -209,6 +218,11 @@ pub(super) fn run_line(state: &mut State, line: &str, fx: &mut Vec<Effect>) {
         Command::Block(user) => blocking::block(state, user, fx),
         Command::Unblock(user) => blocking::unblock(state, user, fx),
         Command::ShowBlocked => blocking::toggle_shown(state),
+        Command::Reply(text) => change_commands::reply(state, &text, fx),
+        Command::Edit(text) => change_commands::edit(state, &text, fx),
+        Command::Substitute(sub) => change_commands::substitute(state, &sub, fx),
+        Command::Delete => change_commands::delete(state),
+        Command::React(emoji) => change_commands::react(state, &emoji, fx),
         Command::Usage(u) => state.toast(format!("usage: {u}")),
         Command::Unknown(c) => state.toast(format!("unknown command {c} (try /help)")),
         cmd @ (Command::Topic(_)

@@ -7,7 +7,7 @@ use chat_shared::{
 };
 
 use super::conversations::mentions;
-use super::{Backlog, ConvId, Effect, Entry, EntryKind, Request, State};
+use super::{Backlog, ConvId, Effect, Entry, EntryKind, LineChanges, Request, State};
 use crate::msg::AckReply;
 
 /// Messages asked for per page.
@@ -58,9 +58,23 @@ pub(super) fn page(state: &mut State, conv: ConvId, result: Result<AckReply, Ack
         Ok(AckReply::History(h)) => {
             let mut older = Vec::with_capacity(h.messages.len());
             for m in h.messages {
-                let (id, ts, from, text, action) = match m {
-                    HistoryMessage::Room(m) => (m.id, m.ts, m.from, m.text, m.action),
-                    HistoryMessage::Dm(m) => (m.id, m.ts, m.from, m.text, m.action),
+                let (id, ts, from, text, action, changes) = match m {
+                    HistoryMessage::Room(m) => (
+                        m.id,
+                        m.ts,
+                        m.from,
+                        m.text,
+                        m.action,
+                        LineChanges::folded(m.reply_to, m.edited, m.deleted, m.reactions),
+                    ),
+                    HistoryMessage::Dm(m) => (
+                        m.id,
+                        m.ts,
+                        m.from,
+                        m.text,
+                        m.action,
+                        LineChanges::folded(m.reply_to, m.edited, m.deleted, m.reactions),
+                    ),
                     HistoryMessage::Event(ev) => {
                         let text = super::event_lines::line(
                             state,
@@ -82,18 +96,29 @@ pub(super) fn page(state: &mut State, conv: ConvId, result: Result<AckReply, Ack
                             epoch,
                             seq,
                             wrapped: Default::default(),
+                            changes: Default::default(),
                         });
                         continue;
                     }
                 };
+                let text = sanitize_for_display(changes.shown_text(&text));
+                let from_shown = sanitize_for_display(&from);
+                // (v3) Held already: it comes as it stands now.
+                if let Some(pos) = state
+                    .conv(&conv)
+                    .and_then(|c| super::changes::held(c, &id, &from_shown, &text, epoch, &changes))
+                {
+                    super::changes::apply_snapshot(state, &conv, pos, text, changes);
+                    continue;
+                }
                 let mine = state.is_me(&from);
                 let seq = state.next_seq();
                 older.push(Entry {
                     id: Some(id),
                     ts,
                     mention: !mine && mentions(&text, &state.me),
-                    from: sanitize_for_display(&from),
-                    text: sanitize_for_display(&text),
+                    from: from_shown,
+                    text,
                     kind: if mine {
                         EntryKind::Own(super::Delivery::Sent)
                     } else {
@@ -105,6 +130,7 @@ pub(super) fn page(state: &mut State, conv: ConvId, result: Result<AckReply, Ack
                     epoch,
                     seq,
                     wrapped: Default::default(),
+                    changes,
                 });
             }
             if let Some(c) = state.conv_mut(&conv) {

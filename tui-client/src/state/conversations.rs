@@ -12,6 +12,7 @@ use chat_shared::{
 };
 use tokio::time::Instant;
 
+use super::changes::LineChanges;
 use super::{Effect, State, notify};
 use crate::msg::id_order;
 
@@ -92,6 +93,9 @@ pub struct Entry {
     /// width (`width << 16 | rows`, 0: not known). Cleared when the line
     /// changes; lets a draw skip the lines it does not show.
     pub wrapped: std::cell::Cell<u32>,
+    /// (v3) What it answers, and its edits, deletion and reactions (see
+    /// [`super::changes`]).
+    pub changes: LineChanges,
 }
 
 impl Entry {
@@ -203,6 +207,12 @@ impl Conversation {
             .is_some_and(|seen| seen.iter().any(|&(ep, p)| ep == epoch || p == print))
     }
 
+    /// (v3) Whether any line holds `id` (of any epoch): a cheap test
+    /// before a search of the lines for it.
+    pub fn holds_id(&self, id: &str) -> bool {
+        self.ids.contains_key(id)
+    }
+
     /// Whether an entry of `epoch` holds `id`.
     pub fn has_id_in_epoch(&self, id: &str, epoch: u32) -> bool {
         self.ids
@@ -224,6 +234,22 @@ impl Conversation {
     pub fn push(&mut self, entry: Entry) {
         self.index(&entry);
         self.entries.push_back(entry);
+    }
+
+    /// (v3) Replaces the text of the line at `pos` (an edit, a deletion),
+    /// keeping the id index right and forgetting its wrapped height.
+    pub(super) fn retext(&mut self, pos: usize, text: String) {
+        let Some(old) = self.entries.get(pos).cloned() else {
+            return;
+        };
+        self.unindex(&old);
+        if let Some(e) = self.entries.get_mut(pos) {
+            e.text = text;
+            e.wrapped.set(0);
+        }
+        if let Some(e) = self.entries.get(pos).cloned() {
+            self.index(&e);
+        }
     }
 
     /// Takes the line at `pos` out.
@@ -383,6 +409,8 @@ impl State {
             self.active = id.clone();
         }
         if self.active != old {
+            // (v3) The selection is of the conversation left.
+            self.selection.clear();
             // Leaving a conversation is having read what I saw of it: its
             // divider goes, or moves to the read marker (see `markers`).
             super::markers::left(self, &old);
@@ -426,6 +454,9 @@ pub(super) struct Incoming<'a> {
     /// Replayed after a `session` event (v3: the read marker's count may
     /// hold it already).
     pub replayed: bool,
+    /// (v3) What it answers, and, from history and replays, how it stands
+    /// now: edited, deleted (then `text` is empty), its reactions.
+    pub changes: LineChanges,
 }
 
 /// Adds a message from the server to `conv`: an echo of one of mine takes
@@ -442,7 +473,9 @@ pub(super) fn receive(state: &mut State, conv: ConvId, m: Incoming, fx: &mut Vec
     let active = state.active == conv;
     // A blocked user's line is kept (hidden, see `blocking`), never news.
     let blocked = !mine && state.is_blocked(m.from);
-    let mention = !mine && !blocked && mentions(m.text, &state.me);
+    // (v3) A reply to a line of mine names me as much as my name does.
+    let answers_me = super::changes::answers_me(state, &conv, &m.changes);
+    let mention = !mine && !blocked && (mentions(m.text, &state.me) || answers_me);
     let is_dm = matches!(conv, ConvId::Dm(_));
     let epoch = state.session.epoch;
     let seq = state.next_seq();
@@ -451,9 +484,16 @@ pub(super) fn receive(state: &mut State, conv: ConvId, m: Incoming, fx: &mut Vec
     let text = sanitize_for_display(m.text);
     let c = state.ensure_conv(&conv);
     c.typing.remove(m.from);
-    if c.has_message(&m.id, &from, &text, epoch) {
+    // Held already (a replay, history): (v3) as it stands now, it may say
+    // that it was edited or deleted meanwhile.
+    if let Some(pos) = super::changes::held(c, &m.id, &from, &text, epoch, &m.changes) {
+        if m.old || m.replayed || m.changes.edited || m.changes.deleted {
+            super::changes::apply_snapshot(state, &conv, pos, text, m.changes);
+        }
         return;
     }
+    let deleted = m.changes.deleted;
+    let c = state.ensure_conv(&conv);
     if mine && !is_dm {
         // My own message coming back (room or global): attach the id to the
         // oldest pending line with that text, then put it in id order.
@@ -493,6 +533,7 @@ pub(super) fn receive(state: &mut State, conv: ConvId, m: Incoming, fx: &mut Vec
         epoch,
         seq,
         wrapped: Default::default(),
+        changes: m.changes,
     };
     if !c.insert_ordered(entry) {
         return;
@@ -504,8 +545,9 @@ pub(super) fn receive(state: &mut State, conv: ConvId, m: Incoming, fx: &mut Vec
     } else {
         cap.saturating_mul(2)
     });
-    // Read on another client already: kept, but no news.
-    if mine || m.old || blocked || !after_marker {
+    // Read on another client already, or (v3) deleted before it came
+    // here: kept, but no news.
+    if mine || m.old || blocked || !after_marker || deleted {
         return;
     }
     if !active {
@@ -539,24 +581,31 @@ pub fn mentions(text: &str, me: &str) -> bool {
         .any(|w| w.trim_end_matches('.') == me)
 }
 
-pub(super) fn room_message(state: &mut State, m: RoomMessage, fx: &mut Vec<Effect>) {
+pub(super) fn room_message(state: &mut State, mut m: RoomMessage, fx: &mut Vec<Effect>) {
     let Some(room) = canonical_room(&m.room) else {
         return;
     };
+    let changes = LineChanges::folded(
+        m.reply_to.take(),
+        m.edited,
+        m.deleted,
+        std::mem::take(&mut m.reactions),
+    );
     let incoming = Incoming {
         id: m.id,
         ts: m.ts,
         from: &m.from,
-        text: &m.text,
+        text: changes.shown_text(&m.text),
         broadcast: false,
         action: m.action == Some(true),
         old: false,
         replayed: m.replayed == Some(true),
+        changes,
     };
     receive(state, ConvId::Room(room), incoming, fx);
 }
 
-pub(super) fn dm_message(state: &mut State, m: DmMessage, old: bool, fx: &mut Vec<Effect>) {
+pub(super) fn dm_message(state: &mut State, mut m: DmMessage, old: bool, fx: &mut Vec<Effect>) {
     let peer = if state.is_me(&m.from) {
         m.to.clone()
     } else {
@@ -568,34 +617,48 @@ pub(super) fn dm_message(state: &mut State, m: DmMessage, old: bool, fx: &mut Ve
         return;
     }
     let conv = state.dm_conv(&peer);
+    let changes = LineChanges::folded(
+        m.reply_to.take(),
+        m.edited,
+        m.deleted,
+        std::mem::take(&mut m.reactions),
+    );
     let incoming = Incoming {
         id: m.id,
         ts: m.ts,
         from: &m.from,
-        text: &m.text,
+        text: changes.shown_text(&m.text),
         broadcast: false,
         action: m.action == Some(true),
         old,
         replayed: m.replayed == Some(true),
+        changes,
     };
     receive(state, conv, incoming, fx);
 }
 
 pub(super) fn feed_message(
     state: &mut State,
-    m: FeedMessage,
+    mut m: FeedMessage,
     broadcast: bool,
     fx: &mut Vec<Effect>,
 ) {
+    let changes = LineChanges::folded(
+        m.reply_to.take(),
+        m.edited,
+        m.deleted,
+        std::mem::take(&mut m.reactions),
+    );
     let incoming = Incoming {
         id: m.id,
         ts: m.ts,
         from: &m.from,
-        text: &m.text,
+        text: changes.shown_text(&m.text),
         broadcast,
         action: m.action == Some(true),
         old: false,
         replayed: m.replayed == Some(true),
+        changes,
     };
     receive(state, ConvId::Feed, incoming, fx);
 }
@@ -625,17 +688,24 @@ pub(super) fn joined(state: &mut State, j: JoinAck, switch: bool, fx: &mut Vec<E
         .collect();
     c.members.insert(me);
     c.member_count = Some(c.members.len() as u64);
-    for m in j.history {
+    for mut m in j.history {
         // History is context, not news: it never counts as unread.
+        let changes = LineChanges::folded(
+            m.reply_to.take(),
+            m.edited,
+            m.deleted,
+            std::mem::take(&mut m.reactions),
+        );
         let incoming = Incoming {
             id: m.id,
             ts: m.ts,
             from: &m.from,
-            text: &m.text,
+            text: changes.shown_text(&m.text),
             broadcast: false,
             action: m.action == Some(true),
             old: true,
             replayed: false,
+            changes,
         };
         receive(state, id.clone(), incoming, fx);
     }

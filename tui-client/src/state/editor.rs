@@ -10,7 +10,7 @@ use super::actions::{Confirm, do_quit, quit};
 use super::conversations::cycle;
 use super::typing::after_edit;
 use super::viewport::scroll;
-use super::{ConvId, Effect, State, actions, backlog, search};
+use super::{ConvId, Effect, State, actions, backlog, search, selection};
 
 /// The input line's part of the state.
 #[derive(Debug, Default)]
@@ -88,8 +88,13 @@ pub(super) fn key_input(state: &mut State, key: KeyEvent, fx: &mut Vec<Effect>) 
         KeyCode::Esc => {
             state.toasts.clear();
             state.search = None;
+            state.selection.clear();
             super::account::cancel(state);
         }
+        // (v3) The selected message, for /reply /edit /delete /react.
+        KeyCode::Up if alt => selection::step(state, true, fx),
+        KeyCode::Down if alt => selection::step(state, false, fx),
+        KeyCode::Char('g' | 'G') if alt => selection::go_to_answered(state, fx),
         KeyCode::Enter => actions::submit(state, fx),
         KeyCode::Tab => complete(state),
         KeyCode::Backspace if state.editor.cursor > 0 => {
@@ -171,6 +176,9 @@ fn answer(state: &mut State, confirm: Confirm, key: KeyEvent, ctrl: bool, fx: &m
             state.editor.cursor = state.editor.input.chars().count();
         }
         (Confirm::Quit { .. }, false) => {}
+        (Confirm::Delete { conv, id, .. }, yes) => {
+            super::change_commands::delete_answered(state, conv, id, yes, fx)
+        }
     }
 }
 

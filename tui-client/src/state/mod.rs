@@ -37,6 +37,12 @@
 //!   unread counts at connect, marking read what was seen, the divider at
 //!   the marker (`State::markers`); [`clients`]: `/sessions`, and rooms
 //!   joined or left on another client.
+//! - (v3) Messages that change: [`changes`]: replies, edits, deletions and
+//!   reactions as they arrive (`message:update`, history and replays),
+//!   kept on each line, and a deleted text erased from everything the
+//!   client keeps; [`change_commands`]: `/reply`, `/edit`, `s/old/new/`,
+//!   `/delete`, `/react` and their answers; [`selection`]: the message
+//!   they act on (Alt-Up/Alt-Down, Esc, Alt-G) (`State::selection`).
 //!
 //! The imports go one way: [`editor`] (keys) calls [`actions`] and
 //! [`viewport`], which calls [`backlog`], which uses [`conversations`].
@@ -45,6 +51,8 @@ pub mod account;
 pub mod actions;
 pub mod backlog;
 pub mod blocking;
+pub mod change_commands;
+pub mod changes;
 pub mod clients;
 pub mod conversations;
 pub mod editor;
@@ -59,6 +67,7 @@ pub mod rename;
 pub mod room_events;
 pub mod room_state;
 pub mod search;
+pub mod selection;
 pub mod session;
 pub mod typing;
 pub mod viewport;
@@ -71,12 +80,14 @@ use chat_shared::ClientEvent;
 use tokio::time::Instant;
 
 pub use self::actions::Confirm;
+pub use self::changes::{LineChanges, ReactionSet};
 pub use self::conversations::{
     Backlog, ConvId, Conversation, Delivery, Entry, EntryKind, mentions,
 };
 pub use self::notify::NotifySettings;
 pub use self::room_state::{Removal, Removed, RoomState, role_mark};
 pub use self::search::Search;
+pub use self::selection::Selection;
 pub use self::session::Conn;
 pub use self::typing::{TYPING_RESEND, TYPING_TTL};
 pub use crate::msg::{AckReply, ConnectFailure, Effect, Input, NetCommand, NetEvent, id_order};
@@ -145,6 +156,12 @@ enum Request {
         at: chat_shared::sessions::Conversation,
         id: String,
     },
+    /// (v3) `message:edit`, `message:delete` or `message:react` of a
+    /// message of `conv`, as sent.
+    Change {
+        conv: ConvId,
+        event: ClientEvent,
+    },
 }
 
 /// The whole client state.
@@ -179,6 +196,8 @@ pub struct State {
     /// The input line asks for a password (masked; see [`account`]).
     pub secret: Option<account::Secret>,
     pub search: Option<Search>,
+    /// (v3) The selected message (see [`selection`]).
+    pub selection: Selection,
     /// The conversation I last told I am typing in, and when.
     typing_sent: Option<(ConvId, Instant)>,
     outbox: Outbox,
@@ -226,6 +245,7 @@ impl State {
             confirm: None,
             secret: None,
             search: None,
+            selection: Selection::default(),
             typing_sent: None,
             outbox: Outbox::new(),
             next_seq: 0,
@@ -280,6 +300,7 @@ impl State {
             epoch: self.session.epoch,
             seq: self.next_seq(),
             wrapped: Default::default(),
+            changes: Default::default(),
         };
         self.ensure_conv(conv).push(entry);
     }
@@ -369,6 +390,8 @@ mod testing;
 mod tests;
 #[cfg(test)]
 mod tests_account;
+#[cfg(test)]
+mod tests_changes;
 #[cfg(test)]
 mod tests_clients;
 #[cfg(test)]

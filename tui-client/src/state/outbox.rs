@@ -65,6 +65,8 @@ pub(super) struct Outgoing {
     pub target: Target,
     pub text: String,
     pub action: bool,
+    /// (v3) The id of the message it answers.
+    pub reply_to: Option<String>,
 }
 
 impl State {
@@ -101,6 +103,19 @@ pub(super) fn send_text(
     target: Target,
     text: &str,
     action: bool,
+    fx: &mut Vec<Effect>,
+) {
+    send_message(state, conv, target, text, action, None, fx);
+}
+
+/// [`send_text`] of a message that may (v3) answer the message `reply_to`.
+pub(super) fn send_message(
+    state: &mut State,
+    conv: ConvId,
+    target: Target,
+    text: &str,
+    action: bool,
+    reply_to: Option<String>,
     fx: &mut Vec<Effect>,
 ) {
     let text = match check_text(text, DEFAULT_MAX_TEXT) {
@@ -143,6 +158,7 @@ pub(super) fn send_text(
         target: target.clone(),
         text: text.clone(),
         action,
+        reply_to: reply_to.clone(),
     };
     let seq = state.next_seq();
     let entry = Entry {
@@ -164,6 +180,7 @@ pub(super) fn send_text(
         epoch: state.session.epoch,
         seq,
         wrapped: Default::default(),
+        changes: super::LineChanges::replying(reply_to),
     };
     let c = state.ensure_conv(&conv);
     c.push(entry);
@@ -203,28 +220,29 @@ fn send_outgoing(state: &mut State, out: Outgoing) -> Effect {
 fn event_of(out: &Outgoing) -> ClientEvent {
     let text = out.text.clone();
     let action = out.action;
+    let reply_to = out.reply_to.clone();
     match &out.target {
         Target::Room(room) => ClientEvent::RoomMessage(RoomMessageRequest {
             room: room.clone(),
             text,
             action,
-            ..Default::default()
+            reply_to,
         }),
         Target::Dm(to) => ClientEvent::DmMessage(DmRequest {
             to: to.clone(),
             text,
             action,
-            ..Default::default()
+            reply_to,
         }),
         Target::Global => ClientEvent::GlobalMessage(TextRequest {
             text,
             action,
-            ..Default::default()
+            reply_to,
         }),
         Target::Broadcast => ClientEvent::BroadcastMessage(TextRequest {
             text,
             action,
-            ..Default::default()
+            reply_to,
         }),
     }
 }

@@ -46,6 +46,14 @@ const TOLD_BY_ACK: [&str; 19] = [
 /// the client's own doing, not the person's.
 const TOLD_BY_CLIENTS: [&str; 3] = [names::SESSION_LIST, names::SESSION_END, names::READ_MARK];
 
+/// (v3) Changes to messages, whose refusals are told from their ack (see
+/// [`super::change_commands`]).
+const TOLD_BY_CHANGES: [&str; 3] = [
+    names::MESSAGE_EDIT,
+    names::MESSAGE_DELETE,
+    names::MESSAGE_REACT,
+];
+
 const MESSAGE_EVENTS: [&str; 4] = [
     names::ROOM_MESSAGE,
     names::DM_MESSAGE,
@@ -55,14 +63,15 @@ const MESSAGE_EVENTS: [&str; 4] = [
 
 /// Whether the ack of the request this `chat:error` refuses tells it (so
 /// the event itself says nothing): every moderation request, `/sessions`
-/// and `read:mark`, a join refused `invite_only` or `banned`, a message
-/// refused `muted` or `blocked`.
+/// and `read:mark`, (v3) edits, deletions and reactions, a join refused
+/// `invite_only` or `banned`, a message refused `muted` or `blocked`.
 pub(super) fn worded_by_ack(e: &ChatError) -> bool {
     let Some(event) = e.event() else {
         return false;
     };
     TOLD_BY_ACK.contains(&event)
         || TOLD_BY_CLIENTS.contains(&event)
+        || TOLD_BY_CHANGES.contains(&event)
         || (event == names::ROOM_JOIN
             && matches!(e.code, ErrorCode::InviteOnly | ErrorCode::Banned))
         || (MESSAGE_EVENTS.contains(&event)
@@ -150,6 +159,9 @@ fn action(asked: &ClientEvent, room: &str, user: &str) -> String {
         ClientEvent::UserUnmute(_) => format!("lift {user}'s server mute"),
         ClientEvent::UserBans => "list the bans".to_owned(),
         ClientEvent::UserRole(_) => "change server roles".to_owned(),
+        ClientEvent::MessageEdit(_) => "edit that message".to_owned(),
+        ClientEvent::MessageDelete(_) => "delete that message".to_owned(),
+        ClientEvent::MessageReact(_) => "react to that message".to_owned(),
         _ => "do that".to_owned(),
     }
 }
@@ -173,7 +185,18 @@ fn forbidden(e: &ChatError, asked: Option<&ClientEvent>, room: &str, user: &str)
     let what = asked
         .map(|a| action(a, room, user))
         .unwrap_or_else(|| "do that".to_owned());
-    match context_str(e, "need").map(|need| holders(&need, room)) {
+    let need = context_str(e, "need").map(|need| holders(&need, room));
+    match (asked, &need) {
+        (Some(ClientEvent::MessageEdit(_)), _) => {
+            return "only its author can edit a message".to_owned();
+        }
+        (Some(ClientEvent::MessageDelete(_)), None | Some(None)) => {
+            return "only its author can delete that message (in a room, its ops too; a DM, only its author)"
+                .to_owned();
+        }
+        _ => {}
+    }
+    match need {
         Some(Some(holders)) => format!("only {holders} can {what}"),
         // Not a role (kicking oneself, say): the server's words.
         Some(None) if !e.message.trim().is_empty() => sanitize_for_display(&e.message),
@@ -191,6 +214,7 @@ pub(super) fn explain(state: &State, e: &ChatError, asked: Option<&ClientEvent>)
         .or_else(|| context_str(e, "to"));
     // A request of the roles and moderation commands (not a message).
     let moderating = asked.is_some_and(|a| TOLD_BY_ACK.contains(&a.name()));
+    let changing = asked.is_some_and(|a| TOLD_BY_CHANGES.contains(&a.name()));
     let room_or = |fallback: &str| room.clone().unwrap_or_else(|| fallback.to_owned());
     let user_or = |fallback: &str| user.clone().unwrap_or_else(|| fallback.to_owned());
     match e.code {
@@ -220,6 +244,25 @@ pub(super) fn explain(state: &State, e: &ChatError, asked: Option<&ClientEvent>)
             "you cannot DM {}: one of you blocks the other",
             user_or("them")
         ),
+        // (v3) Edits, deletions and reactions.
+        ErrorCode::MessageNotFound => {
+            "that message is gone: it was deleted, or is not one you can see".to_owned()
+        }
+        ErrorCode::EditWindowPassed => {
+            let why = sanitize_for_display(&e.message);
+            if why.trim().is_empty() {
+                "too late to edit that message: edits are allowed only for a while after sending (/delete still works)".to_owned()
+            } else {
+                format!("too late to edit that message: {why} (/delete still works)")
+            }
+        }
+        ErrorCode::UnknownEvent if changing => format!(
+            "this server does not know {} (it is older than edits, deletions and reactions)",
+            e.event().unwrap_or("that request")
+        ),
+        ErrorCode::InvalidPayload if matches!(asked, Some(ClientEvent::MessageReact(_))) => {
+            "the server does not take that as a reaction (one emoji, no spaces)".to_owned()
+        }
         // The codes below keep the server's words outside moderation.
         _ if !moderating => {
             let mut text = format!("{}: {}", e.code, sanitize_for_display(&e.message));

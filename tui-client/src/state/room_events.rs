@@ -44,6 +44,7 @@ pub(super) fn room_event(state: &mut State, ev: RoomEvent, fx: &mut Vec<Effect>)
         epoch: state.session.epoch,
         seq,
         wrapped: Default::default(),
+        changes: Default::default(),
     };
     let cap = state.max_lines;
     let active = state.active == conv;

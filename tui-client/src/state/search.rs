@@ -64,10 +64,23 @@ pub(super) fn start(state: &mut State, query: &str) {
         state.search = None;
         return;
     }
+    let hits = hits(state, query);
+    if hits.is_empty() {
+        state.toast(format!("not found in the loaded history: {query}"));
+    }
+    let current = hits.len().saturating_sub(1);
+    state.search = Some(Search {
+        query: query.to_owned(),
+        hits,
+        current,
+    });
+}
+
+/// The `seq` of every line of the active conversation that holds `query`.
+fn hits(state: &State, query: &str) -> Vec<u64> {
     let q = lower_chars(query);
     let c = state.active_conv();
-    let hits: Vec<u64> = c
-        .entries
+    c.entries
         .iter()
         .filter(|e| !state.hides(c, e))
         .filter(|e| {
@@ -75,13 +88,22 @@ pub(super) fn start(state: &mut State, query: &str) {
             t.windows(q.len()).any(|w| w == q.as_slice())
         })
         .map(|e| e.seq)
-        .collect();
-    if hits.is_empty() {
-        state.toast(format!("not found in the loaded history: {query}"));
-    }
-    let current = hits.len().saturating_sub(1);
+        .collect()
+}
+
+/// (v3) The matches found again after a line changed (an edit, a
+/// deletion): a deleted line is no match any more. The match shown stays
+/// shown while it still matches; otherwise the newest is.
+pub(super) fn refresh(state: &mut State) {
+    let Some(s) = &state.search else { return };
+    let query = s.query.clone();
+    let shown = s.current_seq();
+    let hits = hits(state, &query);
+    let current = shown
+        .and_then(|seq| hits.iter().position(|h| *h == seq))
+        .unwrap_or(hits.len().saturating_sub(1));
     state.search = Some(Search {
-        query: query.to_owned(),
+        query,
         hits,
         current,
     });

@@ -13,8 +13,9 @@ use tokio::time::Instant;
 
 use super::conversations::{dm_message, feed_message, joined, room_message};
 use super::{
-    ConvId, Effect, RECOVERED_SHOWN, Removed, Request, State, account, backlog, blocking, clients,
-    markers, moderation, outbox, presence, refusals, room_events, typing,
+    ConvId, Effect, RECOVERED_SHOWN, Removed, Request, State, account, backlog, blocking,
+    change_commands, changes, clients, markers, moderation, outbox, presence, refusals,
+    room_events, typing,
 };
 use crate::msg::{AckReply, ConnectFailure, NetEvent, ends_session};
 
@@ -222,8 +223,8 @@ fn server_event(state: &mut State, ev: ServerEvent, fx: &mut Vec<Effect>) {
         ServerEvent::RoomJoined(r) => clients::room_joined(state, r, fx),
         ServerEvent::RoomLeft(r) => clients::room_left(state, r, fx),
         ServerEvent::ReadMarker(m) => markers::moved_elsewhere(state, m),
-        // (v3) Changes to messages: not shown yet.
-        ServerEvent::MessageUpdate(_) => {}
+        // (v3) A message was edited, deleted or reacted to.
+        ServerEvent::MessageUpdate(u) => changes::message_update(state, u),
     }
 }
 
@@ -408,6 +409,9 @@ fn ack_result(
             let conv = ConvId::Room(room);
             markers::forget(state, &conv);
             state.close_conv(&conv, fx);
+        }
+        (Request::Change { conv, event }, result) => {
+            change_commands::answered(state, conv, event, result)
         }
         (Request::Sessions { end }, result) => clients::listed(state, end, result, fx),
         (Request::SessionEnd { shown }, result) => clients::ended(state, shown, result),

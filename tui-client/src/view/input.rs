@@ -38,6 +38,15 @@ pub(super) fn draw_typing(frame: &mut Frame, state: &State, area: Rect) {
         );
         return;
     }
+    // (v3) What the selected message is, and what acts on it.
+    if let Some(text) = state.selection_text() {
+        let style = Style::new().fg(Color::Cyan);
+        frame.render_widget(
+            Paragraph::new(Line::styled(format!(" {text}"), style)),
+            area,
+        );
+        return;
+    }
     if let Some(text) = typing_text(&state.typing_names()) {
         let style = Style::new()
             .fg(Color::DarkGray)

@@ -13,6 +13,7 @@ use ratatui::widgets::{Block, Borders, Paragraph};
 use unicode_width::UnicodeWidthStr;
 
 use super::ViewReport;
+use super::changes;
 use super::text::{
     Link, Row, cells_to_row, link_style, local_time, nick_colour, push_str, push_text, rule,
     truncate, wrap_cells,
@@ -20,13 +21,18 @@ use super::text::{
 use crate::state::{Backlog, ConvId, Conversation, Delivery, Entry, EntryKind, State};
 use crate::theme::Theme;
 
-/// How one entry is drawn: the time format and offset, and the search.
+/// How one entry is drawn: the time format and offset, and the search;
+/// (v3) its conversation (for the quote above a reply), my name (for my
+/// reactions) and the selected line.
 struct EntryLook<'a> {
     theme: &'a Theme,
     time_format: &'a str,
     offset_secs: i32,
     search: Option<&'a str>,
     current_match: Option<u64>,
+    conv: &'a Conversation,
+    me: &'a str,
+    selected: Option<u64>,
 }
 
 /// The lines of one entry at `width` columns.
@@ -36,9 +42,23 @@ fn entry_rows(e: &Entry, width: usize, look: &EntryLook) -> Vec<Row> {
         .map(|t| format!("{} ", t.format(look.time_format)))
         .unwrap_or_else(|| "--:-- ".to_owned());
     let indent = UnicodeWidthStr::width(time.as_str()).min(width / 2);
+    let mut rows = Vec::new();
+    if let Some(answered) = e.changes.reply_to.as_deref()
+        && e.kind != EntryKind::System
+    {
+        rows.push(changes::quote_row(look.conv, e, answered, indent, width));
+    }
     let mut cells = Vec::new();
     let mut urls = Vec::new();
-    push_str(&mut cells, &time, dim);
+    // (v3) The selected line: its time and nick in reverse video (a style,
+    // not a mark, so that its wrapping stays the same).
+    let selected = look.selected == Some(e.seq);
+    let time_style = if selected {
+        dim.add_modifier(Modifier::REVERSED)
+    } else {
+        dim
+    };
+    push_str(&mut cells, &time, time_style);
     let search = look.search.map(|q| (q, look.current_match == Some(e.seq)));
     match &e.kind {
         EntryKind::System => push_str(&mut cells, &format!("-- {}", e.text), dim),
@@ -49,6 +69,9 @@ fn entry_rows(e: &Entry, width: usize, look: &EntryLook) -> Vec<Row> {
                 .add_modifier(Modifier::BOLD);
             if own {
                 nick_style = nick_style.add_modifier(Modifier::UNDERLINED);
+            }
+            if selected {
+                nick_style = nick_style.add_modifier(Modifier::REVERSED);
             }
             let mut text_style = match kind {
                 EntryKind::Own(Delivery::Pending | Delivery::Queued) => {
@@ -74,7 +97,14 @@ fn entry_rows(e: &Entry, width: usize, look: &EntryLook) -> Vec<Row> {
                 push_str(&mut cells, if e.broadcast { " » " } else { ": " }, dim);
             }
             let link = link_style(look.theme);
-            push_text(&mut cells, &mut urls, &e.text, text_style, link, search);
+            if e.changes.deleted {
+                push_str(&mut cells, changes::DELETED, changes::deleted_style());
+            } else {
+                push_text(&mut cells, &mut urls, &e.text, text_style, link, search);
+                if e.changes.edited {
+                    push_str(&mut cells, changes::EDITED, changes::edited_style());
+                }
+            }
             match kind {
                 EntryKind::Own(Delivery::Pending) => push_str(&mut cells, " (sending…)", dim),
                 EntryKind::Own(Delivery::Queued) => push_str(&mut cells, " (queued)", dim),
@@ -92,10 +122,20 @@ fn entry_rows(e: &Entry, width: usize, look: &EntryLook) -> Vec<Row> {
             }
         }
     }
-    wrap_cells(&cells, width, indent)
-        .into_iter()
-        .map(|cells| cells_to_row(cells, &urls))
-        .collect()
+    rows.extend(
+        wrap_cells(&cells, width, indent)
+            .into_iter()
+            .map(|cells| cells_to_row(cells, &urls)),
+    );
+    if !e.changes.deleted {
+        rows.extend(changes::reaction_rows(
+            &e.changes.reactions,
+            look.me,
+            indent,
+            width,
+        ));
+    }
+    rows
 }
 
 /// What a draw knows of the bottom of a conversation.
@@ -188,6 +228,9 @@ fn tail_rows(
         offset_secs: state.utc_offset_secs,
         search: state.search.as_ref().map(|s| s.query.as_str()),
         current_match: state.search.as_ref().and_then(|s| s.current_seq()),
+        conv: c,
+        me: &state.me,
+        selected: state.selection.seq,
     };
     let (lo, hi) = window;
     let mut blocks: Vec<Vec<Row>> = Vec::new();
@@ -359,7 +402,12 @@ fn scroll_window(
     width: usize,
     height: usize,
 ) -> (bool, usize, usize) {
-    let until = state.search.as_ref().and_then(|s| s.current_seq());
+    // The search match in view, or (v3) a selection that just moved.
+    let until = state
+        .search
+        .as_ref()
+        .and_then(|s| s.current_seq())
+        .or(state.selection.seq.filter(|_| state.selection.reveal));
     let need = c
         .scroll
         .saturating_add(height.saturating_mul(2))
@@ -370,7 +418,7 @@ fn scroll_window(
     let max_scroll = counted.total.saturating_sub(height);
     let mut scroll = c.scroll.min(max_scroll);
     if let Some((below, n)) = counted.target {
-        // Keep the current search match in view.
+        // Keep the current search match (or the selection) in view.
         let visible = below >= scroll && below + n <= scroll + height;
         if !visible {
             scroll = (below + n / 2).saturating_sub(height / 2).min(max_scroll);

@@ -8,7 +8,10 @@
 //! - `input`: the typing line and the input line.
 //! - `status`: the status bar and the toasts.
 //! - `text`: what they share: cells, wrapping, links, colours, times.
+//! - (v3) `changes`: how a changed message looks: the quote above a
+//!   reply, "(edited)", "[deleted]", the reactions under a line.
 
+mod changes;
 mod input;
 mod messages;
 mod sidebar;
@@ -76,6 +79,9 @@ pub fn after_draw(state: &mut State, report: &ViewReport) {
     state.page = report.page;
     state.viewport.screen_width = report.width;
     state.viewport.at_top = report.at_top;
+    // (v3) The selection was scrolled to (if it moved): from now on the
+    // pane may be scrolled away from it.
+    state.selection.reveal = false;
     let id = state.active.clone();
     if let Some(c) = state.convs.iter_mut().find(|c| c.id == id) {
         c.scroll = report.scroll;
@@ -130,3 +136,5 @@ pub fn draw(frame: &mut Frame, state: &State) -> ViewReport {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_changes;
