@@ -644,8 +644,11 @@ async fn all_pipelined(
 struct Pages<'a> {
     tx: &'a [mpsc::UnboundedSender<Cmd>],
     room: &'a str,
-    /// The ids of the stored messages, in order.
+    /// The ids of the stored messages, by message index.
     ids: &'a [String],
+    /// Message indices from the oldest to the newest (the authors send
+    /// at once, so the server's order is not quite the indices').
+    by_age: &'a [usize],
     /// Message index of each id.
     index: &'a HashMap<String, usize>,
     /// What is done to each message.
@@ -683,12 +686,13 @@ impl Pages<'_> {
             let mut payload = json!({ "room": self.room, "limit": limit });
             let mut due = limit.min(n);
             if deep {
-                // A message never deleted, so that it can be named.
+                // `at` older messages; one never deleted, so that it can
+                // be named.
                 let mut at = (limit + (j * 7919 + 13) % deep_span).min(n - 1);
-                while at > 0 && self.fates[at].deleted {
+                while at > 0 && self.fates[self.by_age[at]].deleted {
                     at -= 1;
                 }
-                payload["before"] = Value::String(self.ids[at].clone());
+                payload["before"] = Value::String(self.ids[self.by_age[at]].clone());
                 due = limit.min(at);
             }
             let Some(answer) = ask(&self.tx[j % self.tx.len()], "history", payload).await else {
@@ -710,6 +714,10 @@ impl Pages<'_> {
             return;
         };
         if messages.len() != due {
+            eprintln!(
+                "  history: a page of {} messages, {due} due",
+                messages.len()
+            );
             c.wrong += 1;
         }
         for m in messages {
@@ -723,6 +731,7 @@ impl Pages<'_> {
             c.deleted += u64::from(deleted);
             c.reacted += u64::from(reactions > 0);
             let Some(&i) = m["id"].as_str().and_then(|id| self.index.get(id)) else {
+                eprintln!("  history: an unknown message {m}");
                 c.wrong += 1;
                 continue;
             };
@@ -743,7 +752,10 @@ impl Pages<'_> {
             } else {
                 !edited && !deleted && text == Some(seed_text(i).as_str())
             } && (want.deleted || reactions == u64::from(want.reactions));
-            c.wrong += u64::from(!right);
+            if !right {
+                eprintln!("  history: message {i} shown as {m}, want {want:?}");
+                c.wrong += 1;
+            }
         }
     }
 
@@ -848,6 +860,9 @@ async fn history(ctx: &Ctx<'_>, figs: &mut Figures) {
         return;
     }
     let index: HashMap<String, usize> = ids.iter().cloned().zip(0..).collect();
+    let mut by_age: Vec<usize> = (0..n).collect();
+    // chat-server's ids are numbers in delivery order: shorter is older.
+    by_age.sort_by_key(|&i| (ids[i].len(), ids[i].clone()));
     take_all(&handles).await;
     // What will be done to each message.
     let fates: Vec<Fate> = (0..n)
@@ -864,6 +879,7 @@ async fn history(ctx: &Ctx<'_>, figs: &mut Figures) {
         tx: &tx,
         room: &room,
         ids: &ids,
+        by_age: &by_age,
         index: &index,
         fates: &fates,
         changed: false,
