@@ -6,10 +6,11 @@
 //! 1. **Traffic with changes.** `--changes-users` users in rooms of
 //!    `--changes-room-size`; a ladder of offered deliveries per second
 //!    (`--changes-rates`; a message or a change to a room of M members is
-//!    M deliveries). Each step runs twice, in turn: with plain room
-//!    messages only, and with `--changes-share` per cent of the sends being
-//!    changes, half of them edits (a user edits its own newest acked
-//!    message; the new text carries the send time) and half reactions (a
+//!    M deliveries). Each step runs twice (each mix first at every other
+//!    rate): with plain room messages only, and with `--changes-share` per
+//!    cent of the sends being changes, half of them edits (a user edits
+//!    its own newest acked message; the new text carries the send time)
+//!    and half reactions (a
 //!    user takes back the reaction it holds, or else reacts to the newest
 //!    message it received). A change must reach every member of its room
 //!    once, its maker included; its latency is its send time to each
@@ -348,8 +349,15 @@ async fn ladders(ctx: &Ctx<'_>, figs: &mut Figures) {
         max_rate: 0.0,
         stopped: false,
     });
-    for &offered in cfg.changes_rates.iter().filter(|r| **r > 0.0) {
-        for mix in mixes.iter_mut().filter(|m| !m.stopped) {
+    for (i, &offered) in cfg.changes_rates.iter().filter(|r| **r > 0.0).enumerate() {
+        // Each mix goes first at every other rate: the first step after a
+        // rise meets what the previous rate left behind.
+        let order = if i % 2 == 0 { [0, 1] } else { [1, 0] };
+        for m in order {
+            let mix = &mut mixes[m];
+            if mix.stopped {
+                continue;
+            }
             let sustained = step(
                 ctx,
                 &handles,
