@@ -10,9 +10,8 @@
 //!    rate): with plain room messages only, and with `--changes-share` per
 //!    cent of the sends being changes, half of them edits (a user edits
 //!    its own newest acked message; the new text carries the send time)
-//!    and half reactions (a
-//!    user takes back the reaction it holds, or else reacts to the newest
-//!    message it received). A change must reach every member of its room
+//!    and half reactions (a user takes back the reaction it holds, or else
+//!    reacts to the newest message it received). A change must reach every member of its room
 //!    once, its maker included; its latency is its send time to each
 //!    `message:update`, matched by the change's id from the ack. Per step
 //!    and mix: deliveries/s (messages and changes), latency of messages and
