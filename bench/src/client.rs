@@ -2,7 +2,7 @@
 //! the connect handshake, and a lightweight task that answers pings, sends
 //! what the scenario tells it to and records every bench message it receives.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::OnceLock;
@@ -77,6 +77,19 @@ pub struct Recv {
     /// Send-to-ack time of each ok ack, microseconds: with the on-disk
     /// store the ack waits for the commit.
     pub ack_lat_us: Vec<u32>,
+    /// (v3) `message:update`s received: the change's id and when it
+    /// arrived (µs of [`now_us`]), each id once.
+    pub updates: HashMap<u64, u64>,
+    /// `message:update`s of an id already received.
+    pub update_dups: u64,
+    /// Changes this user made that the server acked: (change number, the
+    /// change's id, send time µs).
+    pub changes_acked: Vec<(u64, u64, u64)>,
+    /// Change numbers whose request the server refused.
+    pub changes_failed: Vec<u64>,
+    /// [`Cmd::Change`]s asking for an edit that went out as a reaction: the
+    /// user had no acked message of its own yet.
+    pub edits_as_reactions: u64,
 }
 
 /// Everything a user keeps across connections.
@@ -101,6 +114,16 @@ pub struct UserState {
     /// Sends awaiting their ack: (ack id, message number, send time µs).
     pending: Vec<(u64, u64, u64)>,
     next_ack: u64,
+    /// (v3) The id of this user's newest acked message: what an edit
+    /// changes.
+    pub own_last_id: Option<String>,
+    /// (v3) The reaction this user holds (message id, emoji), taken back
+    /// by its next [`Cmd::Change`] of kind react.
+    held_reaction: Option<(String, &'static str)>,
+    /// Changes awaiting their ack: (ack id, change number, send time µs).
+    pending_changes: Vec<(u64, u64, u64)>,
+    /// [`Cmd::Request`]s awaiting their ack: (ack id, send time µs, reply).
+    pending_requests: Vec<(u64, u64, oneshot::Sender<Answered>)>,
 }
 
 /// A connect or handshake failure.
@@ -166,20 +189,43 @@ impl UserState {
                         self.session = Some(info.session.clone());
                         self.info = Some(info);
                     }
+                } else if name == "message:update" {
+                    let id = proto::str_field(rest, "id")?.parse().ok()?;
+                    delivered.fetch_add(1, Ordering::Relaxed);
+                    if self.recv.updates.insert(id, now_us()).is_some() {
+                        self.recv.update_dups += 1;
+                    }
                 } else if name == "chat:error" {
                     self.chat_errors += 1;
                 }
             }
             Frame::Ack { id, args } => {
+                let ok = args.contains("\"ok\":true");
                 if let Some(pos) = self.pending.iter().position(|(a, _, _)| *a == id) {
                     let (_, no, sent) = self.pending.swap_remove(pos);
-                    if args.contains("\"ok\":true") {
+                    if ok {
                         self.recv.acked += 1;
                         let took = now_us().saturating_sub(sent);
                         self.recv.ack_lat_us.push(took.min(u32::MAX as u64) as u32);
+                        if let Some(own) = proto::str_field(args, "id") {
+                            self.own_last_id = Some(own.to_owned());
+                        }
                     } else {
                         self.recv.failed.push(no);
                     }
+                } else if let Some(pos) = self.pending_changes.iter().position(|p| p.0 == id) {
+                    let (_, no, sent) = self.pending_changes.swap_remove(pos);
+                    match proto::str_field(args, "id").and_then(|c| c.parse().ok()) {
+                        Some(change) if ok => self.recv.changes_acked.push((no, change, sent)),
+                        _ => self.recv.changes_failed.push(no),
+                    }
+                } else if let Some(pos) = self.pending_requests.iter().position(|p| p.0 == id) {
+                    let (_, sent, reply) = self.pending_requests.swap_remove(pos);
+                    let took = Duration::from_micros(now_us().saturating_sub(sent));
+                    let _ = reply.send(Answered {
+                        ack: args.to_owned(),
+                        took,
+                    });
                 }
             }
             _ => {}
@@ -190,6 +236,41 @@ impl UserState {
     /// Sends still waiting for their ack.
     pub fn unacked(&self) -> usize {
         self.pending.len()
+    }
+
+    /// The frame of change number `no` (asked as `kind`), sent at `sent`
+    /// µs, registered as awaiting its ack; `None` when there is nothing to
+    /// change yet (no message received or sent).
+    fn change_frame(&mut self, kind: ChangeKind, no: u64, sent: u64) -> Option<String> {
+        let id = self.ack_id();
+        let (event, payload) = match (kind, &self.own_last_id) {
+            (ChangeKind::Edit, Some(own)) => (
+                "message:edit",
+                json!({ "id": own, "text": proto::bench_text(no, sent) }),
+            ),
+            _ => {
+                if kind == ChangeKind::Edit {
+                    self.recv.edits_as_reactions += 1;
+                }
+                match self.held_reaction.take() {
+                    Some((target, emoji)) => (
+                        "message:react",
+                        json!({ "id": target, "emoji": emoji, "on": false }),
+                    ),
+                    None => {
+                        let target = self.last_id.clone()?;
+                        let emoji = REACTIONS[(no % REACTIONS.len() as u64) as usize];
+                        self.held_reaction = Some((target.clone(), emoji));
+                        (
+                            "message:react",
+                            json!({ "id": target, "emoji": emoji, "on": true }),
+                        )
+                    }
+                }
+            }
+        };
+        self.pending_changes.push((id, no, sent));
+        Some(proto::event_frame(event, &payload, Some(id)))
     }
 
     fn ack_id(&mut self) -> u64 {
@@ -205,11 +286,44 @@ pub enum Dest {
     User(Arc<str>),
 }
 
+/// (v3) The reactions the bench puts on messages, in turn.
+pub const REACTIONS: [&str; 5] = ["👍", "❤️", "😂", "🎉", "👀"];
+
+/// (v3) Which change a [`Cmd::Change`] asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeKind {
+    /// Edit the user's newest acked message (its new text a bench text);
+    /// a reaction instead while it has none.
+    Edit,
+    /// Take back the reaction the user holds, or else react to the newest
+    /// bench message it received.
+    React,
+}
+
+/// The ack of a [`Cmd::Request`] and the time from writing the request
+/// to reading its ack.
+#[derive(Debug)]
+pub struct Answered {
+    /// The ack's JSON arguments.
+    pub ack: String,
+    pub took: Duration,
+}
+
 /// What a scenario tells a user's task.
 #[derive(Debug)]
 pub enum Cmd {
     /// Send bench message number `no` now (the send time is taken here).
     Send { dest: Dest, no: u64 },
+    /// (v3) Make change number `no` now (the send time is taken here).
+    Change { kind: ChangeKind, no: u64 },
+    /// Send `event` with `payload` asking for an ack, and answer `reply`
+    /// when it comes (the task keeps reading meanwhile, so several may be
+    /// in flight).
+    Request {
+        event: &'static str,
+        payload: Value,
+        reply: oneshot::Sender<Answered>,
+    },
     /// Hand over and reset what was received.
     Take(oneshot::Sender<Recv>),
     /// Drop the transport without a word (the task ends, returning the
@@ -424,6 +538,27 @@ async fn run(
                         Dest::Room(r) => format!("42{},{id}[\"room:message\",{{\"room\":\"{r}\",\"text\":\"{text}\"}}]", proto::NS),
                         Dest::User(u) => format!("42{},{id}[\"dm:message\",{{\"to\":\"{u}\",\"text\":\"{text}\"}}]", proto::NS),
                     };
+                    if let Err(e) = ws.send(Message::text(frame)).await {
+                        st.closed = Some(format!("send: {e}"));
+                        return (st, None);
+                    }
+                }
+                Some(Cmd::Change { kind, no }) => {
+                    match st.change_frame(kind, no, now_us()) {
+                        Some(frame) => {
+                            if let Err(e) = ws.send(Message::text(frame)).await {
+                                st.closed = Some(format!("send: {e}"));
+                                return (st, None);
+                            }
+                        }
+                        // Nothing to change yet: counted as refused.
+                        None => st.recv.changes_failed.push(no),
+                    }
+                }
+                Some(Cmd::Request { event, payload, reply }) => {
+                    let id = st.ack_id();
+                    st.pending_requests.push((id, now_us(), reply));
+                    let frame = proto::event_frame(event, &payload, Some(id));
                     if let Err(e) = ws.send(Message::text(frame)).await {
                         st.closed = Some(format!("send: {e}"));
                         return (st, None);

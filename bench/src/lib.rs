@@ -13,9 +13,10 @@
 //!   every bench message it receives (latency, duplicates, last id).
 //! - [`scenarios`]: idle, fan-out, DM pairs, churn, recovery storm,
 //!   logins, a restart on stored history, a burst of abandoned
-//!   handshakes and several sessions per account (with read markers), with
-//!   what they share (mass bring-up, the rate pacer, the receipt check, the
-//!   rate ladder).
+//!   handshakes, several sessions per account (with read markers) and
+//!   messages that change (edits and reactions in the traffic, history
+//!   pages of a changed room), with what they share (mass bring-up, the
+//!   rate pacer, the receipt check, the rate ladder).
 //! - [`server`]: the targets: launched (chat-server binary, Node peer) or
 //!   already running, each on its own port of 127.0.0.1.
 //! - [`stats`]: latency histograms and the /proc figures (RSS, CPU).
@@ -52,6 +53,7 @@ pub enum Scenario {
     Restart,
     Burst,
     Sessions,
+    Changes,
 }
 
 impl Scenario {
@@ -66,6 +68,7 @@ impl Scenario {
             Scenario::Restart => "restart",
             Scenario::Burst => "burst",
             Scenario::Sessions => "sessions",
+            Scenario::Changes => "changes",
         }
     }
 }
@@ -113,7 +116,7 @@ pub struct Config {
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "idle,fanout,dm,churn,recovery,burst,sessions,login,restart"
+        default_value = "idle,fanout,dm,churn,recovery,burst,sessions,changes,login,restart"
     )]
     pub scenarios: Vec<Scenario>,
     /// Write every scenario's JSON to this file (an array).
@@ -279,6 +282,52 @@ pub struct Config {
     /// 0 skips the markers part.
     #[arg(long, default_value_t = 50)]
     pub markers_reconnects: usize,
+    /// Changes: users, split into rooms of `--changes-room-size`.
+    #[arg(long, default_value_t = 1000)]
+    pub changes_users: usize,
+    /// Changes: room size (every member gets every message and change).
+    #[arg(long, default_value_t = 1000)]
+    pub changes_room_size: usize,
+    /// Changes: the share of the sends that are changes, in per cent (half
+    /// edits of the sender's own recent messages, half reactions put on or
+    /// taken back on recent messages of the room); the rest are plain
+    /// room messages. Each step of the ladder runs once with this mix and
+    /// once with plain messages only.
+    #[arg(long, default_value_t = 10.0)]
+    pub changes_share: f64,
+    /// Changes: offered deliveries per second, one step each (a message or
+    /// a change to a room of M members is M deliveries); 0 alone skips the
+    /// ladder.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "40000,80000,160000,240000,320000,400000,480000"
+    )]
+    pub changes_rates: Vec<f64>,
+    /// Changes, history pages: messages stored in one room (sent pipelined
+    /// by a few authors, every ack awaited); 0 skips the history part.
+    #[arg(long, default_value_t = 100_000)]
+    pub changes_history_messages: usize,
+    /// Changes, history pages: per cent of those messages edited by their
+    /// author (after the first measurement).
+    #[arg(long, default_value_t = 20)]
+    pub changes_history_edited: u32,
+    /// Changes, history pages: per cent deleted by their author (none of
+    /// the edited ones).
+    #[arg(long, default_value_t = 5)]
+    pub changes_history_deleted: u32,
+    /// Changes, history pages: per cent given reactions by other members
+    /// (one, or two for a third of them).
+    #[arg(long, default_value_t = 10)]
+    pub changes_history_reacted: u32,
+    /// Changes, history pages: the `limit`s of the pages read.
+    #[arg(long, value_delimiter = ',', default_value = "50,200")]
+    pub changes_history_limits: Vec<usize>,
+    /// Changes, history pages: requests timed for each limit, end (the
+    /// newest page, and pages deep in the room with `before`) and pass
+    /// (before the changes, after them).
+    #[arg(long, default_value_t = 200)]
+    pub changes_history_requests: usize,
     /// `--max-connections` given to a launched chat-server.
     #[arg(long, default_value_t = 200_000)]
     pub max_connections: u64,
@@ -401,6 +450,7 @@ async fn run_one(
         Scenario::Restart => scenarios::restart::run(ctx, spec, server).await,
         Scenario::Burst => scenarios::burst::run(ctx).await,
         Scenario::Sessions => scenarios::sessions::run(ctx).await,
+        Scenario::Changes => scenarios::changes::run(ctx).await,
     }
 }
 
@@ -433,9 +483,11 @@ pub async fn run(cfg: &Config) -> Result<Vec<ScenarioReport>, Error> {
         let mut per_target = Vec::new();
         for spec in &specs {
             n += 1;
-            if scenario == Scenario::Sessions && matches!(spec, TargetSpec::Peer { .. }) {
-                // No accounts there: not started, not measured (the report
-                // says so).
+            if matches!(scenario, Scenario::Sessions | Scenario::Changes)
+                && matches!(spec, TargetSpec::Peer { .. })
+            {
+                // No accounts or changes there: not started, not measured
+                // (the report says so).
                 per_target.push((spec.name().to_owned(), Figures::default()));
                 continue;
             }
@@ -462,6 +514,9 @@ pub async fn run(cfg: &Config) -> Result<Vec<ScenarioReport>, Error> {
             ),
             Scenario::Sessions if specs.iter().any(|s| matches!(s, TargetSpec::Peer { .. })) => {
                 report.notes.push(scenarios::sessions::PEER_NOTE.to_owned());
+            }
+            Scenario::Changes if specs.iter().any(|s| matches!(s, TargetSpec::Peer { .. })) => {
+                report.notes.push(scenarios::changes::PEER_NOTE.to_owned());
             }
             _ => {}
         }

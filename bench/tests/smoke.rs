@@ -127,6 +127,63 @@ fn assert_sessions(r: &ScenarioReport) {
     }
 }
 
+/// The changes scenario's flags for a short run: 100 users in rooms of 50,
+/// 10 % of the sends changes; a room of 2 000 messages, 10 pages of each
+/// kind.
+const CHANGES_ARGS: [&str; 10] = [
+    "--changes-users",
+    "100",
+    "--changes-room-size",
+    "50",
+    "--changes-rates",
+    "2000,4000",
+    "--changes-history-messages",
+    "2000",
+    "--changes-history-requests",
+    "10",
+];
+
+/// Every message and every change reached every member of its room once,
+/// with and without changes in the traffic; the history room stored every
+/// message and took every change, and every page read showed each message
+/// as it stood, before and after the changes.
+fn assert_changes(r: &ScenarioReport) {
+    let table = r.table();
+    for mix in ["rooms of 50, plain", "rooms of 50, 10 % changes"] {
+        for rate in [2000, 4000] {
+            let step = format!("{mix} @{rate}/s: ");
+            assert!(value(r, &format!("{step}delivered/s")) > 0.0, "{table}");
+            assert_eq!(value(r, &format!("{step}lost")), 0.0, "{table}");
+            assert_eq!(value(r, &format!("{step}duplicates")), 0.0, "{table}");
+        }
+    }
+    for rate in [2000, 4000] {
+        let step = format!("rooms of 50, 10 % changes @{rate}/s: ");
+        assert!(
+            value(r, &format!("{step}changes delivered/s")) > 0.0,
+            "{table}"
+        );
+        for what in ["lost", "duplicated", "unexpected"] {
+            assert_eq!(value(r, &format!("{step}changes {what}")), 0.0, "{table}");
+        }
+        assert_eq!(r.value(&format!("{step}changes refused"), TARGET), None);
+    }
+    assert_eq!(value(r, "history: messages stored"), 2000.0, "{table}");
+    assert_eq!(value(r, "history: messages edited"), 400.0, "{table}");
+    assert_eq!(value(r, "history: messages deleted"), 100.0, "{table}");
+    assert_eq!(value(r, "history: changes refused"), 0.0, "{table}");
+    for pass in ["before changes", "after changes"] {
+        assert_eq!(
+            value(
+                r,
+                &format!("history pages {pass}: messages or pages not as they stand")
+            ),
+            0.0,
+            "{table}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_scenario_delivers_everything_exactly_once() {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -195,8 +252,10 @@ async fn every_scenario_delivers_everything_exactly_once() {
         "--burst-settle-secs",
         "0",
     ];
-    let cfg = chat_bench::Config::try_parse_from(args.into_iter().chain(SESSIONS_ARGS))
-        .expect("bench flags");
+    let cfg = chat_bench::Config::try_parse_from(
+        args.into_iter().chain(SESSIONS_ARGS).chain(CHANGES_ARGS),
+    )
+    .expect("bench flags");
     let reports = tokio::time::timeout(Duration::from_secs(240), chat_bench::run(&cfg))
         .await
         .expect("the smoke run ends in time")
@@ -274,6 +333,7 @@ async fn every_scenario_delivers_everything_exactly_once() {
     );
 
     assert_sessions(scenario(&reports, "sessions"));
+    assert_changes(scenario(&reports, "changes"));
 
     let churn = scenario(&reports, "churn");
     assert!(value(churn, "cycles completed") > 0.0, "{}", churn.table());

@@ -1,7 +1,8 @@
-//! The nine scenarios and what they share: bringing many users up at once,
+//! The ten scenarios and what they share: bringing many users up at once,
 //! pacing bench messages at a fixed offered rate, and checking what arrived.
 
 pub mod burst;
+pub mod changes;
 pub mod churn;
 pub mod dm;
 pub mod fanout;
