@@ -12,6 +12,8 @@
 //! - [`live`]: what only this node knows, [`ChatState`], one owner per
 //!   file behind one lock: sessions, admission, rooms, the log, the
 //!   recovery window, the session writer, the delivery order.
+//! - [`api`]: (v3) the HTTP API under `/api/v1`: routes, bodies,
+//!   statuses; what each request does is [`chat::api`]'s.
 //! - [`auth`]: password hashing on threads of its own, bounded, and the
 //!   lockout after wrong passwords.
 //! - [`cluster`]: several nodes on one Redis: the message feed every node
@@ -30,6 +32,7 @@
 //! [`serve`] runs the whole server on a bound listener until a shutdown
 //! future resolves; `main.rs` only parses flags, sets up logging and calls it.
 
+pub mod api;
 pub mod auth;
 pub mod chat;
 pub mod cli;
@@ -214,12 +217,18 @@ pub fn app(config: Config, store: Arc<dyn store::Store>, startup: &store::Startu
         cluster,
         account_watch: Arc::default(),
         moderation: Arc::new(chat::Moderation::new(Arc::clone(&store))),
+        api: Arc::default(),
     };
     svc.follow_cluster(startup.head);
     svc.watch_policy();
     svc.account_watch
         .start(Arc::clone(&svc.store), svc.admin.clone());
     let moderation = Arc::clone(&svc.moderation);
+    let api_routes = api::routes(api::Api {
+        svc: Arc::new(svc.clone()),
+        metrics: Arc::clone(&metrics),
+        max_body: usize::try_from(state.config.max_payload).unwrap_or(usize::MAX),
+    });
     chat::register(svc);
     admin::register(&io, Arc::clone(&state), moderation);
     let on_main_port = metrics_here.then(|| (Arc::clone(&metrics), Arc::clone(&state)));
@@ -229,6 +238,10 @@ pub fn app(config: Config, store: Arc<dyn store::Store>, startup: &store::Startu
             transports,
             lean_request::lean,
         ))
+        // The API keeps its headers (the lean copy is for Socket.IO's
+        // long-lived requests), and is behind the same address gate and
+        // CORS.
+        .merge(api_routes)
         .layer(axum::middleware::from_fn_with_state(
             gate,
             client_addr::gate,

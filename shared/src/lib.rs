@@ -23,6 +23,8 @@
 //!   which `room:list` and `presence:get` share with them.
 //! - [`changes`]: (v3) replies, edits, deletions and reactions: their
 //!   requests, `message:update`, the reaction rule.
+//! - [`api`]: (v3) the HTTP API's request and answer bodies, and the
+//!   HTTP status of each error code.
 //! - [`moderation`]: (v3) server and room roles, the rank rule, room
 //!   events, and the payloads of moderation, blocks and renames.
 //!
@@ -31,6 +33,7 @@
 //! admin payloads), `ack` (whose history entries are the events' messages).
 
 pub mod ack;
+pub mod api;
 pub mod admin;
 pub mod changes;
 pub mod error;
@@ -40,6 +43,7 @@ pub mod rules;
 pub mod sessions;
 
 pub use ack::*;
+pub use api::*;
 pub use admin::*;
 pub use changes::*;
 pub use error::*;

@@ -44,11 +44,11 @@ use tokio::sync::{Semaphore, oneshot};
 use super::{
     AccountChange, AccountRecord, Committed, ConversationRecord, Destination, ID_GAP_AFTER_CRASH,
     MarkerAt, MessageRecord, Page, Resolver, SessionMeta, SessionRecord, Startup, Store,
-    StoreError, marker_key, now_ms,
+    StoreError, TokenRecord, marker_key, now_ms,
 };
 
 /// The schema version this code reads and writes.
-pub const SCHEMA_VERSION: u32 = 5;
+pub const SCHEMA_VERSION: u32 = 6;
 
 /// Most writes queued and not yet committed. A full queue makes `append`
 /// wait (back-pressure on senders rather than unbounded memory). It also
@@ -129,7 +129,7 @@ type Migration = fn(&Transaction) -> rusqlite::Result<()>;
 
 /// Every schema step, in order. See the module doc.
 const MIGRATIONS: [Migration; SCHEMA_VERSION as usize] =
-    [v0_to_v1, v1_to_v2, v2_to_v3, v3_to_v4, v4_to_v5];
+    [v0_to_v1, v1_to_v2, v2_to_v3, v3_to_v4, v4_to_v5, api_tokens];
 
 /// Version 1: messages, sessions, meta.
 ///
@@ -325,6 +325,27 @@ fn v4_to_v5(tx: &Transaction) -> rusqlite::Result<()> {
     )?;
     tx.execute(FOLD_CONVERSATIONS, [0])?;
     Ok(())
+}
+
+/// (v3) API tokens (the HTTP API): each account's tokens, found by the
+/// SHA-256 of the token (`hash`, unique) and listed by account
+/// (`api_tokens_user`); a session remembers the token that opened it
+/// (`sessions.token_id`), so that revoking the token ends it. One step
+/// on its own, with no number in its name: it may be renumbered when
+/// merged beside another step.
+fn api_tokens(tx: &Transaction) -> rusqlite::Result<()> {
+    tx.execute_batch(
+        "CREATE TABLE api_tokens (
+             id           TEXT    PRIMARY KEY,
+             user_key     TEXT    NOT NULL,
+             hash         TEXT    NOT NULL UNIQUE,
+             label        TEXT    NOT NULL,
+             created_ms   INTEGER NOT NULL,
+             last_used_ms INTEGER
+         );
+         CREATE INDEX api_tokens_user ON api_tokens (user_key, created_ms);
+         ALTER TABLE sessions ADD COLUMN token_id TEXT;",
+    )
 }
 
 /// Folds the DMs with an id above ?1 into `conversations`: per pair the
@@ -642,6 +663,12 @@ enum Write {
     PutSetting(String, String, Option<String>),
     /// (v3) A read marker moved forward: user key, [`marker_key`], id.
     PutMarker(String, String, u64),
+    /// (v3) A new API token.
+    PutToken(TokenRecord),
+    /// (v3) A revoked API token: user key, id.
+    DeleteToken(String, String),
+    /// (v3) A use of an API token: its hash, wall-clock ms.
+    TokenUsed(String, u64),
 }
 
 /// A write that ran but was refused by the data (not a failure of the
@@ -933,13 +960,14 @@ fn apply(tx: &Transaction, write: &Write, dm_indexed: u64) -> rusqlite::Result<R
         Write::PutSession(s) => {
             tx.prepare_cached(
                 "INSERT INTO sessions (token, username, since, window_ends_at, account,
-                     user_key, public_id, client, address, connected_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                     user_key, public_id, client, address, connected_at, token_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
                  ON CONFLICT (token) DO UPDATE SET username = excluded.username,
                      since = excluded.since, window_ends_at = excluded.window_ends_at,
                      account = excluded.account, user_key = excluded.user_key,
                      public_id = excluded.public_id, client = excluded.client,
-                     address = excluded.address, connected_at = excluded.connected_at",
+                     address = excluded.address, connected_at = excluded.connected_at,
+                     token_id = excluded.token_id",
             )?
             .execute(params![
                 s.token,
@@ -952,6 +980,7 @@ fn apply(tx: &Transaction, write: &Write, dm_indexed: u64) -> rusqlite::Result<R
                 s.meta.client,
                 s.meta.address,
                 to_sql(s.meta.connected_at),
+                s.meta.token_id,
             ])?;
             tx.prepare_cached("DELETE FROM session_rooms WHERE token = ?1")?
                 .execute([&s.token])?;
@@ -1005,6 +1034,33 @@ fn apply(tx: &Transaction, write: &Write, dm_indexed: u64) -> rusqlite::Result<R
         Write::DeleteAccount(key) => {
             tx.prepare_cached("DELETE FROM accounts WHERE key = ?1")?
                 .execute([key])?;
+            tx.prepare_cached("DELETE FROM api_tokens WHERE user_key = ?1")?
+                .execute([key])?;
+        }
+        Write::PutToken(t) => {
+            tx.prepare_cached(
+                "INSERT INTO api_tokens (id, user_key, hash, label, created_ms, last_used_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![
+                t.id,
+                t.user_key,
+                t.hash,
+                t.label,
+                to_sql(t.created_ms),
+                t.last_used_ms.map(to_sql)
+            ])?;
+        }
+        Write::DeleteToken(key, id) => {
+            tx.prepare_cached("DELETE FROM api_tokens WHERE user_key = ?1 AND id = ?2")?
+                .execute([key, id])?;
+        }
+        Write::TokenUsed(hash, at) => {
+            tx.prepare_cached(
+                "UPDATE api_tokens SET last_used_ms = max(coalesce(last_used_ms, 0), ?2)
+                 WHERE hash = ?1",
+            )?
+            .execute(params![hash, to_sql(*at)])?;
         }
         Write::PutSetting(scope, field, value) => {
             match value {
@@ -1468,7 +1524,7 @@ fn message_from_row(r: &Row) -> rusqlite::Result<MessageRecord> {
 /// Selects whole sessions but their rooms (`session_rooms`), for
 /// [`session_from_row`].
 const SELECT_SESSION: &str = "SELECT token, username, since, window_ends_at, account,
-     public_id, client, address, connected_at FROM sessions";
+     public_id, client, address, connected_at, token_id FROM sessions";
 
 /// A row of [`SELECT_SESSION`], rooms left empty.
 fn session_from_row(r: &Row) -> rusqlite::Result<SessionRecord> {
@@ -1484,7 +1540,22 @@ fn session_from_row(r: &Row) -> rusqlite::Result<SessionRecord> {
             client: r.get(6)?,
             address: r.get(7)?,
             connected_at: from_sql(r.get(8)?),
+            token_id: r.get(9)?,
         },
+    })
+}
+
+const SELECT_TOKEN: &str =
+    "SELECT id, user_key, hash, label, created_ms, last_used_ms FROM api_tokens";
+
+fn token_from_row(r: &Row) -> rusqlite::Result<TokenRecord> {
+    Ok(TokenRecord {
+        id: r.get(0)?,
+        user_key: r.get(1)?,
+        hash: r.get(2)?,
+        label: r.get(3)?,
+        created_ms: from_sql(r.get(4)?),
+        last_used_ms: r.get::<_, Option<i64>>(5)?.map(from_sql),
     })
 }
 
@@ -1733,6 +1804,41 @@ impl Store for SqliteStore {
 
     async fn delete_account(&self, key: &str) -> Result<Committed, StoreError> {
         self.write(Write::DeleteAccount(key.to_owned())).await
+    }
+
+    async fn put_token(&self, token: &TokenRecord) -> Result<Committed, StoreError> {
+        self.write(Write::PutToken(token.clone())).await
+    }
+
+    async fn token(&self, hash: &str) -> Result<Option<TokenRecord>, StoreError> {
+        let hash = hash.to_owned();
+        self.read(move |c| {
+            c.prepare_cached(&format!("{SELECT_TOKEN} WHERE hash = ?1"))?
+                .query_row([hash], token_from_row)
+                .optional()
+        })
+        .await
+    }
+
+    async fn tokens(&self, key: &str) -> Result<Vec<TokenRecord>, StoreError> {
+        let key = key.to_owned();
+        self.read(move |c| {
+            c.prepare_cached(&format!(
+                "{SELECT_TOKEN} WHERE user_key = ?1 ORDER BY created_ms, id"
+            ))?
+            .query_map([key], token_from_row)?
+            .collect()
+        })
+        .await
+    }
+
+    async fn delete_token(&self, key: &str, id: &str) -> Result<Committed, StoreError> {
+        self.write(Write::DeleteToken(key.to_owned(), id.to_owned()))
+            .await
+    }
+
+    async fn token_used(&self, hash: &str, at_ms: u64) -> Result<Committed, StoreError> {
+        self.write(Write::TokenUsed(hash.to_owned(), at_ms)).await
     }
 
     async fn put_setting(
