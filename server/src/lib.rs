@@ -233,15 +233,12 @@ pub fn app(config: Config, store: Arc<dyn store::Store>, startup: &store::Startu
     admin::register(&io, Arc::clone(&state), moderation);
     let on_main_port = metrics_here.then(|| (Arc::clone(&metrics), Arc::clone(&state)));
     let router = ops_routes(store, on_main_port)
+        .merge(api_routes)
         .layer(layer)
         .layer(axum::middleware::map_request_with_state(
             transports,
             lean_request::lean,
         ))
-        // The API keeps its headers (the lean copy is for Socket.IO's
-        // long-lived requests), and is behind the same address gate and
-        // CORS.
-        .merge(api_routes)
         .layer(axum::middleware::from_fn_with_state(
             gate,
             client_addr::gate,

@@ -33,8 +33,8 @@
 //! admin payloads), `ack` (whose history entries are the events' messages).
 
 pub mod ack;
-pub mod api;
 pub mod admin;
+pub mod api;
 pub mod changes;
 pub mod error;
 pub mod events;
@@ -43,8 +43,8 @@ pub mod rules;
 pub mod sessions;
 
 pub use ack::*;
-pub use api::*;
 pub use admin::*;
+pub use api::*;
 pub use changes::*;
 pub use error::*;
 pub use events::*;

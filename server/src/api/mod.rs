@@ -47,8 +47,8 @@ pub struct Failure {
 
 impl From<ChatError> for Failure {
     fn from(error: ChatError) -> Self {
-        let status =
-            StatusCode::from_u16(http_status(error.code)).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let status = StatusCode::from_u16(http_status(error.code))
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         Failure { status, error }
     }
 }
@@ -155,7 +155,11 @@ async fn count(State(metrics): State<Arc<Metrics>>, req: Request, next: Next) ->
 
 /// The body as `T`: JSON only (415 otherwise), at most `--max-payload`
 /// bytes (413), one object of the right shape (400).
-async fn body<T: DeserializeOwned>(api: &Api, headers: &HeaderMap, body: Body) -> Result<T, Failure> {
+async fn body<T: DeserializeOwned>(
+    api: &Api,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<T, Failure> {
     let is_json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -216,7 +220,9 @@ async fn caller(api: &Api, headers: &HeaderMap) -> Result<ApiCaller, Failure> {
     Ok(api.svc.api_caller(token).await?)
 }
 
-fn path_value(p: Result<Path<String>, axum::extract::rejection::PathRejection>) -> Result<String, Failure> {
+fn path_value(
+    p: Result<Path<String>, axum::extract::rejection::PathRejection>,
+) -> Result<String, Failure> {
     p.map(|Path(v)| v).map_err(|_| {
         Failure::with_status(
             StatusCode::BAD_REQUEST,
@@ -350,7 +356,12 @@ async fn room_messages(
         let room = path_value(room)?;
         let messages = api
             .svc
-            .api_history(&who, room, page.before.filter(|b| !b.is_empty()), page.limit)
+            .api_history(
+                &who,
+                room,
+                page.before.filter(|b| !b.is_empty()),
+                page.limit,
+            )
             .await?;
         json(StatusCode::OK, &messages)
     })

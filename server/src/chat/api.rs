@@ -280,10 +280,27 @@ impl ChatService {
             ..Default::default()
         };
         let key = username_key(&req.username);
-        let account = self
-            .password_login(&auth, &key, from)
-            .await
-            .map_err(|r| from_refusal(event, r))?;
+        let account = self.password_login(&auth, &key, from).await.map_err(|r| {
+            let code = r.code;
+            let err = from_refusal(event, r);
+            if code != ErrorCode::RateLimited {
+                return err;
+            }
+            // The lock's wait, for Retry-After.
+            let address = from.and_then(|ip| {
+                self.accounts
+                    .addresses
+                    .as_ref()?
+                    .locked_for(&ip.to_string())
+            });
+            let wait = self
+                .accounts
+                .guesses
+                .locked_for(&key)
+                .max(address)
+                .unwrap_or(RETRY_AFTER);
+            err.with("retryAfterMs", wait.as_millis().max(1) as u64)
+        })?;
         let secret = new_secret(TOKEN_BYTES);
         let label: String = req
             .label
@@ -348,10 +365,12 @@ impl ChatService {
             .await
             .map_err(|e| store_error(event, "list tokens", e))?;
         if !tokens.iter().any(|t| t.id == id) {
-            return Err(
-                ChatError::new(ErrorCode::NotFound, format!("you have no token {id}"), event)
-                    .with("id", id),
-            );
+            return Err(ChatError::new(
+                ErrorCode::NotFound,
+                format!("you have no token {id}"),
+                event,
+            )
+            .with("id", id));
         }
         let revoked = match self.store.delete_token(key, id).await {
             Ok(c) => c.await,
@@ -389,7 +408,11 @@ impl ChatService {
     }
 
     /// `PUT /password`: `account:password`.
-    pub async fn api_password(&self, caller: &ApiCaller, req: NewPassword) -> Result<(), ChatError> {
+    pub async fn api_password(
+        &self,
+        caller: &ApiCaller,
+        req: NewPassword,
+    ) -> Result<(), ChatError> {
         let change = PasswordChange {
             old: req.old,
             new: req.new,
@@ -407,7 +430,11 @@ impl ChatService {
     /// session of it on this node, exactly a socket's join (its sessions
     /// follow); otherwise the account's stored rooms change, and the
     /// other nodes' sessions of it follow.
-    pub async fn api_join(self: &Arc<Self>, caller: &ApiCaller, raw: &str) -> Result<(), ChatError> {
+    pub async fn api_join(
+        self: &Arc<Self>,
+        caller: &ApiCaller,
+        raw: &str,
+    ) -> Result<(), ChatError> {
         let key = caller.me.key.clone();
         if self.state.name_held(&key) {
             self.join(None, caller, raw).await?;
@@ -474,7 +501,12 @@ impl ChatService {
         Ok(())
     }
 
-    async fn store_rooms(&self, event: &str, key: &str, rooms: Vec<String>) -> Result<(), ChatError> {
+    async fn store_rooms(
+        &self,
+        event: &str,
+        key: &str,
+        rooms: Vec<String>,
+    ) -> Result<(), ChatError> {
         let stored = match self
             .store
             .update_account(key, AccountChange::Rooms(rooms))

@@ -471,12 +471,7 @@ impl ChatService {
     }
 
     /// The text rules, then the rate limit: the trimmed text to send.
-    fn text<'t>(
-        &self,
-        ctx: &dyn Acting,
-        event: &str,
-        text: &'t str,
-    ) -> Result<&'t str, ChatError> {
+    fn text<'t>(&self, ctx: &dyn Acting, event: &str, text: &'t str) -> Result<&'t str, ChatError> {
         let max = self.state.config.max_text;
         let text = check_text(text, max).map_err(|e| {
             let err = ChatError::new(e.code(), e.to_string(), event);

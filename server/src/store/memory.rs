@@ -281,9 +281,7 @@ impl Store for MemoryStore {
     }
 
     async fn put_token(&self, token: &TokenRecord) -> Result<Committed, StoreError> {
-        self.lock()
-            .tokens
-            .insert(token.hash.clone(), token.clone());
+        self.lock().tokens.insert(token.hash.clone(), token.clone());
         Ok(Committed::ready(Ok(())))
     }
 

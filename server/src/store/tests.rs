@@ -145,7 +145,12 @@ async fn api_tokens_are_found_by_hash_listed_revoked_and_survive_a_reopen(b: Bac
             .unwrap();
     }
     // Bob cannot revoke Alice's token by its id.
-    store.delete_token("bob", "t-ci").await.unwrap().await.unwrap();
+    store
+        .delete_token("bob", "t-ci")
+        .await
+        .unwrap()
+        .await
+        .unwrap();
     store.close().await;
     drop(store);
 
