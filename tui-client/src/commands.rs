@@ -50,6 +50,8 @@ pub enum Command {
     Who,
     Help,
     Quit,
+    /// (v3) `/logout`: revoke the saved login's token, forget it, quit.
+    Logout,
     /// `/topic [text|-]` in the open room: `None` shows it, `Some("")`
     /// (typed `-`) clears it.
     Topic(Option<String>),
@@ -112,7 +114,7 @@ pub struct Sanction {
 
 /// Every command with its usage and what it does, for `/help` and Tab.
 /// [`SECTIONS`] says where each group starts.
-pub const COMMANDS: [(&str, &str, &str); 40] = [
+pub const COMMANDS: [(&str, &str, &str); 41] = [
     ("/join", "/join #room", "join a room and switch to it"),
     (
         "/leave",
@@ -162,6 +164,11 @@ pub const COMMANDS: [(&str, &str, &str); 40] = [
     ("/who", "/who", "list who is online"),
     ("/help", "/help", "show keys and commands"),
     ("/quit", "/quit", "quit (Ctrl-C does too)"),
+    (
+        "/logout",
+        "/logout",
+        "forget the login saved by --login (revokes its token) and quit",
+    ),
     (
         "/reconnect",
         "/reconnect",
@@ -392,6 +399,7 @@ pub fn parse(line: &str) -> Command {
         "/who" => Command::Who,
         "/help" | "/?" => Command::Help,
         "/quit" | "/exit" => Command::Quit,
+        "/logout" => Command::Logout,
         "/reconnect" => Command::Reconnect,
         _ => moderation(&cmd, args).unwrap_or(Command::Unknown(cmd)),
     }
@@ -575,6 +583,7 @@ mod tests {
         assert_eq!(parse("/who"), Command::Who);
         assert_eq!(parse("/help"), Command::Help);
         assert_eq!(parse("/quit"), Command::Quit);
+        assert_eq!(parse("/logout"), Command::Logout);
         assert_eq!(parse("/sessions"), Command::Sessions);
         assert_eq!(
             parse("/sessions end 3f9a"),
