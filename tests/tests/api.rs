@@ -894,3 +894,80 @@ async fn the_api_over_tls() {
     );
     server.stop().await.unwrap();
 }
+
+/// `chat-server account role` on the data directory.
+fn role_command(dir: &std::path::Path, name: &str, role: &str) {
+    let out = std::process::Command::new(chat_e2e::workspace_binary("chat-server", "chat-server"))
+        .args(["account", "role", name, role, "--data-dir"])
+        .arg(dir)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run chat-server account role");
+    assert!(out.status.success(), "{out:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutes_bans_and_the_ban_list_apply_to_http_as_to_sockets() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = TestServer::on_disk(dir.path());
+    let server = TestServer::start(config.clone()).await;
+    let api = Api::new(&server.url());
+    api.account("root").await;
+    api.account("alice").await;
+    server.stop().await.unwrap();
+    role_command(dir.path(), "root", "admin");
+    let server = TestServer::start(config).await;
+    let url = server.url();
+    let api = Api::new(&url);
+    let (_, roots) = api.token("root", "admin script").await;
+    let (_, alices) = api.token("alice", "bot").await;
+    let (r, a) = (Some(roots.as_str()), Some(alices.as_str()));
+    let none = api.get("/bans", r).await;
+    assert_eq!(none.status, 200, "{none:?}");
+    assert_eq!(none.body, json!({"bans": []}));
+    assert_eq!(api.put("/rooms/ops/membership", a, None).await.status, 204);
+    let root = TestClient::connect(&url, json!({"username": "root", "token": roots}))
+        .await
+        .unwrap();
+    assert_eq!(root.session.as_ref().unwrap()["role"], "admin");
+
+    // A server mute silences HTTP posts and DMs.
+    ok(root
+        .ack("user:mute", json!({"user": "alice", "for": 600}))
+        .await);
+    let muted = api
+        .post("/rooms/ops/messages", a, json!({"text": "x"}))
+        .await;
+    assert_eq!((muted.status, muted.code()), (403, "muted"), "{muted:?}");
+    let muted_dm = api.post("/dms/root", a, json!({"text": "x"})).await;
+    assert_eq!((muted_dm.status, muted_dm.code()), (403, "muted"));
+    ok(root.ack("user:unmute", json!({"user": "alice"})).await);
+    assert_eq!(
+        api.post("/rooms/ops/messages", a, json!({"text": "back"}))
+            .await
+            .status,
+        201
+    );
+
+    // A server ban: the account's tokens stop working while it lasts.
+    ok(root
+        .ack("user:ban", json!({"user": "alice", "reason": "spam"}))
+        .await);
+    let banned = api.get("/tokens", a).await;
+    assert_eq!(
+        (banned.status, banned.code()),
+        (403, "banned"),
+        "{banned:?}"
+    );
+    let refused = TestClient::connect(&url, json!({"username": "alice", "token": alices}))
+        .await
+        .err()
+        .expect("a banned account's token opens nothing");
+    assert!(refused.contains("banned"), "{refused}");
+    let bans = api.get("/bans", r).await;
+    assert_eq!(bans.status, 200, "{bans:?}");
+    assert_eq!(bans.body["bans"][0]["user"], "alice", "{bans:?}");
+    ok(root.ack("user:unban", json!({"user": "alice"})).await);
+    assert_eq!(api.get("/tokens", a).await.status, 200, "works again");
+    server.stop().await.unwrap();
+}

@@ -99,6 +99,14 @@ impl Acting for ApiCaller {
     }
 }
 
+/// Whether a use of a token at `now` (wall-clock ms) is written, its
+/// stored last use being `last`: only when that is a
+/// [`TOKEN_USE_PRECISION`] old or more (or there is none).
+fn use_worth_writing(last: Option<u64>, now: u64) -> bool {
+    let precision = TOKEN_USE_PRECISION.as_millis() as u64;
+    last.is_none_or(|t| now.saturating_sub(t) >= precision)
+}
+
 /// The hex SHA-256 of a token: how the store finds it.
 pub fn token_hash(token: &str) -> String {
     Sha256::digest(token.as_bytes())
@@ -176,11 +184,7 @@ impl ChatService {
             return Ok(None);
         };
         let now = crate::clock::now_ms();
-        let precision = TOKEN_USE_PRECISION.as_millis() as u64;
-        if rec
-            .last_used_ms
-            .is_none_or(|t| now.saturating_sub(t) >= precision)
-        {
+        if use_worth_writing(rec.last_used_ms, now) {
             let store = Arc::clone(&self.store);
             tokio::spawn(async move {
                 let written = match store.token_used(&hash, now).await {
@@ -587,5 +591,54 @@ impl ChatService {
     /// A refused request counts on `/metrics` like a socket's refusal.
     pub fn api_refused(&self, code: ErrorCode) {
         self.metrics.error(code);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tokens_use_is_written_at_most_once_a_minute() {
+        let t0 = 1_700_000_000_000;
+        assert!(use_worth_writing(None, t0), "the first use");
+        assert!(!use_worth_writing(Some(t0), t0 + 1));
+        assert!(!use_worth_writing(Some(t0), t0 + 59_999));
+        assert!(use_worth_writing(Some(t0), t0 + 60_000));
+        // A clock that went back writes nothing.
+        assert!(!use_worth_writing(Some(t0), t0 - 5_000));
+    }
+
+    #[test]
+    fn a_token_is_found_by_a_hash_that_is_not_the_token() {
+        let token = new_secret(TOKEN_BYTES);
+        assert_eq!(token.len(), 64, "256 bits in hex");
+        assert_ne!(token, new_secret(TOKEN_BYTES));
+        let hash = token_hash(&token);
+        assert_eq!(hash, token_hash(&token));
+        assert_eq!(hash.len(), 64);
+        assert!(!hash.contains(&token));
+        assert_eq!(
+            token_hash("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_accounts_tokens_share_one_bucket_and_accounts_do_not() {
+        let buckets = ApiBuckets::default();
+        let limit = Some((2.0, 2));
+        let take = |key: &str| {
+            let b = buckets.of(key, limit).expect("a limit");
+            b.lock().unwrap().try_take()
+        };
+        assert!(take("ci").is_ok());
+        assert!(take("ci").is_ok(), "the burst, from either token");
+        let wait = take("ci").expect_err("beyond the burst");
+        assert_eq!(wait, Duration::from_millis(500), "2 a second");
+        assert!(take("other").is_ok(), "another account has its own");
+        tokio::time::advance(Duration::from_millis(500)).await;
+        assert!(take("ci").is_ok(), "refilled at the rate");
+        assert!(buckets.of("ci", None).is_none(), "--rate 0: no limit");
     }
 }
