@@ -971,3 +971,54 @@ async fn mutes_bans_and_the_ban_list_apply_to_http_as_to_sockets() {
     assert_eq!(api.get("/tokens", a).await.status, 200, "works again");
     server.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_cluster_http_reaches_every_node_and_a_revoke_ends_sessions_elsewhere() {
+    if !chat_e2e::installed("redis-server", "--version", "the HTTP API on a cluster") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let redis = chat_server::store::redis::LocalRedis::for_test(dir.path(), false)
+        .expect("a redis-server of the test's own");
+    let config = |node: &str| Config {
+        rate: 0.0,
+        ..TestServer::clustered(&redis.url(), node)
+    };
+    let a = TestServer::start(config("node-a")).await;
+    let b = TestServer::start(config("node-b")).await;
+    let api = Api::new(&a.url());
+    api.account("ci").await;
+    let (id, token) = api.token("ci", "bot").await;
+    let (_, other) = api.token("ci", "admin").await;
+    let mut bob = TestClient::chat(&b.url(), "bob").await;
+    ok(bob.ack("room:join", json!({"room": "#ops"})).await);
+    let mut bot = TestClient::connect(&b.url(), json!({"username": "ci", "token": token}))
+        .await
+        .unwrap();
+
+    // Joined over HTTP on node A: the account's socket on node B follows.
+    let t = Some(other.as_str());
+    assert_eq!(api.put("/rooms/ops/membership", t, None).await.status, 204);
+    bot.next_where("room:joined", |j| j["room"] == "#ops").await;
+    let sent = api
+        .post("/rooms/ops/messages", t, json!({"text": "from node a"}))
+        .await;
+    assert_eq!(sent.status, 201, "{sent:?}");
+    for c in [&mut bob, &mut bot] {
+        let m = c.next("room:message").await;
+        assert_eq!(
+            (m["text"].as_str(), m["id"].as_str()),
+            (Some("from node a"), sent.body["id"].as_str())
+        );
+    }
+    // Its history reads the same on either node.
+    let on_b = Api::new(&b.url()).get("/rooms/ops/messages", t).await;
+    assert_eq!(on_b.body["messages"][0]["text"], "from node a", "{on_b:?}");
+
+    // Revoked on node A: the session it opened on node B ends.
+    assert_eq!(api.delete(&format!("/tokens/{id}"), t).await.status, 204);
+    let err = bot.next("chat:error").await;
+    assert_eq!(err["code"], "session_ended", "{err}");
+    a.stop().await.unwrap();
+    b.stop().await.unwrap();
+}
