@@ -228,6 +228,7 @@ pub fn app(config: Config, store: Arc<dyn store::Store>, startup: &store::Startu
         svc: Arc::new(svc.clone()),
         metrics: Arc::clone(&metrics),
         max_body: usize::try_from(state.config.max_payload).unwrap_or(usize::MAX),
+        body_timeout: state.config.header_timeout,
     });
     chat::register(svc);
     admin::register(&io, Arc::clone(&state), moderation);

@@ -7,7 +7,8 @@
 //! `crate::chat::api`'s, through the handlers a socket's requests take.
 //!
 //! Every request is answered: a body that does not read is 400
-//! `invalid_payload`, another content type 415, a body too big 413, an
+//! `invalid_payload`, another content type 415, a body too big 413, one
+//! that has not arrived within `--header-timeout` 408, an
 //! unknown route 404 `not_found`, a known route with another method 405
 //! (code `not_found`), all with the error body. `/metrics` counts the
 //! requests by route template and status.
@@ -36,6 +37,8 @@ pub struct Api {
     pub metrics: Arc<Metrics>,
     /// `--max-payload`: the largest body read.
     pub max_body: usize,
+    /// `--header-timeout`: how long a body may take to arrive (408 after).
+    pub body_timeout: std::time::Duration,
 }
 
 /// A refusal on its way to the client.
@@ -172,8 +175,16 @@ async fn body<T: DeserializeOwned>(
             "the body must be JSON, sent as Content-Type: application/json",
         ));
     }
-    let bytes: Bytes = axum::body::to_bytes(body, api.max_body)
+    let read = tokio::time::timeout(api.body_timeout, axum::body::to_bytes(body, api.max_body));
+    let bytes: Bytes = read
         .await
+        .map_err(|_| {
+            Failure::with_status(
+                StatusCode::REQUEST_TIMEOUT,
+                ErrorCode::InvalidPayload,
+                "the body did not arrive in time",
+            )
+        })?
         .map_err(|_| {
             Failure::with_status(
                 StatusCode::PAYLOAD_TOO_LARGE,
