@@ -77,6 +77,9 @@ pub struct Recv {
     /// Send-to-ack time of each ok ack, microseconds: with the on-disk
     /// store the ack waits for the commit.
     pub ack_lat_us: Vec<u32>,
+    /// (With [`UserState::keep_times`]) each receipt's message number and
+    /// when it arrived, µs since the epoch.
+    pub at_us: Vec<(u64, u64)>,
 }
 
 /// Everything a user keeps across connections.
@@ -98,6 +101,9 @@ pub struct UserState {
     pub password: Option<String>,
     /// Sent as `auth.register: true` (creates the account).
     pub register: bool,
+    /// Keep when each bench message arrived (`Recv::at_us`), for figures
+    /// per message (the slowest of a room's receipts).
+    pub keep_times: bool,
     /// Sends awaiting their ack: (ack id, message number, send time µs).
     pending: Vec<(u64, u64, u64)>,
     next_ack: u64,
@@ -149,6 +155,9 @@ impl UserState {
                     }
                     if proto::replayed(rest) {
                         self.recv.replayed += 1;
+                    }
+                    if self.keep_times {
+                        self.recv.at_us.push((no, now));
                     }
                     if self.recv.got.insert(no) {
                         self.recv

@@ -13,7 +13,8 @@
 //!   every bench message it receives (latency, duplicates, last id).
 //! - [`scenarios`]: idle, fan-out, DM pairs, churn, recovery storm,
 //!   logins, a restart on stored history, a burst of abandoned
-//!   handshakes and several sessions per account (with read markers), with
+//!   handshakes, several sessions per account (with read markers) and
+//!   posts over the HTTP API against Socket.IO, with
 //!   what they share (mass bring-up, the rate pacer, the receipt check, the
 //!   rate ladder).
 //! - [`server`]: the targets: launched (chat-server binary, Node peer) or
@@ -52,6 +53,7 @@ pub enum Scenario {
     Restart,
     Burst,
     Sessions,
+    Api,
 }
 
 impl Scenario {
@@ -66,6 +68,7 @@ impl Scenario {
             Scenario::Restart => "restart",
             Scenario::Burst => "burst",
             Scenario::Sessions => "sessions",
+            Scenario::Api => "api",
         }
     }
 }
@@ -279,6 +282,12 @@ pub struct Config {
     /// 0 skips the markers part.
     #[arg(long, default_value_t = 50)]
     pub markers_reconnects: usize,
+    /// Api: Socket.IO listeners in the room posted to.
+    #[arg(long, default_value_t = 100)]
+    pub api_listeners: usize,
+    /// Api: seconds each side (HTTP, then Socket.IO) posts for.
+    #[arg(long, default_value_t = 5.0)]
+    pub api_secs: f64,
     /// `--max-connections` given to a launched chat-server.
     #[arg(long, default_value_t = 200_000)]
     pub max_connections: u64,
@@ -401,6 +410,7 @@ async fn run_one(
         Scenario::Restart => scenarios::restart::run(ctx, spec, server).await,
         Scenario::Burst => scenarios::burst::run(ctx).await,
         Scenario::Sessions => scenarios::sessions::run(ctx).await,
+        Scenario::Api => scenarios::api::run(ctx).await,
     }
 }
 

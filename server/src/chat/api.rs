@@ -49,9 +49,28 @@ pub mod events {
 #[derive(Debug, Default)]
 pub struct ApiBuckets {
     buckets: Mutex<HashMap<String, Arc<Mutex<TokenBucket>>>>,
+    /// Token hash → the last use this node wrote (so that a burst of
+    /// requests before the store has it writes once).
+    uses: Mutex<HashMap<String, u64>>,
 }
 
 impl ApiBuckets {
+    /// Whether this node should write a use of the token `hash` at `now`,
+    /// its stored last use being `stored`; if so, it is noted as written.
+    fn claim_use(&self, hash: &str, stored: Option<u64>, now: u64) -> bool {
+        let mut uses = self.uses.lock().unwrap_or_else(|e| e.into_inner());
+        let last = stored.max(uses.get(hash).copied());
+        if !use_worth_writing(last, now) {
+            return false;
+        }
+        // Old entries go as new ones come: the map stays as small as the
+        // tokens used within the last minute.
+        let precision = TOKEN_USE_PRECISION.as_millis() as u64;
+        uses.retain(|_, t| now.saturating_sub(*t) < precision);
+        uses.insert(hash.to_owned(), now);
+        true
+    }
+
     fn of(&self, key: &str, limit: Option<(f64, u32)>) -> Option<Arc<Mutex<TokenBucket>>> {
         let (rate, burst) = limit?;
         let mut all = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
@@ -184,7 +203,7 @@ impl ChatService {
             return Ok(None);
         };
         let now = crate::clock::now_ms();
-        if use_worth_writing(rec.last_used_ms, now) {
+        if self.api.claim_use(&hash, rec.last_used_ms, now) {
             let store = Arc::clone(&self.store);
             tokio::spawn(async move {
                 let written = match store.token_used(&hash, now).await {
@@ -622,6 +641,19 @@ mod tests {
             token_hash("abc"),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
+    }
+
+    #[test]
+    fn a_burst_of_first_uses_writes_once() {
+        let api = ApiBuckets::default();
+        let t0 = 1_700_000_000_000;
+        assert!(api.claim_use("h", None, t0));
+        assert!(
+            !api.claim_use("h", None, t0 + 10),
+            "the store has not got it yet"
+        );
+        assert!(api.claim_use("other", None, t0 + 10));
+        assert!(api.claim_use("h", Some(t0), t0 + 60_000));
     }
 
     #[tokio::test(start_paused = true)]
