@@ -249,18 +249,32 @@ fn refused(api: &Api, f: Failure) -> Response {
     f.into_response()
 }
 
-/// Runs a route's work and answers, counting a refusal.
-async fn answer(api: &Api, work: impl Future<Output = Answer>) -> Response {
-    match work.await {
-        Ok(res) => res,
-        Err(f) => refused(api, f),
+/// Runs a route's work and answers, counting a refusal. The work runs as
+/// a task of its own: a client that goes away mid-request cancels
+/// nothing half done (a message numbered and not stored, a join half
+/// made); it only misses the answer.
+async fn answer(api: Api, work: impl Future<Output = Answer> + Send + 'static) -> Response {
+    match tokio::spawn(work).await {
+        Ok(Ok(res)) => res,
+        Ok(Err(f)) => refused(&api, f),
+        Err(e) => {
+            tracing::error!("api request: {e}");
+            refused(
+                &api,
+                Failure::with_status(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    ErrorCode::Internal,
+                    "the server could not finish this request",
+                ),
+            )
+        }
     }
 }
 
 // ---------------------------------------------------------------- routes
 
 async fn create_account(State(api): State<Api>, headers: HeaderMap, b: Body) -> Response {
-    answer(&api, async {
+    answer(api.clone(), async move {
         let req = body(&api, &headers, b).await?;
         let created = api.svc.api_register(req).await?;
         json(StatusCode::CREATED, &created)
@@ -274,7 +288,7 @@ async fn create_token(
     headers: HeaderMap,
     b: Body,
 ) -> Response {
-    answer(&api, async {
+    answer(api.clone(), async move {
         let req = body(&api, &headers, b).await?;
         let made = api
             .svc
@@ -286,7 +300,7 @@ async fn create_token(
 }
 
 async fn list_tokens(State(api): State<Api>, headers: HeaderMap) -> Response {
-    answer(&api, async {
+    answer(api.clone(), async move {
         let who = caller(&api, &headers).await?;
         json(StatusCode::OK, &api.svc.api_tokens(&who).await?)
     })
@@ -298,7 +312,7 @@ async fn revoke_token(
     id: Result<Path<String>, axum::extract::rejection::PathRejection>,
     headers: HeaderMap,
 ) -> Response {
-    answer(&api, async {
+    answer(api.clone(), async move {
         let who = caller(&api, &headers).await?;
         api.svc.api_revoke(&who, &path_value(id)?).await?;
         no_content()
@@ -307,7 +321,7 @@ async fn revoke_token(
 }
 
 async fn change_password(State(api): State<Api>, headers: HeaderMap, b: Body) -> Response {
-    answer(&api, async {
+    answer(api.clone(), async move {
         let who = caller(&api, &headers).await?;
         let req = body(&api, &headers, b).await?;
         api.svc.api_password(&who, req).await?;
@@ -321,7 +335,7 @@ async fn join_room(
     room: Result<Path<String>, axum::extract::rejection::PathRejection>,
     headers: HeaderMap,
 ) -> Response {
-    answer(&api, async {
+    answer(api.clone(), async move {
         let who = caller(&api, &headers).await?;
         api.svc.api_join(&who, &path_value(room)?).await?;
         no_content()
@@ -334,7 +348,7 @@ async fn leave_room(
     room: Result<Path<String>, axum::extract::rejection::PathRejection>,
     headers: HeaderMap,
 ) -> Response {
-    answer(&api, async {
+    answer(api.clone(), async move {
         let who = caller(&api, &headers).await?;
         api.svc.api_leave(&who, &path_value(room)?).await?;
         no_content()
@@ -355,7 +369,7 @@ async fn room_messages(
     page: Result<Query<Page>, axum::extract::rejection::QueryRejection>,
     headers: HeaderMap,
 ) -> Response {
-    answer(&api, async {
+    answer(api.clone(), async move {
         let who = caller(&api, &headers).await?;
         let Query(page) = page.map_err(|_| {
             Failure::with_status(
@@ -385,7 +399,7 @@ async fn post_room_message(
     headers: HeaderMap,
     b: Body,
 ) -> Response {
-    answer(&api, async {
+    answer(api.clone(), async move {
         let who = caller(&api, &headers).await?;
         let req = body(&api, &headers, b).await?;
         let sent = api.svc.api_post(&who, path_value(room)?, req).await?;
@@ -400,7 +414,7 @@ async fn post_dm(
     headers: HeaderMap,
     b: Body,
 ) -> Response {
-    answer(&api, async {
+    answer(api.clone(), async move {
         let who = caller(&api, &headers).await?;
         let req = body(&api, &headers, b).await?;
         let sent = api.svc.api_dm(&who, path_value(user)?, req).await?;
@@ -410,7 +424,7 @@ async fn post_dm(
 }
 
 async fn bans(State(api): State<Api>, headers: HeaderMap) -> Response {
-    answer(&api, async {
+    answer(api.clone(), async move {
         let who = caller(&api, &headers).await?;
         json(StatusCode::OK, &api.svc.api_bans(&who).await?)
     })
