@@ -369,6 +369,12 @@ async fn every_route_answers_with_its_status_and_error_body() {
         "{older:?}"
     );
     assert_eq!(older.body["more"], false);
+    let blank = api.get("/rooms/ops/messages?before=&limit=", t).await;
+    assert_eq!(
+        blank.body["messages"].as_array().map(Vec::len),
+        Some(3),
+        "{blank:?}"
+    );
     let bad_limit = api.get("/rooms/ops/messages?limit=many", t).await;
     assert_eq!(
         (bad_limit.status, bad_limit.code()),

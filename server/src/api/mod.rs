@@ -360,7 +360,8 @@ async fn leave_room(
 #[derive(Debug, serde::Deserialize)]
 struct Page {
     before: Option<String>,
-    limit: Option<u64>,
+    /// A string here, so that an empty `limit=` means none.
+    limit: Option<String>,
 }
 
 async fn room_messages(
@@ -371,22 +372,22 @@ async fn room_messages(
 ) -> Response {
     answer(api.clone(), async move {
         let who = caller(&api, &headers).await?;
-        let Query(page) = page.map_err(|_| {
+        let bad = || {
             Failure::with_status(
                 StatusCode::BAD_REQUEST,
                 ErrorCode::InvalidPayload,
                 "before is a message id and limit a number",
             )
-        })?;
+        };
+        let Query(page) = page.map_err(|_| bad())?;
+        let limit = match page.limit.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(l) => Some(l.parse::<u64>().map_err(|_| bad())?),
+        };
         let room = path_value(room)?;
         let messages = api
             .svc
-            .api_history(
-                &who,
-                room,
-                page.before.filter(|b| !b.is_empty()),
-                page.limit,
-            )
+            .api_history(&who, room, page.before.filter(|b| !b.is_empty()), limit)
             .await?;
         json(StatusCode::OK, &messages)
     })
