@@ -27,7 +27,8 @@
 //!
 //! Imports run one way: `chat` uses the folders below it; `cluster` uses
 //! `live` and `store`; `live` uses only `store`, `config` and `clock`;
-//! `http` knows nothing of chat.
+//! `http` knows nothing of chat; `api` (the HTTP API's edge) uses `chat`
+//! and `http`, and nothing uses it but [`app`].
 //!
 //! [`serve`] runs the whole server on a bound listener until a shutdown
 //! future resolves; `main.rs` only parses flags, sets up logging and calls it.
