@@ -90,6 +90,9 @@ pub struct Recv {
     /// [`Cmd::Change`]s asking for an edit that went out as a reaction: the
     /// user had no acked message of its own yet.
     pub edits_as_reactions: u64,
+    /// (With [`UserState::keep_times`]) each receipt's message number and
+    /// when it arrived, µs since the epoch.
+    pub at_us: Vec<(u64, u64)>,
 }
 
 /// Everything a user keeps across connections.
@@ -111,6 +114,9 @@ pub struct UserState {
     pub password: Option<String>,
     /// Sent as `auth.register: true` (creates the account).
     pub register: bool,
+    /// Keep when each bench message arrived (`Recv::at_us`), for figures
+    /// per message (the slowest of a room's receipts).
+    pub keep_times: bool,
     /// Sends awaiting their ack: (ack id, message number, send time µs).
     pending: Vec<(u64, u64, u64)>,
     next_ack: u64,
@@ -172,6 +178,9 @@ impl UserState {
                     }
                     if proto::replayed(rest) {
                         self.recv.replayed += 1;
+                    }
+                    if self.keep_times {
+                        self.recv.at_us.push((no, now));
                     }
                     if self.recv.got.insert(no) {
                         self.recv

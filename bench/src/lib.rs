@@ -15,8 +15,9 @@
 //!   logins, a restart on stored history, a burst of abandoned
 //!   handshakes, several sessions per account (with read markers) and
 //!   messages that change (edits and reactions in the traffic, history
-//!   pages of a changed room), with what they share (mass bring-up, the
-//!   rate pacer, the receipt check, the rate ladder).
+//!   pages of a changed room), posts over the HTTP API against Socket.IO,
+//!   with what they share (mass bring-up, the rate pacer, the receipt check,
+//!   the rate ladder).
 //! - [`server`]: the targets: launched (chat-server binary, Node peer) or
 //!   already running, each on its own port of 127.0.0.1.
 //! - [`stats`]: latency histograms and the /proc figures (RSS, CPU).
@@ -54,6 +55,7 @@ pub enum Scenario {
     Burst,
     Sessions,
     Changes,
+    Api,
 }
 
 impl Scenario {
@@ -69,6 +71,7 @@ impl Scenario {
             Scenario::Burst => "burst",
             Scenario::Sessions => "sessions",
             Scenario::Changes => "changes",
+            Scenario::Api => "api",
         }
     }
 }
@@ -328,6 +331,12 @@ pub struct Config {
     /// (before the changes, after them).
     #[arg(long, default_value_t = 200)]
     pub changes_history_requests: usize,
+    /// Api: Socket.IO listeners in the room posted to.
+    #[arg(long, default_value_t = 100)]
+    pub api_listeners: usize,
+    /// Api: seconds each side (HTTP, then Socket.IO) posts for.
+    #[arg(long, default_value_t = 5.0)]
+    pub api_secs: f64,
     /// `--max-connections` given to a launched chat-server.
     #[arg(long, default_value_t = 200_000)]
     pub max_connections: u64,
@@ -451,6 +460,7 @@ async fn run_one(
         Scenario::Burst => scenarios::burst::run(ctx).await,
         Scenario::Sessions => scenarios::sessions::run(ctx).await,
         Scenario::Changes => scenarios::changes::run(ctx).await,
+        Scenario::Api => scenarios::api::run(ctx).await,
     }
 }
 

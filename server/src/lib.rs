@@ -12,6 +12,8 @@
 //! - [`live`]: what only this node knows, [`ChatState`], one owner per
 //!   file behind one lock: sessions, admission, rooms, the log, the
 //!   recovery window, the session writer, the delivery order.
+//! - [`api`]: (v3) the HTTP API under `/api/v1`: routes, bodies,
+//!   statuses; what each request does is [`chat::api`]'s.
 //! - [`auth`]: password hashing on threads of its own, bounded, and the
 //!   lockout after wrong passwords.
 //! - [`cluster`]: several nodes on one Redis: the message feed every node
@@ -25,11 +27,13 @@
 //!
 //! Imports run one way: `chat` uses the folders below it; `cluster` uses
 //! `live` and `store`; `live` uses only `store`, `config` and `clock`;
-//! `http` knows nothing of chat.
+//! `http` knows nothing of chat; `api` (the HTTP API's edge) uses `chat`
+//! and `http`, and nothing uses it but [`app`].
 //!
 //! [`serve`] runs the whole server on a bound listener until a shutdown
 //! future resolves; `main.rs` only parses flags, sets up logging and calls it.
 
+pub mod api;
 pub mod auth;
 pub mod chat;
 pub mod cli;
@@ -216,6 +220,7 @@ pub fn app(config: Config, store: Arc<dyn store::Store>, startup: &store::Startu
         cluster,
         account_watch: Arc::default(),
         moderation: Arc::new(chat::Moderation::new(Arc::clone(&store))),
+        api: Arc::default(),
     };
     svc.follow_cluster(startup.head);
     svc.watch_policy();
@@ -223,10 +228,17 @@ pub fn app(config: Config, store: Arc<dyn store::Store>, startup: &store::Startu
         .start(Arc::clone(&svc.store), svc.admin.clone());
     let moderation = Arc::clone(&svc.moderation);
     let cluster = svc.cluster.clone();
+    let api_routes = api::routes(api::Api {
+        svc: Arc::new(svc.clone()),
+        metrics: Arc::clone(&metrics),
+        max_body: usize::try_from(state.config.max_payload).unwrap_or(usize::MAX),
+        body_timeout: state.config.header_timeout,
+    });
     chat::register(svc);
     admin::register(&io, Arc::clone(&state), moderation, cluster.clone());
     let on_main_port = metrics_here.then(|| (Arc::clone(&metrics), Arc::clone(&state)));
     let router = ops_routes(store, on_main_port)
+        .merge(api_routes)
         .layer(layer)
         .layer(axum::middleware::map_request_with_state(
             transports,

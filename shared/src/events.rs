@@ -142,6 +142,10 @@ pub struct Auth {
     /// characters are kept).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client: Option<String>,
+    /// (v3) An API token of the account (see [`crate::api`]), accepted
+    /// instead of `password`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
 }
 
 /// Written by hand so that the password never reaches a log through `{:?}`
@@ -155,6 +159,7 @@ impl std::fmt::Debug for Auth {
             .field("session", &self.session)
             .field("offset", &self.offset)
             .field("client", &self.client)
+            .field("token", &self.token.as_ref().map(|_| REDACTED))
             .finish()
     }
 }
@@ -1240,6 +1245,7 @@ mod tests {
                 session: Some("tok".into()),
                 offset: Some("41".into()),
                 client: None,
+                token: None,
             }
         );
         assert_eq!(serde_json::to_value(&a).unwrap(), claim);
@@ -1265,6 +1271,13 @@ mod tests {
         let shown = format!("{a:?}");
         assert!(shown.contains("alice"), "{shown}");
         assert!(!shown.contains("hunter2-secret"), "{shown}");
+        let t = Auth {
+            username: "alice".into(),
+            token: Some("api-token-secret".into()),
+            ..Default::default()
+        };
+        let shown = format!("{t:?}");
+        assert!(!shown.contains("api-token-secret"), "{shown}");
         let ev = ClientEvent::AccountPassword(PasswordChange {
             old: "old-secret".into(),
             new: "new-secret".into(),

@@ -23,6 +23,8 @@
 //!   which `room:list` and `presence:get` share with them.
 //! - [`changes`]: (v3) replies, edits, deletions and reactions: their
 //!   requests, `message:update`, the reaction rule.
+//! - [`api`]: (v3) the HTTP API's request and answer bodies, and the
+//!   HTTP status of each error code.
 //! - [`moderation`]: (v3) server and room roles, the rank rule, room
 //!   events, and the payloads of moderation, blocks and renames.
 //!
@@ -32,6 +34,7 @@
 
 pub mod ack;
 pub mod admin;
+pub mod api;
 pub mod changes;
 pub mod error;
 pub mod events;
@@ -41,6 +44,7 @@ pub mod sessions;
 
 pub use ack::*;
 pub use admin::*;
+pub use api::*;
 pub use changes::*;
 pub use error::*;
 pub use events::*;

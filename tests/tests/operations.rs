@@ -474,6 +474,10 @@ fn check_validates_tls_files_and_the_store_then_exits() {
     ]);
     assert!(ok, "{out}{err}");
     assert!(out.contains("would serve https://127.0.0.1:3000"), "{out}");
+    assert!(
+        out.contains("HTTP API on https://127.0.0.1:3000/api/v1 (sign-up open"),
+        "{out}"
+    );
     assert!(out.contains("configuration ok"), "{out}");
     // Where the limit on failed logins takes the client's address from.
     assert!(

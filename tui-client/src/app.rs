@@ -198,11 +198,19 @@ fn setup_terminal(mouse: bool) -> io::Result<Terminal<CrosstermBackend<Stdout>>>
 
 /// Runs the client in this terminal until the user quits.
 pub async fn run(config: NetConfig) -> io::Result<()> {
-    run_with(config, AppOptions::default()).await
+    run_with(config, AppOptions::default()).await.map(|_| ())
+}
+
+/// How the user left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    Quit,
+    /// (v3) `/logout`: the saved login is to be revoked and forgotten.
+    Logout,
 }
 
 /// [`run`] with the settings of a configuration file.
-pub async fn run_with(config: NetConfig, options: AppOptions) -> io::Result<()> {
+pub async fn run_with(config: NetConfig, options: AppOptions) -> io::Result<Exit> {
     let mut terminal = setup_terminal(options.mouse)?;
     let result = event_loop(&mut terminal, config, options).await;
     restore_terminal();
@@ -213,7 +221,7 @@ async fn event_loop(
     terminal: &mut Terminal<CrosstermBackend<Stdout>>,
     config: NetConfig,
     options: AppOptions,
-) -> io::Result<()> {
+) -> io::Result<Exit> {
     let (net_tx, mut net_rx) = net::spawn(config.clone());
     let core = Core::new(net_tx);
     let mut state = State::new(&config.username, &config.url, Instant::now(), wall_ms());
@@ -224,6 +232,7 @@ async fn event_loop(
     let mut last_draw = Instant::now() - NET_FRAME;
     // Set by a key: draw at once, whatever the network does.
     let mut urgent = true;
+    let mut exit = Exit::Quit;
     loop {
         if state.dirty && (urgent || last_draw.elapsed() >= NET_FRAME) {
             let mut report = None;
@@ -282,6 +291,9 @@ async fn event_loop(
         };
         if let Some(input) = input {
             let local = core.apply(&mut state, input);
+            if local.contains(&Effect::Logout) {
+                exit = Exit::Logout;
+            }
             terminal_effects(terminal, local)?;
         }
         if matches!(state.conn, crate::state::Conn::Connected) && state.dirty && !urgent {
@@ -301,7 +313,7 @@ async fn event_loop(
                 while net_rx.recv().await.is_some() {}
             })
             .await;
-            return Ok(());
+            return Ok(exit);
         }
     }
 }
@@ -320,7 +332,7 @@ fn terminal_effects(
             }
             Effect::MouseCapture(true) => execute!(terminal.backend_mut(), EnableMouseCapture)?,
             Effect::MouseCapture(false) => execute!(terminal.backend_mut(), DisableMouseCapture)?,
-            Effect::Net(_) | Effect::Quit => {}
+            Effect::Net(_) | Effect::Quit | Effect::Logout => {}
         }
     }
     Ok(())

@@ -52,6 +52,8 @@ pub enum Command {
     Who,
     Help,
     Quit,
+    /// (v3) `/logout`: revoke the saved login's token, forget it, quit.
+    Logout,
     /// `/topic [text|-]` in the open room: `None` shows it, `Some("")`
     /// (typed `-`) clears it.
     Topic(Option<String>),
@@ -127,7 +129,7 @@ pub struct Sanction {
 
 /// Every command with its usage and what it does, for `/help` and Tab.
 /// [`SECTIONS`] says where each group starts.
-pub const COMMANDS: [(&str, &str, &str); 44] = [
+pub const COMMANDS: [(&str, &str, &str); 45] = [
     ("/join", "/join #room", "join a room and switch to it"),
     (
         "/leave",
@@ -177,6 +179,11 @@ pub const COMMANDS: [(&str, &str, &str); 44] = [
     ("/who", "/who", "list who is online"),
     ("/help", "/help", "show keys and commands"),
     ("/quit", "/quit", "quit (Ctrl-C does too)"),
+    (
+        "/logout",
+        "/logout",
+        "forget the login saved by --login (revokes its token) and quit",
+    ),
     (
         "/reconnect",
         "/reconnect",
@@ -457,6 +464,7 @@ pub fn parse(line: &str) -> Command {
         "/who" => Command::Who,
         "/help" | "/?" => Command::Help,
         "/quit" | "/exit" => Command::Quit,
+        "/logout" => Command::Logout,
         "/reconnect" => Command::Reconnect,
         "/reply" | "/re" => text_arg(Command::Reply),
         "/edit" => text_arg(Command::Edit),
@@ -655,6 +663,7 @@ mod tests {
         assert_eq!(parse("/who"), Command::Who);
         assert_eq!(parse("/help"), Command::Help);
         assert_eq!(parse("/quit"), Command::Quit);
+        assert_eq!(parse("/logout"), Command::Logout);
         assert_eq!(parse("/sessions"), Command::Sessions);
         assert_eq!(
             parse("/sessions end 3f9a"),

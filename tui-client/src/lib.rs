@@ -19,6 +19,8 @@
 //!   into the effective settings, and the checks done before the screen
 //!   opens (server URL, username, CA file).
 //! - [`theme`]: the colours a user may change.
+//! - [`login`]: (v3) `--login` once, then an API token kept in the data
+//!   directory instead of the password; `/logout` revokes it.
 //! - [`password`]: where the password comes from (file, environment, a
 //!   question without echo), kept in a type that never prints it.
 //! - [`msg`]: the messages between the app, the state and the network
@@ -42,6 +44,7 @@ pub mod client;
 pub mod commands;
 pub mod config;
 pub mod emoji;
+pub mod login;
 pub mod msg;
 pub mod net;
 pub mod password;

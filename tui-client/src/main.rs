@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use clap::{CommandFactory, FromArgMatches, Parser};
 
 use chat_tui::config::{self, Overrides, URL_FORMS};
+use chat_tui::login;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -84,6 +85,16 @@ struct Args {
     /// --password-file or CHAT_PASSWORD gives it).
     #[arg(long)]
     register: bool,
+    /// Log in once: ask for the password (unless --password-file or
+    /// CHAT_PASSWORD gives it), get an API token for this server and
+    /// --user, keep it in the data directory, and go on into the chat.
+    /// Later starts use it and need no password; /logout forgets it.
+    #[arg(long, conflicts_with = "register")]
+    login: bool,
+    /// Where logins (--login) are kept (default: the user's data
+    /// directory, like ~/.local/share/chat-tui).
+    #[arg(long, env = "CHAT_TUI_DATA_DIR")]
+    data_dir: Option<PathBuf>,
     /// The longest wait between two connection attempts, in ms.
     #[arg(long, env = "CHAT_TUI_BACKOFF_MAX_MS", default_value_t = 10_000)]
     backoff_max_ms: u64,
@@ -221,9 +232,48 @@ async fn main() -> std::process::ExitCode {
         },
         (false, p) => p,
     };
+    // (v3) A saved login (--login now, or from an earlier start) instead
+    // of the password.
+    let login_file = args
+        .data_dir
+        .clone()
+        .or_else(login::default_data_dir)
+        .map(|dir| login::login_path(&dir, &settings.server, &user));
+    let (password, saved) = if args.login {
+        let Some(file) = &login_file else {
+            return fail("no data directory to keep the login in: give --data-dir");
+        };
+        let password = match password {
+            Some(p) => p,
+            None => match chat_tui::password::prompt(&format!("password for {user}: ")) {
+                Ok(p) => p,
+                Err(e) => return fail(e),
+            },
+        };
+        let label = settings
+            .client_label
+            .clone()
+            .unwrap_or_else(config::default_client_label);
+        let made =
+            match login::request_token(&settings.server, &user, &password, &label, tls.as_ref())
+                .await
+            {
+                Ok(l) => l,
+                Err(e) => return fail(e),
+            };
+        if let Err(e) = login::save(file, &made) {
+            return fail(e);
+        }
+        (None, Some(made))
+    } else if password.is_none() && !args.register {
+        (None, login_file.as_deref().and_then(login::load))
+    } else {
+        (password, None)
+    };
     let ms = std::time::Duration::from_millis;
     let net = chat_tui::NetConfig {
         password,
+        token: saved.as_ref().map(|l| l.token.clone()),
         register: args.register,
         ack_timeout: ms(args.ack_timeout_ms.max(1)),
         liveness_interval: ms(args.liveness_interval_ms.max(1)),
@@ -243,8 +293,44 @@ async fn main() -> std::process::ExitCode {
         mouse: settings.mouse,
         hyperlinks: settings.hyperlinks && std::env::var("TERM").map_or(true, |t| t != "linux"),
     };
+    let tls_for_logout = net.tls.clone();
     match chat_tui::app::run_with(net, options).await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(chat_tui::app::Exit::Quit) => std::process::ExitCode::SUCCESS,
+        Ok(chat_tui::app::Exit::Logout) => {
+            logout(&settings.server, &user, saved, login_file, tls_for_logout).await
+        }
         Err(e) => fail(e),
+    }
+}
+
+/// `/logout`: revokes the saved login's token and deletes its file (the
+/// file goes even when the server cannot be reached: the token is then
+/// left to revoke from another client, and the message says so).
+async fn logout(
+    server: &str,
+    user: &str,
+    saved: Option<login::SavedLogin>,
+    file: Option<PathBuf>,
+    tls: Option<native_tls::TlsConnector>,
+) -> std::process::ExitCode {
+    let (Some(saved), Some(file)) = (saved, file) else {
+        println!("no saved login of {user} on {server}: nothing to log out");
+        return std::process::ExitCode::SUCCESS;
+    };
+    let revoked = login::revoke(server, &saved, tls.as_ref()).await;
+    let removed = std::fs::remove_file(&file);
+    match (revoked, removed) {
+        (Ok(()), Ok(())) => {
+            println!("logged out: the token of {user} on {server} is revoked and forgotten");
+            std::process::ExitCode::SUCCESS
+        }
+        (Err(e), _) => fail(format!(
+            "{e}; the saved login is deleted, revoke token {} from another client",
+            saved.id
+        )),
+        (Ok(()), Err(e)) => fail(format!(
+            "the token is revoked, but {} could not be deleted: {e}",
+            file.display()
+        )),
     }
 }

@@ -176,6 +176,8 @@ pub enum Effect {
     /// Switch the terminal's mouse capture on or off.
     MouseCapture(bool),
     Quit,
+    /// (v3) `/logout`: the app revokes the saved login as it quits.
+    Logout,
 }
 
 /// Whether this `chat:error` is the server ending this socket (v3): a kick

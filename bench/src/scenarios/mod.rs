@@ -1,6 +1,7 @@
 //! The ten scenarios and what they share: bringing many users up at once,
 //! pacing bench messages at a fixed offered rate, and checking what arrived.
 
+pub mod api;
 pub mod burst;
 pub mod changes;
 pub mod churn;

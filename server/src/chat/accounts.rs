@@ -184,7 +184,6 @@ impl ChatService {
         from: Option<std::net::IpAddr>,
     ) -> Result<Admission, ConnectRefusal> {
         let key = username_key(&auth.username);
-        let name = &auth.username;
         let resumes = auth
             .session
             .as_deref()
@@ -194,24 +193,22 @@ impl ChatService {
         if resumes && !register {
             return self.state.admit_as(auth, sid, Login::Guest, from);
         }
-        // The address's record of failed logins, for password logins.
-        let address: Address = from
-            .filter(|_| auth.password.is_some() && !register)
-            .and_then(|ip| Some((self.accounts.addresses.clone()?, ip.to_string())));
-        // A locked address or name is refused before anything else is
-        // looked at: a flood of guesses costs a map lookup each, not a read
-        // of the store.
-        if let Some((addresses, ip)) = &address
-            && let Some(wait) = addresses.locked_for(ip)
-        {
-            return Err(address_locked(wait));
-        }
-        if auth.password.is_some()
+        if let Some(token) = auth.token.as_deref()
             && !register
-            && let Some(wait) = self.accounts.guesses.locked_for(&key)
         {
-            return Err(strike(&address, locked(name, wait)));
+            // (v3) An API token: a session of its account, like a
+            // password login.
+            let (account, rec) = self.token_login(token, &key).await?;
+            let login = Login::Account {
+                username: account.username,
+                rooms: account.rooms,
+                seen: account.seen,
+                token_id: Some(rec.id),
+            };
+            return self.state.admit_as(auth, sid, login, from);
         }
+        let address = self.login_address(auth, from);
+        self.not_locked(auth, &key, &address)?;
         let account = self.store.account(&key).await.map_err(store_down)?;
         if register {
             return self.register(auth, sid, &key, resumes, account, from).await;
@@ -225,8 +222,57 @@ impl ChatService {
             username: account.username,
             rooms: account.rooms,
             seen: account.seen,
+            token_id: None,
         };
         self.state.admit_as(auth, sid, login, from)
+    }
+
+    /// The address's record of failed logins, for password logins.
+    fn login_address(&self, auth: &Auth, from: Option<std::net::IpAddr>) -> Address {
+        from.filter(|_| auth.password.is_some() && auth.register != Some(true))
+            .and_then(|ip| Some((self.accounts.addresses.clone()?, ip.to_string())))
+    }
+
+    /// A locked address or name is refused before anything else is
+    /// looked at: a flood of guesses costs a map lookup each, not a read
+    /// of the store.
+    fn not_locked(&self, auth: &Auth, key: &str, address: &Address) -> Result<(), ConnectRefusal> {
+        if let Some((addresses, ip)) = address
+            && let Some(wait) = addresses.locked_for(ip)
+        {
+            return Err(address_locked(wait));
+        }
+        if auth.password.is_some()
+            && auth.register != Some(true)
+            && let Some(wait) = self.accounts.guesses.locked_for(key)
+        {
+            return Err(strike(address, locked(&auth.username, wait)));
+        }
+        Ok(())
+    }
+
+    /// (v3) A password checked as a login's (the same lockouts, per name
+    /// and per address), outside a handshake: the account it opens.
+    pub(super) async fn password_login(
+        &self,
+        auth: &Auth,
+        key: &str,
+        from: Option<std::net::IpAddr>,
+    ) -> Result<AccountRecord, ConnectRefusal> {
+        let address = self.login_address(auth, from);
+        self.not_locked(auth, key, &address)?;
+        let Some(account) = self.store.account(key).await.map_err(store_down)? else {
+            return Err(strike(
+                &address,
+                ConnectRefusal::new(
+                    ErrorCode::BadCredentials,
+                    format!("{} has no account", auth.username),
+                ),
+            ));
+        };
+        self.check_password(auth, key, account.hash.clone(), &address)
+            .await?;
+        Ok(account)
     }
 
     /// A name without an account: a guest, where guests may connect
@@ -327,6 +373,19 @@ impl ChatService {
         existing: Option<AccountRecord>,
         from: Option<std::net::IpAddr>,
     ) -> Result<Admission, ConnectRefusal> {
+        self.create_account(auth, key, resumes, existing).await?;
+        self.state.admit_as(auth, sid, Login::Registered, from)
+    }
+
+    /// Creates the account of a registration (a handshake's or, v3, the
+    /// HTTP API's), under the registration rules.
+    pub(super) async fn create_account(
+        &self,
+        auth: &Auth,
+        key: &str,
+        resumes: bool,
+        existing: Option<AccountRecord>,
+    ) -> Result<(), ConnectRefusal> {
         let name = &auth.username;
         if !self.state.config.registration_open() {
             return Err(ConnectRefusal::new(
@@ -372,19 +431,19 @@ impl ChatService {
         }
         tracing::info!(user = %key, "account created");
         self.admin.send(account_event(name, "created"));
-        self.state.admit_as(auth, sid, Login::Registered, from)
+        Ok(())
     }
 
     /// `account:password {old, new}`.
     pub(super) async fn change_password(
         &self,
-        ctx: &SocketCtx,
+        ctx: &dyn Acting,
         p: PasswordChange,
     ) -> Result<Reply, ChatError> {
         let event = names::ACCOUNT_PASSWORD;
         let key = &ctx.key();
         let refuse = |code, message: String| ChatError::new(code, message, event);
-        if !self.state.is_account(key) {
+        if !ctx.is_account(&self.state) {
             return Err(refuse(
                 ErrorCode::AuthRequired,
                 "a guest has no password: register first".into(),

@@ -70,7 +70,7 @@ impl ChatService {
     /// changes and deleted messages are not found.
     pub(super) async fn changeable(
         &self,
-        ctx: &SocketCtx,
+        ctx: &dyn Acting,
         event: &str,
         raw: &str,
     ) -> Result<Arc<MessageRecord>, ChatError> {
@@ -85,10 +85,15 @@ impl ChatService {
         }
         let me = ctx.key();
         let visible = match &m.dest {
-            Destination::Room(room) => self.state.is_member(&me, room),
+            Destination::Room(room) => ctx.is_member(&self.state, room),
             Destination::Dm { to } => {
-                (username_key(to) == me || username_key(&m.from) == me)
-                    && m.id > self.state.dm_floor(&me)
+                // An account sees all its DMs; a guest those of its session.
+                let floor = if ctx.is_account(&self.state) {
+                    0
+                } else {
+                    self.state.dm_floor(&me)
+                };
+                (username_key(to) == me || username_key(&m.from) == me) && m.id > floor
             }
             Destination::Global | Destination::Broadcast => true,
         };
@@ -104,7 +109,7 @@ impl ChatService {
     /// broadcast one.
     pub(super) async fn reply_target(
         &self,
-        ctx: &SocketCtx,
+        ctx: &dyn Acting,
         event: &str,
         raw: Option<&str>,
         dest: &Destination,

@@ -101,7 +101,7 @@ impl ChatService {
     /// Ends `key`'s session `token` if this node holds it: its socket, if
     /// any, gets `session_ended` (or, `replaced` by a login beyond the
     /// limit, `session_replaced`) and is disconnected.
-    fn end_session_here(&self, key: &str, token: &str, replaced: bool) {
+    pub(super) fn end_session_here(&self, key: &str, token: &str, replaced: bool) {
         let (_, sid) = self.state.end(key, token);
         let Some(s) = sid.and_then(|sid| self.ns().and_then(|ns| ns.get_socket(sid))) else {
             return;

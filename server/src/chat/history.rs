@@ -121,7 +121,7 @@ impl ChatService {
 
     pub(super) async fn history(
         &self,
-        ctx: &SocketCtx,
+        ctx: &dyn Acting,
         h: HistoryRequest,
     ) -> Result<Reply, ChatError> {
         let event = names::HISTORY;

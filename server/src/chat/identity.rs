@@ -73,6 +73,16 @@ pub(super) fn parse_auth(v: Option<Value>) -> Result<Auth, ConnectRefusal> {
             ));
         }
     };
+    let token = match obj.get("token") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(t)) => Some(t.clone()),
+        Some(_) => {
+            return Err(ConnectRefusal::new(
+                ErrorCode::BadCredentials,
+                "token must be a string: an API token",
+            ));
+        }
+    };
     let register = match obj.get("register") {
         None | Some(Value::Null) => None,
         Some(Value::Bool(b)) => Some(*b),
@@ -90,6 +100,7 @@ pub(super) fn parse_auth(v: Option<Value>) -> Result<Auth, ConnectRefusal> {
         session,
         offset,
         client,
+        token,
     })
 }
 

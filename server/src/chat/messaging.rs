@@ -47,7 +47,7 @@ impl ChatService {
     /// take writes refuses the message before it is numbered.
     pub(super) async fn deliver(
         self: &Arc<Self>,
-        ctx: &SocketCtx,
+        ctx: &dyn Acting,
         event: &'static str,
         draft: Draft<'_>,
         s: Option<&SocketRef>,
@@ -86,7 +86,7 @@ impl ChatService {
             // Several nodes: Redis numbers the message (one order for the
             // cluster) and every node, this one included, delivers it
             // from the feed. The ack waits for both.
-            let origin = s.map(|_| ctx.admission.session_id.as_str());
+            let origin = s.and_then(|_| ctx.origin());
             let msg = cluster
                 .redis
                 .append_from(origin, record)
@@ -183,7 +183,7 @@ impl ChatService {
             match result {
                 Ok(()) => {
                     svc.metrics.message(msg.kind());
-                    svc.message_event(&ctx, &msg, bytes);
+                    svc.message_event(ctx.as_ref(), &msg, bytes);
                     let reply = Reply::Sent(SentAck {
                         id: msg.id.to_string(),
                         ts: msg.ts,
@@ -263,7 +263,7 @@ impl ChatService {
         }
     }
 
-    pub(super) fn message_event(&self, ctx: &SocketCtx, msg: &MessageRecord, bytes: usize) {
+    pub(super) fn message_event(&self, ctx: &dyn Acting, msg: &MessageRecord, bytes: usize) {
         if !self.admin.active() {
             return;
         }
@@ -281,7 +281,7 @@ impl ChatService {
 
     pub(super) async fn room_message(
         self: &Arc<Self>,
-        ctx: &SocketCtx,
+        ctx: &dyn Acting,
         m: RoomMessageRequest,
         turn: &mut Option<Turn<'_>>,
     ) -> Result<Sending, ChatError> {
@@ -304,7 +304,7 @@ impl ChatService {
     /// also an account with no session (its DMs are kept for it).
     pub(super) async fn user_target(
         &self,
-        ctx: &SocketCtx,
+        ctx: &dyn Acting,
         event: &str,
         to: &str,
         offline: bool,
@@ -349,8 +349,8 @@ impl ChatService {
 
     pub(super) async fn dm(
         self: &Arc<Self>,
-        s: &SocketRef,
-        ctx: &SocketCtx,
+        s: Option<&SocketRef>,
+        ctx: &dyn Acting,
         m: DmRequest,
         turn: &mut Option<Turn<'_>>,
     ) -> Result<Sending, ChatError> {
@@ -379,7 +379,7 @@ impl ChatService {
             reply_to,
             ..Draft::message(text, dest, m.action)
         };
-        let sending = self.deliver(ctx, event, draft, Some(s), turn).await?;
+        let sending = self.deliver(ctx, event, draft, s, turn).await?;
         // No socket holds the recipient's session: the DM waits for it.
         Ok(Sending {
             held: !target.live,
@@ -405,6 +405,30 @@ impl ChatService {
             ..Draft::message(self.text(ctx, event, &m.text)?, dest, m.action)
         };
         self.deliver(ctx, event, draft, Some(s), turn).await
+    }
+}
+
+impl ChatService {
+    /// (v3) A message's answer over HTTP: waits for its commit (by then
+    /// it was delivered), then counts it as [`Self::ack_on_commit`] does
+    /// for a socket and gives the ack's body.
+    pub(super) async fn sent(
+        &self,
+        ctx: &dyn Acting,
+        sending: Sending,
+    ) -> Result<SentAck, ChatError> {
+        let result = sending.committed.await;
+        if let Some(queued) = sending.queued_at {
+            self.metrics.store_write(queued, &result);
+        }
+        result.map_err(|e| store_failed(sending.event, e))?;
+        self.metrics.message(sending.msg.kind());
+        self.message_event(ctx, &sending.msg, sending.bytes);
+        Ok(SentAck {
+            id: sending.msg.id.to_string(),
+            ts: sending.msg.ts,
+            queued: sending.held.then_some(true),
+        })
     }
 }
 

@@ -23,6 +23,8 @@
 //! - [`rename`]: (v3) a guest's new name, in place.
 //! - [`clients`]: (v3) one account on several clients: `session:list`,
 //!   `session:end`, membership that follows the account, read markers.
+//! - [`api`]: (v3) the HTTP API's requests, made by an [`api::ApiCaller`]
+//!   through the same handlers as a socket's (both are an [`Acting`]).
 //! - [`moderation`]: (v3) roles, room settings, invites, kicks, bans,
 //!   mutes and blocks, and the checks the others make, on the node's
 //!   copy of who may do what ([`crate::live::policy`]).
@@ -35,6 +37,7 @@
 //!   handlers give, and the one retry time they state.
 
 mod accounts;
+pub mod api;
 mod changes;
 mod clients;
 mod history;
@@ -137,6 +140,54 @@ pub struct Me {
     pub account: bool,
 }
 
+/// (v3) Who makes a request: a socket's session ([`SocketCtx`]) or an
+/// HTTP API caller ([`api::ApiCaller`]). The rules (membership, mutes,
+/// blocks, ranks, the message rate) read the sender through this, so a
+/// request over HTTP goes through the same checks as a socket's.
+pub trait Acting: Send + Sync {
+    /// Who the sender is now.
+    fn me(&self) -> Me;
+    fn key(&self) -> String {
+        self.me().key
+    }
+    fn username(&self) -> String {
+        self.me().username
+    }
+    /// The message rate limit (none: no limit).
+    fn bucket(&self) -> Option<&Mutex<TokenBucket>>;
+    /// Whether the sender is a member of `room` (canonical).
+    fn is_member(&self, state: &ChatState, room: &str) -> bool;
+    /// Whether the sender is an account.
+    fn is_account(&self, state: &ChatState) -> bool;
+    /// The public id of the sending socket's session (a cluster's feed
+    /// skips that socket); none for an HTTP request.
+    fn origin(&self) -> Option<&str>;
+}
+
+impl Acting for SocketCtx {
+    fn me(&self) -> Me {
+        SocketCtx::me(self)
+    }
+    fn key(&self) -> String {
+        SocketCtx::key(self)
+    }
+    fn username(&self) -> String {
+        SocketCtx::username(self)
+    }
+    fn bucket(&self) -> Option<&Mutex<TokenBucket>> {
+        self.bucket.as_ref()
+    }
+    fn is_member(&self, state: &ChatState, room: &str) -> bool {
+        state.is_member(&SocketCtx::key(self), room)
+    }
+    fn is_account(&self, state: &ChatState) -> bool {
+        state.is_account(&SocketCtx::key(self))
+    }
+    fn origin(&self) -> Option<&str> {
+        Some(&self.admission.session_id)
+    }
+}
+
 impl SocketCtx {
     /// The user's key now.
     pub fn key(&self) -> String {
@@ -193,6 +244,8 @@ pub struct ChatService {
     pub account_watch: Arc<crate::ops::account_watch::AccountWatch>,
     /// (v3) The node's copy of who may do what.
     pub moderation: Arc<Moderation>,
+    /// (v3) The message rate of accounts posting over HTTP.
+    pub api: Arc<api::ApiBuckets>,
 }
 
 /// Registers `/chat` on `io`.
@@ -339,7 +392,7 @@ impl ChatService {
         let name = ev.name();
         let sending = match ev {
             ClientEvent::RoomMessage(m) => self.room_message(ctx, m, turn).await,
-            ClientEvent::DmMessage(m) => self.dm(s, ctx, m, turn).await,
+            ClientEvent::DmMessage(m) => self.dm(Some(s), ctx, m, turn).await,
             ClientEvent::GlobalMessage(m) => {
                 self.feed(s, ctx, name, &m, Destination::Global, turn).await
             }
@@ -374,8 +427,8 @@ impl ChatService {
             )
         };
         match ev {
-            ClientEvent::RoomJoin(r) => self.join(s, ctx, &r.room).await,
-            ClientEvent::RoomLeave(r) => self.leave(s, ctx, &r.room).await,
+            ClientEvent::RoomJoin(r) => self.join(Some(s), ctx, &r.room).await,
+            ClientEvent::RoomLeave(r) => self.leave(Some(s), ctx, &r.room).await,
             ClientEvent::RoomList => Ok(Reply::Rooms(RoomListAck {
                 rooms: self.visible_rooms(ctx, self.room_list().await, true),
             })),
@@ -415,9 +468,9 @@ impl ChatService {
         })
     }
 
-    fn member_room(&self, ctx: &SocketCtx, event: &str, raw: &str) -> Result<String, ChatError> {
+    fn member_room(&self, ctx: &dyn Acting, event: &str, raw: &str) -> Result<String, ChatError> {
         let room = self.room(event, raw)?;
-        if !self.state.is_member(&ctx.key(), &room) {
+        if !ctx.is_member(&self.state, &room) {
             return Err(
                 ChatError::new(ErrorCode::NotMember, format!("join {room} first"), event)
                     .with("room", room),
@@ -427,7 +480,7 @@ impl ChatService {
     }
 
     /// The text rules, then the rate limit: the trimmed text to send.
-    fn text<'t>(&self, ctx: &SocketCtx, event: &str, text: &'t str) -> Result<&'t str, ChatError> {
+    fn text<'t>(&self, ctx: &dyn Acting, event: &str, text: &'t str) -> Result<&'t str, ChatError> {
         let max = self.state.config.max_text;
         let text = check_text(text, max).map_err(|e| {
             let err = ChatError::new(e.code(), e.to_string(), event);
@@ -437,7 +490,7 @@ impl ChatService {
                 err
             }
         })?;
-        take_token(ctx.bucket.as_ref(), event, "too many messages: slow down")?;
+        take_token(ctx.bucket(), event, "too many messages: slow down")?;
         Ok(text)
     }
 }

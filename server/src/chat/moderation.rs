@@ -110,7 +110,7 @@ pub(super) fn sanctioned(
 /// the target's (in `room`, or server-wide).
 pub(super) fn authorize(
     p: &Policy,
-    ctx: &SocketCtx,
+    ctx: &dyn Acting,
     event: &str,
     room: Option<&str>,
     need: u8,
@@ -447,7 +447,7 @@ impl ChatService {
     /// server's, or `room`'s) is in force. Reads what the node holds.
     pub(super) fn check_muted(
         &self,
-        ctx: &SocketCtx,
+        ctx: &dyn Acting,
         event: &str,
         room: Option<&str>,
     ) -> Result<(), ChatError> {
@@ -473,11 +473,11 @@ impl ChatService {
     pub(super) fn may_join(
         &self,
         p: &Policy,
-        ctx: &SocketCtx,
+        ctx: &dyn Acting,
         room: &str,
     ) -> Result<(), ChatError> {
         let me = ctx.me();
-        if self.state.is_member(&me.key, room) {
+        if ctx.is_member(&self.state, room) {
             return Ok(());
         }
         let event = names::ROOM_JOIN;
@@ -497,7 +497,7 @@ impl ChatService {
 
     /// After a join: the invite it used is spent, a removal mark is
     /// cleared, and the account that created the room owns it.
-    pub(super) async fn joined(&self, p: &Policy, ctx: &SocketCtx, room: &str, created: bool) {
+    pub(super) async fn joined(&self, p: &Policy, ctx: &dyn Acting, room: &str, created: bool) {
         let me = ctx.me();
         let scope = room_scope(room);
         let mut changes = Vec::new();
@@ -1097,7 +1097,7 @@ impl ChatService {
         Ok(Reply::Empty)
     }
 
-    async fn bans(&self, ctx: &SocketCtx) -> Result<Reply, ChatError> {
+    pub(super) async fn bans(&self, ctx: &dyn Acting) -> Result<Reply, ChatError> {
         let event = names::USER_BANS;
         let p = self.policy(event).await?;
         authorize(&p, ctx, event, None, 3, None, "list bans")?;

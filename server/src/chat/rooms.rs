@@ -9,8 +9,8 @@ use chat_shared::{RoomCount, username_key};
 impl ChatService {
     pub(super) async fn join(
         &self,
-        s: &SocketRef,
-        ctx: &SocketCtx,
+        s: Option<&SocketRef>,
+        ctx: &dyn Acting,
         raw: &str,
     ) -> Result<Reply, ChatError> {
         let event = names::ROOM_JOIN;
@@ -33,12 +33,14 @@ impl ChatService {
                 }
                 _ => ChatError::new(code, "could not join", event),
             })?;
-        s.join(room.clone());
+        if let Some(s) = s {
+            s.join(room.clone());
+        }
         if joined.fresh {
             // Every node lists the member before the join is acked.
             self.sync_presence().await;
             // (v3) The account's other clients are in it too.
-            self.membership_changed(&adm.key, &room, true, Some(s.id))
+            self.membership_changed(&adm.key, &room, true, s.map(|s| s.id))
                 .await;
             self.joined(&policy, ctx, &room, created).await;
             let online = self.state.online();
@@ -87,8 +89,8 @@ impl ChatService {
 
     pub(super) async fn leave(
         &self,
-        s: &SocketRef,
-        ctx: &SocketCtx,
+        s: Option<&SocketRef>,
+        ctx: &dyn Acting,
         raw: &str,
     ) -> Result<Reply, ChatError> {
         let event = names::ROOM_LEAVE;
@@ -107,9 +109,11 @@ impl ChatService {
             online,
         );
         self.presence(&room, leave).await;
-        s.leave(room.clone());
+        if let Some(s) = s {
+            s.leave(room.clone());
+        }
         // (v3) The account's other clients are out of it too.
-        self.membership_changed(&adm.key, &room, false, Some(s.id))
+        self.membership_changed(&adm.key, &room, false, s.map(|s| s.id))
             .await;
         let mut ev = admin_event(AdminEventType::Leave);
         ev.user = Some(adm.username.clone());

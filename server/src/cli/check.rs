@@ -23,6 +23,17 @@ pub async fn check(config: &Config) -> Result<Vec<String>, String> {
             key.display()
         ));
     }
+    // (v3) The HTTP API shares the listener, its TLS and its limits.
+    let registration = if config.registration_open() {
+        "sign-up open"
+    } else {
+        "sign-up closed"
+    };
+    report.push(format!(
+        "HTTP API on {scheme}://{}/api/v1 ({registration}; API tokens as Bearer and auth.token; \
+         posts at --rate {} a second, burst {}, per account)",
+        config.bind, config.rate, config.burst
+    ));
     match config.metrics_bind {
         Some(addr) if addr == config.bind => {
             return Err(format!(

@@ -95,7 +95,7 @@ pub async fn guard(State(cors): State<Arc<Cors>>, req: Request, next: Next) -> R
         let h = res.headers_mut();
         h.insert(
             header::ACCESS_CONTROL_ALLOW_METHODS,
-            HeaderValue::from_static("GET, POST, OPTIONS"),
+            HeaderValue::from_static("GET, POST, PUT, DELETE, OPTIONS"),
         );
         if let Some(asked) = req.headers().get(header::ACCESS_CONTROL_REQUEST_HEADERS) {
             h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, asked.clone());

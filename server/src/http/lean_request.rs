@@ -7,7 +7,9 @@
 //! Only the headers the engine reads are kept: a request carries at most
 //! one of them, so the copy is a one-entry map (about 100 bytes a user
 //! instead of about 1.2 KiB for a map sized for every upgrade header).
-//! hyper decides on the upgrade while parsing, before this runs.
+//! hyper decides on the upgrade while parsing, before this runs. Only
+//! the engine's requests (under `/socket.io`) are trimmed: the other
+//! routes (the HTTP API) read their headers and keep nothing.
 
 use std::sync::Arc;
 
@@ -28,6 +30,9 @@ pub async fn lean(
     State(transports): State<Arc<Transports>>,
     req: Request,
 ) -> Result<Request, StatusCode> {
+    if !req.uri().path().starts_with("/socket.io") {
+        return Ok(req);
+    }
     let (mut parts, body) = req.into_parts();
     if let (Some(sid), Some(conn)) = (
         sid_of(parts.uri.query()),

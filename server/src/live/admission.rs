@@ -31,6 +31,8 @@ pub enum Login {
         username: String,
         rooms: Vec<String>,
         seen: u64,
+        /// (v3) The API token that proved it, if one did (not a password).
+        token_id: Option<String>,
     },
     /// An account was just created for the name: the session (resumed by
     /// its token, or fresh) becomes the account's.
@@ -112,6 +114,10 @@ impl ChatState {
             client: auth.client.as_deref().and_then(chat_shared::client_label),
             address: from.map(|a| a.to_string()),
             connected_at: crate::clock::now_ms(),
+            token_id: match &login {
+                Login::Account { token_id, .. } => token_id.clone(),
+                _ => None,
+            },
         };
         if let Login::Account { .. } = login
             && inner.sessions.users.get(&key).is_some_and(|u| u.account)

@@ -353,6 +353,7 @@ fn login(name: &str) -> super::Login {
         username: name.into(),
         rooms: Vec::new(),
         seen: 0,
+        token_id: None,
     }
 }
 

@@ -78,6 +78,8 @@ pub struct Metrics {
     replay_reads: Counter,
     /// ok, failed.
     tls_reloads: [Counter; 2],
+    /// (v3) HTTP API requests by route (its template) and status.
+    api_requests: Family<[(&'static str, String); 2], Counter>,
 }
 
 fn kind_index(kind: MessageKind) -> usize {
@@ -201,6 +203,13 @@ impl Metrics {
              previous certificate)",
             by_result,
         );
+        let api_requests = Family::default();
+        chat.register(
+            "api_requests",
+            "HTTP API requests, by route (as /api/v1/rooms/{room}/messages; \
+             unknown for no route) and status",
+            api_requests.clone(),
+        );
         registry.register_collector(Box::new(ProcessCollector::new()));
         Metrics {
             registry,
@@ -219,7 +228,16 @@ impl Metrics {
             history_reads,
             replay_reads,
             tls_reloads,
+            api_requests,
         }
+    }
+
+    /// (v3) An HTTP API request to `route` (a route template, so the
+    /// label values stay few) was answered `status`.
+    pub fn api_request(&self, route: &str, status: u16) {
+        self.api_requests
+            .get_or_create(&[("route", route.to_owned()), ("status", status.to_string())])
+            .inc();
     }
 
     /// A certificate reload on SIGHUP succeeded or failed.

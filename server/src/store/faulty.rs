@@ -237,6 +237,26 @@ impl Store for FaultyStore {
         self.inner.user_sessions(key).await
     }
 
+    async fn put_token(&self, token: &super::TokenRecord) -> Result<Committed, StoreError> {
+        self.inner.put_token(token).await
+    }
+
+    async fn token(&self, hash: &str) -> Result<Option<super::TokenRecord>, StoreError> {
+        self.inner.token(hash).await
+    }
+
+    async fn tokens(&self, key: &str) -> Result<Vec<super::TokenRecord>, StoreError> {
+        self.inner.tokens(key).await
+    }
+
+    async fn delete_token(&self, key: &str, id: &str) -> Result<Committed, StoreError> {
+        self.inner.delete_token(key, id).await
+    }
+
+    async fn token_used(&self, hash: &str, at_ms: u64) -> Result<Committed, StoreError> {
+        self.inner.token_used(hash, at_ms).await
+    }
+
     async fn markers(
         &self,
         key: &str,

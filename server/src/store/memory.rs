@@ -10,7 +10,7 @@ use chat_shared::username_key;
 
 use super::{
     AccountChange, AccountRecord, Committed, ConversationRecord, Destination, MarkerAt,
-    MessageRecord, Page, SessionRecord, Startup, Store, StoreError, now_ms,
+    MessageRecord, Page, SessionRecord, Startup, Store, StoreError, TokenRecord, now_ms,
 };
 
 /// Messages in id order, bounded to the newest `capacity`; sessions by
@@ -42,6 +42,8 @@ struct Inner {
     /// conversations at connect does not read the whole log. A pair whose
     /// newest DM is gone (id at most `pruned_upto`) is left out.
     conversations: HashMap<String, HashMap<String, (String, u64)>>,
+    /// (v3) API tokens by hash.
+    tokens: HashMap<String, TokenRecord>,
 }
 
 impl MemoryStore {
@@ -300,7 +302,44 @@ impl Store for MemoryStore {
     }
 
     async fn delete_account(&self, key: &str) -> Result<Committed, StoreError> {
-        self.lock().accounts.remove(key);
+        let mut inner = self.lock();
+        inner.accounts.remove(key);
+        inner.tokens.retain(|_, t| t.user_key != key);
+        Ok(Committed::ready(Ok(())))
+    }
+
+    async fn put_token(&self, token: &TokenRecord) -> Result<Committed, StoreError> {
+        self.lock().tokens.insert(token.hash.clone(), token.clone());
+        Ok(Committed::ready(Ok(())))
+    }
+
+    async fn token(&self, hash: &str) -> Result<Option<TokenRecord>, StoreError> {
+        Ok(self.lock().tokens.get(hash).cloned())
+    }
+
+    async fn tokens(&self, key: &str) -> Result<Vec<TokenRecord>, StoreError> {
+        let mut found: Vec<TokenRecord> = self
+            .lock()
+            .tokens
+            .values()
+            .filter(|t| t.user_key == key)
+            .cloned()
+            .collect();
+        found.sort_by(|a, b| (a.created_ms, &a.id).cmp(&(b.created_ms, &b.id)));
+        Ok(found)
+    }
+
+    async fn delete_token(&self, key: &str, id: &str) -> Result<Committed, StoreError> {
+        self.lock()
+            .tokens
+            .retain(|_, t| !(t.user_key == key && t.id == id));
+        Ok(Committed::ready(Ok(())))
+    }
+
+    async fn token_used(&self, hash: &str, at_ms: u64) -> Result<Committed, StoreError> {
+        if let Some(t) = self.lock().tokens.get_mut(hash) {
+            t.last_used_ms = Some(t.last_used_ms.unwrap_or(0).max(at_ms));
+        }
         Ok(Committed::ready(Ok(())))
     }
 

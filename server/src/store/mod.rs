@@ -518,6 +518,27 @@ pub struct SessionMeta {
     pub address: Option<String>,
     /// Wall-clock ms when the session began.
     pub connected_at: u64,
+    /// (v3) The id of the API token that opened it (`auth.token`), so
+    /// that revoking the token ends it.
+    pub token_id: Option<String>,
+}
+
+/// (v3) An API token of an account. Holds no secret: only the SHA-256 of
+/// the token (a token is 192 random bits, so a fast hash is enough: no
+/// dictionary can reach it), by which a request's token is found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRecord {
+    /// A public handle (`DELETE /api/v1/tokens/{id}`), never the token.
+    pub id: String,
+    /// The account's key.
+    pub user_key: String,
+    /// Hex SHA-256 of the token.
+    pub hash: String,
+    pub label: String,
+    /// Wall-clock ms.
+    pub created_ms: u64,
+    /// Wall-clock ms of the last use written (see [`Store::token_used`]).
+    pub last_used_ms: Option<u64>,
 }
 
 /// (v3) Where a read marker sits, as the store keys it: a room by its
@@ -1027,6 +1048,22 @@ pub trait Store: Send + Sync + 'static {
         asked: &[(MarkerAt, u64)],
         cap: u64,
     ) -> Result<Vec<u64>, StoreError>;
+
+    /// (v3) Stores a new API token.
+    async fn put_token(&self, token: &TokenRecord) -> Result<Committed, StoreError>;
+
+    /// (v3) The token whose hash is `hash`.
+    async fn token(&self, hash: &str) -> Result<Option<TokenRecord>, StoreError>;
+
+    /// (v3) The account `key`'s tokens, oldest first.
+    async fn tokens(&self, key: &str) -> Result<Vec<TokenRecord>, StoreError>;
+
+    /// (v3) Revokes the account `key`'s token `id` (nothing if it has none).
+    async fn delete_token(&self, key: &str, id: &str) -> Result<Committed, StoreError>;
+
+    /// (v3) Records a use of the token `hash` at `at_ms` (never moving the
+    /// time back). The server calls it at most once a minute a token.
+    async fn token_used(&self, hash: &str, at_ms: u64) -> Result<Committed, StoreError>;
 
     /// Deletes the messages with `ts < older_than_ts` (retention) and
     /// returns `pruned_upto`, the highest id ever deleted.

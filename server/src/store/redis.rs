@@ -57,7 +57,7 @@ use serde::{Deserialize, Serialize};
 use super::{
     AccountChange, AccountRecord, Change, ChangeOp, Committed, ConversationRecord, Destination,
     Folded, MarkerAt, MessageRecord, Page, ReactionRecord, SessionMeta, SessionRecord, Startup,
-    Store, StoreError, marker_key, now_ms,
+    Store, StoreError, TokenRecord, marker_key, now_ms,
 };
 
 /// The channel every appended message is published on.
@@ -433,6 +433,9 @@ struct StoredMeta {
     address: Option<String>,
     #[serde(default)]
     connected_at: u64,
+    /// (v3) The API token that opened it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    token_id: Option<String>,
 }
 
 impl From<&SessionRecord> for StoredSession {
@@ -449,6 +452,7 @@ impl From<&SessionRecord> for StoredSession {
                 client: s.meta.client.clone(),
                 address: s.meta.address.clone(),
                 connected_at: s.meta.connected_at,
+                token_id: s.meta.token_id.clone(),
             },
         }
     }
@@ -468,6 +472,7 @@ impl From<StoredSession> for SessionRecord {
                 client: s.meta.client,
                 address: s.meta.address,
                 connected_at: s.meta.connected_at,
+                token_id: s.meta.token_id,
             },
         }
     }
@@ -1600,16 +1605,123 @@ impl Store for RedisStore {
     }
 
     async fn delete_account(&self, k: &str) -> Result<Committed, StoreError> {
+        let hashes: Vec<String> = self
+            .read(async |con| con.hvals(key(&["user-tokens", k])).await)
+            .await?;
+        let result = self
+            .write(async |con| {
+                let mut pipe = redis::pipe();
+                pipe.del(key(&["account", k]))
+                    .srem(key(&["accounts"]), k)
+                    .del(key(&["user-tokens", k]));
+                for h in &hashes {
+                    pipe.del(key(&["token", h]));
+                }
+                pipe.query_async::<()>(con).await
+            })
+            .await;
+        Ok(Committed::ready(result))
+    }
+
+    /// A token is a hash `token:HASH` (its fields) and an entry id → hash
+    /// in its account's `user-tokens:KEY`.
+    async fn put_token(&self, t: &TokenRecord) -> Result<Committed, StoreError> {
+        let mut fields = vec![
+            ("id", t.id.clone()),
+            ("user_key", t.user_key.clone()),
+            ("label", t.label.clone()),
+            ("created_ms", t.created_ms.to_string()),
+        ];
+        if let Some(at) = t.last_used_ms {
+            fields.push(("last_used_ms", at.to_string()));
+        }
         let result = self
             .write(async |con| {
                 redis::pipe()
-                    .del(key(&["account", k]))
-                    .srem(key(&["accounts"]), k)
+                    .atomic()
+                    .hset_multiple(key(&["token", &t.hash]), &fields)
+                    .hset(key(&["user-tokens", &t.user_key]), &t.id, &t.hash)
                     .query_async::<()>(con)
                     .await
             })
             .await;
         Ok(Committed::ready(result))
+    }
+
+    async fn token(&self, hash: &str) -> Result<Option<TokenRecord>, StoreError> {
+        let fields: BTreeMap<String, String> = self
+            .read(async |con| con.hgetall(key(&["token", hash])).await)
+            .await?;
+        Ok(token_from(hash, fields))
+    }
+
+    async fn tokens(&self, k: &str) -> Result<Vec<TokenRecord>, StoreError> {
+        let hashes: Vec<String> = self
+            .read(async |con| con.hvals(key(&["user-tokens", k])).await)
+            .await?;
+        if hashes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for h in &hashes {
+            pipe.hgetall(key(&["token", h]));
+        }
+        let all: Vec<BTreeMap<String, String>> =
+            self.read(async |con| pipe.query_async(con).await).await?;
+        let mut found: Vec<TokenRecord> = hashes
+            .iter()
+            .zip(all)
+            .filter_map(|(h, f)| token_from(h, f))
+            .filter(|t| t.user_key == k)
+            .collect();
+        found.sort_by(|a, b| (a.created_ms, &a.id).cmp(&(b.created_ms, &b.id)));
+        Ok(found)
+    }
+
+    async fn delete_token(&self, k: &str, id: &str) -> Result<Committed, StoreError> {
+        let hash: Option<String> = self
+            .read(async |con| con.hget(key(&["user-tokens", k]), id).await)
+            .await?;
+        let Some(hash) = hash else {
+            return Ok(Committed::ready(Ok(())));
+        };
+        let result = self
+            .write(async |con| {
+                redis::pipe()
+                    .atomic()
+                    .del(key(&["token", &hash]))
+                    .hdel(key(&["user-tokens", k]), id)
+                    .query_async::<()>(con)
+                    .await
+            })
+            .await;
+        Ok(Committed::ready(result))
+    }
+
+    /// One script: the time moves forward only, and a revoked token is
+    /// not brought back as a stub.
+    async fn token_used(&self, hash: &str, at_ms: u64) -> Result<Committed, StoreError> {
+        static TOUCH: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+            redis::Script::new(
+                "if redis.call('EXISTS', KEYS[1]) == 1 then
+                   local cur = tonumber(redis.call('HGET', KEYS[1], 'last_used_ms') or '0')
+                   if tonumber(ARGV[1]) > cur then
+                     redis.call('HSET', KEYS[1], 'last_used_ms', ARGV[1])
+                   end
+                 end
+                 return 1",
+            )
+        });
+        let result = self
+            .write(async |con| {
+                TOUCH
+                    .key(key(&["token", hash]))
+                    .arg(at_ms)
+                    .invoke_async::<i64>(con)
+                    .await
+            })
+            .await;
+        Ok(Committed::ready(result.map(|_| ())))
     }
 
     async fn put_setting(
@@ -1849,6 +1961,17 @@ impl Store for RedisStore {
     async fn close(&self) {
         self.inner.closed.store(true, Ordering::Relaxed);
     }
+}
+
+fn token_from(hash: &str, mut f: BTreeMap<String, String>) -> Option<TokenRecord> {
+    Some(TokenRecord {
+        id: f.remove("id")?,
+        user_key: f.remove("user_key")?,
+        hash: hash.to_owned(),
+        label: f.remove("label").unwrap_or_default(),
+        created_ms: f.remove("created_ms")?.parse().ok()?,
+        last_used_ms: f.remove("last_used_ms").and_then(|v| v.parse().ok()),
+    })
 }
 
 fn account_from(mut f: BTreeMap<String, String>) -> Option<AccountRecord> {

@@ -44,11 +44,11 @@ use tokio::sync::{Semaphore, oneshot};
 use super::{
     AccountChange, AccountRecord, Change, ChangeOp, Committed, ConversationRecord, Destination,
     Folded, ID_GAP_AFTER_CRASH, MarkerAt, MessageRecord, Page, ReactionRecord, Resolver,
-    SessionMeta, SessionRecord, Startup, Store, StoreError, marker_key, now_ms,
+    SessionMeta, SessionRecord, Startup, Store, StoreError, TokenRecord, marker_key, now_ms,
 };
 
 /// The schema version this code reads and writes.
-pub const SCHEMA_VERSION: u32 = 6;
+pub const SCHEMA_VERSION: u32 = 7;
 
 /// Most writes queued and not yet committed. A full queue makes `append`
 /// wait (back-pressure on senders rather than unbounded memory). It also
@@ -133,8 +133,9 @@ const META_DM_INDEXED: &str = "dm_indexed_upto";
 type Migration = fn(&Transaction) -> rusqlite::Result<()>;
 
 /// Every schema step, in order. See the module doc.
-const MIGRATIONS: [Migration; SCHEMA_VERSION as usize] =
-    [v0_to_v1, v1_to_v2, v2_to_v3, v3_to_v4, v4_to_v5, v5_to_v6];
+const MIGRATIONS: [Migration; SCHEMA_VERSION as usize] = [
+    v0_to_v1, v1_to_v2, v2_to_v3, v3_to_v4, v4_to_v5, v5_to_v6, v6_to_v7,
+];
 
 /// Version 1: messages, sessions, meta.
 ///
@@ -365,6 +366,25 @@ const ACTION_EDIT: i64 = 3;
 const ACTION_DELETE: i64 = 4;
 const ACTION_REACT_ON: i64 = 5;
 const ACTION_REACT_OFF: i64 = 6;
+
+/// Version 7 (v3 of the contract): API tokens (the HTTP API): each account's tokens, found by the
+/// SHA-256 of the token (`hash`, unique) and listed by account
+/// (`api_tokens_user`); a session remembers the token that opened it
+/// (`sessions.token_id`), so that revoking the token ends it.
+fn v6_to_v7(tx: &Transaction) -> rusqlite::Result<()> {
+    tx.execute_batch(
+        "CREATE TABLE api_tokens (
+             id           TEXT    PRIMARY KEY,
+             user_key     TEXT    NOT NULL,
+             hash         TEXT    NOT NULL UNIQUE,
+             label        TEXT    NOT NULL,
+             created_ms   INTEGER NOT NULL,
+             last_used_ms INTEGER
+         );
+         CREATE INDEX api_tokens_user ON api_tokens (user_key, created_ms);
+         ALTER TABLE sessions ADD COLUMN token_id TEXT;",
+    )
+}
 
 /// Folds the DMs with an id above ?1 into `conversations`: per pair the
 /// newest DM (SQLite takes the bare columns from the row that gave
@@ -750,6 +770,12 @@ enum Write {
     PutSetting(String, String, Option<String>),
     /// (v3) A read marker moved forward: user key, [`marker_key`], id.
     PutMarker(String, String, u64),
+    /// (v3) A new API token.
+    PutToken(TokenRecord),
+    /// (v3) A revoked API token: user key, id.
+    DeleteToken(String, String),
+    /// (v3) A use of an API token: its hash, wall-clock ms.
+    TokenUsed(String, u64),
 }
 
 /// A write that ran but was refused by the data (not a failure of the
@@ -1049,13 +1075,14 @@ fn apply(tx: &Transaction, write: &Write, dm_indexed: u64) -> rusqlite::Result<R
         Write::PutSession(s) => {
             tx.prepare_cached(
                 "INSERT INTO sessions (token, username, since, window_ends_at, account,
-                     user_key, public_id, client, address, connected_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                     user_key, public_id, client, address, connected_at, token_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
                  ON CONFLICT (token) DO UPDATE SET username = excluded.username,
                      since = excluded.since, window_ends_at = excluded.window_ends_at,
                      account = excluded.account, user_key = excluded.user_key,
                      public_id = excluded.public_id, client = excluded.client,
-                     address = excluded.address, connected_at = excluded.connected_at",
+                     address = excluded.address, connected_at = excluded.connected_at,
+                     token_id = excluded.token_id",
             )?
             .execute(params![
                 s.token,
@@ -1068,6 +1095,7 @@ fn apply(tx: &Transaction, write: &Write, dm_indexed: u64) -> rusqlite::Result<R
                 s.meta.client,
                 s.meta.address,
                 to_sql(s.meta.connected_at),
+                s.meta.token_id,
             ])?;
             tx.prepare_cached("DELETE FROM session_rooms WHERE token = ?1")?
                 .execute([&s.token])?;
@@ -1121,6 +1149,33 @@ fn apply(tx: &Transaction, write: &Write, dm_indexed: u64) -> rusqlite::Result<R
         Write::DeleteAccount(key) => {
             tx.prepare_cached("DELETE FROM accounts WHERE key = ?1")?
                 .execute([key])?;
+            tx.prepare_cached("DELETE FROM api_tokens WHERE user_key = ?1")?
+                .execute([key])?;
+        }
+        Write::PutToken(t) => {
+            tx.prepare_cached(
+                "INSERT INTO api_tokens (id, user_key, hash, label, created_ms, last_used_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![
+                t.id,
+                t.user_key,
+                t.hash,
+                t.label,
+                to_sql(t.created_ms),
+                t.last_used_ms.map(to_sql)
+            ])?;
+        }
+        Write::DeleteToken(key, id) => {
+            tx.prepare_cached("DELETE FROM api_tokens WHERE user_key = ?1 AND id = ?2")?
+                .execute([key, id])?;
+        }
+        Write::TokenUsed(hash, at) => {
+            tx.prepare_cached(
+                "UPDATE api_tokens SET last_used_ms = max(coalesce(last_used_ms, 0), ?2)
+                 WHERE hash = ?1",
+            )?
+            .execute(params![hash, to_sql(*at)])?;
         }
         Write::PutSetting(scope, field, value) => {
             match value {
@@ -1674,7 +1729,7 @@ fn message_from_row(r: &Row) -> rusqlite::Result<MessageRecord> {
 /// Selects whole sessions but their rooms (`session_rooms`), for
 /// [`session_from_row`].
 const SELECT_SESSION: &str = "SELECT token, username, since, window_ends_at, account,
-     public_id, client, address, connected_at FROM sessions";
+     public_id, client, address, connected_at, token_id FROM sessions";
 
 /// A row of [`SELECT_SESSION`], rooms left empty.
 fn session_from_row(r: &Row) -> rusqlite::Result<SessionRecord> {
@@ -1690,7 +1745,22 @@ fn session_from_row(r: &Row) -> rusqlite::Result<SessionRecord> {
             client: r.get(6)?,
             address: r.get(7)?,
             connected_at: from_sql(r.get(8)?),
+            token_id: r.get(9)?,
         },
+    })
+}
+
+const SELECT_TOKEN: &str =
+    "SELECT id, user_key, hash, label, created_ms, last_used_ms FROM api_tokens";
+
+fn token_from_row(r: &Row) -> rusqlite::Result<TokenRecord> {
+    Ok(TokenRecord {
+        id: r.get(0)?,
+        user_key: r.get(1)?,
+        hash: r.get(2)?,
+        label: r.get(3)?,
+        created_ms: from_sql(r.get(4)?),
+        last_used_ms: r.get::<_, Option<i64>>(5)?.map(from_sql),
     })
 }
 
@@ -1949,6 +2019,41 @@ impl Store for SqliteStore {
 
     async fn delete_account(&self, key: &str) -> Result<Committed, StoreError> {
         self.write(Write::DeleteAccount(key.to_owned())).await
+    }
+
+    async fn put_token(&self, token: &TokenRecord) -> Result<Committed, StoreError> {
+        self.write(Write::PutToken(token.clone())).await
+    }
+
+    async fn token(&self, hash: &str) -> Result<Option<TokenRecord>, StoreError> {
+        let hash = hash.to_owned();
+        self.read(move |c| {
+            c.prepare_cached(&format!("{SELECT_TOKEN} WHERE hash = ?1"))?
+                .query_row([hash], token_from_row)
+                .optional()
+        })
+        .await
+    }
+
+    async fn tokens(&self, key: &str) -> Result<Vec<TokenRecord>, StoreError> {
+        let key = key.to_owned();
+        self.read(move |c| {
+            c.prepare_cached(&format!(
+                "{SELECT_TOKEN} WHERE user_key = ?1 ORDER BY created_ms, id"
+            ))?
+            .query_map([key], token_from_row)?
+            .collect()
+        })
+        .await
+    }
+
+    async fn delete_token(&self, key: &str, id: &str) -> Result<Committed, StoreError> {
+        self.write(Write::DeleteToken(key.to_owned(), id.to_owned()))
+            .await
+    }
+
+    async fn token_used(&self, hash: &str, at_ms: u64) -> Result<Committed, StoreError> {
+        self.write(Write::TokenUsed(hash.to_owned(), at_ms)).await
     }
 
     async fn put_setting(

@@ -99,7 +99,89 @@ on_every_store!(
     changes_fold_into_their_message_and_are_replayed_in_order,
     a_deletion_erases_the_text_and_its_edits,
     dm_changes_stay_out_of_dm_history_and_unread,
+    api_tokens_are_found_by_hash_listed_revoked_and_survive_a_reopen,
 );
+
+/// (v3) An API token is found by its hash, listed under its account
+/// oldest first, revoked by its account alone, its last use only moves
+/// forward, and removing the account takes its tokens with it.
+async fn api_tokens_are_found_by_hash_listed_revoked_and_survive_a_reopen(b: Backend) {
+    let store = (b.open)();
+    store.startup().await.unwrap();
+    for name in ["alice", "bob"] {
+        store
+            .create_account(&account(name))
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    let token = |id: &str, user: &str, created_ms: u64| TokenRecord {
+        id: id.into(),
+        user_key: user.into(),
+        hash: format!("hash-of-{id}"),
+        label: format!("label {id}"),
+        created_ms,
+        last_used_ms: None,
+    };
+    let (ci, laptop, bobs) = (
+        token("t-ci", "alice", BASE_TS + 20),
+        token("t-laptop", "alice", BASE_TS + 10),
+        token("t-bob", "bob", BASE_TS + 5),
+    );
+    for t in [&ci, &laptop, &bobs] {
+        store.put_token(t).await.unwrap().await.unwrap();
+    }
+    assert_eq!(store.token("hash-of-t-ci").await.unwrap(), Some(ci.clone()));
+    assert_eq!(store.token("hash-of-nothing").await.unwrap(), None);
+    assert_eq!(
+        store.tokens("alice").await.unwrap(),
+        vec![laptop.clone(), ci.clone()],
+        "oldest first"
+    );
+    for at in [BASE_TS + 100, BASE_TS + 50] {
+        store
+            .token_used("hash-of-t-ci", at)
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    // Bob cannot revoke Alice's token by its id.
+    store
+        .delete_token("bob", "t-ci")
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    store.close().await;
+    drop(store);
+
+    let store = (b.open)();
+    store.startup().await.unwrap();
+    let used = store.token("hash-of-t-ci").await.unwrap().unwrap();
+    assert_eq!(used.last_used_ms, Some(BASE_TS + 100), "moves forward only");
+    store
+        .delete_token("alice", "t-laptop")
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    assert_eq!(store.token("hash-of-t-laptop").await.unwrap(), None);
+    assert_eq!(store.tokens("alice").await.unwrap(), vec![used]);
+    // A revoked token is not brought back by a late use.
+    store
+        .token_used("hash-of-t-laptop", BASE_TS + 200)
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    assert_eq!(store.token("hash-of-t-laptop").await.unwrap(), None);
+    store.delete_account("alice").await.unwrap().await.unwrap();
+    assert_eq!(store.token("hash-of-t-ci").await.unwrap(), None);
+    assert!(store.tokens("alice").await.unwrap().is_empty());
+    assert_eq!(store.tokens("bob").await.unwrap(), vec![bobs]);
+}
 
 /// (v3) What `session:list` shows of a session comes back with it, at
 /// startup and in its user's list; the list follows deletes and renames.
@@ -114,6 +196,7 @@ async fn sessions_keep_their_meta_and_are_listed_by_user(b: Backend) {
             client: client.map(str::to_owned),
             address: Some(format!("10.0.0.{}", token.len())),
             connected_at: BASE_TS + token.len() as u64,
+            token_id: (token == "t1").then(|| "tok-1".to_owned()),
         },
         ..session(token, &[("#a", 3)], None)
     };

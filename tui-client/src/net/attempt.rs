@@ -133,6 +133,7 @@ fn auth(config: &NetConfig, resume: &Resume) -> Auth {
         session: resume.session.clone(),
         offset: resume.offset.clone(),
         client: config.client_label.clone(),
+        token: config.token.clone(),
     }
 }
 

@@ -69,6 +69,9 @@ pub struct NetConfig {
     pub username: String,
     /// Sent as `auth.password` (an account's name needs it).
     pub password: Option<Password>,
+    /// (v3) Sent as `auth.token`: an API token of the account (a saved
+    /// login, see [`crate::login`]), instead of the password.
+    pub token: Option<String>,
     /// Sent as `auth.register: true` until a session is established: the
     /// account is created once, then this is a plain login.
     pub register: bool,
@@ -98,6 +101,7 @@ impl NetConfig {
             fallbacks: Vec::new(),
             username: username.to_owned(),
             password: None,
+            token: None,
             register: false,
             ack_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(10),

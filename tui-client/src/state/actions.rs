@@ -208,6 +208,10 @@ pub(super) fn run_line(state: &mut State, line: &str, fx: &mut Vec<Effect>) {
             }
         }
         Command::Quit => quit(state, fx),
+        Command::Logout => {
+            fx.push(Effect::Logout);
+            do_quit(state, fx);
+        }
         Command::Reconnect => {
             if state.session.live {
                 state.toast("connected already");
