@@ -487,6 +487,16 @@ fn key(parts: &[&str]) -> String {
     k
 }
 
+/// `script` with the keys every numbering script (append, change) takes
+/// first: the epoch, the head, the log.
+fn numbering(script: &redis::Script) -> redis::ScriptInvocation<'_> {
+    let mut inv = script.prepare_invoke();
+    inv.key(key(&["epoch"]))
+        .key(key(&["head"]))
+        .key(key(&["log"]));
+    inv
+}
+
 /// The index keys of a message.
 fn indexes(dest: &Destination, from: &str) -> Vec<String> {
     match dest {
@@ -917,16 +927,8 @@ impl RedisStore {
                 }
             }
             self.writable()?;
-            let epoch = self
-                .inner
-                .epoch
-                .lock()
-                .map(|e| e.clone())
-                .unwrap_or_default();
-            let mut inv = scripts().change.prepare_invoke();
-            inv.key(key(&["epoch"]))
-                .key(key(&["head"]))
-                .key(key(&["log"]));
+            let epoch = self.epoch();
+            let mut inv = numbering(&scripts().change);
             let change_ix = indexes(&record.dest, &record.from);
             for k in &change_ix {
                 inv.key(k);
@@ -953,12 +955,7 @@ impl RedisStore {
             let mut con = self.inner.con();
             let result: redis::RedisResult<u64> = inv.invoke_async(&mut con).await;
             match result {
-                Ok(id) => {
-                    self.inner.known_head.fetch_max(id, Ordering::Relaxed);
-                    self.inner.healthy.store(true, Ordering::Relaxed);
-                    self.replicated().await;
-                    return Ok(id);
-                }
+                Ok(id) => return Ok(self.numbered(id).await),
                 Err(e) if e.code() == Some("CONFLICT") && tries < CHANGE_TRIES => continue,
                 Err(e) => {
                     if e.code() != Some("CONFLICT") {
@@ -968,6 +965,24 @@ impl RedisStore {
                 }
             }
         }
+    }
+
+    /// The epoch this node works in (empty before `startup`).
+    fn epoch(&self) -> String {
+        self.inner
+            .epoch
+            .lock()
+            .map(|e| e.clone())
+            .unwrap_or_default()
+    }
+
+    /// After a numbering script succeeded with `id`: the head this node
+    /// knows, health, and (Sentinel) a replica's copy.
+    async fn numbered(&self, id: u64) -> u64 {
+        self.inner.known_head.fetch_max(id, Ordering::Relaxed);
+        self.inner.healthy.store(true, Ordering::Relaxed);
+        self.replicated().await;
+        id
     }
 
     /// The log's members with these ids (those it holds), in one round
@@ -996,16 +1011,8 @@ impl RedisStore {
         from: &str,
     ) -> Result<u64, StoreError> {
         self.writable()?;
-        let epoch = self
-            .inner
-            .epoch
-            .lock()
-            .map(|e| e.clone())
-            .unwrap_or_default();
-        let mut inv = scripts().append.prepare_invoke();
-        inv.key(key(&["epoch"]))
-            .key(key(&["head"]))
-            .key(key(&["log"]));
+        let epoch = self.epoch();
+        let mut inv = numbering(&scripts().append);
         let ix = indexes(dest, from);
         let n = ix.len();
         for ix in ix {
@@ -1031,12 +1038,7 @@ impl RedisStore {
         let mut con = self.inner.con();
         let result: redis::RedisResult<u64> = inv.invoke_async(&mut con).await;
         match result {
-            Ok(id) => {
-                self.inner.known_head.fetch_max(id, Ordering::Relaxed);
-                self.inner.healthy.store(true, Ordering::Relaxed);
-                self.replicated().await;
-                Ok(id)
-            }
+            Ok(id) => Ok(self.numbered(id).await),
             Err(e) => {
                 self.inner.healthy.store(false, Ordering::Relaxed);
                 if e.code() == Some("EPOCH") {
