@@ -528,10 +528,17 @@ impl ChatService {
 
     /// (v3) With several nodes, writes this node's presence after a
     /// change and waits for it (see [`crate::cluster::presence`]): the
-    /// change is then what every node answers.
+    /// change is then what every node answers. The session changes made so
+    /// far are waited for too (at most [`crate::cluster::DELIVERY_WAIT`]):
+    /// a client told it is connected or in a room can resume that on
+    /// another node, even if this one dies the next moment.
     pub(super) async fn sync_presence(&self) {
         if let Some(cluster) = &self.cluster {
-            cluster.sync_presence().await;
+            let sessions = tokio::time::timeout(
+                crate::cluster::DELIVERY_WAIT,
+                self.state.flush_sessions(),
+            );
+            let _ = tokio::join!(cluster.sync_presence(), sessions);
         }
     }
 
