@@ -534,10 +534,8 @@ impl ChatService {
     /// another node, even if this one dies the next moment.
     pub(super) async fn sync_presence(&self) {
         if let Some(cluster) = &self.cluster {
-            let sessions = tokio::time::timeout(
-                crate::cluster::DELIVERY_WAIT,
-                self.state.flush_sessions(),
-            );
+            let sessions =
+                tokio::time::timeout(crate::cluster::DELIVERY_WAIT, self.state.flush_sessions());
             let _ = tokio::join!(cluster.sync_presence(), sessions);
         }
     }
