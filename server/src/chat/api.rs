@@ -471,13 +471,7 @@ impl ChatService {
             self.may_join(&policy, caller, &room)?;
             let limit = self.state.config.max_rooms_per_user;
             if caller.rooms.len() >= limit {
-                return Err(ChatError::new(
-                    ErrorCode::TooManyRooms,
-                    format!("at most {limit} rooms at once"),
-                    event,
-                )
-                .with("limit", limit)
-                .with("room", room));
+                return Err(super::refusal::too_many_rooms(event, limit, &room));
             }
             let created = self.room_is_new(&policy, &room).await;
             let mut rooms = caller.rooms.clone();

@@ -32,6 +32,17 @@ pub(super) fn store_failed(event: &str, e: crate::store::StoreError) -> ChatErro
     unavailable(event, "store messages")
 }
 
+/// `too_many_rooms`: a join beyond `--max-rooms-per-user` (`limit`).
+pub(super) fn too_many_rooms(event: &str, limit: usize, room: &str) -> ChatError {
+    ChatError::new(
+        ErrorCode::TooManyRooms,
+        format!("at most {limit} rooms at once"),
+        event,
+    )
+    .with("limit", limit)
+    .with("room", room)
+}
+
 /// `rate_limited`, with how long to wait.
 pub(super) fn rate_limited(event: &str, message: &str, wait: Duration) -> ChatError {
     ChatError::new(ErrorCode::RateLimited, message, event)

@@ -25,12 +25,11 @@ impl ChatService {
             .state
             .join(&adm.key, &room)
             .map_err(|code| match code {
-                ErrorCode::TooManyRooms => {
-                    let limit = self.state.config.max_rooms_per_user;
-                    ChatError::new(code, format!("at most {limit} rooms at once"), event)
-                        .with("limit", limit)
-                        .with("room", room.clone())
-                }
+                ErrorCode::TooManyRooms => super::refusal::too_many_rooms(
+                    event,
+                    self.state.config.max_rooms_per_user,
+                    &room,
+                ),
                 _ => ChatError::new(code, "could not join", event),
             })?;
         if let Some(s) = s {

@@ -42,24 +42,9 @@ impl Log {
     }
 
     /// (v3) Applies `change` to the message it targets, if the log holds
-    /// it; a deletion also erases the text of the message's edits here.
+    /// it (see [`MessageRecord::fold_into`]).
     fn fold(&mut self, change: &MessageRecord) {
-        let Some(c) = change.change.as_deref() else {
-            return;
-        };
-        let at = self.messages.partition_point(|m| m.id < c.target);
-        if let Some(m) = self.messages.get_mut(at).filter(|m| m.id == c.target)
-            && let Some(next) = m.folded_with(change)
-        {
-            *m = Arc::new(next);
-        }
-        if c.op == crate::store::ChangeOp::Delete {
-            for m in self.messages.range_mut(at..) {
-                if let Some(erased) = m.erased_edit_of(c.target) {
-                    *m = Arc::new(erased);
-                }
-            }
-        }
+        MessageRecord::fold_into(&mut self.messages, change);
     }
 
     /// (v3) The message `id` as the log holds it now, if it does.

@@ -87,18 +87,10 @@ impl Rooms {
     /// (v3) Applies `change` to its target in the room's recent history,
     /// if that holds it.
     pub(super) fn fold(&mut self, change: &MessageRecord) {
-        let (crate::store::Destination::Room(room), Some(c)) = (&change.dest, &change.change)
-        else {
-            return;
-        };
-        let Some(h) = self.history.get_mut(room) else {
-            return;
-        };
-        let at = h.partition_point(|m| m.id < c.target);
-        if let Some(m) = h.get_mut(at).filter(|m| m.id == c.target)
-            && let Some(next) = m.folded_with(change)
+        if let crate::store::Destination::Room(room) = &change.dest
+            && let Some(h) = self.history.get_mut(room)
         {
-            *m = Arc::new(next);
+            MessageRecord::fold_into(h, change);
         }
     }
 

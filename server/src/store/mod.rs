@@ -253,6 +253,32 @@ impl MessageRecord {
         })
     }
 
+    /// (v3) Applies the change `change` to its target in `messages` (in
+    /// id order), if they hold it; a deletion also erases the text of the
+    /// target's edits there. The memory store, the node's log and a room's
+    /// recent history all keep messages this way.
+    pub fn fold_into(
+        messages: &mut std::collections::VecDeque<Arc<MessageRecord>>,
+        change: &MessageRecord,
+    ) {
+        let Some(c) = change.change.as_deref() else {
+            return;
+        };
+        let at = messages.partition_point(|m| m.id < c.target);
+        if let Some(m) = messages.get_mut(at).filter(|m| m.id == c.target)
+            && let Some(next) = m.folded_with(change)
+        {
+            *m = Arc::new(next);
+        }
+        if c.op == ChangeOp::Delete {
+            for m in messages.range_mut(at..) {
+                if let Some(erased) = m.erased_edit_of(c.target) {
+                    *m = Arc::new(erased);
+                }
+            }
+        }
+    }
+
     /// The two sides of a DM, sorted by key: `message:update`'s `dm`.
     fn dm_pair(&self) -> Option<[&str; 2]> {
         let Destination::Dm { to } = &self.dest else {
